@@ -1,0 +1,47 @@
+# fleetnode — the README's commands. Every target installs what it needs first.
+SHELL := /bin/bash
+VENV  := .venv
+PY    := $(VENV)/bin/python
+PIP   := $(VENV)/bin/pip
+PYTHON ?= python3
+NATIVE_SRC := $(shell find native -name '*.c' -o -name '*.h' -o -name '*.pyx' -o -name '*.pxd' 2>/dev/null)
+
+.PHONY: install sysdeps native test demo bench fuzz lint clean firmware
+
+install: sysdeps $(VENV)/.installed native firmware
+
+# Debian packages the tests and demo use: a real broker, the aarch64 cross toolchain and qemu-user.
+sysdeps:
+	@bash .ci/sysdeps.sh
+
+$(VENV)/.installed: pyproject.toml setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip setuptools wheel
+	$(PIP) install -q -e '.[dev]'
+	touch $@
+
+native: $(VENV)/.installed $(NATIVE_SRC)
+	$(PY) setup.py -q build_ext --inplace
+
+firmware:
+	@if [ -f firmware_shim/Makefile ]; then $(MAKE) -s -C firmware_shim host; fi
+
+test: install
+	$(PY) -m pytest -q
+
+demo: install
+	$(PY) -m hil.demo
+
+bench: install
+	$(PY) -m bench.run
+
+fuzz: install
+	$(MAKE) -C native fuzz
+
+lint: install
+	$(VENV)/bin/ruff check agent hil tests bench
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf build $(VENV) agent/inference/_native*.so native/_native.c
+	@if [ -f firmware_shim/Makefile ]; then $(MAKE) -s -C firmware_shim clean; fi

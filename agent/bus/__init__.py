@@ -1,0 +1,1 @@
+"""The vehicle bus: serial SLCAN line -> CAN frames -> DBC signals -> roles -> VehicleState."""
