@@ -1,0 +1,45 @@
+"""The `fleetnode` command. Each layer registers its own subcommands from its `cli.py`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+import agent
+
+# Each module exposes `register(subparsers)`, adding one or more subcommands whose parsers set
+# `func` to a callable taking the parsed namespace and returning an exit code.
+SUBCOMMAND_MODULES = (
+    "agent.service",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fleetnode",
+        description="Lend a parked electric car's inference computer to a fleet, safely.",
+    )
+    parser.add_argument("--version", action="version", version=f"fleetnode {agent.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
