@@ -1,0 +1,179 @@
+"""Vehicle profiles: the reference car both ways, SNA and range checks, and clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent.bus.errors import DecodeError, EncodeError, ProfileError
+from agent.bus.profile import ROLE_VSS, VehicleProfile, shipped_profiles
+from agent.bus.slcan import CanFrame
+from agent.bus.state import ROLES
+from tests.bus.helpers import PARKED_CHARGING
+
+REF_DBC = Path(__file__).parents[2] / "agent/bus/vehicles/fleetnode_ref.dbc"
+
+
+@pytest.fixture(scope="module")
+def ref() -> VehicleProfile:
+    return VehicleProfile.load("reference")
+
+
+def decode_all(profile: VehicleProfile, frames: list[CanFrame]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for f in frames:
+        out.update(profile.decode(f))
+    return out
+
+
+def test_shipped_profiles() -> None:
+    assert {"reference", "tesla-model3"} <= set(shipped_profiles())
+    assert set(ROLE_VSS) == set(ROLES)
+
+
+def test_reference_covers_every_vehicle_role(ref: VehicleProfile) -> None:
+    assert set(ref.roles) == set(ROLES) - {"compute_temp_c"}  # the compute module is not on CAN
+    assert ref.frame_ids == [0x102, 0x312, 0x313, 0x388]
+
+
+def test_reference_round_trip(ref: VehicleProfile) -> None:
+    assert decode_all(ref, ref.encode(PARKED_CHARGING)) == PARKED_CHARGING  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("gear", ["P", "R", "N", "D"])
+def test_every_gear(ref: VehicleProfile, gear: str) -> None:
+    assert decode_all(ref, ref.encode({"gear": gear}))["gear"] == gear
+
+
+def test_none_encodes_as_sna_and_reads_unknown(ref: VehicleProfile) -> None:
+    frames = ref.encode({role: None for role in ref.roles})
+    assert decode_all(ref, frames) == {role: None for role in ref.roles}
+
+
+def test_raw_sna_and_out_of_range_values_read_unknown(ref: VehicleProfile) -> None:
+    # VCU_DriveStatus: gear 7 (GEAR_SNA), speed 0xFFFF (SNA), driver 2 (no table entry).
+    frame = CanFrame(0x102, bytes([0x07 | (2 << 3), 0xFF, 0xFF, 0, 0, 0, 0, 0]))
+    values = ref.decode(frame)
+    assert values["gear"] is None and values["speed_kph"] is None
+    assert values["driver_present"] is None
+    # Gear 0 (GEAR_INIT) is in the value table but not mapped to P/R/N/D.
+    assert ref.decode(CanFrame(0x102, bytes(8)))["gear"] is None
+    # SoC raw 1022 = 102.2 %, outside the DBC's [0|100]: invalid, not clamped.
+    soc = ref.decode(CanFrame(0x312, bytes([0, 0, 0, 0, 0xFE, 0x03, 0, 0])))
+    assert soc["soc_percent"] is None
+
+
+def test_unknown_ids_and_remote_frames_carry_nothing(ref: VehicleProfile) -> None:
+    assert ref.decode(CanFrame(0x555, bytes(8))) == {}
+    assert ref.decode(CanFrame(0x102, bytes(8), extended=True)) == {}
+    assert ref.decode(CanFrame(0x102, b"", remote=True, dlc=8)) == {}
+
+
+def test_short_payload_is_a_decode_error(ref: VehicleProfile) -> None:
+    with pytest.raises(DecodeError, match="VCU_DriveStatus"):
+        ref.decode(CanFrame(0x102, b"\x01\x02"))
+
+
+def test_encode_refuses_what_the_signal_cannot_carry(ref: VehicleProfile) -> None:
+    with pytest.raises(EncodeError, match="gear"):
+        ref.encode({"gear": "X"})
+    with pytest.raises(EncodeError, match="soc_percent"):
+        ref.encode({"soc_percent": 1e9})
+    with pytest.raises(EncodeError):
+        ref.encode({"driver_present": 1})
+    with pytest.raises(KeyError):
+        ref.encode({"compute_temp_c": 40.0})
+
+
+def write_profile(tmp_path: Path, roles: str, vehicle: str = "") -> Path:
+    p = tmp_path / "mycar.toml"
+    p.write_text(f'[vehicle]\nname = "mycar"\ndbc = "{REF_DBC}"\n{vehicle}\n{roles}')
+    return p
+
+
+def test_user_profile_with_unit_conversion(tmp_path: Path) -> None:
+    p = write_profile(
+        tmp_path, '[roles.speed_kph]\nsignal = "VCU_VehicleSpeed"\nscale = 2.0\noffset = 1.0\n'
+    )
+    prof = VehicleProfile.load(p)
+    assert prof.decode(prof.encode({"speed_kph": 21.0})[0]) == {"speed_kph": 21.0}
+    assert prof.bindings["speed_kph"].signal.name == "VCU_VehicleSpeed"
+
+
+@pytest.mark.parametrize(
+    ("roles", "expected"),
+    [
+        (
+            '[roles.soc_percent]\nsignal = "BMS_SocDisplay"\n',
+            "signal 'BMS_SocDisplay' is not in fleetnode_ref.dbc",
+        ),
+        ('[roles.soc_percent]\nsignal = "BMS_SocDisplay"\n', "BMS_SocDisplayed"),  # the suggestion
+        (
+            '[roles.soc_percent]\nsignal = "BMS_SocDisplayed"\nscale = 0\n',
+            "role 'soc_percent': scale 0",
+        ),
+        ('[roles.soc_percent]\nsignal = "BMS_SocDisplayed"\nscale = "x"\n', "scale 'x'"),
+        ('[roles.soc_percent]\nsignal = "BMS_SocDisplayed"\nscale = nan\n', "scale nan"),
+        ('[roles.soc]\nsignal = "BMS_SocDisplayed"\n', "did you mean 'soc_percent'"),
+        (
+            '[roles.soc_percent]\nsignal = "BMS_SocDisplayed"\nmessage = "BMS"\n',
+            "message 'BMS' is not in",
+        ),
+        ('[roles.soc_percent]\nsignl = "BMS_SocDisplayed"\n', "unknown key 'signl'"),
+        ('[roles.gear]\nsignal = "VCU_Gear"\nmap = { GEAR_P = "Park" }\n', "'Park' is not one of"),
+        (
+            '[roles.gear]\nsignal = "VCU_Gear"\nmap = { GEAR_X = "P" }\n',
+            "'GEAR_X' is not in the value table",
+        ),
+        ('[roles.gear]\nsignal = "VCU_Gear"\n', "'map'"),
+        (
+            '[roles.door_open]\nsignal = "VCU_DriverDoorOpen"\ntrue = [1]\nfalse = [1]\n',
+            "both true and false",
+        ),
+        (
+            '[roles.door_open]\nsignal = "VCU_DriverDoorOpen"\ntrue = [9]\n',
+            "does not fit the 2-bit",
+        ),
+        ('[roles.soc_percent]\nsignal = "BMS_SocDisplayed"\nmax_age_s = -1\n', "max_age_s -1"),
+        ('[roles.soc_percent]\nsignal = "BMS_SocDisplayed"\ntrue = [1]\n', "flag roles only"),
+    ],
+)
+def test_wrong_profile_gets_one_clear_error(tmp_path: Path, roles: str, expected: str) -> None:
+    p = write_profile(tmp_path, roles)
+    with pytest.raises(ProfileError) as err:
+        VehicleProfile.load(p)
+    assert expected in str(err.value)
+    assert str(p) in str(err.value)
+
+
+def test_all_problems_in_one_error(tmp_path: Path) -> None:
+    p = write_profile(
+        tmp_path,
+        '[roles.soc_percent]\nsignal = "Nope"\n[roles.speed_kph]\nsignal = "VCU_VehicleSpeed"\nscale = 0\n',
+    )
+    with pytest.raises(ProfileError, match="2 problem") as err:
+        VehicleProfile.load(p)
+    assert "soc_percent" in str(err.value) and "speed_kph" in str(err.value)
+
+
+def test_bad_files(tmp_path: Path) -> None:
+    with pytest.raises(ProfileError, match="no shipped profile named 'nosuchcar'"):
+        VehicleProfile.load("nosuchcar")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[vehicle\n")
+    with pytest.raises(ProfileError, match="not valid TOML"):
+        VehicleProfile.load(bad)
+    with pytest.raises(ProfileError, match="not found"):
+        VehicleProfile.load("reference", dbc_path=tmp_path / "missing.dbc")
+    junk = tmp_path / "junk.dbc"
+    junk.write_text("BO_ this is not a dbc\n")
+    with pytest.raises(ProfileError, match="cannot load DBC"):
+        VehicleProfile.load("reference", dbc_path=junk)
+    with pytest.raises(ProfileError, match="--dbc"):
+        VehicleProfile.load("tesla-model3")
+    p = write_profile(
+        tmp_path, '[roles.soc_percent]\nsignal = "BMS_SocDisplayed"\n', vehicle="bitrate = 123"
+    )
+    with pytest.raises(ProfileError, match="bitrate 123"):
+        VehicleProfile.load(p)
