@@ -26,6 +26,13 @@ class Decision:
     mode: Mode
     power_budget_w: float
     reasons: tuple[Reason, ...]
+    # RUN while draining before a known departure: running jobs may finish, none may start,
+    # and the fleet link should take no new jobs.
+    drain: bool = False
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        return tuple(r.code for r in self.reasons)
 
     @property
     def summary(self) -> str:
@@ -35,5 +42,6 @@ class Decision:
         return {
             "mode": self.mode.value,
             "power_budget_w": round(self.power_budget_w, 1),
+            "drain": self.drain,
             "reasons": [r.as_dict() for r in self.reasons],
         }
