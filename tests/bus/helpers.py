@@ -23,6 +23,7 @@ PARKED_CHARGING: dict[str, object] = {
     "departure_event": False,
     "cabin_preconditioning": False,
     "charge_limit_reached": False,
+    "compute_temp_c": 45.5,
 }
 
 
