@@ -22,6 +22,8 @@ class CarParams:
     pack_thermal_kj_per_k: float = 1200.0  # heat capacity of the pack
     pack_cooling_kw_per_k: float = 0.05
     pack_resistance_ohm: float = 0.06
+    compute_c_per_kw: float = 45.0  # steady-state rise of the compute module over ambient at 1 kW
+    compute_tau_s: float = 60.0  # its thermal time constant
 
 
 @dataclass
@@ -32,6 +34,8 @@ class CarInputs:
     speed_kph: float = 0.0
     driver_present: bool = False
     door_open: bool = False
+    departure_event: bool = False  # unlock / key approach / charge-port release
+    cabin_preconditioning: bool = False
     charge_cable: bool = True
     charger_kw: float = 7.0  # what the charger offers when the cable is in
     charge_limit_percent: float = 90.0
@@ -42,6 +46,7 @@ class CarInputs:
 class CarState:
     soc_percent: float = 70.0
     pack_temp_c: float = 25.0
+    compute_temp_c: float = 35.0
     t: float = 0.0
     inputs: CarInputs = field(default_factory=CarInputs)
 
@@ -69,6 +74,10 @@ class CarState:
             "pack_temp_min_c": round(self.pack_temp_c - 1.5, 1),
             "pack_temp_max_c": round(self.pack_temp_c + 1.5, 1),
             "vehicle_awake": True,
+            "departure_event": self.inputs.departure_event,
+            "cabin_preconditioning": self.inputs.cabin_preconditioning,
+            "charge_limit_reached": self.inputs.charge_cable and self.soc_percent >= self.inputs.charge_limit_percent,
+            "compute_temp_c": round(self.compute_temp_c, 1),
         }
 
 
@@ -86,9 +95,11 @@ def step(state: CarState, params: CarParams, dt: float) -> CarState:
     heat_kw = current_a**2 * params.pack_resistance_ohm / 1000.0
     cool_kw = params.pack_cooling_kw_per_k * (state.pack_temp_c - params.ambient_c)
     temp = state.pack_temp_c + (heat_kw - cool_kw) * dt / params.pack_thermal_kj_per_k
-    if not math.isfinite(temp):
-        raise ArithmeticError("pack temperature diverged")
-    return replace(state, soc_percent=soc, pack_temp_c=temp, t=state.t + dt)
+    target_c = params.ambient_c + 15.0 + params.compute_c_per_kw * i.compute_kw
+    compute_c = target_c + (state.compute_temp_c - target_c) * math.exp(-dt / params.compute_tau_s)
+    if not (math.isfinite(temp) and math.isfinite(compute_c)):
+        raise ArithmeticError("temperature diverged")
+    return replace(state, soc_percent=soc, pack_temp_c=temp, compute_temp_c=compute_c, t=state.t + dt)
 
 
 @dataclass(frozen=True)
