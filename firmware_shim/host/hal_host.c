@@ -2,6 +2,7 @@
 #include "hal_host.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -141,6 +142,7 @@ void host_flush_tx(host_port_t *hp)
     ssize_t n = write(hp->uart_fd, hp->tx + hp->tx_start, pending);
     if (n > 0) {
         hp->tx_start += (size_t)n;
+        hp->last_write_us = host_now_us();
         if (hp->uart_bps > 0u) {
             hp->credit_ubytes -= (uint64_t)n * 1000000u;
         }
@@ -157,6 +159,7 @@ static bool hal_can_open(void *ctx, uint32_t bitrate_bps)
     host_port_t *hp = ctx;
     hp->can_open = true;
     hp->can_bitrate = bitrate_bps;
+    fprintf(stderr, "fleetnode-shim: channel open, listen-only, %lu bit/s\n", (unsigned long)bitrate_bps);
     return true;
 }
 
@@ -164,6 +167,7 @@ static void hal_can_close(void *ctx)
 {
     host_port_t *hp = ctx;
     hp->can_open = false;
+    fputs("fleetnode-shim: channel closed\n", stderr);
 }
 
 void host_port_hal(host_port_t *hp, fw_hal_t *hal)

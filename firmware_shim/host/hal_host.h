@@ -30,6 +30,7 @@ typedef struct {
     uint64_t credit_ubytes; /* transmit credit in millionths of a byte */
     uint64_t credit_last_us;
 
+    uint64_t last_write_us; /* when bytes last went to the fd */
     uint64_t origin_us;   /* monotonic time at start */
     uint32_t clock_start; /* millis() value at start */
 

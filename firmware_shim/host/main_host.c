@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
@@ -20,6 +21,7 @@
 #include "hal_host.h"
 
 #define EOF_DRAIN_US 2000000u /* after input ends, how long to wait for output to drain */
+#define SETTLE_US 50000u      /* quiet time before trusting an empty pty input queue */
 
 static const char USAGE[] =
     "usage: fleetnode-shim [options]\n"
@@ -246,6 +248,21 @@ static void dump_counters(const fw_t *fw, const can_input_t *in)
             (unsigned long)fw->ring.high_water, in->lines, in->frames, in->errors, in->bad);
 }
 
+/* True once the host has read everything written to our pty. Bytes still travelling from
+ * the master into the slave's queue are not counted yet, hence the settle time after the
+ * last write. Closing the master earlier would throw away what the host has not read. */
+static int host_has_read_all(int slave_fd, const host_port_t *hp)
+{
+    if (slave_fd < 0) {
+        return 1;
+    }
+    int unread = 0;
+    if (ioctl(slave_fd, FIONREAD, &unread) != 0) {
+        return 1;
+    }
+    return unread == 0 && host_now_us() - hp->last_write_us > SETTLE_US;
+}
+
 static int open_can_input(const options_t *o)
 {
     if (o->can_in_path == NULL) {
@@ -332,7 +349,8 @@ int main(int argc, char **argv)
             status = 1;
             break;
         }
-        int busy = fw_ring_count(&fw.ring) > 0u || host_tx_pending(&hp) > 0u;
+        int busy = fw_ring_count(&fw.ring) > 0u || host_tx_pending(&hp) > 0u ||
+                   !host_has_read_all(slave_fd, &hp);
         if (can_eof && opt.exit_on_eof && (!busy || host_now_us() - eof_at > EOF_DRAIN_US)) {
             break;
         }
