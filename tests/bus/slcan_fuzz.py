@@ -165,15 +165,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--junk-mb", type=int, default=64, help="size of the stream without newlines")
     args = p.parse_args(argv)
-    done = 0
+    done = frames = bad = counted = 0
+    seconds = 0.0
     batch = 100_000
     while done < args.lines:
         n = min(batch, args.lines - done)
         r = run(n, seed=args.seed + done)
-        done += n
+        done, frames, bad = done + n, frames + r.frames, bad + r.bad_lines
+        counted, seconds = counted + r.counted_lines, seconds + r.seconds
         print(
-            f"{done} lines: {r.frames} frames, {r.bad_lines} bad lines, every line counted "
-            f"({r.counted_lines} = {r.terminators} terminators), {r.lines / r.seconds:,.0f} lines/s"
+            f"{done} lines: {frames} frames, {bad} bad lines, {counted} terminated lines "
+            f"each in exactly one counter, parser at {done / seconds:,.0f} lines/s",
+            flush=True,
         )
     peak, pending = memory_without_newlines(args.junk_mb << 20)
     print(

@@ -7,8 +7,8 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -125,6 +125,7 @@ def test_monitor_refuses_a_wrong_profile(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=30,
+        check=False,
     )
     assert out.returncode == 2
     assert "NoSuchSignal" in out.stderr and str(bad) in out.stderr
