@@ -153,6 +153,11 @@ class RoleBinding:
         if self.kind is float:
             if self.invalid:
                 return min(self.invalid, key=abs)
+            # No SNA code: a raw value outside the DBC's range also reads as unknown.
+            lo, hi = _raw_bounds(self.signal)
+            for raw in (hi, lo):
+                if self.read(raw) is None:
+                    return raw
             raise EncodeError(f"role {self.role}: signal {self.signal.name} has no SNA value")
         known = set(self.true_raw) | set(self.false_raw) | set(self.enum or {})
         named = _choice_names(self.signal)
@@ -326,8 +331,9 @@ class VehicleProfile:
     ) -> list[CanFrame]:
         """The frames a car in this state sends: one per DBC message carrying a given role.
 
-        Roles of the same message that are not given are sent as SNA; signals that carry no
-        role are sent as raw 0. Raises EncodeError for a value the signal cannot carry, and
+        A role given as None is sent as its SNA code (or a raw value outside the DBC range);
+        roles of the same message that are not given are sent the same way when the signal has
+        such a value, else as raw 0, like signals that carry no role. Raises EncodeError for a value the signal cannot carry, and
         KeyError for a role the profile does not map.
         """
         for role in role_values:
@@ -339,7 +345,13 @@ class VehicleProfile:
                 continue
             raw: dict[str, int | float] = {s.name: 0 for s in mb.message.signals}
             for b in mb.roles:
-                raw[b.signal.name] = b.raw_for(role_values.get(b.role))
+                if b.role in role_values:
+                    raw[b.signal.name] = b.raw_for(role_values[b.role])
+                else:
+                    try:
+                        raw[b.signal.name] = b.raw_for(None)
+                    except EncodeError:
+                        pass  # a role not asked for, without an SNA code: left at raw 0
             try:
                 data = mb.message.encode(raw, scaling=False, strict=False)
             except Exception as e:

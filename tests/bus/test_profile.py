@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent.bus.errors import DecodeError, EncodeError, ProfileError
 from agent.bus.profile import ROLE_VSS, VehicleProfile, shipped_profiles
@@ -177,3 +179,17 @@ def test_bad_files(tmp_path: Path) -> None:
     )
     with pytest.raises(ProfileError, match="bitrate 123"):
         VehicleProfile.load(p)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.sampled_from([0x102, 0x312, 0x313, 0x388]), st.binary(max_size=8))
+def test_any_payload_decodes_or_is_a_decode_error(
+    ref: VehicleProfile, arb_id: int, data: bytes
+) -> None:
+    try:
+        values = ref.decode(CanFrame(arb_id, data))
+    except DecodeError:
+        assert len(data) < 8
+        return
+    for role, value in values.items():
+        assert value is None or isinstance(value, ROLES[role])

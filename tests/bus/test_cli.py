@@ -1,0 +1,164 @@
+"""`fleetnode bus monitor` and `bus replay` as a user runs them: real processes, real ptys."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agent.bus import cli
+from agent.bus.canlog import TimedFrame, candump_line
+from agent.bus.profile import VehicleProfile
+from agent.bus.state import ROLES
+from tests.bus.helpers import PARKED_CHARGING, wait_until
+from tests.fixtures.pty import PtyPair
+
+ROOT = Path(__file__).parents[2]
+
+
+def fleetnode_bus(*args: str) -> list[str]:
+    return [sys.executable, "-m", "agent.bus.cli", *args]
+
+
+def env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+@pytest.fixture
+def log_file(tmp_path: Path) -> Path:
+    profile = VehicleProfile.load("reference")
+    lines = []
+    for i in range(10):
+        for f in profile.encode(PARKED_CHARGING):  # type: ignore[arg-type]
+            lines.append(candump_line(TimedFrame(1_700_000_000 + i * 0.05, f)))
+    path = tmp_path / "parked.log"
+    path.write_text("".join(lines) + "not a frame\n")
+    return path
+
+
+@pytest.fixture
+def replay(tmp_path: Path, log_file: Path) -> Iterator[tuple[subprocess.Popen[str], Path]]:
+    port = tmp_path / "ttyREPLAY"
+    proc = subprocess.Popen(
+        fleetnode_bus("replay", str(log_file), "--port", str(port), "--direct", "--loop"),
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(lambda: port.is_symlink() or proc.poll() is not None, timeout=10)
+        assert proc.poll() is None, proc.communicate()
+        yield proc, port
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=10)
+
+
+def test_replay_to_monitor_json(replay: tuple[subprocess.Popen[str], Path]) -> None:
+    proc, port = replay
+    out = subprocess.run(
+        fleetnode_bus(
+            "monitor", "--port", str(port), "--json", "--count", "3", "--interval", "0.3"
+        ),
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    objects = [json.loads(line) for line in out.stdout.splitlines()]
+    assert len(objects) == 3  # --count
+    assert set(objects[-1]) == set(ROLES)
+    assert objects[-1] == {**PARKED_CHARGING, "compute_temp_c": None}
+
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=10)
+    assert not port.is_symlink()  # the replay removed its port link on the way out
+    assert "skipped 1 unreadable line" in err
+
+
+def test_monitor_reports_null_without_data(pty_pair: PtyPair) -> None:
+    out = subprocess.run(
+        fleetnode_bus(
+            "monitor", "--port", pty_pair.slave_path, "--json", "--count", "1", "--interval", "0.2"
+        ),
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert json.loads(out.stdout) == {role: None for role in ROLES}
+
+
+def test_monitor_table_names_every_role(replay: tuple[subprocess.Popen[str], Path]) -> None:
+    _, port = replay
+    out = subprocess.run(
+        fleetnode_bus("monitor", "--port", str(port), "--count", "2", "--interval", "0.3"),
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    last = out.stdout.strip().split("profile reference")[-1]
+    for role in ROLES:
+        assert role in last
+    assert "link up" in last
+
+
+def test_monitor_refuses_a_wrong_profile(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    dbc = ROOT / "agent/bus/vehicles/fleetnode_ref.dbc"
+    bad.write_text(f'[vehicle]\ndbc = "{dbc}"\n[roles.gear]\nsignal = "NoSuchSignal"\nmap = {{}}\n')
+    out = subprocess.run(
+        fleetnode_bus("monitor", "--port", "/dev/null", "--profile", str(bad), "--count", "1"),
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert out.returncode == 2
+    assert "NoSuchSignal" in out.stderr and str(bad) in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_replay_refuses_to_replace_a_real_file(tmp_path: Path, log_file: Path) -> None:
+    victim = tmp_path / "precious"
+    victim.write_text("keep me")
+    rc = cli.main(["replay", str(log_file), "--port", str(victim), "--direct", "--speed", "0"])
+    assert rc == 1
+    assert victim.read_text() == "keep me"
+
+
+def test_replay_without_shim_binary_says_how_to_get_one(tmp_path: Path, log_file: Path) -> None:
+    rc = cli.main(
+        [
+            "replay",
+            str(log_file),
+            "--port",
+            str(tmp_path / "p"),
+            "--shim",
+            str(tmp_path / "no-such-shim"),
+        ]
+    )
+    assert rc == 2
+
+
+@pytest.mark.parametrize("command", [["--help"], ["monitor", "--help"], ["replay", "--help"]])
+def test_every_subcommand_answers_help(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as e:
+        cli.main(command)
+    assert e.value.code == 0
+    assert "usage: fleetnode bus" in capsys.readouterr().out
