@@ -7,6 +7,7 @@ wire belongs to its layer's protocol module. It registers `fleetnode run` and `f
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import signal
 import sys
@@ -19,6 +20,8 @@ from agent.config import AgentConfig, ConfigError
 from agent.sdnotify import Watchdog, notify
 
 STAGES = ("bus", "governor", "runner", "fleet")
+# Vehicle roles that leave the car as telemetry (the protocol documents each; nothing else goes).
+TELEMETRY_ROLES = ("soc_percent", "charging_power_kw", "pack_temp_max_c", "compute_temp_c")
 
 
 def register(sub: Any) -> None:
@@ -69,6 +72,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"fleetnode run: {e}", file=sys.stderr)
         return 2
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1` prints every thread's stack
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -108,6 +112,10 @@ class Agent:
         self._outputs: dict[str, list[Any]] = {}
         self._outputs_lock = threading.Lock()
         self.jobs_done = 0
+        self.tick_errors = 0
+        self._broker_down_since: float | None = None
+        self._last_key: tuple[Any, ...] | None = None
+        self._last_print = -1e9
 
     def _say(self, record: dict[str, Any], text: str) -> None:
         if self.out is None:
@@ -146,37 +154,54 @@ class Agent:
         return 0
 
     def _loop(self, stop: threading.Event, store: Any, reader: Any, link: Any, runner: Any) -> None:
-        from agent.governor import Inputs, Mode
-
-        last_key: tuple[Any, ...] | None = None
-        last_print = -1e9
         generation = store.generation
-        down_since: float | None = None
         while not stop.is_set():
             generation = store.wait_changed(generation, self.TICK_S)
-            now = self.clock.monotonic()
-            self.watchdog.progress("bus")
-            snap = store.snapshot()
-            if link.connected:
-                down_since = None
-            elif down_since is None:
-                down_since = now
-            decision = self.governor.decide(snap, now, Inputs(wall=self.clock.time(), broker_down_since=down_since))
-            self.watchdog.progress("governor")
-            runner.set_decision(decision)
-            self.watchdog.progress("runner")
-            link.set_accepting_jobs(decision.mode is Mode.RUN)
-            vehicle = {role: snap.value(role, now, self.profile.max_age(role)) for role in self.profile.roles}
-            link.publish_state(decision.as_dict(), vehicle)
-            link.publish_telemetry({k: v for k, v in vehicle.items() if isinstance(v, (int, float, str)) or v is None})
-            while (request := link.jobs().get(timeout=0)) is not None:
-                self._accept(request, link, runner)
-            self.watchdog.progress("fleet")
-            self.watchdog.maybe_ping()
-            key = (decision.mode, decision.codes)
-            if key != last_key or now - last_print >= self.cfg.status_interval_s:
-                last_key, last_print = key, now
-                self._status(now, decision, vehicle, link, runner)
+            try:
+                self._tick(store, link, runner)
+            except Exception as e:  # a bug in one tick must not kill the agent: fail safe, say why
+                self.tick_errors += 1
+                runner.set_decision(self._fail_safe(f"internal error: {type(e).__name__}: {e}"))
+                link.set_accepting_jobs(False)
+                self._say({"error": repr(e)}, f"[{self.cfg.car_id}] OFF: internal error, compute stopped: {e!r}")
+                stop.wait(1.0)
+
+    def _fail_safe(self, why: str) -> Any:
+        from agent.governor import Decision, Mode, Reason
+
+        return Decision(Mode.OFF, 0.0, (Reason("internal_error", why),))
+
+    def _tick(self, store: Any, link: Any, runner: Any) -> None:
+        from agent.governor import Inputs, Mode
+
+        now = self.clock.monotonic()
+        self.watchdog.progress("bus")
+        snap = store.snapshot()
+        if link.connected:
+            self._broker_down_since = None
+        elif self._broker_down_since is None:
+            self._broker_down_since = now
+        decision = self.governor.decide(snap, now, Inputs(wall=self.clock.time(), broker_down_since=self._broker_down_since))
+        self.watchdog.progress("governor")
+        runner.set_decision(decision)
+        self.watchdog.progress("runner")
+        link.set_accepting_jobs(decision.mode is Mode.RUN)
+        vehicle = {role: snap.value(role, now, self.profile.max_age(role)) for role in self.profile.roles}
+        link.publish_state(decision.as_dict(), vehicle)
+        link.publish_telemetry({
+            **{k: vehicle.get(k) for k in TELEMETRY_ROLES},
+            "mode": decision.mode.value,
+            "compute_power_w": round(decision.power_budget_w if runner.running else 0.0, 1),
+            "jobs_done": self.jobs_done,
+        })
+        while (request := link.jobs().get(timeout=0)) is not None:
+            self._accept(request, link, runner)
+        self.watchdog.progress("fleet")
+        self.watchdog.maybe_ping()
+        key = (decision.mode, decision.codes)
+        if key != self._last_key or now - self._last_print >= self.cfg.status_interval_s:
+            self._last_key, self._last_print = key, now
+            self._status(now, decision, vehicle, link, runner)
 
     def _status(self, now: float, decision: Any, vehicle: dict[str, Any], link: Any, runner: Any) -> None:
         def fmt(role: str, unit: str = "", spec: str = "") -> str:
@@ -186,7 +211,7 @@ class Agent:
         text = (f"[{self.cfg.car_id}] {decision.mode.value:<7} {decision.power_budget_w:6.0f} W | "
                 f"SoC {fmt('soc_percent', ' %', '.1f')} gear {fmt('gear')} {fmt('speed_kph', ' km/h', '.0f')} "
                 f"charging {fmt('charging_power_kw', ' kW', '.1f')} pack {fmt('pack_temp_max_c', ' C', '.0f')} | "
-                f"jobs done {self.jobs_done} | {decision.summary}")
+                f"jobs done {self.jobs_done} | {_brief(decision)}")
         self._say({"t": round(self.clock.time(), 3), "car": self.cfg.car_id, "decision": decision.as_dict(),
                    "vehicle": vehicle, "jobs_done": self.jobs_done, "broker": link.connected}, text)
 
@@ -224,6 +249,15 @@ class Agent:
             link.send_result(o.job_id, "failed", error=("expired", "the job ran past its time limit"))
         else:
             link.send_result(o.job_id, "failed", error=("failed", o.error or "the job failed"))
+
+
+def _brief(decision: Any, most: int = 2) -> str:
+    """The first reasons of a decision, for a status line a person can read at a glance."""
+    texts = [r.text for r in decision.reasons]
+    if not texts:
+        return "all conditions met"
+    more = f" (+{len(texts) - most} more)" if len(texts) > most else ""
+    return "; ".join(texts[:most]) + more
 
 
 class ModelStore:

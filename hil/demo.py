@@ -11,6 +11,8 @@ Exits 0 only if every job came back, bit-exact, and the agent handled every even
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import subprocess
 import sys
 import tempfile
@@ -75,6 +77,9 @@ class AgentProcess:
         try:
             rc = self.proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
+            say("demo", "the agent did not stop within 15 s; its threads:")
+            self.proc.send_signal(signal.SIGUSR1)
+            time.sleep(1.0)
             self.proc.kill()
             rc = self.proc.wait()
         self._thread.join(timeout=5)
@@ -101,12 +106,13 @@ def main(argv: list[str] | None = None) -> int:
     car.events = scenario(args.duration)
     agent: AgentProcess | None = None
     fleet = FleetClient("127.0.0.1", broker.port, submitter="demo", job_timeout_s=5.0)
+    stack = contextlib.ExitStack()
     try:
         car.start()
         say("car", f"parked in P, plugged in at 7.2 kW, SoC 62 %; serial line {car.port}")
         agent = AgentProcess(["run", "--port", car.port, "--broker-port", str(broker.port), "--car-id", CAR,
                               "--state-dir", str(work / "agent"), "--policy", str(HERE / "policies" / "demo.toml")])
-        fleet.start()
+        stack.enter_context(fleet)
         t0 = time.monotonic()
 
         def at(t: float) -> None:
@@ -178,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
             say("fleet", f"e.g. {last.task_id} from {', '.join(last.cars)}: output {last.outputs[0].tolist()}")
     finally:
         rc = agent.stop() if agent is not None else 0
-        fleet.close()
+        stack.close()
         car.stop()
         broker.stop()
     if agent is not None:
