@@ -89,3 +89,32 @@ cdef class Plan:
         with nogil:
             rc = fn_plan_run(self.plan, cp, &err_node)
         return rc, err_node
+
+
+cdef extern from "fn_engine.h" nogil:
+    int fn_lut_build(int32_t kind, const float *fp, const int32_t *ip, cnp.int8_t *out)
+    void fn_softmax_table(float s_in, float beta, float *table)
+
+LUT_KINDS = {"LOGISTIC": 0, "TANH": 1, "GELU": 2, "GELU_TANH": 3, "RSQRT": 4, "HARD_SWISH": 5,
+             "REQUANT_CLAMP": 6, "LEAKY_RELU": 7}
+
+
+def lut_build(kind, float s_in, float s_out, iparams):
+    """The 256-entry int8 table of an element-wise op (fn_lut.c), indexed by the uint8 bits."""
+    cdef cnp.ndarray out = np.zeros(256, dtype=np.int8)
+    cdef int32_t[::1] ip = np.ascontiguousarray(list(iparams) + [0] * (8 - len(iparams)), dtype=np.int32)
+    cdef float fp[2]
+    fp[0] = s_in
+    fp[1] = s_out
+    cdef cnp.int8_t[::1] o = out
+    if fn_lut_build(LUT_KINDS[kind], fp, &ip[0], &o[0]) != 0:
+        raise ValueError(f"parameters out of range for a {kind} table")
+    return out
+
+
+def softmax_table(float s_in, float beta):
+    """exp(-s_in * beta * k), k = 255..0, in float32 (fn_softmax.c)."""
+    cdef cnp.ndarray out = np.zeros(256, dtype=np.float32)
+    cdef float[::1] o = out
+    fn_softmax_table(s_in, beta, &o[0])
+    return out

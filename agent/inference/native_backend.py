@@ -24,8 +24,11 @@ def spec_of(t: TensorDef) -> TensorSpec:
 
 
 class NativeModel(Model):
-    def __init__(self, model: ModelDef, arena_limit_bytes: int | None = None) -> None:
-        tables: PlanTables = Planner(model).plan()
+    def __init__(self, model: ModelDef, arena_limit_bytes: int | None = None,
+                 keep_intermediates: bool = False) -> None:
+        tables: PlanTables = Planner(model, reuse_memory=not keep_intermediates).plan()
+        self._tables = tables
+        self._keep = keep_intermediates
         if arena_limit_bytes is not None and tables.arena_bytes > arena_limit_bytes:
             counters.bump("arena_limit")
             raise ArenaLimitError(f"model needs a {tables.arena_bytes}-byte arena, limit is {arena_limit_bytes}")
@@ -46,6 +49,19 @@ class NativeModel(Model):
         self._out_views = [self._view(tables, p, s) for p, s in zip(tables.outputs, self.outputs)]
         self.node_ops = tables.op_names
         self._lock = threading.Lock()
+
+    def intermediate(self, index: int) -> np.ndarray | None:
+        """Model tensor `index` after the last run (needs keep_intermediates=True); None if absent."""
+        if not self._keep or index not in self._tables.model_tensors:
+            return None
+        pid = self._tables.model_tensors[index]
+        row = self._tables.tensor_rows[pid]
+        dtype = next(dt for code, dt in DTYPES.values() if code == row[0])
+        shape = tuple(int(d) for d in row[2:2 + int(row[1])])
+        if self._tables.offsets[pid] < 0:
+            return None
+        off = self._tables.offsets[pid]
+        return self._arena[off:off + int(row[10])].view(dtype).reshape(shape).copy()
 
     def _view(self, tables: PlanTables, pid: int, spec: TensorSpec) -> np.ndarray:
         off = tables.offsets[pid]

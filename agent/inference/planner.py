@@ -92,6 +92,7 @@ class PlanTables:
     outputs: list[int]
     offsets: list[int]  # arena offset of each plan tensor (or -1 if constant)
     op_names: list[str]  # model op name behind each node (for error messages)
+    model_tensors: dict[int, int]  # model tensor index -> plan tensor id
 
 
 @dataclass
@@ -111,7 +112,8 @@ def _prod(shape: tuple[int, ...]) -> int:
 
 
 class Planner:
-    def __init__(self, model: ModelDef) -> None:
+    def __init__(self, model: ModelDef, reuse_memory: bool = True) -> None:
+        self.reuse_memory = reuse_memory  # False keeps every tensor (for inspecting intermediates)
         if len(model.subgraphs) != 1:
             raise UnsupportedOpError("subgraphs", f"{len(model.subgraphs)} subgraphs (control flow)")
         self.model = model
@@ -303,7 +305,8 @@ class Planner:
         nodes = np.array(self.nodes, dtype=np.int64).reshape(-1, 3 + NODE_IN + NODE_OUT + NODE_PARAMS)
         return PlanTables(rows, nodes.astype(np.int32), np.frombuffer(bytes(self.consts), np.uint8).copy(),
                           arena_bytes, inputs, outputs,
-                          [pt.offset if pt.region == 0 else -1 for pt in self.ptensors], self.node_ops)
+                          [pt.offset if pt.region == 0 else -1 for pt in self.ptensors], self.node_ops,
+                          dict(self.tmap))
 
     def _allocate(self, first: dict[int, int], last: dict[int, int]) -> int:
         """Greedy by size (as TFLite's arena planner): biggest tensors first, each at the lowest
@@ -318,7 +321,7 @@ class Planner:
         for p in order:
             size = self.ptensors[p].nbytes
             lo, hi = first[p], last[p]
-            busy = sorted((o, e) for o, e, f, l in placed if not (l < lo or f > hi))
+            busy = sorted((o, e) for o, e, f, l in placed if not (l < lo or f > hi) or not self.reuse_memory)
             off = 0
             for o, e in busy:
                 if off + size <= o:

@@ -72,3 +72,10 @@ def activation_range_s8(act: int, scale: float, zero_point: int) -> tuple[int, i
 def f32_bits(x: float) -> int:
     """The int32 bit pattern of float32(x), to carry a float through an int32 parameter."""
     return int(np.array([x], dtype=np.float32).view(np.int32)[0])
+
+
+def downscale_to_int16(m: int) -> int:
+    """DownScaleInt32ToInt16Multiplier: round a Q31 multiplier to Q15, saturating."""
+    if m >= (1 << 31) - (1 << 15):
+        return (1 << 15) - 1
+    return (m + (1 << 15)) >> 16

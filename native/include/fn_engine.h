@@ -106,6 +106,15 @@ void fn_plan_free(fn_plan *plan);
 /* The kernel table: the portable C reference kernel per op. */
 const fn_kernel *fn_kernel_for(int32_t op);
 
+/* Tables built once at load (exposed so every machine builds them with the same code). */
+enum fn_lut_kind {
+    FN_LUT_LOGISTIC = 0, FN_LUT_TANH, FN_LUT_GELU, FN_LUT_GELU_TANH, FN_LUT_RSQRT, FN_LUT_HARD_SWISH,
+    FN_LUT_REQUANT_CLAMP, FN_LUT_LEAKY_RELU
+};
+/* fp: {s_in, s_out} for float transforms; ip: zero points and integer multipliers (see fn_lut.c). */
+int fn_lut_build(int32_t kind, const float *fp, const int32_t *ip, int8_t out[256]);
+void fn_softmax_table(float s_in, float beta, float table[256]);
+
 /* Helpers shared by kernels' checks. */
 int fn_tensor_ok(const fn_tensor *t, int32_t n_tensors, int32_t idx, int32_t type);
 int64_t fn_dtype_size(int32_t type);

@@ -3,7 +3,7 @@
 #include "fn_kernels.h"
 
 enum { P_ZP_IN, P_ZP_OUT, P_ACT_MIN, P_ACT_MAX, P_STRIDE_H, P_STRIDE_W, P_DIL_H, P_DIL_W,
-       P_PAD_TOP, P_PAD_LEFT, P_MULT, P_SHIFT, P_DEPTH_MULT, P_MODE };
+       P_PAD_TOP, P_PAD_LEFT, P_MULT, P_SHIFT, P_DEPTH_MULT, P_MODE, P_HALF_UP_CH };
 
 static int check_common(const fn_node *n, const fn_tensor *t, int32_t nt, int64_t out_ch) {
     if (n->n_in < 2 || n->n_in > 3 || n->n_out != 1) return -1;
@@ -16,6 +16,7 @@ static int check_common(const fn_node *n, const fn_tensor *t, int32_t nt, int64_
     if (n->p[P_PAD_TOP] < 0 || n->p[P_PAD_LEFT] < 0) return -1;
     if (n->p[P_ACT_MIN] > n->p[P_ACT_MAX]) return -1;
     if (n->p[P_MODE] != FN_RQ_DOUBLE_ROUND && n->p[P_MODE] != FN_RQ_RUY_X86) return -1;
+    if (n->p[P_HALF_UP_CH] < 0 || n->p[P_HALF_UP_CH] > out_ch) return -1;
     if (n->n_in == 3 && n->in[2] >= 0 && !fn_param_tensor_ok(t, nt, n->in[2], FN_I32, out_ch)) return -1;
     if (!fn_param_tensor_ok(t, nt, n->p[P_MULT], FN_I32, out_ch)) return -1;
     if (!fn_param_tensor_ok(t, nt, n->p[P_SHIFT], FN_I32, out_ch)) return -1;
@@ -102,6 +103,7 @@ int fn_run_dwconv2d_s8(const fn_node *n, fn_tensor *t, const volatile int32_t *c
     const int32_t *shift = (const int32_t *)t[n->p[P_SHIFT]].data;
     int8_t *y = (int8_t *)yt->data;
     const int mode = n->p[P_MODE];
+    const int32_t half_up = n->p[P_HALF_UP_CH];
     for (int32_t b = 0; b < N; b++) {
         for (int32_t oy = 0; oy < OH; oy++) {
             if (FN_CANCEL_REQUESTED(cancel)) return FN_CANCELLED;
@@ -123,7 +125,10 @@ int fn_run_dwconv2d_s8(const fn_node *n, fn_tensor *t, const volatile int32_t *c
                         }
                     }
                     if (bias) acc += (uint32_t)bias[oc];
-                    const int32_t r = fn_requant((int32_t)acc, mode, mult[oc], shift[oc], 0.0);
+                    /* LiteRT's depthwise output stage: blocks of 8 channels through NEON code
+                     * (rounding half up), the remaining channels through gemmlowp rounding. */
+                    const int m = oc < half_up ? FN_RQ_RUY_X86 : mode;
+                    const int32_t r = fn_requant((int32_t)acc, m, mult[oc], shift[oc], 0.0);
                     yp[oc] = fn_out_s8(r, n->p[P_ZP_OUT], n->p[P_ACT_MIN], n->p[P_ACT_MAX]);
                 }
             }

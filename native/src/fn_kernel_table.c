@@ -14,6 +14,17 @@ static const fn_kernel KERNELS[FN_OP_COUNT] = {
     K(FN_OP_DEQUANTIZE_S8_F32, dequantize_s8_f32),
     K(FN_OP_REQUANTIZE_S8, requantize_s8),
     K(FN_OP_COPY, copy),
+    K(FN_OP_ADD_S8, add_s8),
+    K(FN_OP_MUL_S8, mul_s8),
+    K(FN_OP_BINARY_F32, binary_f32),
+    K(FN_OP_BINARY_I32, binary_i32),
+    K(FN_OP_AVG_POOL_S8, avg_pool_s8),
+    K(FN_OP_MAX_POOL_S8, max_pool_s8),
+    K(FN_OP_MEAN_S8, mean_s8),
+    K(FN_OP_REDUCE_I32, reduce_i32),
+    K(FN_OP_SOFTMAX_S8, softmax_s8),
+    K(FN_OP_LUT_S8, lut_s8),
+    K(FN_OP_UNARY_F32, unary_f32),
 };
 
 const fn_kernel *fn_kernel_for(int32_t op) {
