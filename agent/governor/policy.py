@@ -102,6 +102,8 @@ class Departure:
     margin_kwh: float = 1.0  # energy kept in hand on top of the target (noise, estimate errors)
     drain_s: float = 900.0  # before a departure: start no new jobs
     handback_s: float = 120.0  # before a departure: stop and hand back whatever still runs
+    # Off the charger, a departure closer than this makes its target the battery floor.
+    off_charger_horizon_s: float = 86400.0
     weekly: tuple[tuple[int, int], ...] = ()  # (weekday 0=Mon, local minute)
     overrides: tuple[Override, ...] = ()
 
@@ -255,7 +257,10 @@ class Policy:
         if not isinstance(data, Mapping):
             raise PolicyError("a policy must be a table")
         data = dict(data)
-        top = dict(data.pop("policy", {}))
+        top = data.pop("policy", {})
+        if not isinstance(top, Mapping):
+            raise PolicyError("[policy] must be a table")
+        top = dict(top)
         sections = {f.name for f in fields(cls) if f.name in _SECTION_PARSERS}
         for key in list(data):
             if key not in sections:
@@ -451,7 +456,7 @@ def _validate(p: Policy) -> None:
         raise PolicyError("vehicle.charge_efficiency must be within (0, 1]")
     d = p.departure
     _percent(d.target_soc_percent, "departure.target_soc_percent")
-    for name in ("margin_kwh", "drain_s", "handback_s"):
+    for name in ("margin_kwh", "drain_s", "handback_s", "off_charger_horizon_s"):
         non_negative(f"departure.{name}", getattr(d, name))
     if d.handback_s > d.drain_s:
         raise PolicyError("departure.handback_s must not exceed departure.drain_s")

@@ -163,7 +163,9 @@ def rule_energy_source(c: _Ctx) -> None:
     target = c.next_departure[1] if c.next_departure else None
 
     floor = p.soc_floor_percent
-    if not (charging or held) and target is not None:
+    if not (charging or held) and target is not None and c.next_departure is not None \
+            and c.wall is not None \
+            and c.next_departure[0] - c.wall <= p.departure.off_charger_horizon_s:
         floor = max(floor, target)  # off the charger the battery is all the departure has
     if soc < floor:
         c.floor_latched = True

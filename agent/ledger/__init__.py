@@ -1,0 +1,15 @@
+"""The owner's energy ledger: per job and per hour energy, cost, grid vs battery, credits."""
+
+from agent.ledger.store import (
+    DepartureRow,
+    HourRow,
+    Ledger,
+    LedgerError,
+    Summary,
+    default_path,
+    grid_share,
+)
+from agent.ledger.tracker import DepartureTracker
+
+__all__ = ["DepartureRow", "DepartureTracker", "HourRow", "Ledger", "LedgerError", "Summary",
+           "default_path", "grid_share"]

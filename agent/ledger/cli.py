@@ -1,0 +1,60 @@
+"""`fleetnode report`: the owner's view of the ledger (today, the week), optionally as a chart."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+import time
+from pathlib import Path
+
+from agent.governor.policy import Policy, PolicyError
+from agent.ledger.report import build, plot, render_text
+from agent.ledger.store import Ledger, LedgerError, default_path
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "report", help="what lending the car cost and earned: today and the last 7 days",
+        description="Print the owner's view of the energy ledger: hours lent, kWh from the grid "
+                    "and the battery, cost under the tariff, earnings, SoC at departure vs target.")
+    p.add_argument("--db", type=Path, default=None,
+                   help=f"ledger file (default: $FLEETNODE_LEDGER or {default_path()})")
+    p.add_argument("--policy", type=Path, default=None,
+                   help="policy TOML for the tariff, currency and time zone (default: UTC, 0.30/kWh)")
+    p.add_argument("--plot", type=Path, metavar="FILE.png", default=None,
+                   help="also draw the report as a PNG chart")
+    p.add_argument("--at", default=None, metavar="ISO8601",
+                   help="report as of this time (default: now), e.g. 2026-11-23T08:00+01:00")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        policy = Policy.from_toml(args.policy) if args.policy else Policy()
+    except PolicyError as e:
+        print(f"fleetnode report: {e}", file=sys.stderr)
+        return 2
+    try:
+        wall = dt.datetime.fromisoformat(args.at).timestamp() if args.at else time.time()
+    except ValueError:
+        print(f"fleetnode report: --at {args.at!r} is not an ISO 8601 time", file=sys.stderr)
+        return 2
+    path = args.db or default_path()
+    if not path.exists():
+        print(f"fleetnode report: no ledger at {path} (nothing lent yet?)", file=sys.stderr)
+        return 1
+    try:
+        with Ledger(path, policy.tariff, policy.timezone) as ledger:
+            report = build(ledger, wall)
+            sys.stdout.write(render_text(report, ledger, policy.tariff.currency))
+            if args.plot:
+                out = plot(report, ledger, args.plot, policy.tariff.currency)
+                print(f"chart written to {out}")
+    except LedgerError as e:
+        print(f"fleetnode report: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"fleetnode report: cannot write the chart: {e}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,133 @@
+"""The ledger's accounting: splits across hours, tariff cost, grid vs battery, credits, WAL."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from agent.clock import FakeClock
+from agent.governor.policy import Period, Tariff, Window
+from agent.ledger import DepartureTracker, Ledger, LedgerError, grid_share
+from agent.runner.runner import JobOutcome, Outcome
+from tests.governor.world import MONO0, state
+
+H = 3600.0
+T0 = 1_800_000_000.0  # 2027-01-15 08:00 UTC, on an hour boundary
+
+
+def test_a_job_across_two_hours_is_split_by_time(tmp_path: Path) -> None:
+    with Ledger(tmp_path / "l.sqlite", Tariff(default_per_kwh=0.30)) as led:
+        led.record_job("j", Outcome.DONE, T0 + 0.75 * H, T0 + 1.25 * H, 100.0, credits=2.0)
+        rows = led.hourly(T0, T0 + 2 * H)
+        assert [r.hour for r in rows] == [T0, T0 + H]
+        assert [r.energy_wh for r in rows] == pytest.approx([50.0, 50.0])
+        assert [r.busy_s for r in rows] == pytest.approx([900.0, 900.0])
+        assert [r.credits for r in rows] == pytest.approx([1.0, 1.0])
+        assert [r.jobs for r in rows] == [0, 1]  # counted once, in the hour it ended
+        assert led.summary(T0, T0 + 2 * H).cost == pytest.approx(0.1 * 0.30)
+
+
+def test_cost_follows_the_time_of_use_tariff(tmp_path: Path) -> None:
+    # 08:00-09:00 UTC is peak at 0.50, the rest 0.20.
+    tariff = Tariff(default_per_kwh=0.20, periods=(Period(Window(8 * 60, 9 * 60), 0.50),))
+    with Ledger(tmp_path / "l.sqlite", tariff, "UTC") as led:
+        led.record_job("peak", Outcome.DONE, T0, T0 + 600, 1000.0)
+        led.record_job("off", Outcome.DONE, T0 + 2 * H, T0 + 2 * H + 600, 1000.0)
+        s = led.summary(T0, T0 + 3 * H)
+        assert s.cost == pytest.approx(0.50 + 0.20)
+        assert s.energy_wh == 2000.0 and s.outcomes == {"done": 2}
+
+
+def test_grid_and_battery_shares_and_credits_only_for_done_work(tmp_path: Path) -> None:
+    with Ledger(tmp_path / "l.sqlite") as led:
+        led.record_job("a", Outcome.DONE, T0, T0 + 60, 10.0, grid_fraction=0.25, credits=1.0)
+        led.record_job("b", Outcome.PREEMPTED, T0 + 60, T0 + 120, 10.0, grid_fraction=1.0, credits=1.0)
+        s = led.summary(T0, T0 + H)
+        assert (s.grid_wh, s.battery_wh) == pytest.approx((12.5, 7.5))
+        assert s.credits == 1.0 and s.outcomes == {"done": 1, "preempted": 1}
+        assert s.hours_lent == pytest.approx(120 / 3600)
+
+
+def test_grid_share_is_the_charger_surplus_over_the_compute_power() -> None:
+    assert grid_share(None, 300, 500) == 0.0
+    assert grid_share(7000, 300, 500) == 1.0
+    assert grid_share(550, 300, 500) == pytest.approx(0.5)
+    assert grid_share(200, 300, 500) == 0.0
+
+
+def test_runner_outcomes_are_recorded_in_wall_time(tmp_path: Path) -> None:
+    clock = FakeClock(start_wall=T0, start_mono=500.0)
+    clock.advance(100.0)
+    out = JobOutcome("r", Outcome.DONE, b"x", None, started=550.0, ended=590.0, energy_wh=3.0)
+    with Ledger(tmp_path / "l.sqlite") as led:
+        led.record(out, clock, credits=0.5)
+        [row] = led.hourly(T0, T0 + H)
+        assert row.busy_s == pytest.approx(40.0) and row.credits == 0.5
+        assert led.energy_today(T0 + 200) == pytest.approx((3.0, 3.0 / 1000 * 0.30))
+
+
+@pytest.mark.parametrize("args", [
+    ("x", Outcome.DONE, T0 + 10, T0, 1.0),  # ends before it starts
+    ("x", Outcome.DONE, T0, T0 + 10, -1.0),
+    ("x", Outcome.DONE, T0, float("nan"), 1.0),
+    ("x", Outcome.DONE, T0, T0 + 30 * 86400, 1.0),  # a month-long job is a clock error
+])
+def test_inconsistent_figures_are_refused(tmp_path: Path, args: tuple) -> None:  # type: ignore[type-arg]
+    with Ledger(tmp_path / "l.sqlite") as led, pytest.raises(LedgerError):
+        led.record_job(*args)
+
+
+def test_a_file_that_is_not_a_ledger_is_a_ledger_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.sqlite"
+    bad.write_bytes(b"this is not sqlite at all" * 100)
+    with pytest.raises(LedgerError):
+        Ledger(bad)
+    other = tmp_path / "other.sqlite"
+    with Ledger(other):
+        pass
+    db = sqlite3.connect(other)
+    db.execute("UPDATE meta SET value='99' WHERE key='schema'")
+    db.commit()
+    db.close()
+    with pytest.raises(LedgerError, match="schema 99"):
+        Ledger(other)
+
+
+def test_wal_lets_a_reader_see_commits_while_a_writer_writes(tmp_path: Path) -> None:
+    path = tmp_path / "l.sqlite"
+    with Ledger(path) as writer:
+        assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        errors: list[BaseException] = []
+
+        def write(k: int) -> None:
+            try:
+                for i in range(50):
+                    writer.record_job(f"{k}-{i}", Outcome.DONE, T0 + i, T0 + i + 1, 1.0)
+            except BaseException as e:  # noqa: BLE001 - surfaced below
+                errors.append(e)
+
+        threads = [threading.Thread(target=write, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        with Ledger(path) as reader:
+            for t in threads:
+                t.join()
+            assert not errors
+            assert reader.summary(T0, T0 + H).outcomes == {"done": 200}
+            assert reader.summary(T0, T0 + H).energy_wh == pytest.approx(200.0)
+
+
+def test_departure_tracker_reports_soc_against_the_scheduled_target() -> None:
+    from agent.governor.policy import Departure, Policy
+    p = Policy(departure=Departure(weekly=tuple((d, 8 * 60 + 30) for d in range(7)), target_soc_percent=80.0))
+    tr = DepartureTracker(p)
+    assert tr.observe(state(MONO0, soc_percent=82.0), MONO0, T0) is None  # parked
+    row = tr.observe(state(MONO0 + 1, gear="D", soc_percent=82.0), MONO0 + 1, T0 + 1800)
+    assert row is not None and (row.soc_percent, row.target_percent, row.met) == (82.0, 80.0, True)
+    assert tr.observe(state(MONO0 + 2, gear="D"), MONO0 + 2, T0 + 1801) is None  # still driving
+    # An unscheduled drive in the afternoon is not a departure against a target.
+    tr.observe(state(MONO0 + 3), MONO0 + 3, T0 + 6 * H)
+    assert tr.observe(state(MONO0 + 4, gear="R"), MONO0 + 4, T0 + 6 * H) is None
