@@ -2,6 +2,7 @@
 #include "candump.h"
 
 #include "hal.h"
+#include "hexdigit.h"
 
 /* linux/can.h and linux/can/error.h values, restated so the parser builds anywhere. */
 #define ERR_FLAG 0x20000000u
@@ -17,20 +18,6 @@
 #define CRTL_RX_PASSIVE 0x10u
 #define CRTL_TX_PASSIVE 0x20u
 #define CRTL_ACTIVE 0x40u
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    return -1;
-}
 
 static int is_space(char c)
 {
@@ -113,7 +100,7 @@ static candump_kind_t parse_frame(const char *s, size_t n, fw_can_frame_t *f, ui
     }
     uint32_t id = 0u;
     for (size_t i = 0u; i < hash; i++) {
-        int d = hexval(s[i]);
+        int d = fw_hex_digit(s[i]);
         if (d < 0) {
             return CANDUMP_BAD;
         }
@@ -149,8 +136,8 @@ static candump_kind_t parse_frame(const char *s, size_t n, fw_can_frame_t *f, ui
             if (i + 2u > left || f->dlc >= FW_CAN_MAX_DLC) {
                 return CANDUMP_BAD; /* odd digit, trailing dot, CAN FD '#', or > 8 bytes */
             }
-            int hi = hexval(p[i]);
-            int lo = hexval(p[i + 1u]);
+            int hi = fw_hex_digit(p[i]);
+            int lo = fw_hex_digit(p[i + 1u]);
             if (hi < 0 || lo < 0) {
                 return CANDUMP_BAD;
             }

@@ -4,6 +4,7 @@
 #include "fw.h"
 
 #include "filter.h"
+#include "hexdigit.h"
 
 #define CR  '\r'
 #define BEL '\a'
@@ -21,26 +22,12 @@ uint32_t fw_bitrate_for_index(uint8_t index)
 
 /* ---- small helpers (no libc: the core links against nothing) ------------------------- */
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    return -1;
-}
-
 /* Parse exactly n hex digits; false on any non-hex character. */
 static bool parse_hex(const char *s, uint32_t n, uint32_t *out)
 {
     uint32_t v = 0u;
     for (uint32_t i = 0u; i < n; i++) {
-        int d = hex_value(s[i]);
+        int d = fw_hex_digit(s[i]);
         if (d < 0) {
             return false;
         }
@@ -183,39 +170,9 @@ void fw_on_can_frame(fw_t *fw, const fw_can_frame_t *frame)
     }
 }
 
-void fw_on_can_error(fw_t *fw, uint8_t errors)
-{
-    fw->counters.can_errors++;
-    uint8_t latch = 0u;
-    if ((errors & FW_CAN_ERR_ACTIVE) != 0u) {
-        fw->error_state = 0u;
-    }
-    uint8_t held = (uint8_t)(errors & (FW_CAN_ERR_WARNING | FW_CAN_ERR_PASSIVE | FW_CAN_ERR_BUS_OFF));
-    fw->error_state = (uint8_t)(fw->error_state | held);
-    if ((errors & FW_CAN_ERR_WARNING) != 0u) {
-        latch |= FW_FLAG_WARNING;
-    }
-    if ((errors & FW_CAN_ERR_PASSIVE) != 0u) {
-        latch |= FW_FLAG_PASSIVE;
-    }
-    if ((errors & FW_CAN_ERR_BUS_OFF) != 0u) {
-        latch |= FW_FLAG_PASSIVE | FW_FLAG_BUS_ERROR;
-    }
-    if ((errors & FW_CAN_ERR_BUS) != 0u) {
-        latch |= FW_FLAG_BUS_ERROR;
-    }
-    if ((errors & FW_CAN_ERR_ARB_LOST) != 0u) {
-        latch |= FW_FLAG_ARB_LOST;
-    }
-    if ((errors & FW_CAN_ERR_OVERRUN) != 0u) {
-        latch |= FW_FLAG_OVERRUN;
-        fw->counters.rx_overflow++;
-    }
-    fw->flags_latched = (uint8_t)(fw->flags_latched | latch);
-}
-
-/* Flags for states that still hold, so F keeps reporting them after being read. */
-static uint8_t held_flags(uint8_t state)
+/* F bits for controller states (warning, passive, bus off). Used both when an event latches
+ * them and when F re-reports states that still hold after the latch was read. */
+static uint8_t state_flags(uint8_t state)
 {
     uint8_t flags = 0u;
     if ((state & FW_CAN_ERR_WARNING) != 0u) {
@@ -228,6 +185,28 @@ static uint8_t held_flags(uint8_t state)
         flags |= FW_FLAG_PASSIVE | FW_FLAG_BUS_ERROR;
     }
     return flags;
+}
+
+void fw_on_can_error(fw_t *fw, uint8_t errors)
+{
+    fw->counters.can_errors++;
+    if ((errors & FW_CAN_ERR_ACTIVE) != 0u) {
+        fw->error_state = 0u;
+    }
+    uint8_t held = (uint8_t)(errors & (FW_CAN_ERR_WARNING | FW_CAN_ERR_PASSIVE | FW_CAN_ERR_BUS_OFF));
+    fw->error_state = (uint8_t)(fw->error_state | held);
+    uint8_t latch = state_flags(held);
+    if ((errors & FW_CAN_ERR_BUS) != 0u) {
+        latch |= FW_FLAG_BUS_ERROR;
+    }
+    if ((errors & FW_CAN_ERR_ARB_LOST) != 0u) {
+        latch |= FW_FLAG_ARB_LOST;
+    }
+    if ((errors & FW_CAN_ERR_OVERRUN) != 0u) {
+        latch |= FW_FLAG_OVERRUN;
+        fw->counters.rx_overflow++;
+    }
+    fw->flags_latched = (uint8_t)(fw->flags_latched | latch);
 }
 
 /* ---- commands ------------------------------------------------------------------------- */
@@ -346,7 +325,7 @@ static bool cmd_flags(fw_t *fw, const char *line, uint32_t len, reply_t *reply)
 {
     (void)line;
     (void)len;
-    uint8_t flags = (uint8_t)(fw->flags_latched | held_flags(fw->error_state));
+    uint8_t flags = (uint8_t)(fw->flags_latched | state_flags(fw->error_state));
     fw->flags_latched = 0u; /* reading clears what is latched; held states stay visible */
     reply_char(reply, 'F');
     reply_hex(reply, flags, 2u);

@@ -401,11 +401,17 @@ static void test_frames_only_while_open(void)
     CHECK(streq(io("", 0u), ""));
 }
 
-static void test_timestamps_on_frames(void)
+/* A board whose clock reads `now`, with timestamps on and the channel open. */
+static void setup_stamped_at(uint32_t now)
 {
-    setup_at(59990u);
+    setup_at(now);
     cmd("Z1");
     cmd("O");
+}
+
+static void test_timestamps_on_frames(void)
+{
+    setup_stamped_at(59990u);
     fw_can_frame_t f = std_frame(0x123u, 1u, 0x11);
     fk.now = 59995u;
     fw_on_can_frame(&fw, &f);
@@ -424,9 +430,7 @@ static void test_timestamps_on_frames(void)
 static void test_timestamp_continuous_across_millis_wrap(void)
 {
     /* millis() wraps at 2^32, which is no multiple of 60000: the stamp must not jump. */
-    setup_at(0xFFFFFFF0u);
-    cmd("Z1");
-    cmd("O");
+    setup_stamped_at(0xFFFFFFF0u);
     fw_can_frame_t f = std_frame(0x010u, 0u, 0);
     fw_on_can_frame(&fw, &f);
     uint16_t first = fw.stamp_value;
@@ -552,49 +556,57 @@ static void test_drain_budget_and_backpressure(void)
 
 /* ---- acceptance filter ------------------------------------------------------------------ */
 
+typedef struct {
+    uint32_t code, mask;
+    uint32_t id;
+    uint8_t flags, dlc, data0;
+    bool accepted;
+} filter_case_t;
+
 static void test_filter_semantics(void)
 {
-    fw_can_frame_t f = std_frame(0x1D6u, 2u, 0xA5);
-    CHECK(fw_filter_accepts(FW_FILTER_CODE_DEFAULT, FW_FILTER_MASK_DEFAULT, &f));
-    /* Only 0x1D6 (any RTR, any data): filter 1 and filter 2 both set to that id. */
-    uint32_t code = 0x3AC03AC0u, mask = 0x001F001Fu;
-    CHECK(fw_filter_accepts(code, mask, &f));
-    fw_can_frame_t g = std_frame(0x1D7u, 2u, 0xA5);
-    CHECK(!fw_filter_accepts(code, mask, &g));
-    g = std_frame(0x0D6u, 0u, 0);
-    CHECK(!fw_filter_accepts(code, mask, &g));
-    /* Filter 2 alone: 0x100..0x1FF (ID.7-0 don't care); filter 1 never matches id 0x7FF+RTR. */
-    code = 0xFFF02000u;
-    mask = 0x00001FFFu;
-    g = std_frame(0x155u, 1u, 0);
-    CHECK(fw_filter_accepts(code, mask, &g));
-    g = std_frame(0x255u, 1u, 0);
-    CHECK(!fw_filter_accepts(code, mask, &g));
-    /* RTR bit is compared when not masked. */
-    code = 0x3AC03AC0u;
-    mask = 0x000F000Fu;
-    g = std_frame(0x1D6u, 0u, 0);
-    CHECK(fw_filter_accepts(code, mask, &g));
-    g.flags = FW_CAN_RTR;
-    CHECK(!fw_filter_accepts(code, mask, &g));
-    /* Filter 1 compares data byte 1 (high nibble in ACR1, low nibble in ACR3). */
-    code = 0x3ACA000Fu; /* id 0x1D6, data byte 1 = 0xAF via filter 1; filter 2 = id 0 */
-    mask = 0x00000000u;
-    g = std_frame(0x1D6u, 1u, 0xAF);
-    CHECK(fw_filter_accepts(code, mask, &g));
-    g.data[0] = 0xAE;
-    CHECK(!fw_filter_accepts(code, mask, &g));
-    g.dlc = 0u; /* no data byte: data bits are not compared */
-    CHECK(fw_filter_accepts(code, mask, &g));
-    /* Extended: each filter compares ID.28-13. */
-    fw_can_frame_t e = std_frame(0x18FEF100u, 8u, 0);
-    e.flags = FW_CAN_EXT;
-    uint32_t hi = (0x18FEF100u >> 13) & 0xFFFFu;
-    CHECK(fw_filter_accepts(hi, 0x00000000u, &e));           /* filter 2 */
-    CHECK(fw_filter_accepts(hi << 16, 0x00000000u, &e));     /* filter 1 */
-    CHECK(!fw_filter_accepts((hi ^ 1u) << 16 | (hi ^ 1u), 0x00000000u, &e));
-    e.id ^= 0x1FFFu; /* ID.12-0 are never compared in dual mode */
-    CHECK(fw_filter_accepts(hi << 16, 0x00000000u, &e));
+    static const filter_case_t cases[] = {
+        /* Power-up values pass everything. */
+        {FW_FILTER_CODE_DEFAULT, FW_FILTER_MASK_DEFAULT, 0x1D6u, 0u, 2u, 0xA5u, true},
+        {FW_FILTER_CODE_DEFAULT, FW_FILTER_MASK_DEFAULT, 0x1FFFFFFFu, FW_CAN_EXT, 0u, 0u, true},
+        /* Only 0x1D6 (RTR and data don't care), in filter 1 and filter 2 alike. */
+        {0x3AC03AC0u, 0x001F001Fu, 0x1D6u, 0u, 2u, 0xA5u, true},
+        {0x3AC03AC0u, 0x001F001Fu, 0x1D6u, FW_CAN_RTR, 0u, 0u, true},
+        {0x3AC03AC0u, 0x001F001Fu, 0x1D7u, 0u, 2u, 0xA5u, false},
+        {0x3AC03AC0u, 0x001F001Fu, 0x0D6u, 0u, 0u, 0u, false},
+        /* Filter 2 alone passes 0x100..0x1FF (ID.7-0 don't care); filter 1 wants 0x7FF+RTR. */
+        {0xFFF02000u, 0x00001FFFu, 0x155u, 0u, 1u, 0u, true},
+        {0xFFF02000u, 0x00001FFFu, 0x255u, 0u, 1u, 0u, false},
+        {0xFFF02000u, 0x00001FFFu, 0x7FFu, FW_CAN_RTR, 0u, 0u, true},
+        /* The RTR bit is compared when not masked. */
+        {0x3AC03AC0u, 0x000F000Fu, 0x1D6u, 0u, 0u, 0u, true},
+        {0x3AC03AC0u, 0x000F000Fu, 0x1D6u, FW_CAN_RTR, 0u, 0u, false},
+        /* Filter 1 compares data byte 1: high nibble in ACR1, low nibble in ACR3 (filter 2
+         * here wants id 0). Without a data byte, data bits are not compared. */
+        {0x3ACA000Fu, 0x00000000u, 0x1D6u, 0u, 1u, 0xAFu, true},
+        {0x3ACA000Fu, 0x00000000u, 0x1D6u, 0u, 1u, 0xAEu, false},
+        {0x3ACA000Fu, 0x00000000u, 0x1D6u, 0u, 1u, 0x3Fu, false},
+        {0x3ACA000Fu, 0x00000000u, 0x1D6u, 0u, 0u, 0u, true},
+        /* Extended: ID.28-13 in ACR0 ACR1 (filter 1) or ACR2 ACR3 (filter 2); 0x18FEF100 has
+         * ID.28-13 = 0xC7F7. ID.12-0 are never compared in dual mode. */
+        {0xC7F70000u, 0x00000000u, 0x18FEF100u, FW_CAN_EXT, 8u, 0u, true},
+        {0x0000C7F7u, 0x00000000u, 0x18FEF100u, FW_CAN_EXT, 8u, 0u, true},
+        {0xC7F70000u, 0x00000000u, 0x18FEEEFFu, FW_CAN_EXT, 8u, 0u, true},
+        {0xC7F6C7F6u, 0x00000000u, 0x18FEF100u, FW_CAN_EXT, 8u, 0u, false},
+        {0xC7F6C7F6u, 0x00010001u, 0x18FEF100u, FW_CAN_EXT, 8u, 0u, true},
+        /* A standard-frame filter does not pass an extended frame by accident. */
+        {0x3AC03AC0u, 0x001F001Fu, 0x1D6u, FW_CAN_EXT, 0u, 0u, false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const filter_case_t *c = &cases[i];
+        fw_can_frame_t f = std_frame(c->id, c->dlc, c->data0);
+        f.flags = c->flags;
+        bool got_accepted = fw_filter_accepts(c->code, c->mask, &f);
+        if (got_accepted != c->accepted) {
+            fprintf(stderr, "filter case %zu\n", i);
+        }
+        CHECK(got_accepted == c->accepted);
+    }
 }
 
 static void test_filter_in_the_receive_path(void)
