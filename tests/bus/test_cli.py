@@ -42,19 +42,25 @@ def log_file(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def replay(tmp_path: Path, log_file: Path) -> Iterator[tuple[subprocess.Popen[str], Path]]:
-    port = tmp_path / "ttyREPLAY"
+def start_replay(log_file: Path, port: Path, *sink: str) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
-        fleetnode_bus("replay", str(log_file), "--port", str(port), "--direct", "--loop"),
+        fleetnode_bus("replay", str(log_file), "--port", str(port), "--loop", *sink),
         env=env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+    wait_until(lambda: port.is_symlink() or proc.poll() is not None, timeout=10)
+    if proc.poll() is not None:
+        raise AssertionError(proc.communicate())
+    return proc
+
+
+@pytest.fixture
+def replay(tmp_path: Path, log_file: Path) -> Iterator[tuple[subprocess.Popen[str], Path]]:
+    port = tmp_path / "ttyREPLAY"
+    proc = start_replay(log_file, port, "--direct")
     try:
-        wait_until(lambda: port.is_symlink() or proc.poll() is not None, timeout=10)
-        assert proc.poll() is None, proc.communicate()
         yield proc, port
     finally:
         if proc.poll() is None:
@@ -162,3 +168,33 @@ def test_every_subcommand_answers_help(
         cli.main(command)
     assert e.value.code == 0
     assert "usage: fleetnode bus" in capsys.readouterr().out
+
+
+# The shim's sources arrive with the firmware; where they are in the tree, `make install` has
+# built the binary and this test must run (and fail if the binary is missing).
+SHIM_SOURCES = (ROOT / "firmware_shim" / "Makefile").is_file() or "FLEETNODE_SHIM" in os.environ
+
+
+@pytest.mark.skipif(not SHIM_SOURCES, reason="firmware_shim/ is not part of this tree")
+def test_replay_through_the_firmware_shim(tmp_path: Path, log_file: Path) -> None:
+    port = tmp_path / "ttySHIM"
+    proc = start_replay(log_file, port)  # default sink: the shim's host build
+    try:
+        out = subprocess.run(
+            fleetnode_bus(
+                "monitor", "--port", str(port), "--json", "--count", "2", "--interval", "0.4"
+            ),
+            env=env(),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        assert json.loads(out.stdout.splitlines()[-1]) == {
+            **PARKED_CHARGING,
+            "compute_temp_c": None,
+        }
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=10)
+    assert not port.is_symlink()

@@ -12,8 +12,8 @@ import pytest
 
 from agent.bus.profile import VehicleProfile
 from agent.bus.reader import BusReader
-from agent.bus.slcan import encode_frame
-from agent.bus.state import StateStore
+from agent.bus.slcan import CanFrame, encode_frame
+from agent.bus.state import StateStore, Value
 from agent.clock import FakeClock
 from tests.bus.helpers import PARKED_CHARGING, wait_for_state, wait_until
 from tests.fixtures.pty import PtyPair, open_pty
@@ -196,3 +196,33 @@ def test_stop_is_prompt_and_reports_link_down(rig: Rig) -> None:
     rig.reader.stop(timeout=2.0)
     assert not rig.reader.running
     assert not rig.store.snapshot().link.up
+
+
+class _BrokenProfile(VehicleProfile):
+    """The reference profile with a decoder bug on one id, to exercise the reader's supervision."""
+
+    def decode(self, frame: CanFrame) -> dict[str, Value | None]:
+        if frame.arb_id == 0x666:
+            raise RuntimeError("decoder bug")
+        return super().decode(frame)
+
+
+def test_a_fault_inside_the_reader_drops_the_link_and_recovers(tmp_path: Path) -> None:
+    ref = VehicleProfile.load("reference")
+    broken = _BrokenProfile(ref.name, ref.path, ref.dbc_path, ref.db, ref.bitrate, ref.bindings)
+    rig = Rig(tmp_path, broken)
+    try:
+        pair = rig.plug()
+        rig.reader.start()
+        wait_for_state(rig.store, lambda s: s.link.up)
+        pair.write(b"t6660\r")
+        snap = wait_for_state(rig.store, lambda s: not s.link.up)
+        assert "decoder bug" in snap.link.reason
+        # The reader reconnects on its own and keeps decoding.
+        wait_for_state(rig.store, lambda s: s.link.up)
+        pair.write(car_bytes(broken))
+        wait_for_state(rig.store, lambda s: s.value("gear", rig.clock.monotonic()) == "P")
+        assert rig.reader.counters["reader_faults"] == 1
+        assert rig.reader.running
+    finally:
+        rig.close()
