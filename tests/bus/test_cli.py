@@ -42,6 +42,19 @@ def log_file(tmp_path: Path) -> Path:
     return path
 
 
+def run_bus(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        fleetnode_bus(*args), env=env(), capture_output=True, text=True, timeout=30, check=check
+    )
+
+
+def monitor_json(port: Path | str, count: int, interval: float) -> list[dict[str, object]]:
+    out = run_bus(
+        "monitor", "--port", str(port), "--json", "--count", str(count), "--interval", str(interval)
+    )
+    return [json.loads(line) for line in out.stdout.splitlines()]
+
+
 def start_replay(log_file: Path, port: Path, *sink: str) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
         fleetnode_bus("replay", str(log_file), "--port", str(port), "--loop", *sink),
@@ -70,17 +83,7 @@ def replay(tmp_path: Path, log_file: Path) -> Iterator[tuple[subprocess.Popen[st
 
 def test_replay_to_monitor_json(replay: tuple[subprocess.Popen[str], Path]) -> None:
     proc, port = replay
-    out = subprocess.run(
-        fleetnode_bus(
-            "monitor", "--port", str(port), "--json", "--count", "3", "--interval", "0.3"
-        ),
-        env=env(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
-    objects = [json.loads(line) for line in out.stdout.splitlines()]
+    objects = monitor_json(port, count=3, interval=0.3)
     assert len(objects) == 3  # --count
     assert set(objects[-1]) == set(ROLES)
     assert objects[-1] == {**PARKED_CHARGING, "compute_temp_c": None}
@@ -92,29 +95,14 @@ def test_replay_to_monitor_json(replay: tuple[subprocess.Popen[str], Path]) -> N
 
 
 def test_monitor_reports_null_without_data(pty_pair: PtyPair) -> None:
-    out = subprocess.run(
-        fleetnode_bus(
-            "monitor", "--port", pty_pair.slave_path, "--json", "--count", "1", "--interval", "0.2"
-        ),
-        env=env(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
-    assert json.loads(out.stdout) == {role: None for role in ROLES}
+    assert monitor_json(pty_pair.slave_path, count=1, interval=0.2) == [
+        {role: None for role in ROLES}
+    ]
 
 
 def test_monitor_table_names_every_role(replay: tuple[subprocess.Popen[str], Path]) -> None:
     _, port = replay
-    out = subprocess.run(
-        fleetnode_bus("monitor", "--port", str(port), "--count", "2", "--interval", "0.3"),
-        env=env(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
+    out = run_bus("monitor", "--port", str(port), "--count", "2", "--interval", "0.3")
     last = out.stdout.strip().split("profile reference")[-1]
     for role in ROLES:
         assert role in last
@@ -125,13 +113,8 @@ def test_monitor_refuses_a_wrong_profile(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     dbc = ROOT / "agent/bus/vehicles/fleetnode_ref.dbc"
     bad.write_text(f'[vehicle]\ndbc = "{dbc}"\n[roles.gear]\nsignal = "NoSuchSignal"\nmap = {{}}\n')
-    out = subprocess.run(
-        fleetnode_bus("monitor", "--port", "/dev/null", "--profile", str(bad), "--count", "1"),
-        env=env(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
+    out = run_bus(
+        "monitor", "--port", "/dev/null", "--profile", str(bad), "--count", "1", check=False
     )
     assert out.returncode == 2
     assert "NoSuchSignal" in out.stderr and str(bad) in out.stderr
@@ -180,20 +163,8 @@ def test_replay_through_the_firmware_shim(tmp_path: Path, log_file: Path) -> Non
     port = tmp_path / "ttySHIM"
     proc = start_replay(log_file, port)  # default sink: the shim's host build
     try:
-        out = subprocess.run(
-            fleetnode_bus(
-                "monitor", "--port", str(port), "--json", "--count", "2", "--interval", "0.4"
-            ),
-            env=env(),
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        )
-        assert json.loads(out.stdout.splitlines()[-1]) == {
-            **PARKED_CHARGING,
-            "compute_temp_c": None,
-        }
+        objects = monitor_json(port, count=2, interval=0.4)
+        assert objects[-1] == {**PARKED_CHARGING, "compute_temp_c": None}
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=10)

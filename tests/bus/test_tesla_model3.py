@@ -14,6 +14,7 @@ from cantools.database.can import Database
 from agent.bus.profile import VehicleProfile
 from agent.bus.slcan import CanFrame, SlcanParser, encode_frame
 from agent.bus.state import ROLES
+from tests.bus.helpers import PARKED_CHARGING
 
 MODEL3_DBC = Path("/work/shared/vehicles/Model3CAN.dbc")
 
@@ -58,63 +59,60 @@ def test_profile_binds_to_the_community_dbc(tesla: VehicleProfile) -> None:
     assert set(tesla.frame_ids) == ids
 
 
-def test_parked_and_charging(db: Database, tesla: VehicleProfile) -> None:
+def community_frames(db: Database, car: dict[str, Any]) -> list[CanFrame]:
+    """The frames a Model 3 in this state sends, written with the community DBC's own names."""
+    gear_names = {"P": "DI_GEAR_P", "R": "DI_GEAR_R", "N": "DI_GEAR_N", "D": "DI_GEAR_D"}
     frames = [
-        community_frame(db, "ID292BMS_SOC", SOCUI292=78.4),
-        community_frame(db, "ID118DriveSystemStatus", DI_gear="DI_GEAR_P"),
-        community_frame(db, "ID257UIspeed", UIspeed_signed257=0),
+        community_frame(db, "ID118DriveSystemStatus", DI_gear=gear_names[car["gear"]]),
+        community_frame(db, "ID257UIspeed", UIspeed_signed257=car["speed_kph"]),
         community_frame(
             db,
             "ID3A1VCFRONT_vehicleStatus",
-            VCFRONT_driverPresent=0,
-            VCFRONT_driverDoorStatus="DOOR_CLOSED",
-        ),
-        community_frame(db, "ID00CUI_status", UI_systemActive=1),
-        community_frame(db, "ID25DCP_status", CP_chargeCablePresent="CABLE_PRESENT"),
-        community_frame(db, "ID264ChargeLineStatus", ChargeLinePower264=11.0),
-        community_frame(
-            db, "ID132HVBattAmpVolt", BattVoltage132=352.17, SmoothBattCurrent132=-31.2
+            VCFRONT_driverPresent=int(car["driver_present"]),
+            VCFRONT_driverDoorStatus="DOOR_OPEN" if car["door_open"] else "DOOR_CLOSED",
         ),
         community_frame(
-            db, "ID312BMSthermal", BMSminPackTemperature=18.25, BMSmaxPackTemperature=23.5
+            db,
+            "ID25DCP_status",
+            CP_chargeCablePresent="CABLE_PRESENT" if car["charge_cable"] else "CABLE_NOT_PRESENT",
         ),
     ]
-    assert through_the_wire(tesla, frames) == {
-        "soc_percent": 78.4,
-        "gear": "P",
-        "speed_kph": 0.0,
-        "driver_present": False,
-        "door_open": False,
-        "vehicle_awake": True,
-        "charge_cable": True,
-        "charging_power_kw": 11.0,
-        "pack_voltage_v": 352.17,
-        "pack_current_a": -31.2,
-        "pack_temp_min_c": 18.25,
-        "pack_temp_max_c": 23.5,
-    }
+    if "soc_percent" in car:  # the battery and charger side, when the test gives it
+        frames += [
+            community_frame(db, "ID292BMS_SOC", SOCUI292=car["soc_percent"]),
+            community_frame(db, "ID00CUI_status", UI_systemActive=int(car["vehicle_awake"])),
+            community_frame(
+                db, "ID264ChargeLineStatus", ChargeLinePower264=car["charging_power_kw"]
+            ),
+            community_frame(
+                db,
+                "ID132HVBattAmpVolt",
+                BattVoltage132=car["pack_voltage_v"],
+                SmoothBattCurrent132=car["pack_current_a"],
+            ),
+            community_frame(
+                db,
+                "ID312BMSthermal",
+                BMSminPackTemperature=car["pack_temp_min_c"],
+                BMSmaxPackTemperature=car["pack_temp_max_c"],
+            ),
+        ]
+    return frames
+
+
+def test_parked_and_charging(db: Database, tesla: VehicleProfile) -> None:
+    assert through_the_wire(tesla, community_frames(db, PARKED_CHARGING)) == PARKED_CHARGING
 
 
 def test_driving(db: Database, tesla: VehicleProfile) -> None:
-    frames = [
-        community_frame(db, "ID118DriveSystemStatus", DI_gear="DI_GEAR_D"),
-        community_frame(db, "ID257UIspeed", UIspeed_signed257=87.44),
-        community_frame(
-            db,
-            "ID3A1VCFRONT_vehicleStatus",
-            VCFRONT_driverPresent=1,
-            VCFRONT_driverDoorStatus="DOOR_CLOSED",
-        ),
-        community_frame(db, "ID25DCP_status", CP_chargeCablePresent="CABLE_NOT_PRESENT"),
-    ]
-    roles = through_the_wire(tesla, frames)
-    assert roles == {
+    driving = {
         "gear": "D",
         "speed_kph": 87.44,
         "driver_present": True,
         "door_open": False,
         "charge_cable": False,
     }
+    assert through_the_wire(tesla, community_frames(db, driving)) == driving
 
 
 @pytest.mark.parametrize(
