@@ -48,6 +48,9 @@ ROLE_VSS: dict[str, str | None] = {
     "pack_temp_max_c": "Vehicle.Powertrain.TractionBattery.Temperature.Max",
     "vehicle_awake": None,
     "compute_temp_c": None,
+    "departure_event": None,
+    "cabin_preconditioning": "Vehicle.Cabin.HVAC.IsAirConditioningActive",
+    "charge_limit_reached": None,
 }
 
 _VEHICLE_KEYS = {"name", "description", "dbc", "bitrate"}

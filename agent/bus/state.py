@@ -30,6 +30,10 @@ ROLES: dict[str, type] = {
     "pack_temp_max_c": float,
     "vehicle_awake": bool,
     "compute_temp_c": float,
+    # Departure signals and the charge-limit hold (read by the governor's rules 1 and 4).
+    "departure_event": bool,  # unlock, key approach, charge-port release: a departure starts
+    "cabin_preconditioning": bool,  # the owner (or a schedule) warms/cools the cabin to leave
+    "charge_limit_reached": bool,  # plugged in and held at the charge limit, zero current
 }
 
 GEARS = ("P", "R", "N", "D")

@@ -1,7 +1,16 @@
-"""The power governor: pure policy, no I/O. (VehicleState, Policy, now) -> Decision."""
+"""The power governor: pure policy, no I/O.
 
-from agent.governor.decision import Decision, Mode, Reason
-from agent.governor.policy import Policy
-from agent.governor.rules import decide
+    decide(VehicleState, Policy, now) -> Decision                  stateless, one look
+    step(state, policy, now, memory, inputs) -> (Decision, Memory)  with hysteresis and dwell
+    Governor(policy).decide(state, now, inputs) -> Decision          step, memory kept for you
+"""
 
-__all__ = ["Decision", "Mode", "Policy", "Reason", "decide"]
+from agent.governor.decision import CODES, Decision, Mode, Reason, Severity
+from agent.governor.inputs import GridSignal, Inputs
+from agent.governor.policy import Policy, PolicyError
+from agent.governor.rules import Governor, Memory, decide, step
+
+__all__ = [
+    "CODES", "Decision", "Governor", "GridSignal", "Inputs", "Memory", "Mode", "Policy",
+    "PolicyError", "Reason", "Severity", "decide", "step",
+]

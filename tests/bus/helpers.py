@@ -20,6 +20,10 @@ PARKED_CHARGING: dict[str, object] = {
     "pack_current_a": 17.5,
     "pack_temp_min_c": 21.5,
     "pack_temp_max_c": 24.0,
+    "departure_event": False,
+    "cabin_preconditioning": False,
+    "charge_limit_reached": False,
+    "compute_temp_c": 45.5,
 }
 
 

@@ -35,8 +35,8 @@ def test_shipped_profiles() -> None:
 
 
 def test_reference_covers_every_vehicle_role(ref: VehicleProfile) -> None:
-    assert set(ref.roles) == set(ROLES) - {"compute_temp_c"}  # the compute module is not on CAN
-    assert ref.frame_ids == [0x102, 0x312, 0x313, 0x388]
+    assert set(ref.roles) == set(ROLES)
+    assert ref.frame_ids == [0x102, 0x312, 0x313, 0x388, 0x3A0]
 
 
 def test_reference_round_trip(ref: VehicleProfile) -> None:
@@ -85,7 +85,7 @@ def test_encode_refuses_what_the_signal_cannot_carry(ref: VehicleProfile) -> Non
     with pytest.raises(EncodeError):
         ref.encode({"driver_present": 1})
     with pytest.raises(KeyError):
-        ref.encode({"compute_temp_c": 40.0})
+        ref.encode({"no_such_role": 40.0})
 
 
 def write_profile(tmp_path: Path, roles: str, vehicle: str = "") -> Path:
