@@ -54,15 +54,9 @@ def through_the_wire(tesla: VehicleProfile, frames: list[CanFrame]) -> dict[str,
 
 
 def test_profile_binds_to_the_community_dbc(tesla: VehicleProfile) -> None:
-    # The community DBC carries no compute module and no departure or preconditioning signals.
-    not_on_this_bus = {
-        "compute_temp_c",
-        "departure_event",
-        "cabin_preconditioning",
-        "charge_limit_reached",
-    }
-    assert set(tesla.roles) == set(ROLES) - not_on_this_bus
-    ids = {0x00C, 0x118, 0x132, 0x257, 0x25D, 0x264, 0x292, 0x312, 0x3A1}
+    # The community DBC carries no compute module: its temperature comes from elsewhere.
+    assert set(tesla.roles) == set(ROLES) - {"compute_temp_c"}
+    ids = {0x00C, 0x102, 0x118, 0x132, 0x212, 0x257, 0x25D, 0x264, 0x292, 0x2F3, 0x312, 0x3A1}
     assert set(tesla.frame_ids) == ids
 
 
@@ -102,6 +96,26 @@ def community_frames(db: Database, car: dict[str, Any]) -> list[CanFrame]:
                 "ID312BMSthermal",
                 BMSminPackTemperature=car["pack_temp_min_c"],
                 BMSmaxPackTemperature=car["pack_temp_max_c"],
+            ),
+        ]
+    if "departure_event" in car:
+        frames += [
+            community_frame(
+                db, "ID102VCLEFT_doorStatus", VCLEFT_frontHandlePulled=int(car["departure_event"])
+            ),
+            community_frame(
+                db,
+                "ID2F3UI_hvacRequest",
+                UI_hvacReqUserPowerState="PRECONDITION" if car["cabin_preconditioning"] else "OFF",
+                UI_hvacReqTempSetpointLeft=21.0,
+                UI_hvacReqTempSetpointRight=21.0,
+            ),
+            community_frame(
+                db,
+                "ID212BMS_status",
+                BMS_uiChargeStatus="BMS_CHARGE_COMPLETE"
+                if car["charge_limit_reached"]
+                else "BMS_CHARGING",
             ),
         ]
     return frames
@@ -156,3 +170,20 @@ def test_profile_encode_agrees_with_the_community_dbc(db: Database, tesla: Vehic
     assert str(decoded[0x118]["DI_gear"]) == "DI_GEAR_R"
     assert decoded[0x292]["SOCUI292"] == pytest.approx(12.3)
     assert decoded[0x132]["BattVoltage132"] == pytest.approx(301.5)
+
+
+def test_departure_and_charge_limit(db: Database, tesla: VehicleProfile) -> None:
+    leaving = {
+        **PARKED_CHARGING,
+        "departure_event": True,
+        "cabin_preconditioning": True,
+        "charge_limit_reached": True,
+    }
+    roles = through_the_wire(tesla, community_frames(db, leaving))
+    assert roles["departure_event"] is True
+    assert roles["cabin_preconditioning"] is True
+    assert roles["charge_limit_reached"] is True
+    overheat = community_frame(
+        db, "ID2F3UI_hvacRequest", UI_hvacReqUserPowerState="OVERHEAT_PROTECT"
+    )
+    assert tesla.decode(overheat)["cabin_preconditioning"] is False
