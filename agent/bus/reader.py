@@ -29,6 +29,7 @@ READER_COUNTERS = (
     "open_failures",
     "link_lost",  # the open port failed (EOF, EIO, device gone)
     "silences",  # the port stayed open but the shim sent nothing for silence_limit_s
+    "reader_faults",  # unexpected exceptions inside the reader (then it reconnects)
 )
 
 SerialFactory = Callable[..., Any]
@@ -128,6 +129,10 @@ class BusReader:
             backoff = self.backoff_initial_s
             try:
                 self._serve(ser)
+            except Exception as e:  # noqa: BLE001 -- a bug must not leave the link "up" with no reader
+                self._counters["reader_faults"] += 1
+                self._link_down(f"bus reader fault: {type(e).__name__}: {e}")
+                self._stop.wait(backoff)
             finally:
                 with self._ser_lock:
                     self._ser = None

@@ -10,9 +10,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Union
 
-Value = Union[float, bool, str]
+Value = float | bool | str
 
 # The roles a vehicle profile maps DBC signals to, with their types. Names follow COVESA VSS
 # where a VSS name exists (Vehicle.Powertrain.TractionBattery.StateOfCharge.Displayed -> soc_percent).

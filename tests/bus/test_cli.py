@@ -42,19 +42,38 @@ def log_file(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def replay(tmp_path: Path, log_file: Path) -> Iterator[tuple[subprocess.Popen[str], Path]]:
-    port = tmp_path / "ttyREPLAY"
+def run_bus(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        fleetnode_bus(*args), env=env(), capture_output=True, text=True, timeout=30, check=check
+    )
+
+
+def monitor_json(port: Path | str, count: int, interval: float) -> list[dict[str, object]]:
+    out = run_bus(
+        "monitor", "--port", str(port), "--json", "--count", str(count), "--interval", str(interval)
+    )
+    return [json.loads(line) for line in out.stdout.splitlines()]
+
+
+def start_replay(log_file: Path, port: Path, *sink: str) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
-        fleetnode_bus("replay", str(log_file), "--port", str(port), "--direct", "--loop"),
+        fleetnode_bus("replay", str(log_file), "--port", str(port), "--loop", *sink),
         env=env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+    wait_until(lambda: port.is_symlink() or proc.poll() is not None, timeout=10)
+    if proc.poll() is not None:
+        raise AssertionError(proc.communicate())
+    return proc
+
+
+@pytest.fixture
+def replay(tmp_path: Path, log_file: Path) -> Iterator[tuple[subprocess.Popen[str], Path]]:
+    port = tmp_path / "ttyREPLAY"
+    proc = start_replay(log_file, port, "--direct")
     try:
-        wait_until(lambda: port.is_symlink() or proc.poll() is not None, timeout=10)
-        assert proc.poll() is None, proc.communicate()
         yield proc, port
     finally:
         if proc.poll() is None:
@@ -64,17 +83,7 @@ def replay(tmp_path: Path, log_file: Path) -> Iterator[tuple[subprocess.Popen[st
 
 def test_replay_to_monitor_json(replay: tuple[subprocess.Popen[str], Path]) -> None:
     proc, port = replay
-    out = subprocess.run(
-        fleetnode_bus(
-            "monitor", "--port", str(port), "--json", "--count", "3", "--interval", "0.3"
-        ),
-        env=env(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
-    objects = [json.loads(line) for line in out.stdout.splitlines()]
+    objects = monitor_json(port, count=3, interval=0.3)
     assert len(objects) == 3  # --count
     assert set(objects[-1]) == set(ROLES)
     assert objects[-1] == PARKED_CHARGING
@@ -86,29 +95,14 @@ def test_replay_to_monitor_json(replay: tuple[subprocess.Popen[str], Path]) -> N
 
 
 def test_monitor_reports_null_without_data(pty_pair: PtyPair) -> None:
-    out = subprocess.run(
-        fleetnode_bus(
-            "monitor", "--port", pty_pair.slave_path, "--json", "--count", "1", "--interval", "0.2"
-        ),
-        env=env(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
-    assert json.loads(out.stdout) == {role: None for role in ROLES}
+    assert monitor_json(pty_pair.slave_path, count=1, interval=0.2) == [
+        {role: None for role in ROLES}
+    ]
 
 
 def test_monitor_table_names_every_role(replay: tuple[subprocess.Popen[str], Path]) -> None:
     _, port = replay
-    out = subprocess.run(
-        fleetnode_bus("monitor", "--port", str(port), "--count", "2", "--interval", "0.3"),
-        env=env(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
+    out = run_bus("monitor", "--port", str(port), "--count", "2", "--interval", "0.3")
     last = out.stdout.strip().split("profile reference")[-1]
     for role in ROLES:
         assert role in last
@@ -119,13 +113,8 @@ def test_monitor_refuses_a_wrong_profile(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     dbc = ROOT / "agent/bus/vehicles/fleetnode_ref.dbc"
     bad.write_text(f'[vehicle]\ndbc = "{dbc}"\n[roles.gear]\nsignal = "NoSuchSignal"\nmap = {{}}\n')
-    out = subprocess.run(
-        fleetnode_bus("monitor", "--port", "/dev/null", "--profile", str(bad), "--count", "1"),
-        env=env(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
+    out = run_bus(
+        "monitor", "--port", "/dev/null", "--profile", str(bad), "--count", "1", check=False
     )
     assert out.returncode == 2
     assert "NoSuchSignal" in out.stderr and str(bad) in out.stderr
@@ -162,3 +151,21 @@ def test_every_subcommand_answers_help(
         cli.main(command)
     assert e.value.code == 0
     assert "usage: fleetnode bus" in capsys.readouterr().out
+
+
+# The shim's sources arrive with the firmware; where they are in the tree, `make install` has
+# built the binary and this test must run (and fail if the binary is missing).
+SHIM_SOURCES = (ROOT / "firmware_shim" / "Makefile").is_file() or "FLEETNODE_SHIM" in os.environ
+
+
+@pytest.mark.skipif(not SHIM_SOURCES, reason="firmware_shim/ is not part of this tree")
+def test_replay_through_the_firmware_shim(tmp_path: Path, log_file: Path) -> None:
+    port = tmp_path / "ttySHIM"
+    proc = start_replay(log_file, port)  # default sink: the shim's host build
+    try:
+        objects = monitor_json(port, count=2, interval=0.4)
+        assert objects[-1] == PARKED_CHARGING
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=10)
+    assert not port.is_symlink()

@@ -12,8 +12,8 @@ import pytest
 
 from agent.bus.profile import VehicleProfile
 from agent.bus.reader import BusReader
-from agent.bus.slcan import encode_frame
-from agent.bus.state import StateStore
+from agent.bus.slcan import CanFrame, encode_frame
+from agent.bus.state import StateStore, Value
 from agent.clock import FakeClock
 from tests.bus.helpers import PARKED_CHARGING, wait_for_state, wait_until
 from tests.fixtures.pty import PtyPair, open_pty
@@ -67,6 +67,15 @@ class Rig:
         os.replace(tmp_link, self.link)
         return pair
 
+    def start_with_car(self, profile: VehicleProfile) -> PtyPair:
+        """Plug a pty, start the reader, send a parked car and wait until it is decoded."""
+        pair = self.plug()
+        self.reader.start()
+        wait_for_state(self.store, lambda s: s.link.up)  # pyserial flushes input on open
+        pair.write(car_bytes(profile))
+        wait_for_state(self.store, lambda s: s.value("gear", self.clock.monotonic()) == "P")
+        return pair
+
     def unplug(self) -> None:
         self.pairs[-1].close_master()
         self.link.unlink()
@@ -85,10 +94,7 @@ def rig(tmp_path: Path, profile: VehicleProfile) -> Iterator[Rig]:
 
 
 def test_frames_become_roles(rig: Rig, profile: VehicleProfile) -> None:
-    pair = rig.plug()
-    rig.reader.start()
-    wait_for_state(rig.store, lambda s: s.link.up)
-    pair.write(car_bytes(profile))
+    rig.start_with_car(profile)
     now = rig.clock.monotonic
     snap = wait_for_state(rig.store, lambda s: None not in s.as_dict(now()).values())
     assert snap.as_dict(now()) == PARKED_CHARGING
@@ -102,12 +108,8 @@ def test_sends_listen_only_open_sequence(rig: Rig) -> None:
 
 
 def test_sna_reads_unknown_and_garbage_is_counted(rig: Rig, profile: VehicleProfile) -> None:
-    pair = rig.plug()
-    rig.reader.start()
-    wait_for_state(rig.store, lambda s: s.link.up)  # pyserial flushes input on open
-    pair.write(car_bytes(profile))
+    pair = rig.start_with_car(profile)
     now = rig.clock.monotonic
-    wait_for_state(rig.store, lambda s: s.value("gear", now()) == "P")
     pair.write(b"t10\rxyz\rt1028" + b"Q" * 16 + b"\r" + b"t10\x07" + car_bytes(profile, gear=None))
     wait_for_state(rig.store, lambda s: s.value("gear", now()) is None and s.link.up)
     c = rig.reader.counters
@@ -127,12 +129,8 @@ def test_short_payload_is_a_decode_error_not_a_crash(rig: Rig) -> None:
 def test_unplug_drops_link_at_once_and_plug_back_restores_it(
     rig: Rig, profile: VehicleProfile
 ) -> None:
-    pair = rig.plug()
-    rig.reader.start()
-    wait_for_state(rig.store, lambda s: s.link.up)  # pyserial flushes input on open
-    pair.write(car_bytes(profile))
+    rig.start_with_car(profile)
     now = rig.clock.monotonic
-    wait_for_state(rig.store, lambda s: s.value("soc_percent", now()) is not None)
 
     rig.unplug()
     # The fake clock does not move: the link can only drop because the reader saw EIO, not
@@ -177,12 +175,8 @@ def test_silent_shim_sets_link_down_and_data_brings_it_back(
 
 
 def test_stale_values_read_unknown(rig: Rig, profile: VehicleProfile) -> None:
-    pair = rig.plug()
-    rig.reader.start()
-    wait_for_state(rig.store, lambda s: s.link.up)  # pyserial flushes input on open
-    pair.write(car_bytes(profile))
+    rig.start_with_car(profile)
     now = rig.clock.monotonic
-    wait_for_state(rig.store, lambda s: s.value("gear", now()) == "P")
     rig.clock.advance(profile.max_age("gear") + 0.1)
     snap = rig.store.snapshot()
     assert snap.value("gear", now(), profile.max_age("gear")) is None
@@ -196,3 +190,31 @@ def test_stop_is_prompt_and_reports_link_down(rig: Rig) -> None:
     rig.reader.stop(timeout=2.0)
     assert not rig.reader.running
     assert not rig.store.snapshot().link.up
+
+
+class _BrokenProfile(VehicleProfile):
+    """The reference profile with a decoder bug on one id, to exercise the reader's supervision."""
+
+    def decode(self, frame: CanFrame) -> dict[str, Value | None]:
+        if frame.arb_id == 0x666:
+            raise RuntimeError("decoder bug")
+        return super().decode(frame)
+
+
+def test_a_fault_inside_the_reader_drops_the_link_and_recovers(tmp_path: Path) -> None:
+    ref = VehicleProfile.load("reference")
+    broken = _BrokenProfile(ref.name, ref.path, ref.dbc_path, ref.db, ref.bitrate, ref.bindings)
+    rig = Rig(tmp_path, broken)
+    try:
+        pair = rig.start_with_car(broken)
+        pair.write(b"t6660\r")
+        snap = wait_for_state(rig.store, lambda s: not s.link.up)
+        assert "decoder bug" in snap.link.reason
+        # The reader reconnects on its own and keeps decoding.
+        wait_for_state(rig.store, lambda s: s.link.up)
+        pair.write(car_bytes(broken))
+        wait_for_state(rig.store, lambda s: s.value("gear", rig.clock.monotonic()) == "P")
+        assert rig.reader.counters["reader_faults"] == 1
+        assert rig.reader.running
+    finally:
+        rig.close()

@@ -11,21 +11,17 @@ from agent.bus.errors import SlcanError
 from agent.bus.slcan import BAD_LINE_COUNTERS, CanFrame, SlcanParser, encode_frame
 
 
+def data_frames(max_id: int, extended: bool) -> st.SearchStrategy[CanFrame]:
+    return st.builds(
+        CanFrame,
+        arb_id=st.integers(0, max_id),
+        data=st.binary(max_size=8),
+        extended=st.just(extended),
+        timestamp_ms=st.none() | st.integers(0, 59_999),
+    )
+
+
 def frames_strategy() -> st.SearchStrategy[CanFrame]:
-    std = st.builds(
-        CanFrame,
-        arb_id=st.integers(0, slcan.MAX_STD_ID),
-        data=st.binary(max_size=8),
-        extended=st.just(False),
-        timestamp_ms=st.none() | st.integers(0, 59_999),
-    )
-    ext = st.builds(
-        CanFrame,
-        arb_id=st.integers(0, slcan.MAX_EXT_ID),
-        data=st.binary(max_size=8),
-        extended=st.just(True),
-        timestamp_ms=st.none() | st.integers(0, 59_999),
-    )
     rtr = st.builds(
         CanFrame,
         arb_id=st.integers(0, slcan.MAX_STD_ID),
@@ -34,7 +30,7 @@ def frames_strategy() -> st.SearchStrategy[CanFrame]:
         remote=st.just(True),
         dlc=st.integers(0, 8),
     )
-    return std | ext | rtr
+    return data_frames(slcan.MAX_STD_ID, False) | data_frames(slcan.MAX_EXT_ID, True) | rtr
 
 
 def test_encode_known_lines() -> None:

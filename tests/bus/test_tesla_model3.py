@@ -14,6 +14,7 @@ from cantools.database.can import Database
 from agent.bus.profile import VehicleProfile
 from agent.bus.slcan import CanFrame, SlcanParser, encode_frame
 from agent.bus.state import ROLES
+from tests.bus.helpers import PARKED_CHARGING
 
 MODEL3_DBC = Path("/work/shared/vehicles/Model3CAN.dbc")
 
@@ -53,70 +54,87 @@ def through_the_wire(tesla: VehicleProfile, frames: list[CanFrame]) -> dict[str,
 
 
 def test_profile_binds_to_the_community_dbc(tesla: VehicleProfile) -> None:
-    # The community DBC carries no compute module and no departure or preconditioning signals.
-    not_on_this_bus = {"compute_temp_c", "departure_event", "cabin_preconditioning", "charge_limit_reached"}
-    assert set(tesla.roles) == set(ROLES) - not_on_this_bus
-    ids = {0x00C, 0x118, 0x132, 0x257, 0x25D, 0x264, 0x292, 0x312, 0x3A1}
+    # The community DBC carries no compute module: its temperature comes from elsewhere.
+    assert set(tesla.roles) == set(ROLES) - {"compute_temp_c"}
+    ids = {0x00C, 0x102, 0x118, 0x132, 0x212, 0x257, 0x25D, 0x264, 0x292, 0x2F3, 0x312, 0x3A1}
     assert set(tesla.frame_ids) == ids
 
 
-def test_parked_and_charging(db: Database, tesla: VehicleProfile) -> None:
+def community_frames(db: Database, car: dict[str, Any]) -> list[CanFrame]:
+    """The frames a Model 3 in this state sends, written with the community DBC's own names."""
+    gear_names = {"P": "DI_GEAR_P", "R": "DI_GEAR_R", "N": "DI_GEAR_N", "D": "DI_GEAR_D"}
     frames = [
-        community_frame(db, "ID292BMS_SOC", SOCUI292=78.4),
-        community_frame(db, "ID118DriveSystemStatus", DI_gear="DI_GEAR_P"),
-        community_frame(db, "ID257UIspeed", UIspeed_signed257=0),
+        community_frame(db, "ID118DriveSystemStatus", DI_gear=gear_names[car["gear"]]),
+        community_frame(db, "ID257UIspeed", UIspeed_signed257=car["speed_kph"]),
         community_frame(
             db,
             "ID3A1VCFRONT_vehicleStatus",
-            VCFRONT_driverPresent=0,
-            VCFRONT_driverDoorStatus="DOOR_CLOSED",
-        ),
-        community_frame(db, "ID00CUI_status", UI_systemActive=1),
-        community_frame(db, "ID25DCP_status", CP_chargeCablePresent="CABLE_PRESENT"),
-        community_frame(db, "ID264ChargeLineStatus", ChargeLinePower264=11.0),
-        community_frame(
-            db, "ID132HVBattAmpVolt", BattVoltage132=352.17, SmoothBattCurrent132=-31.2
+            VCFRONT_driverPresent=int(car["driver_present"]),
+            VCFRONT_driverDoorStatus="DOOR_OPEN" if car["door_open"] else "DOOR_CLOSED",
         ),
         community_frame(
-            db, "ID312BMSthermal", BMSminPackTemperature=18.25, BMSmaxPackTemperature=23.5
+            db,
+            "ID25DCP_status",
+            CP_chargeCablePresent="CABLE_PRESENT" if car["charge_cable"] else "CABLE_NOT_PRESENT",
         ),
     ]
-    assert through_the_wire(tesla, frames) == {
-        "soc_percent": 78.4,
-        "gear": "P",
-        "speed_kph": 0.0,
-        "driver_present": False,
-        "door_open": False,
-        "vehicle_awake": True,
-        "charge_cable": True,
-        "charging_power_kw": 11.0,
-        "pack_voltage_v": 352.17,
-        "pack_current_a": -31.2,
-        "pack_temp_min_c": 18.25,
-        "pack_temp_max_c": 23.5,
-    }
+    if "soc_percent" in car:  # the battery and charger side, when the test gives it
+        frames += [
+            community_frame(db, "ID292BMS_SOC", SOCUI292=car["soc_percent"]),
+            community_frame(db, "ID00CUI_status", UI_systemActive=int(car["vehicle_awake"])),
+            community_frame(
+                db, "ID264ChargeLineStatus", ChargeLinePower264=car["charging_power_kw"]
+            ),
+            community_frame(
+                db,
+                "ID132HVBattAmpVolt",
+                BattVoltage132=car["pack_voltage_v"],
+                SmoothBattCurrent132=car["pack_current_a"],
+            ),
+            community_frame(
+                db,
+                "ID312BMSthermal",
+                BMSminPackTemperature=car["pack_temp_min_c"],
+                BMSmaxPackTemperature=car["pack_temp_max_c"],
+            ),
+        ]
+    if "departure_event" in car:
+        frames += [
+            community_frame(
+                db, "ID102VCLEFT_doorStatus", VCLEFT_frontHandlePulled=int(car["departure_event"])
+            ),
+            community_frame(
+                db,
+                "ID2F3UI_hvacRequest",
+                UI_hvacReqUserPowerState="PRECONDITION" if car["cabin_preconditioning"] else "OFF",
+                UI_hvacReqTempSetpointLeft=21.0,
+                UI_hvacReqTempSetpointRight=21.0,
+            ),
+            community_frame(
+                db,
+                "ID212BMS_status",
+                BMS_uiChargeStatus="BMS_CHARGE_COMPLETE"
+                if car["charge_limit_reached"]
+                else "BMS_CHARGING",
+            ),
+        ]
+    return frames
+
+
+def test_parked_and_charging(db: Database, tesla: VehicleProfile) -> None:
+    on_this_bus = {role: v for role, v in PARKED_CHARGING.items() if role in tesla.roles}
+    assert through_the_wire(tesla, community_frames(db, PARKED_CHARGING)) == on_this_bus
 
 
 def test_driving(db: Database, tesla: VehicleProfile) -> None:
-    frames = [
-        community_frame(db, "ID118DriveSystemStatus", DI_gear="DI_GEAR_D"),
-        community_frame(db, "ID257UIspeed", UIspeed_signed257=87.44),
-        community_frame(
-            db,
-            "ID3A1VCFRONT_vehicleStatus",
-            VCFRONT_driverPresent=1,
-            VCFRONT_driverDoorStatus="DOOR_CLOSED",
-        ),
-        community_frame(db, "ID25DCP_status", CP_chargeCablePresent="CABLE_NOT_PRESENT"),
-    ]
-    roles = through_the_wire(tesla, frames)
-    assert roles == {
+    driving = {
         "gear": "D",
         "speed_kph": 87.44,
         "driver_present": True,
         "door_open": False,
         "charge_cable": False,
     }
+    assert through_the_wire(tesla, community_frames(db, driving)) == driving
 
 
 @pytest.mark.parametrize(
@@ -152,3 +170,20 @@ def test_profile_encode_agrees_with_the_community_dbc(db: Database, tesla: Vehic
     assert str(decoded[0x118]["DI_gear"]) == "DI_GEAR_R"
     assert decoded[0x292]["SOCUI292"] == pytest.approx(12.3)
     assert decoded[0x132]["BattVoltage132"] == pytest.approx(301.5)
+
+
+def test_departure_and_charge_limit(db: Database, tesla: VehicleProfile) -> None:
+    leaving = {
+        **PARKED_CHARGING,
+        "departure_event": True,
+        "cabin_preconditioning": True,
+        "charge_limit_reached": True,
+    }
+    roles = through_the_wire(tesla, community_frames(db, leaving))
+    assert roles["departure_event"] is True
+    assert roles["cabin_preconditioning"] is True
+    assert roles["charge_limit_reached"] is True
+    overheat = community_frame(
+        db, "ID2F3UI_hvacRequest", UI_hvacReqUserPowerState="OVERHEAT_PROTECT"
+    )
+    assert tesla.decode(overheat)["cabin_preconditioning"] is False
