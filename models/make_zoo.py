@@ -42,6 +42,8 @@ import numpy as np
 ZOO = Path(__file__).resolve().parent / "zoo"
 BUILD_RECORD = ZOO / "build.json"
 MANIFEST = ZOO / "manifest.json"
+README = ZOO.parent / "README.md"
+TABLE_BEGIN, TABLE_END = "<!-- zoo table: written by make_zoo.py describe -->", "<!-- end zoo table -->"
 SEED = 20261123
 TENSORFLOW_VERSION = "2.21.0"
 # The fixed input every model is run on in `describe`; its output digest is the reference vector.
@@ -276,17 +278,17 @@ RECIPES: tuple[Recipe, ...] = (
     Recipe("mobilenet_v1_025_64", "MobileNet v1, width 0.25, 64x64x3 image, 10 classes",
            "keras.applications.MobileNet(alpha=0.25, weights=None, dropout=0)",
            (64, 64, 3), build_mobilenet_v1, _image_data(64), "sparse_categorical_crossentropy",
-           epochs=8),
+           epochs=4, train_samples=2048),
     Recipe("mobilenet_v2_035_64", "MobileNet v2, width 0.35, 64x64x3 image, 10 classes",
            "keras.applications.MobileNetV2(alpha=0.35, weights=None)",
            (64, 64, 3), build_mobilenet_v2, _image_data(64), "sparse_categorical_crossentropy",
-           epochs=8),
+           epochs=4, train_samples=2048),
     Recipe("mobilenet_v3_small_050_64",
            "MobileNet v3 small, width 0.5, hard-swish and squeeze-excite, 64x64x3, 10 classes",
            "keras.applications.MobileNetV3Small(alpha=0.5, minimalistic=False, weights=None, "
            "include_preprocessing=False, dropout_rate=0)",
            (64, 64, 3), build_mobilenet_v3_small, _image_data(64),
-           "sparse_categorical_crossentropy"),
+           "sparse_categorical_crossentropy", epochs=4, train_samples=2048),
     Recipe("resnet8_32", "ResNet-8 (MLPerf Tiny image classification), 32x32x3, 10 classes",
            "3 residual stacks (16, 32, 64 filters), 1x1 projection shortcuts, average pool, dense",
            (32, 32, 3), build_resnet8, _image_data(32), "sparse_categorical_crossentropy"),
@@ -390,6 +392,28 @@ def recalibrate_batch_norm(k: Any, model: Any, x: np.ndarray) -> None:
         layer.momentum = momentum
 
 
+def evaluate_int8(tf: Any, flat: bytes, x: np.ndarray, y: np.ndarray, float_out: np.ndarray,
+                  classifier: bool) -> dict[str, float]:
+    """The converted model on the held-out set: how much quantization cost."""
+    interp = tf.lite.Interpreter(model_content=flat)
+    interp.allocate_tensors()
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    (s_in, z_in), (s_out, z_out) = inp["quantization"], out["quantization"]
+    results = []
+    for sample in x:
+        q = np.clip(np.round(sample / s_in) + z_in, -128, 127).astype(np.int8)
+        interp.set_tensor(inp["index"], q[None, ...])
+        interp.invoke()
+        results.append((interp.get_tensor(out["index"])[0].astype(np.float32) - z_out) * s_out)
+    got = np.stack(results)
+    if classifier:
+        top = got.argmax(axis=-1)
+        return {"accuracy": round(float(np.mean(top == y)), 4),
+                "top1_agreement_with_float": round(float(np.mean(top == float_out.argmax(-1))), 4)}
+    return {"mse": round(float(np.mean((got - y) ** 2)), 4),
+            "mse_to_float_output": round(float(np.mean((got - float_out) ** 2)), 4)}
+
+
 def build(names: list[str]) -> None:
     tf = _setup_tensorflow()
     k = _keras()
@@ -415,6 +439,8 @@ def build(names: list[str]) -> None:
                                     return_dict=True)
         calibration, _ = r.data(np.random.default_rng(SEED + 2000 + index), 100)
         flat, ops = _convert(tf, model, r, calibration)
+        float_out = model.predict(x_eval, batch_size=r.batch_size, verbose=0)
+        int8_eval = evaluate_int8(tf, flat, x_eval, y_eval, float_out, "accuracy" in r.metrics)
         (ZOO / f"{r.name}.tflite").write_bytes(flat)
         record[r.name] = {
             "tensorflow": tf.__version__,
@@ -427,12 +453,13 @@ def build(names: list[str]) -> None:
             "loss": r.loss,
             "final_train_loss": round(float(history.history["loss"][-1]), 4),
             "eval": {key: round(float(v), 4) for key, v in evaluation.items()},
+            "int8_eval": int8_eval,
             "calibration_samples": len(calibration),
             "supported_ops": ops,
             "seed": SEED + index,
         }
         print(f"{r.name}: {len(flat)} bytes, params {model.count_params()}, "
-              f"eval {record[r.name]['eval']}, ops {ops}")
+              f"eval {record[r.name]['eval']}, int8 {int8_eval}, ops {ops}")
         BUILD_RECORD.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
@@ -502,6 +529,87 @@ def macs_of(op: dict[str, Any], shapes: dict[int, list[int]]) -> int:
     return 0
 
 
+def _enum_names(enum_class: type) -> dict[int, str]:
+    return {v: k for k, v in vars(enum_class).items() if not k.startswith("_")}
+
+
+def graph_nodes(data: bytes) -> list[dict[str, Any]]:
+    """Every operator of the main subgraph with its options and its tensors' quantization.
+
+    Read from the flatbuffer with the schema ai-edge-litert ships, because LiteRT's interpreter
+    does not report builtin options (stride, padding, fused activation), which are part of what
+    a kernel must reproduce.
+    """
+    from ai_edge_litert import schema_py_generated as schema  # noqa: PLC0415
+
+    model = schema.ModelT.InitFromPackedBuf(data, 0)
+    graph = model.subgraphs[0]
+    op_names = _enum_names(schema.BuiltinOperator)
+    type_names = _enum_names(schema.TensorType)
+    enums = {"padding": _enum_names(schema.Padding),
+             "fusedActivationFunction": _enum_names(schema.ActivationFunctionType)}
+
+    def tensor(index: int) -> dict[str, Any]:
+        t = graph.tensors[index]
+        buffer = model.buffers[t.buffer] if t.buffer else None
+        q = t.quantization
+        scales = list(q.scale) if q is not None and q.scale is not None else []
+        return {
+            "dtype": type_names[t.type].lower(),
+            "shape": [int(d) for d in (t.shape if t.shape is not None else [])],
+            "const": bool(buffer is not None and buffer.data is not None and len(buffer.data)),
+            "scales": len(scales),
+        }
+
+    nodes = []
+    for op in graph.operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        name = op_names[max(code.builtinCode, code.deprecatedBuiltinCode)]
+        options: dict[str, Any] = {}
+        if op.builtinOptions is not None:
+            defaults = vars(type(op.builtinOptions)())
+            for key, value in vars(op.builtinOptions).items():
+                if value == defaults.get(key) and key not in enums:
+                    continue
+                options[key] = enums[key].get(value, value) if key in enums else value
+        nodes.append({
+            "op": name,
+            "inputs": [tensor(i) for i in op.inputs if i >= 0],
+            "outputs": [tensor(i) for i in op.outputs],
+            "options": options,
+        })
+    return nodes
+
+
+def _fmt_node_tensor(t: dict[str, Any]) -> str:
+    text = f"{t['dtype']}{t['shape']}".replace(" ", "")
+    if t["const"]:
+        text = "const " + text
+    if t["scales"] > 1:
+        text += f" ({t['scales']} scales)"
+    return text
+
+
+def _fmt_options(options: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in options.items())
+
+
+def kernel_variant(node: dict[str, Any]) -> str:
+    """A node's kernel configuration: op, kernel size, options, per-channel weights."""
+    parts = [node["op"]]
+    if node["op"] in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+        _, kh, kw, _ = node["inputs"][1]["shape"]
+        parts.append(f"{kh}x{kw}")
+    if node["op"] in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+        parts.append("per-channel" if node["inputs"][1]["scales"] > 1 else "per-tensor")
+        if len(node["inputs"]) < 3:
+            parts.append("no-bias")
+    options = _fmt_options(node["options"])
+    if options:
+        parts.append(options)
+    return " ".join(parts)
+
+
 def describe_model(path: Path) -> dict[str, Any]:
     interp = open_interpreter(path)
     inputs = [tensor_spec(d) for d in interp.get_input_details()]
@@ -523,6 +631,9 @@ def describe_model(path: Path) -> dict[str, Any]:
     interp.invoke()
     result = [interp.get_tensor(d["index"]) for d in interp.get_output_details()]
     data = path.read_bytes()
+    nodes = graph_nodes(data)
+    if [n["op"] for n in nodes] != [op["op_name"] for op in ops]:
+        raise RuntimeError(f"{path.name}: flatbuffer operators differ from LiteRT's nodes")
     return {
         "name": path.stem,
         "file": path.name,
@@ -537,6 +648,9 @@ def describe_model(path: Path) -> dict[str, Any]:
         "int32_result_ops": int32_ops,
         "macs": int(sum(macs.values())),
         "macs_by_op": {k: int(v) for k, v in sorted(macs.items()) if v},
+        "kernel_variants": dict(sorted(collections.Counter(
+            kernel_variant(n) for n in nodes).items())),
+        "nodes": nodes,
         "reference_output_sha256": hashlib.sha256(
             b"".join(np.ascontiguousarray(t).tobytes() for t in result)).hexdigest(),
     }
@@ -586,6 +700,17 @@ def card(r: Recipe, info: dict[str, Any], built: dict[str, Any], litert: str) ->
         "Ops with an int32 result (shape arithmetic): "
         + (", ".join(f"`{s}`" for s in info["int32_result_ops"]) or "none") + ".",
         "",
+        "## Kernel variants",
+        "",
+        "Op, kernel size, weight quantization and the builtin options that differ from their "
+        "defaults (padding and fused activation always shown).",
+        "",
+        "| variant | count |",
+        "|---|---|",
+    ]
+    lines += [f"| `{v}` | {n} |" for v, n in info["kernel_variants"].items()]
+    lines += [
+        "",
         "## How it was made",
         "",
         f"- architecture: {r.architecture}",
@@ -596,7 +721,8 @@ def card(r: Recipe, info: dict[str, Any], built: dict[str, Any], litert: str) ->
             "parameters before conversion",
             f"- trained {built['epochs']} epochs on {built['train_samples']} synthetic samples, "
             f"batch {built['batch_size']}, {built['optimizer']}, loss {built['loss']} "
-            f"(final {built['final_train_loss']}); held-out synthetic set: {built['eval']}",
+            f"(final {built['final_train_loss']}); held-out synthetic set (128 samples): "
+            f"float {built['eval']}, int8 {built['int8_eval']}",
             f"- converted from a batch-1 concrete function with `Optimize.DEFAULT`, a "
             f"representative dataset of {built['calibration_samples']} synthetic samples, "
             f"int8 input and output, supported ops {built['supported_ops']}",
@@ -609,7 +735,16 @@ def card(r: Recipe, info: dict[str, Any], built: dict[str, Any], litert: str) ->
         f"{REFERENCE_INPUT_SEED}, uniform over the int8 range), LiteRT's builtin kernels on "
         f"x86-64 give outputs whose bytes hash to `{info['reference_output_sha256']}`.",
         "",
+        "## Nodes",
+        "",
+        "| # | op | inputs | output | options |",
+        "|---|---|---|---|---|",
     ]
+    for i, n in enumerate(info["nodes"]):
+        ins = ", ".join(_fmt_node_tensor(t) for t in n["inputs"])
+        outs = ", ".join(_fmt_node_tensor(t) for t in n["outputs"])
+        lines.append(f"| {i} | {n['op']} | {ins} | {outs} | {_fmt_options(n['options'])} |")
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -627,6 +762,7 @@ def describe() -> None:
         info["card"] = f"{r.name}.md"
         info["summary"] = r.summary
         (ZOO / info["card"]).write_text(card(r, info, built.get(r.name, {}), litert_version))
+        del info["nodes"]  # the per-node table lives in the card; the manifest stays short
         models.append(info)
         print(f"{r.name}: {info['size_bytes']} bytes, {info['macs']:,} MACs, ops {info['ops']}")
     union = collections.Counter()
@@ -642,6 +778,34 @@ def describe() -> None:
         "op_signature_union": dict(sorted(union.items())),
     }
     MANIFEST.write_text(json.dumps(manifest, indent=2) + "\n")
+    update_readme(models, manifest["op_signature_union"])
+
+
+def _fmt_shape(t: dict[str, Any]) -> str:
+    return f"{t['dtype']} {'x'.join(str(d) for d in t['shape'])}"
+
+
+def update_readme(models: list[dict[str, Any]], union: dict[str, int]) -> None:
+    """Rewrite the generated part of models/README.md: the model table and the op union."""
+    lines = [TABLE_BEGIN, "", "| model | input | output | bytes | MACs | nodes | float32 ops |",
+             "|---|---|---|---|---|---|---|"]
+    for m in models:
+        floats = ", ".join(f"`{s}`" for s in m["float32_ops"]) or "none"
+        lines.append(f"| `{m['name']}` | {', '.join(_fmt_shape(t) for t in m['inputs'])} | "
+                     f"{', '.join(_fmt_shape(t) for t in m['outputs'])} | "
+                     f"{m['size_bytes']:,} | {m['macs']:,} | {m['op_count']} | {floats} |")
+    total = sum(m["size_bytes"] for m in models)
+    lines += ["", f"{len(models)} models, {total:,} bytes in all.", "",
+              "Op signatures over the whole zoo (inputs -> outputs), with the models using each:",
+              "", "| op signature | nodes | models |", "|---|---|---|"]
+    for sig, count in union.items():
+        users = ", ".join(m["name"] for m in models if sig in m["op_signatures"])
+        lines.append(f"| `{sig}` | {count} | {users} |")
+    lines += ["", TABLE_END]
+    text = README.read_text() if README.exists() else f"{TABLE_BEGIN}\n{TABLE_END}\n"
+    head, rest = text.split(TABLE_BEGIN, 1)
+    tail = rest.split(TABLE_END, 1)[1]
+    README.write_text(head + "\n".join(lines) + tail)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -128,6 +128,22 @@ def test_litert_ops_equal_manifest_and_card(name: str) -> None:
     assert floats == m["float32_ops"]
 
 
+@pytest.mark.parametrize("name", sorted(BY_NAME))
+def test_card_node_table_follows_litert_execution_order(name: str) -> None:
+    m = BY_NAME[name]
+    ops = [op["op_name"] for op in interpreter(m)._get_ops_details()]
+    nodes = (ZOO / m["card"]).read_text().split("## Nodes", 1)[1]
+    rows = [line.split("|")[1:3] for line in nodes.splitlines() if re.match(r"\| \d+ \|", line)]
+    assert [(int(i), op.strip()) for i, op in rows] == list(enumerate(ops))
+    assert sum(m["kernel_variants"].values()) == len(ops)
+
+
+def test_readme_table_lists_every_model() -> None:
+    readme = (ZOO.parent / "README.md").read_text()
+    for m in MODELS:
+        assert re.search(rf"\| `{m['name']}` \| .* \| {m['size_bytes']:,} \|", readme), m["name"]
+
+
 @pytest.mark.skipif(platform.machine() != "x86_64",
                     reason="the digests are of x86-64 LiteRT; its ARM path rounds differently")
 @pytest.mark.parametrize("name", sorted(BY_NAME))
