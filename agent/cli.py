@@ -14,6 +14,7 @@ import agent
 SUBCOMMAND_MODULES = (
     "agent.service",
     "agent.bus.cli",
+    "agent.fleet.cli",
 )
 
 
