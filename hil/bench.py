@@ -10,6 +10,9 @@ stops, the link disappears) and plugged back (a new shim, the same path) as udev
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -135,3 +138,46 @@ class CarOnBus:
                     pass
             next_t += self.period_s
             self._stop.wait(max(0.0, next_t - time.monotonic()))
+
+
+class AgentProcess:
+    """The real agent (`python -m agent.cli ARGS`) as a child process, its output line by line.
+
+    Each line goes to `on_line` as it arrives and stays in `lines`. `stop()` sends SIGTERM, as
+    systemd does; an agent that does not stop within the timeout prints its threads' stacks
+    (SIGUSR1) and is killed.
+    """
+
+    def __init__(self, on_line: Callable[[str], None] | None, args: Sequence[str]) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "agent.cli", *args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        self.lines: list[str] = []
+        self._on_line = on_line
+        self._thread = threading.Thread(target=self._pump, daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            line = line.rstrip("\n")
+            self.lines.append(line)
+            if self._on_line is not None:
+                self._on_line(line)
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, timeout_s: float = 15.0) -> int:
+        self.proc.terminate()
+        try:
+            rc = self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGUSR1)
+            try:
+                rc = self.proc.wait(timeout=1.0)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                rc = self.proc.wait()
+        self._thread.join(timeout=5)
+        return rc

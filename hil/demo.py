@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -28,7 +25,7 @@ from agent.fleet import protocol as p
 from agent.fleet.broker import start_broker
 from agent.fleet.fleetside import FleetClient
 from agent.inference import load_model
-from hil.bench import CarOnBus
+from hil.bench import AgentProcess, CarOnBus
 from hil.sim import CarInputs, CarState, Event
 
 HERE = Path(__file__).parent
@@ -55,37 +52,6 @@ def scenario(duration_s: float) -> list[Event]:
     ]
 
 
-class AgentProcess:
-    """The real agent, as a child process; its output is streamed with a prefix."""
-
-    def __init__(self, args: list[str]) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "agent.cli", *args],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
-        self.lines: list[str] = []
-        self._thread = threading.Thread(target=self._pump, daemon=True)
-        self._thread.start()
-
-    def _pump(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            line = line.rstrip("\n")
-            self.lines.append(line)
-            say("agent", line)
-
-    def stop(self) -> int:
-        self.proc.terminate()
-        try:
-            rc = self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            say("demo", "the agent did not stop within 15 s; its threads:")
-            self.proc.send_signal(signal.SIGUSR1)
-            time.sleep(1.0)
-            self.proc.kill()
-            rc = self.proc.wait()
-        self._thread.join(timeout=5)
-        return rc
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Run the fleetnode thin path end to end on the HIL bench.")
     ap.add_argument("--duration", type=float, default=30.0, help="length of the story in seconds (default 30)")
@@ -110,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         car.start()
         say("car", f"parked in P, plugged in at 7.2 kW, SoC 62 %; serial line {car.port}")
-        agent = AgentProcess(["run", "--port", car.port, "--broker-port", str(broker.port), "--car-id", CAR,
+        agent = AgentProcess(lambda line: say("agent", line), ["run", "--port", car.port, "--broker-port", str(broker.port), "--car-id", CAR,
                               "--state-dir", str(work / "agent"), "--policy", str(HERE / "policies" / "demo.toml")])
         stack.enter_context(fleet)
         t0 = time.monotonic()
@@ -146,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         if st is None:
             problems.append("the door opened, but the car stayed in RUN")
         else:
-            say("fleet", f"{CAR} is {st.mode}: {', '.join(st.reasons)}")
+            say("fleet", f"{CAR} is {st.mode}: {', '.join(dict.fromkeys(st.reasons))}")
         submit_batch("b", args.jobs)
         say("fleet", "batch b waits for an available car")
         at(20)
@@ -156,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         if st is None:
             problems.append("the cable was pulled, but the car did not go OFF")
         else:
-            say("fleet", f"{CAR} is {st.mode}: {', '.join(st.reasons)}")
+            say("fleet", f"{CAR} is {st.mode}: {', '.join(dict.fromkeys(st.reasons))}")
         at(24)
         say("car", "the cable is plugged back in")
         car.plug()
