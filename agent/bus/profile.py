@@ -65,6 +65,7 @@ _ROLE_KEYS = {
     "true",
     "false",
 }
+_RAW_KEY = re.compile(r"-?[0-9]+")  # a map key written as a raw number ("3" = raw value 3)
 _SNA_NAME = re.compile(r"SNA|INVALID|UNKNOWN", re.IGNORECASE)
 
 
@@ -537,7 +538,7 @@ def _bind_role(
                     problems.append(f"{where}: map value {letter!r} is not one of {list(GEARS)}")
                     continue
                 raws = _raw_values(
-                    where, "map", [int(key) if key.lstrip("-").isdigit() else key], signal, problems
+                    where, "map", [int(key) if _RAW_KEY.fullmatch(key) else key], signal, problems
                 )
                 for r in raws:
                     enum[r] = letter
