@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from agent.bus import cli
-from agent.bus.canlog import TimedFrame, candump_line
+from agent.bus.canlog import CanLog, TimedFrame, candump_line
 from agent.bus.profile import VehicleProfile
+from agent.bus.slcan import CanFrame
 from agent.bus.state import ROLES
 from tests.bus.helpers import PARKED_CHARGING, wait_until
 from tests.fixtures.pty import PtyPair
@@ -169,3 +170,11 @@ def test_replay_through_the_firmware_shim(tmp_path: Path, log_file: Path) -> Non
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=10)
     assert not port.is_symlink()
+
+
+def test_replay_schedule_scales_the_log_clock() -> None:
+    frame = CanFrame(0x102, bytes(8))
+    log = CanLog([TimedFrame(t, frame) for t in (100.0, 100.5, 102.0, 101.0, 103.0)])
+    assert cli.schedule(log, 1.0) == [0.0, 0.5, 2.0, 2.0, 3.0]  # never backwards
+    assert cli.schedule(log, 2.0) == [0.0, 0.25, 1.0, 1.0, 1.5]
+    assert cli.schedule(log, 0) == [0.0] * 5
