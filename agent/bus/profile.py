@@ -435,6 +435,9 @@ def _find_signal(
     if signal.is_float:
         problems.append(f"{where}: signal {sig_name!r} is an IEEE float signal; not supported")
         return None
+    if not signal.scale or not math.isfinite(signal.scale):
+        problems.append(f"{where}: signal {sig_name!r} has scale {signal.scale} in {dbc.name}")
+        return None
     return message, signal
 
 

@@ -265,3 +265,14 @@ def test_encode_then_decode_is_exact_to_one_step(
             assert abs(got[role] - want) <= step / 2 + 1e-9  # type: ignore[operator]
         else:
             assert got[role] == want
+
+
+def test_a_dbc_signal_with_zero_scale_is_refused(tmp_path: Path) -> None:
+    dbc = tmp_path / "zero.dbc"
+    dbc.write_text(
+        'VERSION ""\n\nBS_:\n\nBU_: A\n\nBO_ 256 M: 8 A\n SG_ Soc : 0|8@1+ (0,0) [0|100] "%" A\n'
+    )
+    p = tmp_path / "zero.toml"
+    p.write_text(f'[vehicle]\ndbc = "{dbc}"\n[roles.soc_percent]\nsignal = "Soc"\n')
+    with pytest.raises(ProfileError, match="'Soc' has scale 0"):
+        VehicleProfile.load(p)
