@@ -53,6 +53,8 @@ ROLE_VSS: dict[str, str | None] = {
     "charge_limit_reached": None,
 }
 
+_VSS_ROLE = {vss: role for role, vss in ROLE_VSS.items() if vss is not None}
+
 _VEHICLE_KEYS = {"name", "description", "dbc", "bitrate"}
 _ROLE_KEYS = {
     "signal",
@@ -265,8 +267,13 @@ class VehicleProfile:
             problems.append("[roles]: the profile maps no role")
             roles = {}
         bindings: dict[str, RoleBinding] = {}
-        for role, spec in roles.items():
-            where = f"role {role!r}"
+        for key, spec in roles.items():
+            # A role may also be written under its VSS path: [roles."Vehicle.Speed"].
+            role = _VSS_ROLE.get(key, key)
+            where = f"role {key!r}"
+            if role in bindings:
+                problems.append(f"{where}: role {role!r} is mapped twice")
+                continue
             if role not in ROLES:
                 near = [r for r in ROLES if r.startswith(role)]
                 near = near or difflib.get_close_matches(role, list(ROLES), n=1)

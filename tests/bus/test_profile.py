@@ -276,3 +276,15 @@ def test_a_dbc_signal_with_zero_scale_is_refused(tmp_path: Path) -> None:
     p.write_text(f'[vehicle]\ndbc = "{dbc}"\n[roles.soc_percent]\nsignal = "Soc"\n')
     with pytest.raises(ProfileError, match="'Soc' has scale 0"):
         VehicleProfile.load(p)
+
+
+def test_roles_may_be_written_under_their_vss_path(tmp_path: Path) -> None:
+    p = write_profile(tmp_path, '[roles."Vehicle.Speed"]\nsignal = "VCU_VehicleSpeed"\n')
+    assert VehicleProfile.load(p).roles == ["speed_kph"]
+    twice = write_profile(
+        tmp_path,
+        '[roles."Vehicle.Speed"]\nsignal = "VCU_VehicleSpeed"\n'
+        '[roles.speed_kph]\nsignal = "VCU_VehicleSpeed"\n',
+    )
+    with pytest.raises(ProfileError, match="mapped twice"):
+        VehicleProfile.load(twice)
