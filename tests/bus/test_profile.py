@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agent.bus import profile as profile_module
 from agent.bus.errors import DecodeError, EncodeError, ProfileError
 from agent.bus.profile import ROLE_VSS, VehicleProfile, shipped_profiles
 from agent.bus.slcan import CanFrame
@@ -209,20 +210,7 @@ _ANY_TOML_VALUE = st.recursive(
 @given(
     role=st.sampled_from([*ROLES, "bogus"]),
     spec=st.dictionaries(
-        st.sampled_from(
-            [
-                "signal",
-                "message",
-                "scale",
-                "offset",
-                "invalid",
-                "max_age_s",
-                "map",
-                "true",
-                "false",
-                "extra",
-            ]
-        ),
+        st.sampled_from(sorted(profile_module._ROLE_KEYS) + ["extra"]),
         _ANY_TOML_VALUE,
         max_size=5,
     ),
