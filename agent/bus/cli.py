@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import tty
 from pathlib import Path
@@ -184,6 +185,13 @@ class ReplaySink:
             self.close()
             raise LogError(f"shim did not report its pty (got {line!r})")
         self.slave_path = line
+        # Keep reading the shim's stdout so it can never block on a full pipe.
+        threading.Thread(target=self._drain, args=(self.proc.stdout,), daemon=True).start()
+
+    @staticmethod
+    def _drain(stream: IO[bytes]) -> None:
+        while stream.read(4096):
+            pass
 
     def send(self, tf: TimedFrame) -> None:
         if self.proc is not None:
@@ -226,16 +234,31 @@ def link_port(port: Path, target: str) -> None:
     os.replace(tmp, port)
 
 
+def schedule(log: CanLog, speed: float) -> list[float]:
+    """When each frame goes out, in seconds after the start: the log's own spacing / speed.
+
+    speed 0 sends everything at once; a log whose clock steps backwards sends that frame at once.
+    """
+    if speed <= 0:
+        return [0.0] * len(log.frames)
+    t0 = log.frames[0].t
+    out: list[float] = []
+    last = 0.0
+    for tf in log.frames:
+        last = max(last, (tf.t - t0) / speed)
+        out.append(last)
+    return out
+
+
 def play(log: CanLog, sink: ReplaySink, speed: float, loop: bool) -> int:
+    offsets = schedule(log, speed)
     sent = 0
     while True:
         start = time.monotonic()
-        t0 = log.frames[0].t
-        for tf in log.frames:
-            if speed > 0:
-                delay = (tf.t - t0) / speed - (time.monotonic() - start)
-                if delay > 0:
-                    time.sleep(delay)
+        for tf, at in zip(log.frames, offsets):
+            delay = at - (time.monotonic() - start)
+            if delay > 0:
+                time.sleep(delay)
             sink.send(tf)
             sent += 1
         if not loop:

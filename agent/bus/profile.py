@@ -53,6 +53,8 @@ ROLE_VSS: dict[str, str | None] = {
     "charge_limit_reached": None,
 }
 
+_VSS_ROLE = {vss: role for role, vss in ROLE_VSS.items() if vss is not None}
+
 _VEHICLE_KEYS = {"name", "description", "dbc", "bitrate"}
 _ROLE_KEYS = {
     "signal",
@@ -65,6 +67,7 @@ _ROLE_KEYS = {
     "true",
     "false",
 }
+_RAW_KEY = re.compile(r"-?[0-9]+")  # a map key written as a raw number ("3" = raw value 3)
 _SNA_NAME = re.compile(r"SNA|INVALID|UNKNOWN", re.IGNORECASE)
 
 
@@ -264,8 +267,13 @@ class VehicleProfile:
             problems.append("[roles]: the profile maps no role")
             roles = {}
         bindings: dict[str, RoleBinding] = {}
-        for role, spec in roles.items():
-            where = f"role {role!r}"
+        for key, spec in roles.items():
+            # A role may also be written under its VSS path: [roles."Vehicle.Speed"].
+            role = _VSS_ROLE.get(key, key)
+            where = f"role {key!r}"
+            if role in bindings:
+                problems.append(f"{where}: role {role!r} is mapped twice")
+                continue
             if role not in ROLES:
                 near = [r for r in ROLES if r.startswith(role)]
                 near = near or difflib.get_close_matches(role, list(ROLES), n=1)
@@ -434,6 +442,9 @@ def _find_signal(
     if signal.is_float:
         problems.append(f"{where}: signal {sig_name!r} is an IEEE float signal; not supported")
         return None
+    if not signal.scale or not math.isfinite(signal.scale):
+        problems.append(f"{where}: signal {sig_name!r} has scale {signal.scale} in {dbc.name}")
+        return None
     return message, signal
 
 
@@ -537,7 +548,7 @@ def _bind_role(
                     problems.append(f"{where}: map value {letter!r} is not one of {list(GEARS)}")
                     continue
                 raws = _raw_values(
-                    where, "map", [int(key) if key.lstrip("-").isdigit() else key], signal, problems
+                    where, "map", [int(key) if _RAW_KEY.fullmatch(key) else key], signal, problems
                 )
                 for r in raws:
                     enum[r] = letter

@@ -81,6 +81,10 @@ class BusReader:
         self._thread: threading.Thread | None = None
         self._ser: Any = None
         self._ser_lock = threading.Lock()
+        # Monotonic time of the reader thread's latest loop, with or without data (it loops at
+        # least every read_timeout_s, or every backoff delay). A watchdog compares it with now:
+        # a thread that is alive but stuck stops moving it.
+        self.last_progress: float | None = None
 
     @property
     def counters(self) -> dict[str, int]:
@@ -121,6 +125,7 @@ class BusReader:
     def _run(self) -> None:
         backoff = self.backoff_initial_s
         while not self._stop.is_set():
+            self.last_progress = self.clock.monotonic()
             ser = self._open()
             if ser is None:
                 self._stop.wait(backoff)
@@ -175,6 +180,7 @@ class BusReader:
                 self._link_down(f"serial link lost on {self.port}: {e}")
                 return
             now = self.clock.monotonic()
+            self.last_progress = now
             if not data:
                 if not silent and now - last_rx > self.silence_limit_s:
                     silent = True

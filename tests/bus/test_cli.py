@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from agent.bus import cli
-from agent.bus.canlog import TimedFrame, candump_line
+from agent.bus.canlog import CanLog, TimedFrame, candump_line
 from agent.bus.profile import VehicleProfile
-from agent.bus.state import ROLES
+from agent.bus.slcan import CanFrame
+from agent.bus.state import ROLES, StateStore
 from tests.bus.helpers import PARKED_CHARGING, wait_until
 from tests.fixtures.pty import PtyPair
 
@@ -169,3 +170,26 @@ def test_replay_through_the_firmware_shim(tmp_path: Path, log_file: Path) -> Non
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=10)
     assert not port.is_symlink()
+
+
+def test_replay_schedule_scales_the_log_clock() -> None:
+    frame = CanFrame(0x102, bytes(8))
+    log = CanLog([TimedFrame(t, frame) for t in (100.0, 100.5, 102.0, 101.0, 103.0)])
+    assert cli.schedule(log, 1.0) == [0.0, 0.5, 2.0, 2.0, 3.0]  # never backwards
+    assert cli.schedule(log, 2.0) == [0.0, 0.25, 1.0, 1.0, 1.5]
+    assert cli.schedule(log, 0) == [0.0] * 5
+
+
+def test_monitor_views_turn_stale_values_to_null() -> None:
+    profile = VehicleProfile.load("reference")
+    store = StateStore()
+    store.set_link(True, "", 10.0)
+    store.update_many({"gear": "P", "pack_temp_max_c": 30.0}, 10.0)
+    snap = store.snapshot()
+    fresh = cli.role_values(profile, snap, 10.2)
+    assert (fresh["gear"], fresh["pack_temp_max_c"]) == ("P", 30.0)
+    later = cli.role_values(profile, snap, 11.0)  # gear's limit is 0.5 s, pack temperature's 5 s
+    assert (later["gear"], later["pack_temp_max_c"]) == (None, 30.0)
+    table = cli.render_table(profile, snap, 11.0, {"frames": 2, "bad_hex": 1})
+    assert "stale" in table.split("gear")[1].splitlines()[0]
+    assert "'bad_hex': 1" in table

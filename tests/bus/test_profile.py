@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agent.bus import profile as profile_module
 from agent.bus.errors import DecodeError, EncodeError, ProfileError
 from agent.bus.profile import ROLE_VSS, VehicleProfile, shipped_profiles
 from agent.bus.slcan import CanFrame
@@ -129,6 +130,7 @@ def test_user_profile_with_unit_conversion(tmp_path: Path) -> None:
             "'GEAR_X' is not in the value table",
         ),
         ('[roles.gear]\nsignal = "VCU_Gear"\n', "'map'"),
+        ('[roles.gear]\nsignal = "VCU_Gear"\nmap = { "\u00b2" = "P" }\n', "not in the value table"),
         (
             '[roles.door_open]\nsignal = "VCU_DriverDoorOpen"\ntrue = [1]\nfalse = [1]\n',
             "both true and false",
@@ -193,3 +195,84 @@ def test_any_payload_decodes_or_is_a_decode_error(
         return
     for role, value in values.items():
         assert value is None or isinstance(value, ROLES[role])
+
+
+_ANY_TOML_VALUE = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.floats() | st.text(max_size=12),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    role=st.sampled_from([*ROLES, "bogus"]),
+    spec=st.dictionaries(
+        st.sampled_from(sorted(profile_module._ROLE_KEYS) + ["extra"]),
+        _ANY_TOML_VALUE,
+        max_size=5,
+    ),
+    signal=st.sampled_from(["VCU_Gear", "BMS_SocDisplayed", "OBC_CablePlugged", "Nope"]),
+)
+def test_any_role_spec_loads_or_gives_a_profile_error(
+    role: str, spec: dict[str, object], signal: str
+) -> None:
+    doc = {"vehicle": {"dbc": str(REF_DBC)}, "roles": {role: {"signal": signal, **spec}}}
+    try:
+        prof = VehicleProfile.from_dict(doc, Path("fuzz.toml"))
+    except ProfileError as e:
+        assert "fuzz.toml" in str(e)
+        return
+    assert prof.roles == [role]
+
+
+_REF_VALUES = {
+    "soc_percent": st.floats(0, 100),
+    "gear": st.sampled_from("PRND"),
+    "speed_kph": st.floats(0, 300),
+    "driver_present": st.booleans(),
+    "door_open": st.booleans(),
+    "pack_voltage_v": st.floats(0, 655),
+    "pack_current_a": st.floats(-3276, 3276),
+    "pack_temp_max_c": st.floats(-40, 87),
+    "charging_power_kw": st.floats(0, 204),
+}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.fixed_dictionaries({}, optional=_REF_VALUES))
+def test_encode_then_decode_is_exact_to_one_step(
+    ref: VehicleProfile, car: dict[str, object]
+) -> None:
+    got = decode_all(ref, ref.encode(car))  # type: ignore[arg-type]
+    for role, want in car.items():
+        if isinstance(want, float):
+            step = abs(ref.bindings[role].signal.scale)
+            assert abs(got[role] - want) <= step / 2 + 1e-9  # type: ignore[operator]
+        else:
+            assert got[role] == want
+
+
+def test_a_dbc_signal_with_zero_scale_is_refused(tmp_path: Path) -> None:
+    dbc = tmp_path / "zero.dbc"
+    dbc.write_text(
+        'VERSION ""\n\nBS_:\n\nBU_: A\n\nBO_ 256 M: 8 A\n SG_ Soc : 0|8@1+ (0,0) [0|100] "%" A\n'
+    )
+    p = tmp_path / "zero.toml"
+    p.write_text(f'[vehicle]\ndbc = "{dbc}"\n[roles.soc_percent]\nsignal = "Soc"\n')
+    with pytest.raises(ProfileError, match="'Soc' has scale 0"):
+        VehicleProfile.load(p)
+
+
+def test_roles_may_be_written_under_their_vss_path(tmp_path: Path) -> None:
+    p = write_profile(tmp_path, '[roles."Vehicle.Speed"]\nsignal = "VCU_VehicleSpeed"\n')
+    assert VehicleProfile.load(p).roles == ["speed_kph"]
+    twice = write_profile(
+        tmp_path,
+        '[roles."Vehicle.Speed"]\nsignal = "VCU_VehicleSpeed"\n'
+        '[roles.speed_kph]\nsignal = "VCU_VehicleSpeed"\n',
+    )
+    with pytest.raises(ProfileError, match="mapped twice"):
+        VehicleProfile.load(twice)
