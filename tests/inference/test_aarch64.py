@@ -1,0 +1,115 @@
+"""The C library on aarch64 (cross-built, run under qemu-aarch64) computes LiteRT's x86-64 bytes.
+
+The vectors are made here on x86-64 (tests.inference.aarch64_vectors): the plan tables of every
+zoo model and the thin-path model as the planner builds them, random inputs, LiteRT's builtin
+outputs and our engine's arena after the same run. native/tests/fn_vector_runner.c, compiled by
+aarch64-linux-gnu-gcc with the library's strict flags and linked statically, runs them under
+qemu-aarch64 and compares every graph output and every intermediate tensor byte for byte.
+"""
+
+from __future__ import annotations
+
+import shutil
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.inference.aarch64_vectors import ROOT, THIN_PATH, model_paths, supported, write_vectors
+
+NATIVE = ROOT / "native"
+CASES = 3
+EM_AARCH64 = 183
+PT_INTERP = 3
+
+
+@pytest.fixture(scope="module")
+def build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("xarch")
+    # The cross build is part of what is tested: a warning under -Wall -Wextra -Werror fails it.
+    subprocess.run(["make", "-s", "-C", str(NATIVE), f"BUILD={out}", "all", "cross"], check=True,
+                   capture_output=True, timeout=300)
+    return out
+
+
+@pytest.fixture(scope="module")
+def vectors(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    names = [p.stem for p in model_paths() if supported(p)]
+    return write_vectors(tmp_path_factory.mktemp("vectors"), cases=CASES, names=names)
+
+
+def run(runner: list[str], files: list[Path]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(runner + [str(f) for f in files], capture_output=True, text=True, timeout=300)
+
+
+def qemu(build: Path) -> list[str]:
+    return [shutil.which("qemu-aarch64") or "qemu-aarch64", str(build / "aarch64" / "fn_vector_runner")]
+
+
+def test_cross_built_runner_is_a_static_aarch64_executable(build: Path) -> None:
+    elf = (build / "aarch64" / "fn_vector_runner").read_bytes()
+    assert elf[:4] == b"\x7fELF" and elf[4] == 2 and elf[5] == 1  # 64-bit, little-endian
+    assert struct.unpack_from("<H", elf, 18)[0] == EM_AARCH64
+    phoff, = struct.unpack_from("<Q", elf, 32)
+    phentsize, phnum = struct.unpack_from("<HH", elf, 54)
+    types = [struct.unpack_from("<I", elf, phoff + k * phentsize)[0] for k in range(phnum)]
+    assert PT_INTERP not in types  # static: no dynamic loader, no aarch64 sysroot needed at run time
+
+
+def test_vectors_cover_the_zoo_and_the_thin_path(vectors: list[Path]) -> None:
+    names = {p.stem for p in vectors}
+    assert THIN_PATH.stem in names and "tables" in names
+    # Six zoo models carry every op family the engine had first (convolutions, pooling, MEAN,
+    # SOFTMAX, ADD, MUL, HARD_SWISH, LUTs, FC); a zoo model the engine refuses is not a vector.
+    assert len(names & {p.stem for p in model_paths()}) >= 7, names
+
+
+def test_aarch64_computes_litert_x86_bytes_for_every_model(build: Path, vectors: list[Path]) -> None:
+    res = run(qemu(build), vectors)
+    assert res.returncode == 0, res.stdout + res.stderr
+    lines = res.stdout.splitlines()
+    for v in vectors:
+        if v.suffix == ".plan":
+            line = next((ln for ln in lines if ln.startswith(f"ok {v.stem}:")), None)
+            assert line is not None, res.stdout
+            assert f"{CASES} cases" in line and "(0 differ)" in line and "arena tensors" in line
+    tables = next(ln for ln in lines if ln.startswith("ok tables:"))
+    assert tables.endswith(" 0 differ") and " 0 LUTs" not in tables
+
+
+def test_host_build_of_the_runner_agrees(build: Path, vectors: list[Path]) -> None:
+    # The control: the same runner on x86-64 passes, so a failure under qemu is the architecture's.
+    res = run([str(build / "host" / "fn_vector_runner")], vectors)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert f"0 of {len(vectors)} files failed" in res.stdout
+
+
+def _flipped(src: Path, dst: Path, back: int) -> Path:
+    data = bytearray(src.read_bytes())
+    data[len(data) - back] ^= 0x01
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+def test_runner_reports_one_flipped_byte(build: Path, vectors: list[Path], tmp_path: Path) -> None:
+    thin = next(v for v in vectors if v.stem == THIN_PATH.stem)
+    # The file ends with the last case's arena; the byte just before it is LiteRT's last output.
+    arena_bytes = struct.unpack_from("<q", thin.read_bytes(), 16)[0]
+    bad_output = _flipped(thin, tmp_path / "out.plan", arena_bytes + 1)
+    res = run(qemu(build), [bad_output])
+    assert res.returncode == 1 and "MISMATCH thin_path" in res.stdout and "1 differ" in res.stdout
+
+    # Arena offset 0 always holds a tensor (the allocator places the biggest one there first).
+    bad_tensor = _flipped(thin, tmp_path / "arena.plan", arena_bytes)
+    res = run(qemu(build), [bad_tensor])
+    assert res.returncode == 1 and "differs from x86-64" in res.stdout
+
+
+def test_runner_refuses_a_truncated_file(build: Path, vectors: list[Path], tmp_path: Path) -> None:
+    thin = next(v for v in vectors if v.stem == THIN_PATH.stem)
+    for cut in (9, 40, len(thin.read_bytes()) - 1):
+        short = tmp_path / f"short{cut}.plan"
+        short.write_bytes(thin.read_bytes()[:cut])
+        res = run(qemu(build), [short])
+        assert res.returncode == 1 and "1 of 1 files failed" in res.stdout, (cut, res.stdout, res.stderr)
