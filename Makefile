@@ -36,7 +36,7 @@ bench: install
 	$(PY) -m bench.run
 
 fuzz: install fuzz-bus
-	$(MAKE) -C native fuzz
+	$(MAKE) -C native fuzz PY=$(abspath $(PY))
 
 # The SLCAN parser against an independent oracle: 1,000,000 random and mutated lines.
 fuzz-bus: install

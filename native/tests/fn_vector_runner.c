@@ -20,111 +20,65 @@
 #include <string.h>
 
 #include "fn_engine.h"
+#include "fn_vector_file.h"
 
-typedef struct {
-    const uint8_t *p;
-    size_t len, pos;
-} reader;
-
-static int take(reader *r, void *dst, size_t n) {
-    if (n > r->len - r->pos) return -1;
-    if (dst) memcpy(dst, r->p + r->pos, n);
-    r->pos += n;
-    return 0;
-}
-
-static int take_i32(reader *r, int32_t *v) { return take(r, v, sizeof *v); }
-static int take_i64(reader *r, int64_t *v) { return take(r, v, sizeof *v); }
-
-static uint8_t *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 1 << 16, n = 0;
-    uint8_t *buf = malloc(cap);
-    while (buf) {
-        n += fread(buf + n, 1, cap - n, f);
-        if (n < cap) break;
-        uint8_t *bigger = realloc(buf, cap * 2);
-        if (!bigger) { free(buf); buf = NULL; break; }
-        buf = bigger;
-        cap *= 2;
+/* Compares the arena tensors of one case with the x86-64 arena; returns how many differ. */
+static int64_t compare_arena(const fn_vec_plan *v, const uint8_t *arena, const uint8_t *x86, int32_t c,
+                             int64_t *tensors) {
+    int64_t differing = 0;
+    for (int32_t id = 0; id < v->n_tensors; id++) {
+        const int64_t *row = v->rows + (int64_t)id * FN_TENSOR_COLS;
+        int64_t nb = 0;
+        if (row[8] != FN_REGION_ARENA ||
+            !fn_vec_tensor(v->rows, v->n_tensors, id, (uint8_t *)(uintptr_t)arena, v->arena_len, v->consts,
+                           v->consts_len, &nb))
+            continue;
+        (*tensors)++;
+        if (memcmp(arena + row[9], x86 + row[9], (size_t)nb) != 0 && differing++ < 3)
+            printf("  %s case %d: arena tensor %d (%lld bytes at %lld) differs from x86-64\n", v->name, c, id,
+                   (long long)nb, (long long)row[9]);
     }
-    if (ferror(f)) { free(buf); buf = NULL; }
-    fclose(f);
-    *len = n;
-    return buf;
+    if (differing == 0 && memcmp(arena, x86, (size_t)v->arena_len) != 0) {
+        printf("  %s case %d: arena bytes outside every tensor differ\n", v->name, c);
+        differing++;
+    }
+    return differing;
 }
 
-/* Address of plan tensor `id` given the tensor rows: the same rule fn_plan_create applies. */
-static uint8_t *tensor_bytes(const int64_t *rows, int32_t n_tensors, int32_t id, uint8_t *arena,
-                             int64_t arena_len, uint8_t *consts, int64_t consts_len, int64_t *nbytes) {
-    if (id < 0 || id >= n_tensors) return NULL;
-    const int64_t *row = rows + (int64_t)id * FN_TENSOR_COLS;
-    const int64_t region = row[8], off = row[9], n = row[10];
-    const int64_t limit = region == FN_REGION_ARENA ? arena_len : consts_len;
-    if (off < 0 || n < 0 || off > limit || n > limit - off) return NULL;
-    *nbytes = n;
-    return (region == FN_REGION_ARENA ? arena : consts) + off;
-}
-
-static int run_plan_file(reader *r, const char *path) {
-    int32_t n_tensors, n_nodes, n_in, n_out, n_cases, name_len;
-    int64_t arena_len, consts_len;
-    if (take_i32(r, &n_tensors) || take_i32(r, &n_nodes) || take_i64(r, &arena_len) ||
-        take_i64(r, &consts_len) || take_i32(r, &n_in) || take_i32(r, &n_out) ||
-        take_i32(r, &n_cases) || take_i32(r, &name_len))
-        goto malformed;
-    if (n_tensors < 0 || n_nodes < 0 || arena_len < 0 || consts_len < 0 || n_in < 0 || n_out < 0 ||
-        n_cases < 0 || name_len < 0 || name_len > 200)
-        goto malformed;
-    char name[256] = {0};
-    if (take(r, name, (size_t)name_len)) goto malformed;
-    const size_t rows_bytes = (size_t)n_tensors * FN_TENSOR_COLS * sizeof(int64_t);
-    const size_t nodes_bytes = (size_t)n_nodes * FN_NODE_COLS * sizeof(int32_t);
-    if (rows_bytes > r->len - r->pos || nodes_bytes > r->len - r->pos - rows_bytes) goto malformed;
-    /* Copies, so every table is suitably aligned whatever the file layout. */
-    int64_t *rows = malloc(rows_bytes + 8);
-    int32_t *nodes = malloc(nodes_bytes + 4);
-    uint8_t *consts = malloc((size_t)consts_len + 1);
-    /* Zeroed once, as the x86-64 side's arena was: bytes no tensor covers stay equal too. */
-    uint8_t *arena = calloc((size_t)arena_len + 1, 1);
-    int32_t *ids = malloc(((size_t)n_in + (size_t)n_out + 1) * sizeof(int32_t));
+static int run_plan_file(fn_reader *r, const char *path) {
+    fn_vec_plan v;
+    if (fn_vec_plan_read(r, &v, path) != 0) return 1;
     int status = 1;
-    fn_plan *plan = NULL;
-    if (!rows || !nodes || !consts || !arena || !ids) {
-        fprintf(stderr, "%s: out of memory\n", path);
-        goto done;
-    }
-    if (take(r, rows, rows_bytes) || take(r, nodes, nodes_bytes) || take(r, consts, (size_t)consts_len) ||
-        take(r, ids, ((size_t)n_in + (size_t)n_out) * sizeof(int32_t))) {
-        fprintf(stderr, "%s: truncated tables\n", path);
-        goto done;
-    }
+    /* Zeroed once, as the x86-64 side's arena was: bytes no tensor covers stay equal too. */
+    uint8_t *arena = calloc((size_t)v.arena_len + 1, 1);
     int32_t err_node = -1, err = 0;
-    plan = fn_plan_create(rows, n_tensors, nodes, n_nodes, arena, arena_len, consts, consts_len, &err_node, &err);
+    fn_plan *plan = arena ? fn_plan_create(v.rows, v.n_tensors, v.nodes, v.n_nodes, arena, v.arena_len, v.consts,
+                                           v.consts_len, &err_node, &err)
+                          : NULL;
     if (!plan) {
-        printf("MISMATCH %s: fn_plan_create refused the plan (status %d at %d)\n", name, err, err_node);
+        printf("MISMATCH %s: fn_plan_create refused the plan (status %d at %d)\n", v.name, err, err_node);
         goto done;
     }
     int64_t compared = 0, differing = 0, arena_tensors = 0, arena_differing = 0;
     const volatile int32_t cancel = 0;
-    for (int32_t c = 0; c < n_cases; c++) {
-        for (int32_t k = 0; k < n_in; k++) {
+    for (int32_t c = 0; c < v.n_cases; c++) {
+        for (int32_t k = 0; k < v.n_in; k++) {
             int64_t nb = 0;
-            uint8_t *dst = tensor_bytes(rows, n_tensors, ids[k], arena, arena_len, consts, consts_len, &nb);
-            if (!dst || take(r, dst, (size_t)nb)) {
+            uint8_t *dst = fn_vec_tensor(v.rows, v.n_tensors, v.ids[k], arena, v.arena_len, v.consts, v.consts_len, &nb);
+            if (!dst || fn_take(r, dst, (size_t)nb)) {
                 fprintf(stderr, "%s: case %d: bad input %d\n", path, c, k);
                 goto done;
             }
         }
         int rc = fn_plan_run(plan, &cancel, &err_node);
         if (rc != FN_OK) {
-            printf("MISMATCH %s: case %d: run failed with status %d at node %d\n", name, c, rc, err_node);
+            printf("MISMATCH %s: case %d: run failed with status %d at node %d\n", v.name, c, rc, err_node);
             goto done;
         }
-        for (int32_t k = 0; k < n_out; k++) {
+        for (int32_t k = 0; k < v.n_out; k++) {
             int64_t nb = 0;
-            const uint8_t *got = tensor_bytes(rows, n_tensors, ids[n_in + k], arena, arena_len, consts, consts_len, &nb);
+            const uint8_t *got =
+                fn_vec_tensor(v.rows, v.n_tensors, v.ids[v.n_in + k], arena, v.arena_len, v.consts, v.consts_len, &nb);
             if (!got || (size_t)nb > r->len - r->pos) {
                 fprintf(stderr, "%s: case %d: bad output %d\n", path, c, k);
                 goto done;
@@ -135,36 +89,17 @@ static int run_plan_file(reader *r, const char *path) {
                 if (got[i] != want[i]) { diff++; if (first < 0) first = i; }
             if (diff)
                 printf("  %s case %d output %d: %lld of %lld bytes differ, first at byte %lld (%d, want %d)\n",
-                       name, c, k, (long long)diff, (long long)nb, (long long)first, got[first], want[first]);
+                       v.name, c, k, (long long)diff, (long long)nb, (long long)first, got[first], want[first]);
             compared += nb;
             differing += diff;
             r->pos += (size_t)nb;
         }
-        if ((size_t)arena_len > r->len - r->pos) {
+        if ((size_t)v.arena_len > r->len - r->pos) {
             fprintf(stderr, "%s: case %d: truncated arena\n", path, c);
             goto done;
         }
-        const uint8_t *x86_arena = r->p + r->pos;
-        int32_t reported = 0;
-        for (int32_t id = 0; id < n_tensors; id++) {
-            const int64_t *row = rows + (int64_t)id * FN_TENSOR_COLS;
-            if (row[8] != FN_REGION_ARENA) continue;
-            int64_t nb = 0;
-            const uint8_t *got = tensor_bytes(rows, n_tensors, id, arena, arena_len, consts, consts_len, &nb);
-            if (!got) continue; /* fn_plan_create already refused such a row */
-            arena_tensors++;
-            if (memcmp(got, x86_arena + row[9], (size_t)nb) != 0) {
-                arena_differing++;
-                if (reported++ < 3)
-                    printf("  %s case %d: arena tensor %d (%lld bytes at %lld) differs from x86-64\n", name, c,
-                           id, (long long)nb, (long long)row[9]);
-            }
-        }
-        if (memcmp(arena, x86_arena, (size_t)arena_len) != 0 && arena_differing == 0) {
-            printf("  %s case %d: arena bytes outside every tensor differ\n", name, c);
-            arena_differing++;
-        }
-        r->pos += (size_t)arena_len;
+        arena_differing += compare_arena(&v, arena, r->p + r->pos, c, &arena_tensors);
+        r->pos += (size_t)v.arena_len;
     }
     if (r->pos != r->len) {
         fprintf(stderr, "%s: %zu trailing bytes\n", path, r->len - r->pos);
@@ -172,30 +107,24 @@ static int run_plan_file(reader *r, const char *path) {
     }
     const int bad = differing || arena_differing;
     printf("%s %s: %d cases, %d nodes, %lld output bytes (%lld differ), %lld arena tensors (%lld differ)\n",
-           bad ? "MISMATCH" : "ok", name, n_cases, n_nodes, (long long)compared, (long long)differing,
+           bad ? "MISMATCH" : "ok", v.name, v.n_cases, v.n_nodes, (long long)compared, (long long)differing,
            (long long)arena_tensors, (long long)arena_differing);
     status = bad ? 1 : 0;
 done:
     fn_plan_free(plan);
-    free(rows);
-    free(nodes);
-    free(consts);
     free(arena);
-    free(ids);
+    fn_vec_plan_free(&v);
     return status;
-malformed:
-    fprintf(stderr, "%s: malformed plan header\n", path);
-    return 1;
 }
 
-static int run_table_file(reader *r, const char *path) {
+static int run_table_file(fn_reader *r, const char *path) {
     int32_t n;
-    if (take_i32(r, &n) || n < 0) { fprintf(stderr, "%s: malformed table header\n", path); return 1; }
+    if (fn_take(r, &n, 4) || n < 0) { fprintf(stderr, "%s: malformed table header\n", path); return 1; }
     int32_t luts = 0, softmax = 0, differing = 0;
     for (int32_t i = 0; i < n; i++) {
         int32_t kind, ip[8];
         float fp[2];
-        if (take_i32(r, &kind) || take(r, fp, sizeof fp) || take(r, ip, sizeof ip)) {
+        if (fn_take(r, &kind, 4) || fn_take(r, fp, sizeof fp) || fn_take(r, ip, sizeof ip)) {
             fprintf(stderr, "%s: table %d truncated\n", path, i);
             return 1;
         }
@@ -239,13 +168,13 @@ int main(int argc, char **argv) {
     int failures = 0;
     for (int i = 1; i < argc; i++) {
         size_t len = 0;
-        uint8_t *buf = read_file(argv[i], &len);
+        uint8_t *buf = fn_read_file(argv[i], &len);
         if (!buf) {
             fprintf(stderr, "%s: cannot read\n", argv[i]);
             failures++;
             continue;
         }
-        reader r = {buf, len, 8};
+        fn_reader r = {buf, len, 8};
         if (len >= 8 && memcmp(buf, "FNPLAN01", 8) == 0) failures += run_plan_file(&r, argv[i]);
         else if (len >= 8 && memcmp(buf, "FNTABL01", 8) == 0) failures += run_table_file(&r, argv[i]);
         else { fprintf(stderr, "%s: not a vector file\n", argv[i]); failures++; }

@@ -74,19 +74,21 @@ _ORIGINAL_LUT: Callable[..., np.ndarray] = _native.lut_build
 _ORIGINAL_SOFTMAX: Callable[..., np.ndarray] = _native.softmax_table
 
 
-def _plan_recording(data: bytes, calls: TableCalls) -> NativeModel:
+def _plan_recording(data: bytes, calls: TableCalls, keep: bool) -> NativeModel:
     # The planner reaches the table builders through the module attribute at call time, so
     # swapping the attribute records exactly the tables this model needs.
     _native.lut_build, _native.softmax_table = calls.lut, calls.softmax  # type: ignore[assignment]
     try:
-        return NativeModel(tflite.parse(data), keep_intermediates=True)
+        return NativeModel(tflite.parse(data), keep_intermediates=keep)
     finally:
         _native.lut_build, _native.softmax_table = _ORIGINAL_LUT, _ORIGINAL_SOFTMAX  # type: ignore[assignment]
 
 
-def plan_vector(data: bytes, name: str, cases: int, rng: np.random.Generator, calls: TableCalls) -> bytes:
-    """One model's plan file: the tables the binding gets, inputs, LiteRT's outputs."""
-    model = _plan_recording(data, calls)
+def plan_vector(data: bytes, name: str, cases: int, rng: np.random.Generator, calls: TableCalls,
+                keep: bool = True) -> bytes:
+    """One model's plan file: the tables the binding gets, inputs, LiteRT's outputs, our arena.
+    keep=False gives the production plan (arena reuse), whose arena shows only the last writers."""
+    model = _plan_recording(data, calls, keep)
     tables = model._tables
     ncols = 3 + NODE_IN + NODE_OUT + NODE_PARAMS
     rows = np.ascontiguousarray(tables.tensor_rows, dtype="<i8")
@@ -134,7 +136,7 @@ def table_file(calls: TableCalls) -> bytes:
 
 
 def write_vectors(out_dir: Path, cases: int = 2, names: list[str] | None = None, seed: int = 1,
-                  sweep_per_kind: int = 64) -> list[Path]:
+                  sweep_per_kind: int = 64, keep: bool = True) -> list[Path]:
     """Writes one plan file per model (every zoo model the engine supports, and the thin path
     unless `names` picks some) and one tables file; returns the paths written."""
     if platform.machine() not in ("x86_64", "AMD64"):
@@ -147,7 +149,7 @@ def write_vectors(out_dir: Path, cases: int = 2, names: list[str] | None = None,
     for path in model_paths():
         if names is not None and path.stem not in names:
             continue
-        blob = plan_vector(path.read_bytes(), path.stem, cases, rng, calls)
+        blob = plan_vector(path.read_bytes(), path.stem, cases, rng, calls, keep)
         dst = out_dir / f"{path.stem}.plan"
         dst.write_bytes(blob)
         written.append(dst)
@@ -172,9 +174,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("out_dir", type=Path)
     ap.add_argument("--cases", type=int, default=2, help="random inputs per model")
     ap.add_argument("--models", default="", help="comma-separated model names (default: all)")
+    ap.add_argument("--reuse-arena", action="store_true", help="the production plan (seeds of the plan fuzzer)")
     args = ap.parse_args(argv)
-    names = [n for n in args.models.split(",") if n] or None
-    for p in write_vectors(args.out_dir, args.cases, names):
+    names = [n for n in args.models.split(",") if n]
+    if not names:
+        names = [p.stem for p in model_paths() if supported(p)]
+        skipped = [p.stem for p in model_paths() if p.stem not in names]
+        if skipped:
+            print(f"not supported by the engine, no vectors: {', '.join(skipped)}", file=sys.stderr)
+    for p in write_vectors(args.out_dir, args.cases, names, keep=not args.reuse_arena):
         print(p)
     return 0
 
