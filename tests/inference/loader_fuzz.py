@@ -27,9 +27,10 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -161,7 +162,7 @@ class Mutator:
         return bytes(data), f"{self.names[s]}: " + "; ".join(done)
 
     @staticmethod
-    def _put(data: bytearray, pos: int, fmt: str, value: int | float) -> None:
+    def _put(data: bytearray, pos: int, fmt: str, value: float) -> None:
         import struct
 
         size = struct.calcsize(fmt)
@@ -275,7 +276,7 @@ def valid_inputs(model: Any, rng: np.random.Generator) -> list[np.ndarray]:
 def check(data: bytes, rng: np.random.Generator) -> str:
     """The property. Returns the outcome ("refused: <error>", "ran", "run refused: <error>");
     raises AssertionError for anything else."""
-    from agent.inference import CancelToken, Cancelled, ModelError, load_model
+    from agent.inference import Cancelled, CancelToken, ModelError, load_model
 
     try:
         model = load_model(data, arena_limit_bytes=ARENA_LIMIT)
