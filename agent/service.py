@@ -135,7 +135,7 @@ class Agent:
         reader = BusReader(self.cfg.serial_port, self.profile, store, self.clock)
         tls = None
         if self.cfg.tls_ca:
-            tls = TlsConfig(ca=self.cfg.tls_ca, cert=self.cfg.tls_cert or None, key=self.cfg.tls_key or None)
+            tls = TlsConfig(Path(self.cfg.tls_ca), Path(self.cfg.tls_cert), Path(self.cfg.tls_key))
         link = FleetLink(self.cfg.car_id, self.cfg.broker_host, self.cfg.broker_port, self.clock,
                          outbox_path=self.state_dir / "outbox.sqlite", pool=self.cfg.pool, tls=tls,
                          audit_path=self.state_dir / "audit.sqlite")
@@ -159,7 +159,7 @@ class Agent:
             generation = store.wait_changed(generation, self.TICK_S)
             try:
                 self._tick(store, link, runner)
-            except Exception as e:  # a bug in one tick must not kill the agent: fail safe, say why
+            except Exception as e:  # noqa: BLE001 -- a bug in one tick must not kill the agent: fail safe, say why
                 self.tick_errors += 1
                 runner.set_decision(self._fail_safe(f"internal error: {type(e).__name__}: {e}"))
                 link.set_accepting_jobs(False)
