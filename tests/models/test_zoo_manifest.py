@@ -24,24 +24,35 @@ MODELS: list[dict[str, Any]] = MANIFEST["models"]
 BY_NAME = {m["name"]: m for m in MODELS}
 # Every architecture the zoo promises; a model that silently failed to build must fail here.
 EXPECTED = {
-    "mobilenet_v1_025_64", "mobilenet_v2_035_64", "mobilenet_v3_small_050_64", "resnet8_32",
-    "ds_cnn_kws", "fc_autoencoder", "transformer_tiny",
+    "mobilenet_v1_025_64",
+    "mobilenet_v2_035_64",
+    "mobilenet_v3_small_050_64",
+    "resnet8_32",
+    "ds_cnn_kws",
+    "fc_autoencoder",
+    "transformer_tiny",
 }
 
 
 def interpreter(model: dict[str, Any]) -> Interpreter:
-    interp = Interpreter(model_path=str(ZOO / model["file"]), num_threads=1,
-                         experimental_op_resolver_type=(
-                             OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
+    interp = Interpreter(
+        model_path=str(ZOO / model["file"]),
+        num_threads=1,
+        experimental_op_resolver_type=(OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES),
+    )
     interp.allocate_tensors()
     return interp
 
 
 def spec(detail: dict[str, Any]) -> dict[str, Any]:
     scale, zero_point = detail["quantization"]
-    return {"name": detail["name"], "dtype": np.dtype(detail["dtype"]).name,
-            "shape": [int(d) for d in detail["shape"]], "scale": float(scale),
-            "zero_point": int(zero_point)}
+    return {
+        "name": detail["name"],
+        "dtype": np.dtype(detail["dtype"]).name,
+        "shape": [int(d) for d in detail["shape"]],
+        "scale": float(scale),
+        "zero_point": int(zero_point),
+    }
 
 
 def run(interp: Interpreter, seed: int) -> list[np.ndarray]:
@@ -144,8 +155,10 @@ def test_readme_table_lists_every_model() -> None:
         assert re.search(rf"\| `{m['name']}` \| .* \| {m['size_bytes']:,} \|", readme), m["name"]
 
 
-@pytest.mark.skipif(platform.machine() != "x86_64",
-                    reason="the digests are of x86-64 LiteRT; its ARM path rounds differently")
+@pytest.mark.skipif(
+    platform.machine() != "x86_64",
+    reason="the digests are of x86-64 LiteRT; its ARM path rounds differently",
+)
 @pytest.mark.parametrize("name", sorted(BY_NAME))
 def test_reference_output_digest(name: str) -> None:
     m = BY_NAME[name]
