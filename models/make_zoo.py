@@ -298,59 +298,64 @@ def _image_data(size: int) -> Callable[[np.random.Generator, int], tuple[np.ndar
     return lambda rng, n: images(rng, n, size, 10)
 
 
-IMAGES = (
-    "per-class smooth random patterns in [-1, 1], randomly shifted, plus Gaussian noise "
-    "(`images()`)"
-)
+def _image_recipe(
+    name: str,
+    summary: str,
+    architecture: str,
+    size: int,
+    builder: Callable[[], Any],
+    **training: Any,
+) -> Recipe:
+    """An image classifier on `images()`: 10 classes, cross-entropy."""
+    return Recipe(
+        name,
+        summary,
+        architecture,
+        (size, size, 3),
+        builder,
+        _image_data(size),
+        "sparse_categorical_crossentropy",
+        "per-class smooth random patterns in [-1, 1], randomly shifted, plus Gaussian noise "
+        "(`images()`)",
+        **training,
+    )
 
 
 RECIPES: tuple[Recipe, ...] = (
-    Recipe(
+    _image_recipe(
         "mobilenet_v1_025_64",
         "MobileNet v1, width 0.25, 64x64x3 image, 10 classes",
         "keras.applications.MobileNet(alpha=0.25, weights=None, dropout=0)",
-        (64, 64, 3),
+        64,
         build_mobilenet_v1,
-        _image_data(64),
-        "sparse_categorical_crossentropy",
-        IMAGES,
         epochs=4,
         train_samples=2048,
     ),
-    Recipe(
+    _image_recipe(
         "mobilenet_v2_035_64",
         "MobileNet v2, width 0.35, 64x64x3 image, 10 classes",
         "keras.applications.MobileNetV2(alpha=0.35, weights=None)",
-        (64, 64, 3),
+        64,
         build_mobilenet_v2,
-        _image_data(64),
-        "sparse_categorical_crossentropy",
-        IMAGES,
         epochs=4,
         train_samples=2048,
     ),
-    Recipe(
+    _image_recipe(
         "mobilenet_v3_small_050_64",
         "MobileNet v3 small, width 0.5, hard-swish and squeeze-excite, 64x64x3, 10 classes",
         "keras.applications.MobileNetV3Small(alpha=0.5, minimalistic=False, weights=None, "
         "include_preprocessing=False, dropout_rate=0)",
-        (64, 64, 3),
+        64,
         build_mobilenet_v3_small,
-        _image_data(64),
-        "sparse_categorical_crossentropy",
-        IMAGES,
         epochs=4,
         train_samples=2048,
     ),
-    Recipe(
+    _image_recipe(
         "resnet8_32",
         "ResNet-8 (MLPerf Tiny image classification), 32x32x3, 10 classes",
         "3 residual stacks (16, 32, 64 filters), 1x1 projection shortcuts, average pool, dense",
-        (32, 32, 3),
+        32,
         build_resnet8,
-        _image_data(32),
-        "sparse_categorical_crossentropy",
-        IMAGES,
     ),
     Recipe(
         "ds_cnn_kws",
@@ -775,6 +780,12 @@ def _fmt_tensor(t: dict[str, Any]) -> str:
     return f"| `{t['name']}` | {t['dtype']} | {t['shape']} | {t['scale']:.9g} | {t['zero_point']} |"
 
 
+def _count_table(column: str, counts: dict[str, int], code: bool) -> list[str]:
+    quote = "`" if code else ""
+    rows = [f"| {quote}{key}{quote} | {n} |" for key, n in counts.items()]
+    return [f"| {column} | count |", "|---|---|", *rows]
+
+
 def card(r: Recipe, info: dict[str, Any], built: dict[str, Any], litert: str) -> str:
     lines = [
         f"# {r.name}",
@@ -800,19 +811,11 @@ def card(r: Recipe, info: dict[str, Any], built: dict[str, Any], litert: str) ->
         "",
         "Builtin kernels, no delegate (`OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES`).",
         "",
-        "| op | count |",
-        "|---|---|",
-    ]
-    lines += [f"| {op} | {n} |" for op, n in info["ops"].items()]
-    lines += [
+        *_count_table("op", info["ops"], code=False),
         "",
         "With tensor types (inputs -> outputs):",
         "",
-        "| op signature | count |",
-        "|---|---|",
-    ]
-    lines += [f"| `{sig}` | {n} |" for sig, n in info["op_signatures"].items()]
-    lines += [
+        *_count_table("op signature", info["op_signatures"], code=True),
         "",
         "float32 ops: " + (", ".join(f"`{s}`" for s in info["float32_ops"]) or "none") + ".",
         "",
@@ -822,15 +825,11 @@ def card(r: Recipe, info: dict[str, Any], built: dict[str, Any], litert: str) ->
         "",
         "## Kernel variants",
         "",
-        (
-            "Op, kernel size, weight quantization and the builtin options that differ from their "
-            "defaults (padding and fused activation always shown)."
-        ),
+        "Op, kernel size, weight quantization and the builtin options that differ from their "
+        + "defaults (padding and fused activation always shown).",
         "",
-        "| variant | count |",
-        "|---|---|",
+        *_count_table("variant", info["kernel_variants"], code=True),
     ]
-    lines += [f"| `{v}` | {n} |" for v, n in info["kernel_variants"].items()]
     lines += [
         "",
         "## How it was made",
