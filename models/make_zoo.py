@@ -156,6 +156,9 @@ class Recipe:
     batch_size: int = 32
     learning_rate: float = 1e-3
     metrics: tuple[str, ...] = ("accuracy",)
+    # Also convert the same trained model with a dynamic batch dimension, as a Keras model with
+    # the default Input(batch_size=None) converts: its graph then computes shapes at run time.
+    dynamic_batch_variant: bool = False
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -206,7 +209,7 @@ def build_resnet8() -> Any:
             kernel_regularizer=reg,
         )(x)
 
-    inp = L.Input((32, 32, 3), batch_size=1, name="image")
+    inp = L.Input((32, 32, 3), name="image")
     x = L.ReLU()(L.BatchNormalization()(conv(inp, 16, 3, 1)))
     for filters, stride in ((16, 1), (32, 2), (64, 2)):
         y = L.ReLU()(L.BatchNormalization()(conv(x, filters, 3, stride)))
@@ -224,7 +227,7 @@ def build_ds_cnn() -> Any:
     """DS-CNN small keyword spotter (ARM ML-KWS, MLPerf Tiny): 49x10 MFCC in, 12 classes out."""
     k = _keras()
     L = k.layers
-    inp = L.Input((49, 10, 1), batch_size=1, name="mfcc")
+    inp = L.Input((49, 10, 1), name="mfcc")
     x = L.Conv2D(64, (10, 4), strides=(2, 2), padding="same", use_bias=False)(inp)
     x = L.ReLU()(L.BatchNormalization()(x))
     for _ in range(4):
@@ -242,7 +245,7 @@ def build_fc_autoencoder() -> Any:
     """MLPerf Tiny anomaly detection's dense autoencoder, narrowed: 640-64-64-8-64-64-640."""
     k = _keras()
     L = k.layers
-    inp = L.Input((640,), batch_size=1, name="log_mel")
+    inp = L.Input((640,), name="log_mel")
     x = inp
     for units in (64, 64, 8, 64, 64):
         x = L.ReLU()(L.BatchNormalization()(L.Dense(units)(x)))
@@ -255,7 +258,7 @@ def build_transformer() -> Any:
     k = _keras()
     L = k.layers
     length, features, d_model = 16, 12, 32
-    inp = L.Input((length, features), batch_size=1, name="sequence")
+    inp = L.Input((length, features), name="sequence")
     x = L.Dense(d_model)(inp)
     x = PositionEmbedding(length, d_model)(x)
     h = L.LayerNormalization(epsilon=1e-5)(x)
@@ -356,6 +359,7 @@ RECIPES: tuple[Recipe, ...] = (
         "3 residual stacks (16, 32, 64 filters), 1x1 projection shortcuts, average pool, dense",
         32,
         build_resnet8,
+        dynamic_batch_variant=True,
     ),
     Recipe(
         "ds_cnn_kws",
@@ -395,6 +399,7 @@ RECIPES: tuple[Recipe, ...] = (
         "12 noisy sinusoids per sequence, with per-class frequencies and phases and a random "
         "common phase offset (`sequences()`)",
         epochs=5,
+        dynamic_batch_variant=True,
     ),
 )
 
@@ -427,7 +432,12 @@ def _setup_tensorflow() -> Any:
     return tf
 
 
-def _convert(tf: Any, model: Any, r: Recipe, calibration: np.ndarray) -> tuple[bytes, list[str]]:
+DYNAMIC_SUFFIX = "_dynbatch"
+
+
+def _convert(
+    tf: Any, model: Any, r: Recipe, calibration: np.ndarray, batch: int | None
+) -> tuple[bytes, list[str]]:
     """Full-integer quantization; int8-only builtins first, float fallback only if refused."""
     # Keras 3's own export path; the concrete-function route leaves READ_VARIABLE ops behind.
     from tensorflow.lite.python.convert_phase import ConverterError
@@ -438,7 +448,7 @@ def _convert(tf: Any, model: Any, r: Recipe, calibration: np.ndarray) -> tuple[b
     archive.add_endpoint(
         name="serve",
         fn=lambda x: model(x, training=False),
-        input_signature=[tf.TensorSpec((1, *r.input_shape), tf.float32, name="input")],
+        input_signature=[tf.TensorSpec((batch, *r.input_shape), tf.float32, name="input")],
     )
     archive.write_out(str(saved), verbose=False)
 
@@ -541,30 +551,35 @@ def build(names: list[str], out: Path = ZOO) -> None:
             x_eval, y_eval, batch_size=r.batch_size, verbose=0, return_dict=True
         )
         calibration, _ = r.data(np.random.default_rng(SEED + 2000 + index), 100)
-        flat, ops = _convert(tf, model, r, calibration)
         float_out = model.predict(x_eval, batch_size=r.batch_size, verbose=0)
-        int8_eval = evaluate_int8(tf, flat, x_eval, y_eval, float_out, "accuracy" in r.metrics)
-        (out / f"{r.name}.tflite").write_bytes(flat)
-        record[r.name] = {
-            "tensorflow": tf.__version__,
-            "keras": k.__version__,
-            "params": int(model.count_params()),
-            "train_samples": r.train_samples,
-            "epochs": r.epochs,
-            "batch_size": r.batch_size,
-            "optimizer": f"Adam(lr={r.learning_rate})",
-            "loss": r.loss,
-            "final_train_loss": round(float(history.history["loss"][-1]), 4),
-            "eval": {key: round(float(v), 4) for key, v in evaluation.items()},
-            "int8_eval": int8_eval,
-            "calibration_samples": len(calibration),
-            "supported_ops": ops,
-            "seed": SEED + index,
-        }
-        print(
-            f"{r.name}: {len(flat)} bytes, params {model.count_params()}, "
-            f"eval {record[r.name]['eval']}, int8 {int8_eval}, ops {ops}"
-        )
+        variants: list[tuple[str, int | None]] = [(r.name, 1)]
+        if r.dynamic_batch_variant:
+            variants.append((r.name + DYNAMIC_SUFFIX, None))
+        for name, batch in variants:
+            flat, ops = _convert(tf, model, r, calibration, batch)
+            int8_eval = evaluate_int8(tf, flat, x_eval, y_eval, float_out, "accuracy" in r.metrics)
+            (out / f"{name}.tflite").write_bytes(flat)
+            record[name] = {
+                "tensorflow": tf.__version__,
+                "keras": k.__version__,
+                "params": int(model.count_params()),
+                "train_samples": r.train_samples,
+                "epochs": r.epochs,
+                "batch_size": r.batch_size,
+                "optimizer": f"Adam(lr={r.learning_rate})",
+                "loss": r.loss,
+                "final_train_loss": round(float(history.history["loss"][-1]), 4),
+                "eval": {key: round(float(v), 4) for key, v in evaluation.items()},
+                "int8_eval": int8_eval,
+                "calibration_samples": len(calibration),
+                "export_batch": batch,
+                "supported_ops": ops,
+                "seed": SEED + index,
+            }
+            print(
+                f"{name}: {len(flat)} bytes, params {model.count_params()}, "
+                f"eval {record[name]['eval']}, int8 {int8_eval}, ops {ops}"
+            )
         record_path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
@@ -583,6 +598,7 @@ def tensor_spec(detail: dict[str, Any]) -> dict[str, Any]:
         "name": detail["name"],
         "dtype": _dtype_name(detail["dtype"]),
         "shape": [int(d) for d in detail["shape"]],
+        "shape_signature": [int(d) for d in detail["shape_signature"]],
         "scale": float(scale),
         "zero_point": int(zero_point),
     }
@@ -641,12 +657,13 @@ def _enum_names(enum_class: type) -> dict[int, str]:
     return {v: k for k, v in vars(enum_class).items() if not k.startswith("_")}
 
 
-def graph_nodes(data: bytes) -> list[dict[str, Any]]:
+def graph_nodes(data: bytes, run_shapes: dict[int, list[int]]) -> list[dict[str, Any]]:
     """Every operator of the main subgraph with its options and its tensors' quantization.
 
     Read from the flatbuffer with the schema ai-edge-litert ships, because LiteRT's interpreter
     does not report builtin options (stride, padding, fused activation), which are part of what
-    a kernel must reproduce.
+    a kernel must reproduce. Shapes are those LiteRT resolved at run time (`run_shapes`): in a
+    dynamic-batch graph the flatbuffer's static shapes of computed tensors are placeholders.
     """
     from ai_edge_litert import schema_py_generated as schema
 
@@ -657,6 +674,7 @@ def graph_nodes(data: bytes) -> list[dict[str, Any]]:
     enums = {
         "padding": _enum_names(schema.Padding),
         "fusedActivationFunction": _enum_names(schema.ActivationFunctionType),
+        "outType": type_names,
     }
 
     def tensor(index: int) -> dict[str, Any]:
@@ -664,9 +682,12 @@ def graph_nodes(data: bytes) -> list[dict[str, Any]]:
         buffer = model.buffers[t.buffer] if t.buffer else None
         q = t.quantization
         scales = list(q.scale) if q is not None and q.scale is not None else []
+        static = [int(d) for d in (t.shape if t.shape is not None else [])]
+        signature = list(t.shapeSignature) if t.shapeSignature is not None else []
         return {
             "dtype": type_names[t.type].lower(),
-            "shape": [int(d) for d in (t.shape if t.shape is not None else [])],
+            "shape": run_shapes.get(index, static),
+            "dynamic": -1 in signature,
             "const": bool(buffer is not None and buffer.data is not None and len(buffer.data)),
             "scales": len(scales),
         }
@@ -694,7 +715,7 @@ def graph_nodes(data: bytes) -> list[dict[str, Any]]:
 
 
 def _fmt_node_tensor(t: dict[str, Any]) -> str:
-    text = f"{t['dtype']}{t['shape']}".replace(" ", "")
+    text = f"{t['dtype']}{t['shape']}".replace(" ", "") + ("*" if t["dynamic"] else "")
     if t["const"]:
         text = "const " + text
     if t["scales"] > 1:
@@ -726,6 +747,11 @@ def describe_model(path: Path) -> dict[str, Any]:
     interp = open_interpreter(path)
     inputs = [tensor_spec(d) for d in interp.get_input_details()]
     outputs = [tensor_spec(d) for d in interp.get_output_details()]
+    for detail, spec in zip(interp.get_input_details(), inputs):
+        interp.set_tensor(detail["index"], reference_input(spec))
+    interp.invoke()
+    result = [interp.get_tensor(d["index"]) for d in interp.get_output_details()]
+    # Read after invoke: with a dynamic batch, intermediate shapes are only known at run time.
     shapes = {d["index"]: [int(s) for s in d["shape"]] for d in interp.get_tensor_details()}
     ops = interp._get_ops_details()
     counts = collections.Counter(op["op_name"] for op in ops)
@@ -744,12 +770,8 @@ def describe_model(path: Path) -> dict[str, Any]:
     macs: collections.Counter[str] = collections.Counter()
     for op in ops:
         macs[op["op_name"]] += macs_of(op, shapes)
-    for detail, spec in zip(interp.get_input_details(), inputs):
-        interp.set_tensor(detail["index"], reference_input(spec))
-    interp.invoke()
-    result = [interp.get_tensor(d["index"]) for d in interp.get_output_details()]
     data = path.read_bytes()
-    nodes = graph_nodes(data)
+    nodes = graph_nodes(data, shapes)
     if [n["op"] for n in nodes] != [op["op_name"] for op in ops]:
         raise RuntimeError(f"{path.name}: flatbuffer operators differ from LiteRT's nodes")
     return {
@@ -777,7 +799,14 @@ def describe_model(path: Path) -> dict[str, Any]:
 
 
 def _fmt_tensor(t: dict[str, Any]) -> str:
-    return f"| `{t['name']}` | {t['dtype']} | {t['shape']} | {t['scale']:.9g} | {t['zero_point']} |"
+    return (
+        f"| `{t['name']}` | {t['dtype']} | {t['shape']} | {t['shape_signature']} | "
+        f"{t['scale']:.9g} | {t['zero_point']} |"
+    )
+
+
+def _batch_text(batch: int | None) -> str:
+    return "dynamic-batch (None)" if batch is None else f"batch-{batch}"
 
 
 def _count_table(column: str, counts: dict[str, int], code: bool) -> list[str]:
@@ -788,10 +817,10 @@ def _count_table(column: str, counts: dict[str, int], code: bool) -> list[str]:
 
 def card(r: Recipe, info: dict[str, Any], built: dict[str, Any], litert: str) -> str:
     lines = [
-        f"# {r.name}",
+        f"# {info['name']}",
         "",
-        f"{r.summary}. Generated by `models/make_zoo.py`; synthetic data, no pretrained weights:",
-        "a workload for the int8 engine, not a model that recognises anything real.",
+        f"{info['summary']}. Generated by `models/make_zoo.py`; synthetic data, no pretrained "
+        + "weights: a workload for the int8 engine, not a model that recognises anything real.",
         "",
         f"- file: `{info['file']}`, {info['size_bytes']} bytes",
         f"- sha256: `{info['sha256']}`",
@@ -800,8 +829,8 @@ def card(r: Recipe, info: dict[str, Any], built: dict[str, Any], litert: str) ->
         "",
         "## Tensors",
         "",
-        "| role | name | dtype | shape | scale | zero point |",
-        "|---|---|---|---|---|---|",
+        "| role | name | dtype | shape | shape signature | scale | zero point |",
+        "|---|---|---|---|---|---|---|",
     ]
     for role, key in (("input", "inputs"), ("output", "outputs")):
         lines += [f"| {role} " + _fmt_tensor(t) for t in info[key]]
@@ -853,7 +882,8 @@ def card(r: Recipe, info: dict[str, Any], built: dict[str, Any], litert: str) ->
                 "epochs are too few steps for the moving averages to converge)"
             ),
             (
-                f"- exported as a SavedModel with a batch-1 signature, converted with "
+                f"- exported as a SavedModel with a {_batch_text(built['export_batch'])} "
+                "signature, converted with "
                 f"`Optimize.DEFAULT`, a "
                 f"representative dataset of {built['calibration_samples']} synthetic samples, "
                 f"int8 input and output, supported ops {built['supported_ops']}"
@@ -872,6 +902,10 @@ def card(r: Recipe, info: dict[str, Any], built: dict[str, Any], litert: str) ->
         "",
         "## Nodes",
         "",
+        "In execution order. Shapes as LiteRT resolved them when running; `*` marks a tensor "
+        + "whose shape signature has a dynamic (-1) dimension, `const` one whose data are in the "
+        + "file, `(N scales)` per-channel quantization; options as in the flatbuffer.",
+        "",
         "| # | op | inputs | output | options |",
         "|---|---|---|---|---|",
     ]
@@ -883,23 +917,40 @@ def card(r: Recipe, info: dict[str, Any], built: dict[str, Any], litert: str) ->
     return "\n".join(lines)
 
 
+def zoo_entries() -> Iterator[tuple[Recipe, str]]:
+    """Every model file the recipes make, in build order: (recipe, model name)."""
+    for r in RECIPES:
+        yield r, r.name
+        if r.dynamic_batch_variant:
+            yield r, r.name + DYNAMIC_SUFFIX
+
+
+def summary(r: Recipe, name: str) -> str:
+    if name.endswith(DYNAMIC_SUFFIX):
+        return (
+            f"{r.summary}; the same weights as `{r.name}`, exported with a dynamic batch "
+            "dimension, so the graph computes shapes at run time"
+        )
+    return r.summary
+
+
 def describe() -> None:
     from ai_edge_litert import __version__ as litert_version
 
     built = json.loads(BUILD_RECORD.read_text()) if BUILD_RECORD.exists() else {}
     models = []
-    for r in RECIPES:
-        path = ZOO / f"{r.name}.tflite"
+    for r, name in zoo_entries():
+        path = ZOO / f"{name}.tflite"
         if not path.exists():
-            print(f"{r.name}: not built, skipped", file=sys.stderr)
+            print(f"{name}: not built, skipped", file=sys.stderr)
             continue
         info = describe_model(path)
-        info["card"] = f"{r.name}.md"
-        info["summary"] = r.summary
-        (ZOO / info["card"]).write_text(card(r, info, built.get(r.name, {}), litert_version))
+        info["card"] = f"{name}.md"
+        info["summary"] = summary(r, name)
+        (ZOO / info["card"]).write_text(card(r, info, built.get(name, {}), litert_version))
         del info["nodes"]  # the per-node table lives in the card; the manifest stays short
         models.append(info)
-        print(f"{r.name}: {info['size_bytes']} bytes, {info['macs']:,} MACs, ops {info['ops']}")
+        print(f"{name}: {info['size_bytes']} bytes, {info['macs']:,} MACs, ops {info['ops']}")
     union: collections.Counter[str] = collections.Counter()
     for m in models:
         union.update(m["op_signatures"])

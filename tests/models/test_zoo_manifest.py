@@ -31,6 +31,8 @@ EXPECTED = {
     "ds_cnn_kws",
     "fc_autoencoder",
     "transformer_tiny",
+    "resnet8_32_dynbatch",
+    "transformer_tiny_dynbatch",
 }
 
 
@@ -50,6 +52,7 @@ def spec(detail: dict[str, Any]) -> dict[str, Any]:
         "name": detail["name"],
         "dtype": np.dtype(detail["dtype"]).name,
         "shape": [int(d) for d in detail["shape"]],
+        "shape_signature": [int(d) for d in detail["shape_signature"]],
         "scale": float(scale),
         "zero_point": int(zero_point),
     }
