@@ -40,8 +40,8 @@ from typing import Any
 import numpy as np
 
 ZOO = Path(__file__).resolve().parent / "zoo"
-BUILD_RECORD = ZOO / "build.json"
-MANIFEST = ZOO / "manifest.json"
+BUILD_RECORD = "build.json"  # in the zoo directory, as is MANIFEST
+MANIFEST = "manifest.json"
 README = ZOO.parent / "README.md"
 TABLE_BEGIN, TABLE_END = (
     "<!-- zoo table: written by make_zoo.py describe -->",
@@ -529,7 +529,7 @@ def build(names: list[str], out: Path = ZOO) -> None:
     tf = _setup_tensorflow()
     k = _keras()
     out.mkdir(parents=True, exist_ok=True)
-    record_path = out / BUILD_RECORD.name
+    record_path = out / BUILD_RECORD
     record: dict[str, Any] = json.loads(record_path.read_text()) if record_path.exists() else {}
     for index, r in enumerate(RECIPES):
         if names and r.name not in names:
@@ -934,20 +934,22 @@ def summary(r: Recipe, name: str) -> str:
     return r.summary
 
 
-def describe() -> None:
+def describe(zoo: Path = ZOO, readme: Path = README) -> None:
+    """Write the cards, manifest.json and the README's tables for the models found in `zoo`."""
     from ai_edge_litert import __version__ as litert_version
 
-    built = json.loads(BUILD_RECORD.read_text()) if BUILD_RECORD.exists() else {}
+    record = zoo / BUILD_RECORD
+    built = json.loads(record.read_text()) if record.exists() else {}
     models = []
     for r, name in zoo_entries():
-        path = ZOO / f"{name}.tflite"
+        path = zoo / f"{name}.tflite"
         if not path.exists():
             print(f"{name}: not built, skipped", file=sys.stderr)
             continue
         info = describe_model(path)
         info["card"] = f"{name}.md"
         info["summary"] = summary(r, name)
-        (ZOO / info["card"]).write_text(card(r, info, built.get(name, {}), litert_version))
+        (zoo / info["card"]).write_text(card(r, info, built.get(name, {}), litert_version))
         del info["nodes"]  # the per-node table lives in the card; the manifest stays short
         models.append(info)
         print(f"{name}: {info['size_bytes']} bytes, {info['macs']:,} MACs, ops {info['ops']}")
@@ -963,15 +965,15 @@ def describe() -> None:
         "models": models,
         "op_signature_union": dict(sorted(union.items())),
     }
-    MANIFEST.write_text(json.dumps(manifest, indent=2) + "\n")
-    update_readme(models, manifest["op_signature_union"])
+    (zoo / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    update_readme(readme, models, manifest["op_signature_union"])
 
 
 def _fmt_shape(t: dict[str, Any]) -> str:
     return f"{t['dtype']} {'x'.join(str(d) for d in t['shape'])}"
 
 
-def update_readme(models: list[dict[str, Any]], union: dict[str, int]) -> None:
+def update_readme(readme: Path, models: list[dict[str, Any]], union: dict[str, int]) -> None:
     """Rewrite the generated part of models/README.md: the model table and the op union."""
     lines = [
         TABLE_BEGIN,
@@ -1000,10 +1002,10 @@ def update_readme(models: list[dict[str, Any]], union: dict[str, int]) -> None:
         users = ", ".join(m["name"] for m in models if sig in m["op_signatures"])
         lines.append(f"| `{sig}` | {count} | {users} |")
     lines += ["", TABLE_END]
-    text = README.read_text() if README.exists() else f"{TABLE_BEGIN}\n{TABLE_END}\n"
+    text = readme.read_text() if readme.exists() else f"{TABLE_BEGIN}\n{TABLE_END}\n"
     head, rest = text.split(TABLE_BEGIN, 1)
     tail = rest.split(TABLE_END, 1)[1]
-    README.write_text(head + "\n".join(lines) + tail)
+    readme.write_text(head + "\n".join(lines) + tail)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import importlib.util
 import json
 import platform
 import re
+import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -185,3 +188,27 @@ def test_union_of_signatures_is_the_sum_over_models() -> None:
     for m in MODELS:
         union.update(m["op_signatures"])
     assert dict(union) == MANIFEST["op_signature_union"]
+
+
+def test_cards_manifest_and_readme_are_what_make_zoo_describe_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The committed text must be regenerated, not hand-edited: rerun the describe phase on a
+    # copy of the models and compare every file it writes.
+    spec = importlib.util.spec_from_file_location("make_zoo", ZOO.parent / "make_zoo.py")
+    assert spec is not None and spec.loader is not None
+    make_zoo = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "make_zoo", make_zoo)  # dataclasses look their module up
+    spec.loader.exec_module(make_zoo)
+    copy = tmp_path / "zoo"
+    copy.mkdir()
+    for p in [*ZOO.glob("*.tflite"), ZOO / "build.json"]:
+        shutil.copy(p, copy / p.name)
+    readme = tmp_path / "README.md"
+    shutil.copy(ZOO.parent / "README.md", readme)
+    make_zoo.describe(copy, readme)
+    written = sorted(p.name for p in copy.iterdir() if p.suffix in (".md", ".json"))
+    assert written == sorted(p.name for p in ZOO.iterdir() if p.suffix in (".md", ".json"))
+    for name in written:
+        assert (copy / name).read_text() == (ZOO / name).read_text(), name
+    assert readme.read_text() == (ZOO.parent / "README.md").read_text()
