@@ -173,14 +173,36 @@ def test_reference_output_digest(name: str) -> None:
     assert digest.hexdigest() == m["reference_output_sha256"]
 
 
-def test_resnet8_macs_match_hand_count() -> None:
-    # MLPerf Tiny's ResNet-8 on 32x32x3: output pixels x output channels x kernel volume.
-    stem = 32 * 32 * 16 * (3 * 3 * 3)
-    stack1 = 2 * 32 * 32 * 16 * (3 * 3 * 16)
-    stack2 = 16 * 16 * 32 * (3 * 3 * 16) + 16 * 16 * 32 * (3 * 3 * 32) + 16 * 16 * 32 * 16
-    stack3 = 8 * 8 * 64 * (3 * 3 * 32) + 8 * 8 * 64 * (3 * 3 * 64) + 8 * 8 * 64 * 32
-    dense = 64 * 10
-    assert BY_NAME["resnet8_32"]["macs"] == stem + stack1 + stack2 + stack3 + dense == 12_501_632
+# MACs counted by hand from the architectures: output elements x reduction depth.
+HAND_MACS = {
+    # MLPerf Tiny's ResNet-8 on 32x32x3: stem, 3 stacks (1x1 shortcuts in 2 and 3), dense.
+    "resnet8_32": {
+        "CONV_2D": 32 * 32 * 16 * 27
+        + 2 * 32 * 32 * 16 * 144
+        + (16 * 16 * 32 * 144 + 16 * 16 * 32 * 288 + 16 * 16 * 32 * 16)
+        + (8 * 8 * 64 * 288 + 8 * 8 * 64 * 576 + 8 * 8 * 64 * 32),
+        "FULLY_CONNECTED": 64 * 10,
+    },
+    # DS-CNN: 10x4 stride-2 stem to 25x5x64, 4 x (3x3 depthwise + 1x1 to 64), dense to 12.
+    "ds_cnn_kws": {
+        "CONV_2D": 25 * 5 * 64 * (10 * 4) + 4 * 25 * 5 * 64 * 64,
+        "DEPTHWISE_CONV_2D": 4 * 25 * 5 * 64 * 9,
+        "FULLY_CONNECTED": 64 * 12,
+    },
+    # 16 steps: projection 12->32, Q K V O 32->32, feed-forward 32->64->32, classifier 32->4;
+    # attention: 2 heads x (QK^T 16x16 over 16 + AV 16x16 over 16).
+    "transformer_tiny": {
+        "BATCH_MATMUL": 2 * (2 * 16 * 16 * 16),
+        "FULLY_CONNECTED": 16 * 12 * 32 + 4 * 16 * 32 * 32 + 2 * 16 * 32 * 64 + 32 * 4,
+    },
+}
+HAND_MACS["transformer_tiny_dynbatch"] = HAND_MACS["transformer_tiny"]
+
+
+@pytest.mark.parametrize("name", sorted(HAND_MACS))
+def test_macs_match_hand_count(name: str) -> None:
+    assert BY_NAME[name]["macs_by_op"] == HAND_MACS[name]
+    assert BY_NAME[name]["macs"] == sum(HAND_MACS[name].values())
 
 
 def test_union_of_signatures_is_the_sum_over_models() -> None:
