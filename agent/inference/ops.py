@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 
 from agent.inference import quant
-from agent.inference.planner import CONV_REQUANT, DWCONV_REQUANT, FC_REQUANT, NativeOp, Planner, Requant, _prod
+from agent.inference.planner import BMM_REQUANT, CONV_REQUANT, DWCONV_REQUANT, FC_REQUANT, NativeOp, Planner, Requant, _prod
 from agent.inference.schema import ACT_NONE, ACT_RELU, ACT_RELU6, ACT_RELU_N1_TO_1, PAD_SAME, PAD_VALID
 from agent.inference.tflite import OperatorDef
 
@@ -164,11 +164,14 @@ def quantize(pl: Planner, op: OperatorDef) -> None:
     pl.require(pl.t(x).shape == pl.t(y).shape, "input and output shapes differ")
     s_out, z_out = pl.qp(y)
     if pl.t(x).type == "float32":
-        pl.node(NativeOp.QUANTIZE_F32_S8, [pl.pid(x)], [pl.pid(y)], [z_out, quant.f32_bits(s_out)])
+        count = _prod(pl.t(x).shape)
+        pl.node(NativeOp.QUANTIZE_F32_S8, [pl.pid(x)], [pl.pid(y)],
+                [z_out, quant.f32_bits(s_out), quant.f32_bits(1.0 / s_out), count // 8 * 8])
         return
     s_in, z_in = pl.qp(x)
     m, sh = quant.quantize_multiplier(s_in / s_out)
-    pl.node(NativeOp.REQUANTIZE_S8, [pl.pid(x)], [pl.pid(y)], [z_in, z_out, m, sh])
+    count = _prod(pl.t(x).shape)
+    pl.node(NativeOp.REQUANTIZE_S8, [pl.pid(x)], [pl.pid(y)], [z_in, z_out, m, sh, count // 16 * 16])
 
 
 @handles("DEQUANTIZE")
@@ -178,7 +181,9 @@ def dequantize(pl: Planner, op: OperatorDef) -> None:
     pl.require(pl.t(x).shape == pl.t(y).shape, "input and output shapes differ")
     pl.expect_type(y, "float32")
     s_in, z_in = pl.qp(x)
-    pl.node(NativeOp.DEQUANTIZE_S8_F32, [pl.pid(x)], [pl.pid(y)], [z_in, quant.f32_bits(s_in)])
+    count = _prod(pl.t(x).shape)
+    pl.node(NativeOp.DEQUANTIZE_S8_F32, [pl.pid(x)], [pl.pid(y)],
+            [z_in, quant.f32_bits(s_in), quant.f32_bits(-z_in * s_in), count // 8 * 8])
 
 
 @handles("RESHAPE", "SQUEEZE", "EXPAND_DIMS")
@@ -522,3 +527,249 @@ def neg(pl: Planner, op: OperatorDef) -> None:
     pl.expect_type(y, "float32")
     pl.require(pl.t(x).shape == pl.t(y).shape, "input and output shapes differ")
     pl.node(NativeOp.UNARY_F32, [pl.pid(x)], [pl.pid(y)], [0])
+
+
+# ---- data movement -----------------------------------------------------------------------------
+
+def _strides(shape: tuple[int, ...]) -> list[int]:
+    st, acc = [0] * len(shape), 1
+    for k in range(len(shape) - 1, -1, -1):
+        st[k] = acc
+        acc *= shape[k]
+    return st
+
+
+def _strided_copy(pl: Planner, x: int, y: int, dims: list[int], in_off: int, in_str: list[int],
+                  out_off: int, out_str: list[int], fill: int | None = None) -> None:
+    pad = 6 - len(dims)
+    pl.require(pad >= 0, "rank above 6")
+    params = ([1] * pad + dims + [in_off] + [0] * pad + in_str + [out_off] + [0] * pad + out_str
+              + [0 if fill is None else 1, 0 if fill is None else fill])
+    pl.node(NativeOp.STRIDED_COPY, [pl.pid(x)], [pl.pid(y)], params)
+
+
+def _same_quant(pl: Planner, a: int, b: int) -> None:
+    ta, tb = pl.t(a), pl.t(b)
+    pl.require(ta.type == tb.type, f"type {ta.type} vs {tb.type}")
+    if ta.type in ("int8", "uint8", "int16") and (ta.scales or tb.scales):
+        pl.require(quant.f32(ta.scales[0] if ta.scales else 0.0) == quant.f32(tb.scales[0] if tb.scales else 0.0)
+                   and (ta.zero_points[:1] or (0,)) == (tb.zero_points[:1] or (0,)),
+                   "input and output quantization differ")
+
+
+@handles("TRANSPOSE")
+def transpose(pl: Planner, op: OperatorDef) -> None:
+    pl.counts(op, (2, 2))
+    x, y = op.inputs[0], op.outputs[0]
+    _same_quant(pl, x, y)
+    shape = pl.t(x).shape
+    perm = [int(v) for v in pl.const(op.inputs[1], "permutation").ravel()]
+    pl.require(sorted(perm) == list(range(len(shape))), f"permutation {perm} for rank {len(shape)}")
+    out_shape = tuple(shape[p] for p in perm)
+    pl.expect_shape(y, out_shape)
+    ist = _strides(shape)
+    _strided_copy(pl, x, y, list(out_shape), 0, [ist[p] for p in perm], 0, _strides(out_shape))
+
+
+@handles("PAD", "PADV2")
+def pad(pl: Planner, op: OperatorDef) -> None:
+    pl.counts(op, (2, 3))
+    x, y = op.inputs[0], op.outputs[0]
+    _same_quant(pl, x, y)
+    xt = pl.t(x)
+    pads = pl.const(op.inputs[1], "paddings")
+    pl.expect_type(op.inputs[1], "int32", "int64")
+    pl.require(pads.shape == (len(xt.shape), 2), f"paddings shape {pads.shape}")
+    pads_l = [[int(a), int(b)] for a, b in pads.tolist()]
+    pl.require(all(a >= 0 and b >= 0 for a, b in pads_l), "negative padding")
+    out_shape = tuple(d + a + b for d, (a, b) in zip(xt.shape, pads_l))
+    pl.expect_shape(y, out_shape)
+    if len(op.inputs) == 3 and op.inputs[2] >= 0:
+        cv = pl.const(op.inputs[2], "constant value")
+        pl.require(cv.size == 1 and pl.t(op.inputs[2]).type == xt.type, "constant value")
+        fill_arr = np.ascontiguousarray(cv.ravel()[:1])
+    else:
+        zp = xt.zero_points[0] if xt.zero_points else 0
+        fill_arr = np.array([zp if xt.type in ("int8", "uint8", "int16") else 0], dtype=DTYPE_OF[xt.type])
+    raw = fill_arr.tobytes()
+    pl.require(len(raw) <= 4, f"PAD of {xt.type}")
+    fill = int(np.frombuffer((raw * 4)[:4], dtype=np.int32)[0])
+    ost = _strides(out_shape)
+    out_off = sum(a * s for (a, _), s in zip(pads_l, ost))
+    _strided_copy(pl, x, y, list(xt.shape), 0, _strides(xt.shape), out_off, ost, fill)
+
+
+@handles("STRIDED_SLICE", "SLICE")
+def strided_slice(pl: Planner, op: OperatorDef) -> None:
+    is_slice = pl.current_op.endswith(" SLICE")
+    pl.counts(op, (3, 3) if is_slice else (4, 4))
+    x, y = op.inputs[0], op.outputs[0]
+    _same_quant(pl, x, y)
+    shape = pl.t(x).shape
+    rank = len(shape)
+    begin = [int(v) for v in pl.const(op.inputs[1], "begin").ravel()]
+    pl.require(len(begin) == rank, "begin has the wrong length")
+    if is_slice:
+        size = [int(v) for v in pl.const(op.inputs[2], "size").ravel()]
+        pl.require(len(size) == rank, "size has the wrong length")
+        starts, steps, counts, keep = [], [], [], []
+        for d in range(rank):
+            b = begin[d]
+            n = shape[d] - b if size[d] == -1 else size[d]
+            pl.require(0 <= b and n >= 0 and b + n <= shape[d], f"slice [{b}, +{n}) of {shape[d]}")
+            starts.append(b), steps.append(1), counts.append(n), keep.append(True)
+    else:
+        end = [int(v) for v in pl.const(op.inputs[2], "end").ravel()]
+        stride = [int(v) for v in pl.const(op.inputs[3], "strides").ravel()]
+        pl.require(len(end) == rank and len(stride) == rank, "end/strides have the wrong length")
+        opts = pl.options(op, "StridedSliceOptions")
+        bm, em, elm, nam, sam = ((opts.i32(0), opts.i32(1), opts.i32(2), opts.i32(3), opts.i32(4))
+                                 if opts else (0, 0, 0, 0, 0))
+        offset = opts.boolean(5) if opts else False
+        pl.require(elm == 0 and nam == 0, "ellipsis and new-axis masks are not supported")
+        starts, steps, counts, keep = [], [], [], []
+        for d in range(rank):
+            s, dim = stride[d], shape[d]
+            pl.require(s != 0, "zero stride")
+            b, e = begin[d], end[d]
+            if offset:
+                e = b + e
+            if sam >> d & 1:
+                b = b + dim if b < 0 else b
+                pl.require(0 <= b < dim, f"index {begin[d]} out of range")
+                starts.append(b), steps.append(1), counts.append(1), keep.append(False)
+                continue
+            # TFLite's StartForAxis/StopForAxis: clamp into range, masks select the full extent.
+            if bm >> d & 1:
+                b = 0 if s > 0 else dim - 1
+            else:
+                b = b + dim if b < 0 else b
+                b = min(max(b, 0), dim) if s > 0 else min(max(b, -1), dim - 1)
+            if em >> d & 1:
+                e = dim if s > 0 else -1
+            else:
+                e = e + dim if e < 0 else e
+                e = min(max(e, 0), dim) if s > 0 else min(max(e, -1), dim - 1)
+            n = max(0, (e - b + (s - 1 if s > 0 else s + 1)) // s)
+            starts.append(b), steps.append(s), counts.append(n), keep.append(True)
+    pl.require(all(c > 0 for c in counts), "empty slices are not supported")
+    out_shape = tuple(c for c, k in zip(counts, keep) if k)
+    pl.expect_shape(y, out_shape)
+    ist = _strides(shape)
+    in_off = sum(b * s for b, s in zip(starts, ist))
+    full_out = _strides(tuple(counts))
+    _strided_copy(pl, x, y, counts, in_off, [st * s for st, s in zip(steps, ist)], 0, full_out)
+
+
+@handles("CONCATENATION", "PACK")
+def concatenation(pl: Planner, op: OperatorDef) -> None:
+    is_pack = pl.current_op.endswith("PACK")
+    pl.require(1 <= len(op.inputs) <= 8 and len(op.outputs) == 1, f"{len(op.inputs)} inputs (at most 8)")
+    y = op.outputs[0]
+    for i in op.inputs:
+        _same_quant(pl, i, y)
+    shapes = [pl.t(i).shape for i in op.inputs]
+    if is_pack:
+        opts = pl.options(op, "PackOptions")
+        axis = opts.i32(1) if opts else 0
+        rank = len(shapes[0]) + 1
+        pl.require(all(s == shapes[0] for s in shapes), "PACK inputs differ in shape")
+        axis = axis + rank if axis < 0 else axis
+        pl.require(0 <= axis < rank, f"axis {axis}")
+        out_shape = shapes[0][:axis] + (len(shapes),) + shapes[0][axis:]
+        per_in = [_prod(shapes[0][axis:]) for _ in shapes]
+        outer = _prod(shapes[0][:axis])
+    else:
+        opts = pl.options(op, "ConcatenationOptions")
+        axis = opts.i32(0) if opts else 0
+        pl.require((opts.i8(1) if opts else 0) == ACT_NONE, "fused activation on CONCATENATION")
+        rank = len(shapes[0])
+        axis = axis + rank if axis < 0 else axis
+        pl.require(0 <= axis < rank, f"axis {axis}")
+        for s in shapes:
+            pl.require(len(s) == rank and s[:axis] == shapes[0][:axis] and s[axis + 1:] == shapes[0][axis + 1:],
+                       f"shapes {shapes} do not concatenate on axis {axis}")
+        out_shape = shapes[0][:axis] + (sum(s[axis] for s in shapes),) + shapes[0][axis + 1:]
+        per_in = [_prod(s[axis:]) for s in shapes]
+        outer = _prod(shapes[0][:axis])
+    pl.expect_shape(y, out_shape)
+    pl.require(outer >= 1, "empty tensors are not supported")
+    pl.node(NativeOp.CONCAT, [pl.pid(i) for i in op.inputs], [pl.pid(y)], [outer] + per_in)
+
+
+@handles("GATHER")
+def gather(pl: Planner, op: OperatorDef) -> None:
+    pl.counts(op, (2, 2))
+    x, idx, y = op.inputs[0], op.inputs[1], op.outputs[0]
+    _same_quant(pl, x, y)
+    pl.expect_type(idx, "int32", "int64")
+    opts = pl.options(op, "GatherOptions")
+    axis = opts.i32(0) if opts else 0
+    pl.require((opts.i32(1) if opts else 0) == 0, "batch_dims is not supported")
+    shape, ishape = pl.t(x).shape, pl.t(idx).shape
+    axis = axis + len(shape) if axis < 0 else axis
+    pl.require(0 <= axis < len(shape), f"axis {axis}")
+    out_shape = shape[:axis] + ishape + shape[axis + 1:]
+    pl.expect_shape(y, out_shape)
+    outer, inner = _prod(shape[:axis]), _prod(shape[axis + 1:])
+    pl.require(outer >= 1 and inner >= 1 and shape[axis] >= 1, "empty tensors are not supported")
+    d = pl.data(idx)
+    if d is not None:
+        pl.require(bool(np.all((d >= 0) & (d < shape[axis]))), "gather index out of range")
+    pl.node(NativeOp.GATHER, [pl.pid(x), pl.pid(idx)], [pl.pid(y)], [outer, shape[axis], inner])
+
+
+@handles("SHAPE")
+def shape_op(pl: Planner, op: OperatorDef) -> None:
+    pl.counts(op, (1, 1))
+    x, y = op.inputs[0], op.outputs[0]
+    yt = pl.expect_type(y, "int32", "int64")
+    shape = np.array(pl.t(x).shape, dtype=DTYPE_OF[yt.type])
+    pl.expect_shape(y, (len(shape),))
+    # Shapes are static here, so SHAPE is a copy of a constant.
+    pl.node(NativeOp.COPY, [pl.add_const(shape)], [pl.pid(y)], [])
+
+
+@handles("BATCH_MATMUL")
+def batch_matmul(pl: Planner, op: OperatorDef) -> None:
+    pl.counts(op, (2, 2))
+    a, b, y = op.inputs[0], op.inputs[1], op.outputs[0]
+    s_a, z_a = pl.qp(a)
+    s_b, z_b = pl.qp(b)
+    s_out, z_out = pl.qp(y)
+    opts = pl.options(op, "BatchMatMulOptions")
+    adj_x, adj_y = (opts.boolean(0), opts.boolean(1)) if opts else (False, False)
+    sa, sb = pl.t(a).shape, pl.t(b).shape
+    pl.require(2 <= len(sa) <= 6 and 2 <= len(sb) <= 6, f"ranks {len(sa)}, {len(sb)}")
+    m, k = (sa[-1], sa[-2]) if adj_x else (sa[-2], sa[-1])
+    k2, n = (sb[-1], sb[-2]) if adj_y else (sb[-2], sb[-1])
+    pl.require(k == k2, f"inner dimensions {k} and {k2} differ")
+    ba, bb = sa[:-2], sb[:-2]
+    nb = max(len(ba), len(bb))
+    pl.require(nb <= 4, "more than 4 batch dimensions")
+    pa, pb = (1,) * (4 - len(ba)) + ba, (1,) * (4 - len(bb)) + bb
+    batch = []
+    for x1, x2 in zip(pa, pb):
+        pl.require(x1 == x2 or x1 == 1 or x2 == 1, f"batch dims {ba} and {bb} do not broadcast")
+        batch.append(max(x1, x2))
+    pl.expect_shape(y, tuple(batch[4 - nb:]) + (m, n))
+
+    def bstr(dims: tuple[int, ...], mat: int) -> list[int]:
+        st, acc = [0] * 4, mat
+        for i in range(3, -1, -1):
+            st[i] = 0 if dims[i] == 1 else acc
+            acc *= dims[i]
+        return st
+
+    la, lb = bstr(pa, m * k), bstr(pb, k * n)
+    l_ms, l_ks = (1, m) if adj_x else (k, 1)
+    r_ks, r_ns = (1, k) if adj_y else (n, 1)
+    # batch_matmul.cc: GetQuantizedConvolutionMultipler (float32 product, double quotient)
+    mult, sh = quant.quantize_multiplier(quant.f32(s_a * s_b) / s_out)
+    pl.node(NativeOp.BATCH_MATMUL_S8, [pl.pid(a), pl.pid(b)], [pl.pid(y)],
+            batch + la + lb + [m, n, k, l_ms, l_ks, r_ks, r_ns, z_a, z_b, z_out, mult, sh,
+                               int(BMM_REQUANT), -128, 127])
+
+
+DTYPE_OF: dict[str, type] = {"int8": np.int8, "uint8": np.uint8, "int16": np.int16, "int32": np.int32,
+                             "int64": np.int64, "float32": np.float32, "bool": np.bool_}

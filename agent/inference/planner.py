@@ -43,19 +43,14 @@ class NativeOp(enum.IntEnum):
     MEAN_S8 = enum.auto()
     SOFTMAX_S8 = enum.auto()
     LUT_S8 = enum.auto()
-    HARD_SWISH_S8 = enum.auto()
-    PAD = enum.auto()
     CONCAT = enum.auto()
-    TRANSPOSE = enum.auto()
-    STRIDED_SLICE = enum.auto()
+    STRIDED_COPY = enum.auto()
     GATHER = enum.auto()
     BATCH_MATMUL_S8 = enum.auto()
     BINARY_F32 = enum.auto()
     UNARY_F32 = enum.auto()
     BINARY_I32 = enum.auto()
     REDUCE_I32 = enum.auto()
-    SQDIFF_S8 = enum.auto()
-    RSQRT_S8 = enum.auto()
 
 
 class Requant(enum.IntEnum):
@@ -75,11 +70,13 @@ DTYPES: dict[str, tuple[int, np.dtype]] = {
 F64_CODE = 7
 
 # Requantization rule per op in the oracle build, learnt from tests (see docs/engine.md): the
-# builtin FULLY_CONNECTED and CONV_2D run through ruy's x86 output stage, DEPTHWISE_CONV_2D
-# through TFLite's own kernel with gemmlowp double rounding.
+# builtin FULLY_CONNECTED and CONV_2D run through ruy's x86 output stage, BATCH_MATMUL through
+# gemmlowp double rounding, DEPTHWISE_CONV_2D through double rounding for the channels its
+# NEON-emulated blocks of 8 leave over (the blocks themselves round half up; see ops.conv2d).
 FC_REQUANT = Requant.RUY_X86
 CONV_REQUANT = Requant.RUY_X86
 DWCONV_REQUANT = Requant.DOUBLE_ROUND
+BMM_REQUANT = Requant.DOUBLE_ROUND
 
 
 @dataclass
