@@ -92,6 +92,12 @@ def fully_connected(pl: Planner, op: OperatorDef) -> None:
         if len(pl.t(w).scales) == 1:
             # GetQuantizedConvolutionMultipler: the product is float32, the quotient double.
             real = quant.f32(s_in * scales[0]) / s_out
+            if len(op.inputs) == 3 and op.inputs[2] >= 0:
+                # LiteRT refuses a bias whose scale is not s_in * s_w (within 2% of s_out).
+                bt = pl.t(op.inputs[2])
+                s_b = bt.scales[0] if bt.scales else 0.0
+                pl.require(abs(quant.f32(s_in * scales[0]) - s_b) / s_out <= 0.02,
+                           "bias scale is not input scale * weight scale")
             m, sh = quant.quantize_multiplier(real)
             mt, st = pl.add_const(np.full(units, m, np.int32)), pl.add_const(np.full(units, sh, np.int32))
         else:
@@ -136,6 +142,9 @@ def conv2d(pl: Planner, op: OperatorDef) -> None:
     pl.require(len(xt.shape) == 4 and len(wt.shape) == 4, f"input {xt.shape}, filter {wt.shape}")
     n, h, wd, c = xt.shape
     if dw:
+        # LiteRT 2.3.0's builtin int8 DEPTHWISE_CONV_2D dereferences a missing bias (SIGSEGV), so
+        # there is no reference answer to be exact with: refuse the model instead.
+        pl.require(len(op.inputs) == 3 and op.inputs[2] >= 0, "DEPTHWISE_CONV_2D needs a bias tensor")
         pl.require(wt.shape[0] == 1, f"depthwise filter {wt.shape}")
         out_c = wt.shape[3]
         # TFLite infers the multiplier from the shapes; the option may be stale (0 or wrong).
@@ -143,6 +152,8 @@ def conv2d(pl: Planner, op: OperatorDef) -> None:
         mult = out_c // c
         kh, kw = wt.shape[1], wt.shape[2]
     else:
+        # conv.cc: "the optimized versions require 'bias'", so LiteRT refuses a CONV_2D without one.
+        pl.require(len(op.inputs) == 3 and op.inputs[2] >= 0, "CONV_2D needs a bias tensor")
         out_c, kh, kw, cg = wt.shape
         pl.require(cg > 0 and c % cg == 0 and out_c % (c // cg) == 0, f"filter {wt.shape} vs input {xt.shape}")
     oh, pad_t = conv_geometry(pl, padding, h, kh, stride_h, dil_h)
@@ -438,7 +449,8 @@ def softmax(pl: Planner, op: OperatorDef) -> None:
     pl.node(NativeOp.SOFTMAX_S8, [pl.pid(x)], [pl.pid(y)], [z_out, quant.f32_bits(s_out), pl.add_const(table)])
 
 
-def _lut_node(pl: Planner, op: OperatorDef, kind: str, s_in: float, s_out: float, ip: list[int]) -> None:
+def _lut_node(pl: Planner, op: OperatorDef, kind: str, s_in: float, s_out: float, ip: list[int],
+              min_valid: int = -128) -> None:
     from agent.inference import _native
 
     x, y = op.inputs[0], op.outputs[0]
@@ -447,7 +459,7 @@ def _lut_node(pl: Planner, op: OperatorDef, kind: str, s_in: float, s_out: float
         table = _native.lut_build(kind, s_in, s_out, ip)
     except ValueError as e:
         raise pl.fail(str(e)) from e
-    pl.node(NativeOp.LUT_S8, [pl.pid(x)], [pl.pid(y)], [pl.add_const(table)])
+    pl.node(NativeOp.LUT_S8, [pl.pid(x)], [pl.pid(y)], [pl.add_const(table), min_valid])
 
 
 @handles("LOGISTIC", "TANH", "GELU", "RSQRT")
@@ -464,6 +476,12 @@ def float_lut(pl: Planner, op: OperatorDef) -> None:
     s_in, z_in = pl.qp(x)
     s_out, z_out = pl.qp(y)
     kind = name
+    if name == "RSQRT":
+        # elementwise.cc: 1 / (sqrt(s_in) * s_out), sqrt and product in float32
+        f = np.float32
+        m, sh = quant.quantize_multiplier(1.0 / float(f(np.sqrt(f(s_in))) * f(s_out)))
+        _lut_node(pl, op, "RSQRT", s_in, s_out, [z_in, z_out, m, sh], min_valid=z_in)
+        return
     if name == "GELU":
         opts = pl.options(op, "GeluOptions")
         kind = "GELU_TANH" if (opts and opts.boolean(0)) else "GELU"
@@ -625,33 +643,26 @@ def strided_slice(pl: Planner, op: OperatorDef) -> None:
         opts = pl.options(op, "StridedSliceOptions")
         bm, em, elm, nam, sam = ((opts.i32(0), opts.i32(1), opts.i32(2), opts.i32(3), opts.i32(4))
                                  if opts else (0, 0, 0, 0, 0))
-        offset = opts.boolean(5) if opts else False
+        pl.require(not (opts.boolean(5) if opts else False), "the offset attribute is not supported")
         pl.require(elm == 0 and nam == 0, "ellipsis and new-axis masks are not supported")
         starts, steps, counts, keep = [], [], [], []
         for d in range(rank):
-            s, dim = stride[d], shape[d]
-            pl.require(s != 0, "zero stride")
-            b, e = begin[d], end[d]
-            if offset:
-                e = b + e
+            st_, dim = stride[d], shape[d]
+            pl.require(st_ != 0, "zero stride")
+            # strided_slice_logic.h StartForAxis / StopForAxis
+            lo_hi = (0, dim) if st_ > 0 else (-1, dim - 1)
+            b = begin[d] if not bm >> d & 1 else (-(1 << 31) if st_ > 0 else (1 << 31) - 1)
+            b = b + dim if b < 0 else b
+            b = min(max(b, lo_hi[0]), lo_hi[1])
             if sam >> d & 1:
-                b = b + dim if b < 0 else b
-                pl.require(0 <= b < dim, f"index {begin[d]} out of range")
+                pl.require(st_ > 0 and 0 <= b < dim, f"shrunk axis {d} index {begin[d]} out of range")
                 starts.append(b), steps.append(1), counts.append(1), keep.append(False)
                 continue
-            # TFLite's StartForAxis/StopForAxis: clamp into range, masks select the full extent.
-            if bm >> d & 1:
-                b = 0 if s > 0 else dim - 1
-            else:
-                b = b + dim if b < 0 else b
-                b = min(max(b, 0), dim) if s > 0 else min(max(b, -1), dim - 1)
-            if em >> d & 1:
-                e = dim if s > 0 else -1
-            else:
-                e = e + dim if e < 0 else e
-                e = min(max(e, 0), dim) if s > 0 else min(max(e, -1), dim - 1)
-            n = max(0, (e - b + (s - 1 if s > 0 else s + 1)) // s)
-            starts.append(b), steps.append(s), counts.append(n), keep.append(True)
+            e = end[d] if not em >> d & 1 else ((1 << 31) - 1 if st_ > 0 else -(1 << 31))
+            e = e + dim if e < 0 else e
+            e = min(max(e, lo_hi[0]), lo_hi[1])
+            n = max(0, -((b - e) // st_)) if st_ > 0 else max(0, -((e - b) // -st_))
+            starts.append(b), steps.append(st_), counts.append(n), keep.append(True)
     pl.require(all(c > 0 for c in counts), "empty slices are not supported")
     out_shape = tuple(c for c, k in zip(counts, keep) if k)
     pl.expect_shape(y, out_shape)
