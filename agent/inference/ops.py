@@ -500,7 +500,11 @@ def hard_swish(pl: Planner, op: OperatorDef) -> None:
     relu_mult = float(hires / f(f(3.0) / f(32768.0)))
     m_out, e_out = quant.quantize_multiplier(out_mult)
     m_relu, e_relu = quant.quantize_multiplier(relu_mult)
-    pl.require(e_out <= 0, "HARD_SWISH output multiplier above one")
+    # With s_in / 128 >= s_out LiteRT's scalar path shifts by a negative amount (undefined), so
+    # there is no defined answer to match: refuse.
+    pl.require(e_out <= 0, "HARD_SWISH with input scale / 128 >= output scale is not supported")
+    # LiteRT's vector path (blocks of 8, NEON emulated with SSE on x86-64) was checked to give
+    # the scalar path's answers for every int8 input, so one table serves all elements.
     _lut_node(pl, op, "HARD_SWISH", s_in, s_out,
               [z_in, z_out, quant.downscale_to_int16(m_out), e_out, quant.downscale_to_int16(m_relu), e_relu])
 

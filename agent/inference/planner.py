@@ -131,7 +131,7 @@ class Planner:
         n = _prod(t.shape)
         if n > MAX_ELEMENTS:
             raise ModelFormatError(f"tensor {t.index}: {n} elements")
-        if len(t.scales) != len(t.zero_points) and t.zero_points:
+        if len(t.scales) != len(t.zero_points):
             raise ModelFormatError(f"tensor {t.index}: {len(t.scales)} scales, {len(t.zero_points)} zero points")
         for s in t.scales:
             if not (math.isfinite(s) and s > 0.0):
@@ -261,7 +261,12 @@ class Planner:
                 raise UnsupportedOpError(name, f"operator {op.index} (no kernel for this op)")
             for o in op.outputs:
                 self.require(self.data(o) is None, f"output tensor {o} has constant data")
-            handler(self, op)
+            try:
+                with np.errstate(all="ignore"):
+                    handler(self, op)
+            except (ValueError, OverflowError, ZeroDivisionError) as e:
+                # quantization arithmetic out of range (e.g. a multiplier that is not finite)
+                raise self.fail(str(e)) from e
         for o in self.sg.outputs:
             self.pid(o)
         return self._finish()

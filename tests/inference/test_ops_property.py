@@ -166,6 +166,8 @@ def test_unary_int8(op: str, shape: tuple[int, ...], s_in: float, z_in: int, s_o
         s_out, z_out = 1 / 128, 0
     elif op == "GELU":
         opts = ("GeluOptions", [(0, "bool", approx)])
+    elif op == "HARD_SWISH":
+        s_out = max(s_out, s_in / 128 * 1.01)  # larger ratios are refused (see ops.hard_swish)
     elif op == "LEAKY_RELU":
         opts = ("LeakyReluOptions", [(0, "f", alpha)])
     data = models.single_op(op, [(shape, "int8", (s_in, z_in), None)], [(shape, "int8", (s_out, z_out))], *opts)
