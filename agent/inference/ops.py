@@ -172,7 +172,7 @@ def conv2d(pl: Planner, op: OperatorDef) -> None:
 def quantize(pl: Planner, op: OperatorDef) -> None:
     pl.counts(op, (1, 1))
     x, y = op.inputs[0], op.outputs[0]
-    pl.require(pl.t(x).shape == pl.t(y).shape, "input and output shapes differ")
+    pl.same_shape(x, y)
     s_out, z_out = pl.qp(y)
     if pl.t(x).type == "float32":
         count = _prod(pl.t(x).shape)
@@ -189,12 +189,44 @@ def quantize(pl: Planner, op: OperatorDef) -> None:
 def dequantize(pl: Planner, op: OperatorDef) -> None:
     pl.counts(op, (1, 1))
     x, y = op.inputs[0], op.outputs[0]
-    pl.require(pl.t(x).shape == pl.t(y).shape, "input and output shapes differ")
+    pl.same_shape(x, y)
     pl.expect_type(y, "float32")
     s_in, z_in = pl.qp(x)
     count = _prod(pl.t(x).shape)
     pl.node(NativeOp.DEQUANTIZE_S8_F32, [pl.pid(x)], [pl.pid(y)],
             [z_in, quant.f32_bits(s_in), quant.f32_bits(-z_in * s_in), count // 8 * 8])
+
+
+def reshape_target(pl: Planner, op: OperatorDef) -> tuple[int, ...]:
+    """The output shape of RESHAPE / SQUEEZE / EXPAND_DIMS, as LiteRT's Prepare computes it."""
+    name = pl.current_op.split()[-1]
+    shape = pl.t(op.inputs[0]).shape
+    n = _prod(shape)
+    if name == "SQUEEZE":
+        opts = pl.options(op, "SqueezeOptions")
+        dims = [d % len(shape) for d in (opts.ints(0) or ())] if opts and shape else []
+        pl.require(all(shape[d] == 1 for d in dims), f"squeezing a dimension that is not 1 in {shape}")
+        return tuple(d for i, d in enumerate(shape) if (i not in dims if dims else d != 1))
+    if name == "EXPAND_DIMS":
+        axis = int(pl.const(op.inputs[1], "axis").ravel()[0])
+        axis = axis + len(shape) + 1 if axis < 0 else axis
+        pl.require(0 <= axis <= len(shape), f"axis {axis} for rank {len(shape)}")
+        return shape[:axis] + (1,) + shape[axis:]
+    if len(op.inputs) > 1 and op.inputs[1] >= 0:
+        v = pl.data(op.inputs[1])
+        pl.require(v is not None, "the new shape must be known at load time")
+        assert v is not None
+        spec = [int(d) for d in v.ravel()]
+    else:
+        opts = pl.options(op, "ReshapeOptions")
+        spec = list(opts.ints(0) or ()) if opts and opts.ints(0) is not None else list(pl.sg.tensors[op.outputs[0]].shape)
+    pl.require(spec.count(-1) <= 1 and all(d >= -1 for d in spec), f"new shape {spec}")
+    known = _prod(tuple(d for d in spec if d != -1))
+    if -1 in spec:
+        pl.require(known > 0 and n % known == 0, f"{shape} cannot be reshaped to {spec}")
+        spec[spec.index(-1)] = n // known
+    pl.require(_prod(tuple(spec)) == n, f"{shape} -> {spec} changes the element count")
+    return tuple(spec)
 
 
 @handles("RESHAPE", "SQUEEZE", "EXPAND_DIMS")
@@ -203,10 +235,10 @@ def reshape(pl: Planner, op: OperatorDef) -> None:
     x, y = op.inputs[0], op.outputs[0]
     xt, yt = pl.t(x), pl.t(y)
     pl.require(xt.type == yt.type, f"type {xt.type} -> {yt.type}")
-    pl.require(_prod(xt.shape) == _prod(yt.shape), f"{xt.shape} -> {yt.shape} changes the element count")
     if xt.scales or yt.scales:
         pl.require(xt.scales[:1] == yt.scales[:1] and xt.zero_points[:1] == yt.zero_points[:1],
                    "quantization differs between input and output")
+    pl.expect_shape(y, reshape_target(pl, op))
     pl.node(NativeOp.COPY, [pl.pid(x)], [pl.pid(y)], [])
 
 
@@ -441,7 +473,8 @@ def softmax(pl: Planner, op: OperatorDef) -> None:
     s_in, _ = pl.qp(x)
     s_out, z_out = pl.qp(y)
     pl.require(z_out == -128 and abs(s_out - 1 / 256) <= 0.001 / 256, "int8 softmax output must be scale 1/256, zero point -128")
-    pl.require(pl.t(x).shape == pl.t(y).shape and len(pl.t(x).shape) >= 1, "shape mismatch")
+    pl.require(len(pl.t(x).shape) >= 1, "SOFTMAX of a scalar")
+    pl.same_shape(x, y)
     opts = pl.options(op, "SoftmaxOptions")
     beta = opts.f32(0, 0.0) if opts else 1.0
     table = _native.softmax_table(s_in, beta)
@@ -454,7 +487,7 @@ def _lut_node(pl: Planner, op: OperatorDef, kind: str, s_in: float, s_out: float
     from agent.inference import _native
 
     x, y = op.inputs[0], op.outputs[0]
-    pl.require(pl.t(x).shape == pl.t(y).shape, "input and output shapes differ")
+    pl.same_shape(x, y)
     try:
         table = _native.lut_build(kind, s_in, s_out, ip)
     except ValueError as e:
@@ -470,7 +503,7 @@ def float_lut(pl: Planner, op: OperatorDef) -> None:
     if pl.t(x).type == "float32":
         pl.require(name in ("RSQRT", "TANH", "LOGISTIC"), f"float32 {name}")
         pl.expect_type(y, "float32")
-        pl.require(pl.t(x).shape == pl.t(y).shape, "input and output shapes differ")
+        pl.same_shape(x, y)
         pl.node(NativeOp.UNARY_F32, [pl.pid(x)], [pl.pid(y)], [{"RSQRT": 1, "TANH": 5, "LOGISTIC": 6}[name]])
         return
     s_in, z_in = pl.qp(x)
@@ -517,7 +550,7 @@ def relu(pl: Planner, op: OperatorDef) -> None:
     if pl.t(x).type == "float32":
         pl.require(name in ("RELU", "RELU6"), f"float32 {name}")
         pl.expect_type(y, "float32")
-        pl.require(pl.t(x).shape == pl.t(y).shape, "input and output shapes differ")
+        pl.same_shape(x, y)
         pl.node(NativeOp.UNARY_F32, [pl.pid(x)], [pl.pid(y)], [7 if name == "RELU" else 8])
         return
     s_in, z_in = pl.qp(x)
@@ -547,7 +580,7 @@ def neg(pl: Planner, op: OperatorDef) -> None:
     x, y = op.inputs[0], op.outputs[0]
     pl.expect_type(x, "float32")
     pl.expect_type(y, "float32")
-    pl.require(pl.t(x).shape == pl.t(y).shape, "input and output shapes differ")
+    pl.same_shape(x, y)
     pl.node(NativeOp.UNARY_F32, [pl.pid(x)], [pl.pid(y)], [0])
 
 
@@ -621,12 +654,11 @@ def pad(pl: Planner, op: OperatorDef) -> None:
     _strided_copy(pl, x, y, list(xt.shape), 0, _strides(xt.shape), out_off, ost, fill)
 
 
-@handles("STRIDED_SLICE", "SLICE")
-def strided_slice(pl: Planner, op: OperatorDef) -> None:
+def slice_geometry(pl: Planner, op: OperatorDef) -> tuple[list[int], list[int], list[int], list[bool]]:
+    """(start, step, count, kept) per axis of SLICE / STRIDED_SLICE (strided_slice_logic.h)."""
     is_slice = pl.current_op.endswith(" SLICE")
     pl.counts(op, (3, 3) if is_slice else (4, 4))
-    x, y = op.inputs[0], op.outputs[0]
-    _same_quant(pl, x, y)
+    x = op.inputs[0]
     shape = pl.t(x).shape
     rank = len(shape)
     begin = [int(v) for v in pl.const(op.inputs[1], "begin").ravel()]
@@ -668,6 +700,17 @@ def strided_slice(pl: Planner, op: OperatorDef) -> None:
             n = max(0, -((b - e) // st_)) if st_ > 0 else max(0, -((e - b) // -st_))
             starts.append(b), steps.append(st_), counts.append(n), keep.append(True)
     pl.require(all(c > 0 for c in counts), "empty slices are not supported")
+    return starts, steps, counts, keep
+
+
+@handles("STRIDED_SLICE", "SLICE")
+def strided_slice(pl: Planner, op: OperatorDef) -> None:
+    is_slice = pl.current_op.endswith(" SLICE")
+    pl.counts(op, (3, 3) if is_slice else (4, 4))
+    x, y = op.inputs[0], op.outputs[0]
+    _same_quant(pl, x, y)
+    shape = pl.t(x).shape
+    starts, steps, counts, keep = slice_geometry(pl, op)
     out_shape = tuple(c for c, k in zip(counts, keep) if k)
     pl.expect_shape(y, out_shape)
     ist = _strides(shape)
@@ -788,3 +831,101 @@ def batch_matmul(pl: Planner, op: OperatorDef) -> None:
 
 DTYPE_OF: dict[str, type] = {"int8": np.int8, "uint8": np.uint8, "int16": np.int16, "int32": np.int32,
                              "int64": np.int64, "float32": np.float32, "bool": np.bool_}
+
+
+# ---- plan-time folding of integer shape arithmetic ------------------------------------------------
+# Models with a dynamic batch compute RESHAPE targets at run time (SHAPE -> GATHER -> REDUCE_PROD
+# -> PACK ...). Shapes are static here, so those int32 chains are evaluated once at load.
+
+Folder = Callable[[Planner, OperatorDef], list[np.ndarray]]
+FOLDERS: dict[str, Folder] = {}
+
+
+def folds(*names: str) -> Callable[[Folder], Folder]:
+    def deco(f: Folder) -> Folder:
+        for n in names:
+            FOLDERS[n] = f
+        return f
+    return deco
+
+
+def _out_dtype(pl: Planner, op: OperatorDef, k: int = 0) -> type:
+    return DTYPE_OF[pl.sg.tensors[op.outputs[k]].type]
+
+
+def _known(pl: Planner, i: int) -> np.ndarray:
+    v = pl.data(i)
+    assert v is not None
+    return v
+
+
+@folds("SHAPE")
+def fold_shape(pl: Planner, op: OperatorDef) -> list[np.ndarray]:
+    pl.counts(op, (1, 1))
+    return [np.array(pl.t(op.inputs[0]).shape, dtype=_out_dtype(pl, op))]
+
+
+@folds("GATHER")
+def fold_gather(pl: Planner, op: OperatorDef) -> list[np.ndarray]:
+    pl.counts(op, (2, 2))
+    x, idx = _known(pl, op.inputs[0]), _known(pl, op.inputs[1])
+    opts = pl.options(op, "GatherOptions")
+    axis = opts.i32(0) if opts else 0
+    axis = axis + x.ndim if axis < 0 else axis
+    pl.require(0 <= axis < max(x.ndim, 1) and (opts.i32(1) if opts else 0) == 0, "gather axis")
+    pl.require(bool(np.all((idx >= 0) & (idx < x.shape[axis]))), "gather index out of range")
+    return [np.take(x, idx.astype(np.int64), axis=axis).astype(_out_dtype(pl, op))]
+
+
+@folds("REDUCE_PROD", "SUM", "REDUCE_MAX", "REDUCE_MIN")
+def fold_reduce(pl: Planner, op: OperatorDef) -> list[np.ndarray]:
+    pl.counts(op, (2, 2))
+    x = _known(pl, op.inputs[0])
+    axes = tuple(_axes(pl, op, x.ndim)) if x.ndim else ()
+    opts = pl.options(op, "ReducerOptions")
+    keep = opts.boolean(0) if opts else False
+    f = {"REDUCE_PROD": np.prod, "SUM": np.sum, "REDUCE_MAX": np.max, "REDUCE_MIN": np.min}[pl.current_op.split()[-1]]
+    return [np.asarray(f(x, axis=axes, keepdims=keep)).astype(_out_dtype(pl, op))]
+
+
+@folds("PACK", "CONCATENATION")
+def fold_pack(pl: Planner, op: OperatorDef) -> list[np.ndarray]:
+    xs = [_known(pl, i) for i in op.inputs]
+    pl.require(len(xs) >= 1, "no inputs")
+    if pl.current_op.endswith("PACK"):
+        opts = pl.options(op, "PackOptions")
+        axis = opts.i32(1) if opts else 0
+        pl.require(all(v.shape == xs[0].shape for v in xs) and -xs[0].ndim - 1 <= axis <= xs[0].ndim, "PACK")
+        return [np.stack(xs, axis=axis).astype(_out_dtype(pl, op))]
+    opts = pl.options(op, "ConcatenationOptions")
+    axis = opts.i32(0) if opts else 0
+    pl.require(all(v.ndim == xs[0].ndim >= 1 for v in xs) and -xs[0].ndim <= axis < xs[0].ndim, "CONCATENATION")
+    try:
+        return [np.concatenate(xs, axis=axis).astype(_out_dtype(pl, op))]
+    except ValueError as e:
+        raise pl.fail(f"shapes do not concatenate: {e}") from e
+
+
+@folds("STRIDED_SLICE", "SLICE")
+def fold_slice(pl: Planner, op: OperatorDef) -> list[np.ndarray]:
+    x = _known(pl, op.inputs[0])
+    starts, steps, counts, keep = slice_geometry(pl, op)
+    idx = tuple(np.arange(c) * s + b for b, s, c in zip(starts, steps, counts))
+    out = x[np.ix_(*idx)] if idx else x
+    return [out.reshape(tuple(c for c, k in zip(counts, keep) if k)).astype(_out_dtype(pl, op))]
+
+
+@folds("RESHAPE", "SQUEEZE", "EXPAND_DIMS")
+def fold_reshape(pl: Planner, op: OperatorDef) -> list[np.ndarray]:
+    return [_known(pl, op.inputs[0]).reshape(reshape_target(pl, op)).astype(_out_dtype(pl, op))]
+
+
+@folds("ADD", "SUB", "MUL")
+def fold_arith(pl: Planner, op: OperatorDef) -> list[np.ndarray]:
+    pl.counts(op, (2, 2))
+    a, b = _known(pl, op.inputs[0]), _known(pl, op.inputs[1])
+    f = {"ADD": np.add, "SUB": np.subtract, "MUL": np.multiply}[pl.current_op.split()[-1]]
+    try:
+        return [f(a, b).astype(_out_dtype(pl, op))]
+    except ValueError as e:
+        raise pl.fail(f"shapes do not broadcast: {e}") from e
