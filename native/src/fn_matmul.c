@@ -48,6 +48,7 @@ int fn_run_batch_matmul_s8(const fn_node *n, fn_tensor *t, const volatile int32_
         for (int64_t m = 0; m < p[BM_M]; m++) {
             if (FN_CANCEL_REQUESTED(cancel)) return FN_CANCELLED;
             for (int64_t j = 0; j < p[BM_N]; j++, o++) {
+                if ((j & 63) == 63 && FN_CANCEL_REQUESTED(cancel)) return FN_CANCELLED;
                 uint32_t acc = 0;
                 for (int64_t k = 0; k < p[BM_K]; k++) {
                     const int32_t a = lb[m * p[BM_L_MS] + k * p[BM_L_KS]] - p[BM_ZP_L];
