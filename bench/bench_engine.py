@@ -57,7 +57,7 @@ def cancel_latency_ms(trials: int = 20) -> list[float]:
         done = threading.Event()
         stamp: list[float] = []
 
-        def worker() -> None:
+        def worker(tok: CancelToken = tok, stamp: list[float] = stamp, done: threading.Event = done) -> None:
             try:
                 m.run([x], cancel=tok)
             except Cancelled:

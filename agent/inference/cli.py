@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -73,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
         return _fail(str(e))
     try:
         with open(args.output, "wb") as f:
-            np.savez(f, **{f"output_{i}": o for i, o in enumerate(outs)})
+            arrays_out: dict[str, Any] = {f"output_{i}": o for i, o in enumerate(outs)}
+            np.savez(f, **arrays_out)
     except OSError as e:
         return _fail(f"cannot write {args.output}: {e}")
     return 0

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import threading
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from agent.inference import _native
 from agent.inference.errors import Cancelled, ModelError, ModelFormatError, counters
 from agent.inference.model import CancelToken, Model, TensorSpec
-from agent.inference.planner import DTYPES, PlanTables, Planner
+from agent.inference.planner import DTYPES, Planner, PlanTables
 from agent.inference.tflite import ModelDef, TensorDef
 
 

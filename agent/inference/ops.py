@@ -6,13 +6,29 @@ activation ranges, padding) and hands the kernel only integers it can trust.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
 from agent.inference import quant
-from agent.inference.planner import BMM_REQUANT, CONV_REQUANT, DWCONV_REQUANT, FC_REQUANT, NativeOp, Planner, Requant, _prod
-from agent.inference.schema import ACT_NONE, ACT_RELU, ACT_RELU6, ACT_RELU_N1_TO_1, PAD_SAME, PAD_VALID
+from agent.inference.planner import (
+    BMM_REQUANT,
+    CONV_REQUANT,
+    DWCONV_REQUANT,
+    FC_REQUANT,
+    NativeOp,
+    Planner,
+    Requant,
+    _prod,
+)
+from agent.inference.schema import (
+    ACT_NONE,
+    ACT_RELU,
+    ACT_RELU6,
+    ACT_RELU_N1_TO_1,
+    PAD_SAME,
+    PAD_VALID,
+)
 from agent.inference.tflite import OperatorDef
 
 Handler = Callable[[Planner, OperatorDef], None]
@@ -250,7 +266,7 @@ def _pad6(shape: tuple[int, ...]) -> tuple[int, ...]:
 
 def broadcast_params(pl: Planner, a: int, b: int, y: int) -> list[int]:
     """Output dims and per-input strides (0 where broadcast), all padded to 6 dimensions."""
-    sa, sb, sy = pl.t(a).shape, pl.t(b).shape, pl.t(y).shape
+    sa, sb = pl.t(a).shape, pl.t(b).shape
     pl.require(max(len(sa), len(sb)) <= 6, "rank above 6")
     da, db = _pad6(sa), _pad6(sb)
     out = []
@@ -671,7 +687,10 @@ def slice_geometry(pl: Planner, op: OperatorDef) -> tuple[list[int], list[int], 
             b = begin[d]
             n = shape[d] - b if size[d] == -1 else size[d]
             pl.require(0 <= b and n >= 0 and b + n <= shape[d], f"slice [{b}, +{n}) of {shape[d]}")
-            starts.append(b), steps.append(1), counts.append(n), keep.append(True)
+            starts.append(b)
+            steps.append(1)
+            counts.append(n)
+            keep.append(True)
     else:
         end = [int(v) for v in pl.const(op.inputs[2], "end").ravel()]
         stride = [int(v) for v in pl.const(op.inputs[3], "strides").ravel()]
@@ -692,13 +711,19 @@ def slice_geometry(pl: Planner, op: OperatorDef) -> tuple[list[int], list[int], 
             b = min(max(b, lo_hi[0]), lo_hi[1])
             if sam >> d & 1:
                 pl.require(st_ > 0 and 0 <= b < dim, f"shrunk axis {d} index {begin[d]} out of range")
-                starts.append(b), steps.append(1), counts.append(1), keep.append(False)
+                starts.append(b)
+                steps.append(1)
+                counts.append(1)
+                keep.append(False)
                 continue
             e = end[d] if not em >> d & 1 else ((1 << 31) - 1 if st_ > 0 else -(1 << 31))
             e = e + dim if e < 0 else e
             e = min(max(e, lo_hi[0]), lo_hi[1])
             n = max(0, -((b - e) // st_)) if st_ > 0 else max(0, -((e - b) // -st_))
-            starts.append(b), steps.append(st_), counts.append(n), keep.append(True)
+            starts.append(b)
+            steps.append(st_)
+            counts.append(n)
+            keep.append(True)
     pl.require(all(c > 0 for c in counts), "empty slices are not supported")
     return starts, steps, counts, keep
 
@@ -782,7 +807,7 @@ def shape_op(pl: Planner, op: OperatorDef) -> None:
     pl.counts(op, (1, 1))
     x, y = op.inputs[0], op.outputs[0]
     yt = pl.expect_type(y, "int32", "int64")
-    shape = np.array(pl.t(x).shape, dtype=DTYPE_OF[yt.type])
+    shape: np.ndarray = np.array(pl.t(x).shape, dtype=DTYPE_OF[yt.type])
     pl.expect_shape(y, (len(shape),))
     # Shapes are static here, so SHAPE is a copy of a constant.
     pl.node(NativeOp.COPY, [pl.add_const(shape)], [pl.pid(y)], [])
@@ -884,7 +909,9 @@ def fold_reduce(pl: Planner, op: OperatorDef) -> list[np.ndarray]:
     axes = tuple(_axes(pl, op, x.ndim)) if x.ndim else ()
     opts = pl.options(op, "ReducerOptions")
     keep = opts.boolean(0) if opts else False
-    f = {"REDUCE_PROD": np.prod, "SUM": np.sum, "REDUCE_MAX": np.max, "REDUCE_MIN": np.min}[pl.current_op.split()[-1]]
+    reducers: dict[str, Callable[..., np.ndarray]] = {"REDUCE_PROD": np.prod, "SUM": np.sum, "REDUCE_MAX": np.max,
+                                                      "REDUCE_MIN": np.min}
+    f = reducers[pl.current_op.split()[-1]]
     return [np.asarray(f(x, axis=axes, keepdims=keep)).astype(_out_dtype(pl, op))]
 
 

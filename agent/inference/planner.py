@@ -11,12 +11,11 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
-from agent.inference import quant
 from agent.inference.errors import ModelError, ModelFormatError, UnsupportedOpError
 from agent.inference.schema import BUILTIN_NAMES, OPTIONS
 from agent.inference.tflite import ModelDef, OperatorDef, Table, TensorDef

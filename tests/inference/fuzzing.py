@@ -10,7 +10,7 @@ import argparse
 import struct
 import sys
 import time
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 

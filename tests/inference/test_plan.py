@@ -3,6 +3,7 @@ reuses memory between tensors whose lifetimes do not overlap."""
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 
@@ -18,7 +19,7 @@ HEADER = Path(__file__).resolve().parents[2] / "native" / "include" / "fn_engine
 
 
 def test_python_op_kinds_mirror_the_c_enum() -> None:
-    body = re.search(r"enum fn_op \{(.*?)\};", HEADER.read_text(), re.S)
+    body = re.search(r"enum fn_op \{(.*?)\};", HEADER.read_text(), re.DOTALL)
     assert body is not None
     names = re.findall(r"FN_OP_([A-Z0-9_]+)", body.group(1))
     assert names[-1] == "COUNT"
@@ -67,7 +68,7 @@ def _relu_chain(n: int) -> bytes:
 
     mb = ModelBuilder()
     t = [mb.tensor((256, 256), "int8", scale=0.1, zero_point=0) for _ in range(n + 1)]
-    for a, b in zip(t, t[1:]):
+    for a, b in itertools.pairwise(t):
         mb.op("RELU", [a], [b])
     return mb.build([t[0]], [t[-1]])
 

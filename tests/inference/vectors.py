@@ -5,8 +5,9 @@ reads them; the aarch64 test runs that reader under qemu-user."""
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
