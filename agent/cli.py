@@ -15,6 +15,7 @@ SUBCOMMAND_MODULES = (
     "agent.service",
     "agent.bus.cli",
     "agent.fleet.cli",
+    "agent.inference.cli",
 )
 
 
