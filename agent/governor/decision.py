@@ -24,7 +24,7 @@ class Severity(enum.Enum):
     INFO = "info"  # said while running
 
 
-# code -> (severity, what it means). docs/governor.md is generated from the same table.
+# code -> (severity, what it means). docs/governor.md lists every code; a test keeps them in step.
 CODES: dict[str, tuple[Severity, str]] = {
     "link_down": (Severity.OFF, "the serial link to the vehicle bus is down or the shim is silent"),
     "decode_errors": (Severity.OFF, "CAN decode errors exceed faults.max_decode_errors_per_s"),

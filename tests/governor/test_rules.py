@@ -373,3 +373,10 @@ def test_step_is_pure_same_inputs_same_outputs() -> None:
     b = step(state(), BARE, MONO0, m, AT)
     assert a == b and m == Memory()
     assert SAFE["gear"] == "P"
+
+
+def test_the_docs_list_every_reason_code_with_its_severity() -> None:
+    from pathlib import Path
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "governor.md").read_text()
+    for code, (severity, _) in CODES.items():
+        assert f"| `{code}` | {severity.value} |" in doc, code
