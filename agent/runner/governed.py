@@ -66,7 +66,7 @@ class GovernedLoop:
         if changed and self._on_change is not None:
             try:
                 self._on_change(decision)
-            except Exception:  # noqa: BLE001 -- a telemetry bug must not stop the governor
+            except Exception:  # a telemetry bug must not stop the governor
                 self.callback_errors += 1
                 log.exception("on_change raised")
         return decision
