@@ -6,7 +6,7 @@ PIP   := $(VENV)/bin/pip
 PYTHON ?= python3
 NATIVE_SRC := $(shell find native -name '*.c' -o -name '*.h' -o -name '*.pyx' -o -name '*.pxd' 2>/dev/null)
 
-.PHONY: install sysdeps native test demo bench fuzz lint clean firmware
+.PHONY: install sysdeps native test demo bench fuzz fuzz-bus lint clean firmware
 
 install: sysdeps $(VENV)/.installed native firmware
 
@@ -35,8 +35,12 @@ demo: install
 bench: install
 	$(PY) -m bench.run
 
-fuzz: install
+fuzz: install fuzz-bus
 	$(MAKE) -C native fuzz
+
+# The SLCAN parser against an independent oracle: 1,000,000 random and mutated lines.
+fuzz-bus: install
+	$(PY) -m tests.bus.slcan_fuzz --lines 1000000
 
 lint: install
 	$(VENV)/bin/ruff check agent hil tests bench

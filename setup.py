@@ -12,9 +12,20 @@ from pathlib import Path
 
 import numpy
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+
+class BuildExtWithKernels(build_ext):
+    """`build_ext --inplace` alone must also build the kernel library it links against."""
+
+    def run(self) -> None:
+        if self.distribution.has_c_libraries():
+            self.run_command("build_clib")
+        super().run()
 
 HERE = Path(__file__).parent
 KERNEL_SOURCES = sorted(str(p.relative_to(HERE)) for p in (HERE / "native" / "src").rglob("*.c"))
+KERNEL_HEADERS = sorted(str(p.relative_to(HERE)) for p in (HERE / "native" / "include").rglob("*.h"))
 BINDING = HERE / "native" / "_native.pyx"
 STRICT_CFLAGS = ["-std=c99", "-O3", "-Wall", "-Wextra", "-Werror", "-fPIC", "-D_POSIX_C_SOURCE=200809L"]
 
@@ -31,6 +42,7 @@ if BINDING.exists():
                     "sources": KERNEL_SOURCES,
                     "include_dirs": ["native/include"],
                     "cflags": STRICT_CFLAGS,
+                    "depends": KERNEL_HEADERS,
                 },
             )
         )
@@ -42,10 +54,12 @@ if BINDING.exists():
                 include_dirs=["native/include", numpy.get_include()],
                 define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
                 extra_compile_args=["-O2"],
-                libraries=["pthread"],
+                libraries=["m", "pthread"],
+                # relink whenever a kernel changes: the static library is not a tracked source
+                depends=KERNEL_SOURCES + KERNEL_HEADERS,
             )
         ],
         compiler_directives={"language_level": "3", "boundscheck": False, "wraparound": False},
     )
 
-setup(libraries=libraries, ext_modules=ext_modules)
+setup(libraries=libraries, ext_modules=ext_modules, cmdclass={"build_ext": BuildExtWithKernels})

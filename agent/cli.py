@@ -13,6 +13,8 @@ import agent
 # `func` to a callable taking the parsed namespace and returning an exit code.
 SUBCOMMAND_MODULES = (
     "agent.service",
+    "agent.bus.cli",
+    "agent.fleet.cli",
     "agent.runner.cli",  # calibrate
     "agent.ledger.cli",  # report
     "agent.hostsource",  # host

@@ -8,10 +8,10 @@ governor treats unknown as unsafe.
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping, Union
 
-Value = Union[float, bool, str]
+Value = float | bool | str
 
 # The roles a vehicle profile maps DBC signals to, with their types. Names follow COVESA VSS
 # where a VSS name exists (Vehicle.Powertrain.TractionBattery.StateOfCharge.Displayed -> soc_percent).
@@ -93,6 +93,20 @@ class StateStore:
                 self._readings.pop(role, None)
             else:
                 self._readings[role] = Reading(value, t)
+            self._generation += 1
+            self._changed.notify_all()
+
+    def update_many(self, values: Mapping[str, Value | None], t: float) -> None:
+        """Record the roles of one frame under one lock and one wake-up (the reader's hot path)."""
+        for role in values:
+            if role not in ROLES:
+                raise KeyError(f"unknown role {role!r}")
+        with self._lock:
+            for role, value in values.items():
+                if value is None:
+                    self._readings.pop(role, None)
+                else:
+                    self._readings[role] = Reading(value, t)
             self._generation += 1
             self._changed.notify_all()
 

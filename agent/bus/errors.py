@@ -1,0 +1,27 @@
+"""The bus layer's typed errors: everything that goes wrong between the serial line and a role."""
+
+from __future__ import annotations
+
+
+class BusError(Exception):
+    """Base of every error the vehicle-bus layer raises."""
+
+
+class SlcanError(BusError, ValueError):
+    """A CAN frame or SLCAN command that cannot be put on the wire (bad id, DLC, bitrate)."""
+
+
+class ProfileError(BusError):
+    """A vehicle profile that does not fit its DBC or breaks the profile schema.
+
+    The message names the profile file, the role and the offending field, so the user can fix the
+    TOML without reading code.
+    """
+
+
+class DecodeError(BusError):
+    """A frame whose id the profile knows but whose payload the DBC cannot decode."""
+
+
+class EncodeError(BusError, ValueError):
+    """A role value that the profile cannot put into its DBC signal (wrong type, out of range)."""

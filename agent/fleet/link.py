@@ -1,0 +1,505 @@
+"""The car's side of the fleet link: what the rest of the agent sees of MQTT.
+
+`FleetLink` is a context manager around one MQTT 5 session (agent/fleet/mqtt.py). Upward it
+offers `publish_state`, `publish_telemetry`, `set_accepting_jobs`, `jobs()` and `send_result`;
+sockets, callbacks and retries stay inside. Its promises:
+
+- state is retained, and a last will marks the car offline when the connection dies;
+- telemetry goes out by exception (deadbands) with a heartbeat, each message numbered;
+- jobs arrive through the pool's shared subscription, held only while accepting, so the broker
+  sends work only to cars that may compute; the broker never has more than `job_queue_size`
+  jobs in flight to this car (Receive Maximum + acks sent only once a job is answered);
+- every accepted job ends in exactly one reply (result, failure, preempted or rejected), stored
+  in the SQLite outbox before the job's PUBLISH is acknowledged, and re-sent until the fleet
+  acknowledges it, across broker outages and agent restarts;
+- a payload that is too large or breaks the schema gets an error reply and a counter.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import secrets
+import threading
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import paho.mqtt.client as paho
+
+from agent.clock import Clock, SystemClock
+from agent.fleet import protocol as p
+from agent.fleet.audit import AuditLog
+from agent.fleet.mqtt import MqttSession, TlsConfig, Will, publish_props
+from agent.fleet.outbox import ACCEPTED, ANSWERED, Outbox
+
+log = logging.getLogger(__name__)
+
+__all__ = ["FleetLink", "JobQueue", "TlsConfig"]
+
+
+class JobQueue:
+    """Bounded, thread-safe queue of validated jobs. Iterating blocks until the link closes."""
+
+    def __init__(self, maxsize: int) -> None:
+        self._q: queue.Queue[p.JobRequest | None] = queue.Queue(maxsize)
+        self.maxsize = maxsize
+
+    def put_nowait(self, job: p.JobRequest) -> bool:
+        try:
+            self._q.put_nowait(job)
+            return True
+        except queue.Full:
+            return False
+
+    def get(self, timeout: float | None = None) -> p.JobRequest | None:
+        try:
+            return self._q.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def drain(self) -> list[p.JobRequest]:
+        out = []
+        while True:
+            try:
+                j = self._q.get_nowait()
+            except queue.Empty:
+                return out
+            if j is not None:
+                out.append(j)
+
+    def close(self) -> None:
+        try:
+            self._q.put_nowait(None)
+        except queue.Full:
+            pass
+
+    def qsize(self) -> int:
+        return self._q.qsize()
+
+    def __iter__(self) -> Iterator[p.JobRequest]:
+        while True:
+            j = self._q.get()
+            if j is None:
+                self._q.put(None)  # wake the next reader too
+                return
+            yield j
+
+
+@dataclass
+class _Pending:
+    generation: int  # the connection the job's PUBLISH came in on
+    mid: int
+
+
+class FleetLink:
+    """The car's MQTT link. Use as a context manager; every method is thread-safe."""
+
+    def __init__(
+        self,
+        car_id: str,
+        host: str,
+        port: int,
+        clock: Clock | None = None,
+        outbox_path: str | Path = "fleetnode-outbox.sqlite",
+        pool: str = "default",
+        tls: TlsConfig | None = None,
+        *,
+        audit_path: str | Path | None = None,
+        job_queue_size: int = 8,
+        outbox_limit: int = 10_000,
+        ack_timeout_s: float = 10.0,
+        max_ack_timeout_s: float = 120.0,
+        heartbeat_s: float = 300.0,
+        keepalive_s: int = 30,
+        session_expiry_s: int = 3600,
+        max_job_bytes: int = p.MAX_JOB_BYTES,
+    ) -> None:
+        self.car_id = p.check_id("car_id", car_id)
+        self.pool = p.check_id("pool", pool)
+        self.clock = clock or SystemClock()
+        self.outbox = Outbox(outbox_path)
+        self.audit = AuditLog(audit_path) if audit_path is not None else None
+        self.counters: Counter[str] = Counter()
+        self.max_job_bytes = max_job_bytes
+        self.ack_timeout_s = ack_timeout_s
+        self.max_ack_timeout_s = max_ack_timeout_s
+        self.outbox_limit = outbox_limit
+        self.boot = secrets.token_hex(4)
+        self._jobs = JobQueue(job_queue_size)
+        # Lock order: `_lock` guards plain fields and is never held while calling paho (paho
+        # calls back into us holding its own mutexes). `_sub_lock` serialises subscription
+        # changes and state publishes; only API threads and the sender thread take it, never a
+        # paho callback.
+        self._lock = threading.RLock()
+        self._sub_lock = threading.Lock()
+        self._resync = False  # set by on_connect: the sender re-applies subscriptions and state
+        self._pending: dict[str, _Pending] = {}
+        self._want_accepting = False
+        self._subscribed = False
+        self._state: p.CarState | None = None
+        self._state_seq = 0
+        self._telemetry = p.TelemetryFilter(heartbeat_s)
+        self._telemetry_seq = 0
+        self._error_seq = 0
+        self._inflight: list[paho.MQTTMessageInfo] = []  # results not yet PUBACKed
+        self._wake = threading.Event()
+        self._closing = threading.Event()
+        self._sender: threading.Thread | None = None
+        self.session = MqttSession(
+            f"car-{self.car_id}", host, port, tls=tls, clean_start=False,
+            session_expiry_s=session_expiry_s, keepalive_s=keepalive_s,
+            will=Will(p.Topics.state(self.car_id), p.CarState.offline(self.car_id, pool).encode()),
+            receive_maximum=job_queue_size, maximum_packet_size=max(4 * max_job_bytes, 1 << 20),
+            manual_ack=True, on_connect=self._on_connect, on_disconnect=self._on_disconnect,
+            on_message=self._on_message, on_publish=self._on_publish, clock=self.clock)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def __enter__(self) -> FleetLink:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> FleetLink:
+        # Jobs accepted by a previous run and never answered (a crash, a kill): their inputs
+        # are gone, so each gets its one reply now, "preempted", and the fleet sends it elsewhere.
+        for job_id, _ in self.outbox.accepted():
+            self.counters["jobs_preempted_by_restart"] += 1
+            self._answer(job_id, "preempted", None, ("restarted", "the agent restarted"), None)
+        self.session.start()
+        self._sender = threading.Thread(target=self._send_loop, name=f"outbox-{self.car_id}",
+                                        daemon=True)
+        self._sender.start()
+        return self
+
+    def close(self, publish_offline: bool = True) -> None:
+        """Say goodbye (retained offline state), stop threads, close files."""
+        self._closing.set()
+        self._wake.set()
+        self._jobs.close()
+        if publish_offline and self.session.connected:
+            # Sent before the DISCONNECT that session.stop() queues behind it.
+            st = p.CarState.offline(self.car_id, self.pool)
+            self._publish(p.Topics.state(self.car_id), st.encode(), p.QOS_STATE, True)
+        if self._sender is not None:
+            self._sender.join(timeout=5)
+        self.session.stop()
+        self.outbox.close()
+        if self.audit is not None:
+            self.audit.close()
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self.session.wait_connected(timeout)
+
+    @property
+    def connected(self) -> bool:
+        return self.session.connected
+
+    # -- upward API ----------------------------------------------------------------------------
+
+    def jobs(self) -> JobQueue:
+        return self._jobs
+
+    def publish_state(self, decision: Mapping[str, Any], vehicle: Mapping[str, Any]) -> bool:
+        """Publish the retained state if it changed. `decision` is Decision.as_dict(),
+        `vehicle` VehicleState.as_dict(now); only the documented fields leave the car."""
+        mode = str(decision.get("mode", "OFF"))
+        reasons = tuple(str(r.get("code", "?")) if isinstance(r, Mapping) else str(r)
+                        for r in decision.get("reasons", ()))
+        budget = float(decision.get("power_budget_w", 0.0) or 0.0)
+        soc = vehicle.get("soc_percent")
+        kw = vehicle.get("charging_power_kw")
+        with self._lock:
+            accepting = self._subscribed
+            st = p.CarState(
+                car=self.car_id, online=True, mode=mode if mode in p.MODES else "OFF",
+                reasons=reasons, available_w=budget if mode == "RUN" else 0.0,
+                accepting_jobs=accepting,
+                soc_percent=None if soc is None else max(0.0, min(100.0, float(soc))),
+                charging=None if kw is None else float(kw) > 0.0, pool=self.pool)
+            if self._state is not None and _same_state(self._state, st):
+                return False
+            self._state = st
+        with self._sub_lock:
+            return self._send_state()
+
+    def _send_state(self) -> bool:
+        """Publish the current state (caller holds `_sub_lock`)."""
+        with self._lock:
+            if self._state is None or not self.session.connected:
+                return False
+            self._state_seq += 1
+            st = p.CarState(**{**self._state.__dict__, "accepting_jobs": self._subscribed,
+                               "seq": self._state_seq, "t": self.clock.time()})
+            self._state = st
+        return self._publish(p.Topics.state(self.car_id), st.encode(), p.QOS_STATE, True,
+                             publish_props(content_type=p.CT_JSON,
+                                           user=[(p.SCHEMA_PROPERTY, "state/1")])) is not None
+
+    def publish_telemetry(self, values: Mapping[str, float | int | str | None]) -> bool:
+        """Offer current values; sends only what moved beyond its deadband, or a heartbeat."""
+        out = self._telemetry.offer(values, self.clock.monotonic())
+        if out is None:
+            return False
+        hb, fields = out
+        with self._lock:
+            self._telemetry_seq += 1
+            msg = p.Telemetry(self.car_id, self._telemetry_seq, self.boot, self.clock.time(), hb, fields)
+        self.counters["telemetry_sent"] += 1
+        return self._publish(p.Topics.telemetry(self.car_id), msg.encode(), p.QOS_TELEMETRY, False,
+                             publish_props(expiry_s=3600, content_type=p.CT_JSON,
+                                           user=[(p.SCHEMA_PROPERTY, "telemetry/1")])) is not None
+
+    def set_accepting_jobs(self, accepting: bool) -> None:
+        """Hold the pool's shared subscription (True) or give it up (False). Giving it up also
+        answers every queued, not yet started job "preempted" so the fleet sends it elsewhere."""
+        with self._lock:
+            self._want_accepting = accepting
+        self._apply_subscription()
+        if not accepting:
+            for job in self._jobs.drain():
+                self.send_result(job.job_id, "preempted", error=("not_accepting", "the car stopped taking jobs"))
+
+    @property
+    def accepting_jobs(self) -> bool:
+        return self._subscribed
+
+    def send_result(self, job_id: str, outcome: str,
+                    outputs: Sequence[np.ndarray] | bytes | None = None,
+                    error: tuple[str, str] | str | None = None,
+                    run_s: float | None = None) -> int | None:
+        """Answer an accepted job, once. `outputs`: the output tensors, or raw bytes (sent as
+        one uint8 tensor). Returns the result's sequence number, None if it was already answered.
+        Raises KeyError for a job id this car never accepted."""
+        if outcome not in p.OUTCOMES:
+            raise ValueError(f"outcome must be one of {p.OUTCOMES}")
+        if self.outbox.status(job_id) == "new":
+            raise KeyError(f"job {job_id!r} was never accepted by this car")
+        if isinstance(error, str):
+            error = (outcome, error)
+        return self._answer(job_id, outcome, outputs, error, run_s)
+
+    def stats(self) -> dict[str, int]:
+        out = dict(self.counters)
+        for k, v in self.session.counters.items():
+            out[f"mqtt_{k}"] = v
+        out["outbox_depth"] = self.outbox.depth()
+        out["jobs_queued"] = self._jobs.qsize()
+        return out
+
+    # -- internals: answers and the outbox --------------------------------------------------
+
+    def _answer(self, job_id: str, outcome: str, outputs: Sequence[np.ndarray] | bytes | None,
+                error: tuple[str, str] | None, run_s: float | None,
+                submitter: str | None = None) -> int | None:
+        sub = submitter or self.outbox.submitter(job_id)
+        if sub is None:
+            return None  # answered already
+        arrays: list[np.ndarray]
+        if outputs is None:
+            arrays = []
+        elif isinstance(outputs, (bytes, bytearray, memoryview)):
+            arrays = [np.frombuffer(bytes(outputs), dtype=np.uint8)]
+        else:
+            arrays = list(outputs)
+        topic = p.Topics.results(self.car_id, sub)
+
+        def build(seq: int) -> bytes:
+            return p.JobResult(job_id, self.car_id, outcome, seq, arrays,
+                               error[0] if error else None, error[1] if error else None,
+                               run_s).encode()
+
+        seq = self.outbox.answer(job_id, topic, build, self.clock.time())
+        if seq is None:
+            self.counters["answers_duplicate"] += 1
+            return None
+        self.counters[f"jobs_{outcome}"] += 1
+        self._ack_job(job_id)
+        self._wake.set()  # the sender sends it, and re-checks backpressure
+        return seq
+
+    def _ack_job(self, job_id: str) -> None:
+        """The job is answered durably: now the broker may forget its PUBLISH."""
+        with self._lock:
+            pend = self._pending.pop(job_id, None)
+        if pend is not None and pend.generation == self.session.generation and self.session.connected:
+            self.session.ack(pend.mid, 1)
+
+    def _send_loop(self) -> None:
+        while not self._closing.is_set():
+            try:
+                if self.session.connected:
+                    with self._lock:
+                        resync, self._resync = self._resync, False
+                    if resync:
+                        self._apply_subscription(force=True)
+                        with self._sub_lock:
+                            self._send_state()  # the will may have replaced it with "offline"
+                    else:
+                        self._apply_subscription()
+                self._send_due()
+            except Exception as e:  # the sender must outlive a bad row or a full paho queue
+                self.counters["sender_errors"] += 1
+                log.exception("outbox sender: %s", e)
+            self._wake.wait(0.2)
+            self._wake.clear()
+
+    def _send_due(self) -> None:
+        if not self.session.connected:
+            return
+        with self._lock:
+            self._inflight = [i for i in self._inflight if not i.is_published()]
+            room = 20 - len(self._inflight)
+        if room <= 0:
+            return
+        now = self.clock.monotonic()
+        for rec in self.outbox.due(now, room):
+            info = self._publish(rec.topic, rec.payload, p.QOS_RESULT, False, publish_props(
+                expiry_s=86400, response_topic=p.Topics.acks(self.car_id),
+                correlation=rec.job_id.encode(), content_type=p.CT_RESULT,
+                user=[(p.SCHEMA_PROPERTY, "result/1")]))
+            if info is None:
+                return
+            with self._lock:
+                self._inflight.append(info)
+            backoff = min(self.ack_timeout_s * (2 ** min(rec.attempts, 8)), self.max_ack_timeout_s)
+            self.outbox.sent(rec.job_id, now + backoff)
+            self.counters["results_sent"] += 1
+            if rec.attempts:
+                self.counters["results_resent"] += 1
+
+    def _publish(self, topic: str, payload: bytes, qos: int, retain: bool,
+                 properties: Any = None) -> paho.MQTTMessageInfo | None:
+        info = self.session.publish(topic, payload, qos, retain, properties)
+        if info is not None and self.audit is not None:
+            self.audit.record(self.clock.time(), topic, qos, retain, payload)
+        return info
+
+    # -- internals: subscriptions ----------------------------------------------------------------
+
+    def _apply_subscription(self, force: bool = False) -> None:
+        """Hold the shared subscription iff accepting is wanted and the outbox has room."""
+        with self._sub_lock:
+            with self._lock:
+                # Backpressure: with the outbox full the car takes no work until the fleet acks.
+                want = self._want_accepting and self.outbox.depth() < self.outbox_limit
+                if (want == self._subscribed and not force) or not self.session.connected:
+                    return
+                self._subscribed = want
+            if want:
+                self.session.subscribe(p.Topics.shared_jobs(self.pool), p.QOS_JOB)
+            else:
+                self.session.unsubscribe(p.Topics.shared_jobs(self.pool))
+            self._send_state()
+
+    # -- callbacks (network thread; MqttSession guards them) -------------------------------------
+
+    def _on_connect(self, session_present: bool) -> None:
+        self.session.subscribe(p.Topics.acks(self.car_id), p.QOS_ACK)
+        with self._lock:
+            self._inflight.clear()
+            self._resync = True
+        self.outbox.retry_all_now()
+        self._wake.set()
+
+    def _on_disconnect(self) -> None:
+        self.counters["disconnects"] += 1
+
+    def _on_publish(self, mid: int, ok: bool) -> None:
+        self._wake.set()  # room for the next result
+
+    def _on_message(self, msg: paho.MQTTMessage) -> None:
+        if msg.topic == p.Topics.acks(self.car_id):
+            self._on_ack(msg)
+        elif msg.topic == p.Topics.jobs(self.pool):
+            self._on_job(msg)
+        else:
+            self.counters["messages_unexpected"] += 1
+            self._ack_mid(msg)
+
+    def _ack_mid(self, msg: paho.MQTTMessage) -> None:
+        if msg.qos > 0:
+            self.session.ack(msg.mid, msg.qos)
+
+    def _on_ack(self, msg: paho.MQTTMessage) -> None:
+        try:
+            ids = p.decode_ack(msg.payload)
+        except p.ProtocolError:
+            self.counters["acks_invalid"] += 1
+        else:
+            self.counters["acks_received"] += self.outbox.acknowledge(ids)
+            self._wake.set()
+        self._ack_mid(msg)
+
+    def _on_job(self, msg: paho.MQTTMessage) -> None:
+        self.counters["jobs_received"] += 1
+        payload = bytes(msg.payload)
+        corr = getattr(msg.properties, "CorrelationData", None) if msg.properties else None
+        try:
+            if len(payload) > self.max_job_bytes:
+                raise p.ProtocolError("too_large", f"job of {len(payload)} bytes exceeds {self.max_job_bytes}")
+            job = p.JobRequest.decode(payload, self.max_job_bytes)
+        except p.ProtocolError as e:
+            self.counters[f"jobs_invalid_{e.code}"] += 1
+            self._reject(msg, payload, e.code, e.text, corr)
+            return
+        status = self.outbox.status(job.job_id)
+        if status == ANSWERED:
+            self.counters["jobs_duplicate"] += 1
+            self._ack_mid(msg)
+            return
+        if status == ACCEPTED:  # redelivered while still running: ack it when answered
+            self.counters["jobs_duplicate"] += 1
+            with self._lock:
+                self._pending[job.job_id] = _Pending(self.session.generation, msg.mid)
+            return
+        refusal = None
+        if self.car_id in job.exclude:
+            refusal = ("excluded", "the fleet asked for a different car for this job")
+        elif not self._subscribed:
+            refusal = ("not_accepting", "the car is not taking jobs now")
+        if not self.outbox.accept(job.job_id, job.submitter, self.clock.time()):
+            self._ack_mid(msg)
+            return
+        with self._lock:
+            self._pending[job.job_id] = _Pending(self.session.generation, msg.mid)
+        if refusal is None and not self._jobs.put_nowait(job):
+            refusal = ("busy", "the car's job queue is full")
+        if refusal is not None:
+            self._answer(job.job_id, "preempted", None, refusal, None, job.submitter)
+        else:
+            self.counters["jobs_accepted"] += 1
+
+    def _reject(self, msg: paho.MQTTMessage, payload: bytes, code: str, text: str,
+                corr: bytes | None) -> None:
+        job_id, submitter = p.peek_job_ids(payload)
+        if job_id is not None and submitter is not None and self.outbox.status(job_id) == "new":
+            # Enough of the job survives to answer it like any other: through the outbox.
+            if self.outbox.accept(job_id, submitter, self.clock.time()):
+                with self._lock:
+                    self._pending[job_id] = _Pending(self.session.generation, msg.mid)
+                self._answer(job_id, "rejected", None, (code, text), None, submitter)
+                return
+        with self._lock:
+            self._error_seq += 1
+            seq = self._error_seq
+        reply = p.ErrorReply(self.car_id, seq, code, text, job_id,
+                             corr[:p.MAX_CORRELATION_BYTES].hex() if corr else None)
+        self._publish(p.Topics.errors(self.car_id), reply.encode(), p.QOS_ERROR, False,
+                      publish_props(expiry_s=3600, content_type=p.CT_JSON,
+                                    correlation=corr[:p.MAX_CORRELATION_BYTES] if corr else None,
+                                    user=[(p.SCHEMA_PROPERTY, "error/1")]))
+        self._ack_mid(msg)
+
+
+def _same_state(a: p.CarState, b: p.CarState) -> bool:
+    def key(s: p.CarState) -> tuple[object, ...]:
+        soc = None if s.soc_percent is None else round(s.soc_percent)
+        return (s.online, s.mode, s.reasons, round(s.available_w / 50.0), s.accepting_jobs,
+                soc, s.charging, s.pool)
+    return key(a) == key(b)

@@ -1,0 +1,65 @@
+"""Inference: load int8 .tflite models and run them on our native engine or on LiteRT.
+
+    m = load_model(path_or_bytes, backend="native", arena_limit_bytes=None)
+    outs = m.run([x], cancel=token)
+
+The native backend validates the whole model before any C code sees it (agent.inference.tflite,
+agent.inference.planner) and is bit-exact with LiteRT's builtin kernels.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from agent.inference.errors import (Cancelled, InputError, ModelError, ModelFormatError,
+                                    UnsupportedOpError, counters)
+from agent.inference.model import CancelToken, Model, TensorSpec
+
+__all__ = ["load_model", "Model", "TensorSpec", "CancelToken", "Cancelled", "ModelError",
+           "ModelFormatError", "UnsupportedOpError", "InputError", "counters", "MAX_MODEL_BYTES"]
+
+MAX_MODEL_BYTES = 512 << 20
+
+
+def _read(path_or_bytes: str | os.PathLike[str] | bytes | bytearray | memoryview) -> bytes:
+    if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
+        data = bytes(path_or_bytes)
+    else:
+        p = Path(path_or_bytes)
+        try:
+            size = p.stat().st_size
+            if size > MAX_MODEL_BYTES:
+                raise ModelFormatError(f"{p}: {size} bytes exceeds the {MAX_MODEL_BYTES}-byte limit")
+            data = p.read_bytes()
+        except OSError as e:
+            raise ModelError(f"cannot read model {p}: {e}") from e
+    if len(data) > MAX_MODEL_BYTES:
+        raise ModelFormatError(f"model of {len(data)} bytes exceeds the {MAX_MODEL_BYTES}-byte limit")
+    return data
+
+
+def load_model(path_or_bytes: str | os.PathLike[str] | bytes | bytearray | memoryview,
+               backend: str = "native", arena_limit_bytes: int | None = None,
+               delegate: str | None = None) -> Model:
+    """Loads a model. backend: "native" (ours) or "litert"; delegate: a LiteRT delegate .so.
+
+    Raises ModelError (ModelFormatError, UnsupportedOpError naming the op) for a model that
+    cannot be used; never crashes on malformed input."""
+    data = _read(path_or_bytes)
+    if backend == "native":
+        if delegate is not None:
+            raise ModelError("delegates apply to the litert backend only")
+        from agent.inference import tflite
+        from agent.inference.native_backend import NativeModel
+
+        try:
+            return NativeModel(tflite.parse(data), arena_limit_bytes=arena_limit_bytes)
+        except ModelError as e:
+            counters.bump(type(e).__name__)
+            raise
+    if backend == "litert":
+        from agent.inference.litert_backend import LiteRTModel
+
+        return LiteRTModel(data, delegate=delegate)
+    raise ModelError(f"unknown backend {backend!r} (native or litert)")

@@ -1,0 +1,199 @@
+"""Writes small .tflite models with the flatbuffers builder (no TensorFlow).
+
+Used by the tests (single-op models for property tests, fuzz seeds) and by the thin-path model
+script. Only the schema fields the engine reads are written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import flatbuffers
+import numpy as np
+
+from agent.inference.schema import BUILTIN_OPS, OPTIONS
+
+TYPE_CODES: dict[str, int] = {
+    "float32": 0, "int32": 2, "uint8": 3, "int64": 4, "bool": 6, "int16": 7, "int8": 9,
+}
+
+# (field number, flatbuffers kind, value); kinds: b B h i f bool ivec
+OptionField = tuple[int, str, object]
+
+
+@dataclass
+class _Tensor:
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    buffer: int
+    scales: tuple[float, ...]
+    zero_points: tuple[int, ...]
+    quantized_dimension: int
+
+
+@dataclass
+class _Op:
+    code: int
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+    options_name: str | None
+    options: list[OptionField] = field(default_factory=list)
+
+
+class ModelBuilder:
+    """Collects tensors and operators of one subgraph, then serialises a model."""
+
+    def __init__(self) -> None:
+        self._tensors: list[_Tensor] = []
+        self._ops: list[_Op] = []
+        self._buffers: list[bytes] = [b""]  # buffer 0: the schema's empty sentinel
+
+    def tensor(self, shape: Sequence[int], dtype: str, *, name: str | None = None,
+               scale: float | Sequence[float] | None = None,
+               zero_point: int | Sequence[int] | None = None,
+               data: np.ndarray | None = None, quantized_dimension: int = 0) -> int:
+        buffer = 0
+        if data is not None:
+            arr = np.ascontiguousarray(data, dtype=np.dtype(dtype))
+            if tuple(arr.shape) != tuple(shape):
+                raise ValueError(f"data shape {arr.shape} != {tuple(shape)}")
+            self._buffers.append(arr.tobytes())
+            buffer = len(self._buffers) - 1
+        scales = () if scale is None else tuple(np.atleast_1d(np.asarray(scale, np.float64)).tolist())
+        zps = () if zero_point is None else tuple(int(z) for z in np.atleast_1d(zero_point))
+        if scales and not zps:
+            zps = (0,) * len(scales)
+        idx = len(self._tensors)
+        self._tensors.append(_Tensor(name or f"t{idx}", dtype, tuple(int(d) for d in shape), buffer,
+                                     scales, zps, quantized_dimension))
+        return idx
+
+    def op(self, name: str, inputs: Sequence[int], outputs: Sequence[int],
+           options_name: str | None = None, options: Sequence[OptionField] = ()) -> None:
+        self._ops.append(_Op(BUILTIN_OPS[name], tuple(inputs), tuple(outputs), options_name,
+                             list(options)))
+
+    def build(self, inputs: Sequence[int], outputs: Sequence[int]) -> bytes:
+        b = flatbuffers.Builder(1024)
+        b.ForceDefaults(True)  # write every field: a schema default may differ from ours
+        codes = sorted({op.code for op in self._ops})
+        code_index = {c: i for i, c in enumerate(codes)}
+
+        buffer_offs = []
+        for data in self._buffers:
+            vec = None
+            if data:
+                b.StartVector(1, len(data), 16)  # 16-byte alignment lets kernels read in place
+                b.head = b.head - len(data)
+                b.Bytes[b.head:b.head + len(data)] = data
+                vec = b.EndVector()
+            b.StartObject(3)
+            if vec is not None:
+                b.PrependUOffsetTRelativeSlot(0, vec, 0)
+            buffer_offs.append(b.EndObject())
+
+        tensor_offs = []
+        for t in self._tensors:
+            name = b.CreateString(t.name)
+            shape = _int_vector(b, t.shape)
+            quant = None
+            if t.scales:
+                sv = b.CreateNumpyVector(np.asarray(t.scales, dtype=np.float32))
+                zv = b.CreateNumpyVector(np.asarray(t.zero_points, dtype=np.int64))
+                b.StartObject(7)
+                b.PrependUOffsetTRelativeSlot(2, sv, 0)
+                b.PrependUOffsetTRelativeSlot(3, zv, 0)
+                b.PrependInt32Slot(6, t.quantized_dimension, 0)
+                quant = b.EndObject()
+            b.StartObject(8)
+            b.PrependUOffsetTRelativeSlot(0, shape, 0)
+            b.PrependUint8Slot(1, TYPE_CODES[t.dtype], 0)
+            b.PrependUint32Slot(2, t.buffer, 0)
+            b.PrependUOffsetTRelativeSlot(3, name, 0)
+            if quant is not None:
+                b.PrependUOffsetTRelativeSlot(4, quant, 0)
+            tensor_offs.append(b.EndObject())
+
+        op_offs = []
+        for op in self._ops:
+            ins = _int_vector(b, op.inputs)
+            outs = _int_vector(b, op.outputs)
+            opt = _options(b, op.options) if op.options_name is not None else None
+            b.StartObject(5)
+            b.PrependUint32Slot(0, code_index[op.code], 0)
+            b.PrependUOffsetTRelativeSlot(1, ins, 0)
+            b.PrependUOffsetTRelativeSlot(2, outs, 0)
+            if opt is not None and op.options_name is not None:
+                b.PrependUint8Slot(3, OPTIONS[op.options_name], 0)
+                b.PrependUOffsetTRelativeSlot(4, opt, 0)
+            op_offs.append(b.EndObject())
+
+        sg_name = b.CreateString("main")
+        tv = _offset_vector(b, tensor_offs)
+        iv = _int_vector(b, inputs)
+        ov = _int_vector(b, outputs)
+        opv = _offset_vector(b, op_offs)
+        b.StartObject(5)
+        b.PrependUOffsetTRelativeSlot(0, tv, 0)
+        b.PrependUOffsetTRelativeSlot(1, iv, 0)
+        b.PrependUOffsetTRelativeSlot(2, ov, 0)
+        b.PrependUOffsetTRelativeSlot(3, opv, 0)
+        b.PrependUOffsetTRelativeSlot(4, sg_name, 0)
+        sg = b.EndObject()
+
+        code_offs = []
+        for c in codes:
+            b.StartObject(4)
+            b.PrependInt8Slot(0, min(c, 127), 0)
+            b.PrependInt32Slot(2, 1, 1)
+            b.PrependInt32Slot(3, c, 0)
+            code_offs.append(b.EndObject())
+
+        cv = _offset_vector(b, code_offs)
+        sgv = _offset_vector(b, [sg])
+        bv = _offset_vector(b, buffer_offs)
+        desc = b.CreateString("fleetnode builder")
+        b.StartObject(5)
+        b.PrependUint32Slot(0, 3, 0)
+        b.PrependUOffsetTRelativeSlot(1, cv, 0)
+        b.PrependUOffsetTRelativeSlot(2, sgv, 0)
+        b.PrependUOffsetTRelativeSlot(3, desc, 0)
+        b.PrependUOffsetTRelativeSlot(4, bv, 0)
+        root = b.EndObject()
+        b.Finish(root, file_identifier=b"TFL3")
+        return bytes(b.Output())
+
+
+def _int_vector(b: flatbuffers.Builder, values: Sequence[int]) -> int:
+    return int(b.CreateNumpyVector(np.asarray(list(values), dtype=np.int32)))
+
+
+def _offset_vector(b: flatbuffers.Builder, offs: Sequence[int]) -> int:
+    b.StartVector(4, len(offs), 4)
+    for o in reversed(offs):
+        b.PrependUOffsetTRelative(o)
+    return int(b.EndVector())
+
+
+def _options(b: flatbuffers.Builder, fields: Sequence[OptionField]) -> int:
+    vectors = {n: _int_vector(b, v) for n, kind, v in fields if kind == "ivec"}  # type: ignore[arg-type]
+    n_fields = max((n for n, _, _ in fields), default=-1) + 1
+    b.StartObject(n_fields)
+    for n, kind, v in fields:
+        if kind == "ivec":
+            b.PrependUOffsetTRelativeSlot(n, vectors[n], 0)
+        elif kind == "b":
+            b.PrependInt8Slot(n, int(v), 0)  # type: ignore[call-overload]
+        elif kind == "B":
+            b.PrependUint8Slot(n, int(v), 0)  # type: ignore[call-overload]
+        elif kind == "bool":
+            b.PrependBoolSlot(n, bool(v), False)
+        elif kind == "i":
+            b.PrependInt32Slot(n, int(v), 0)  # type: ignore[call-overload]
+        elif kind == "f":
+            b.PrependFloat32Slot(n, float(v), 0.0)  # type: ignore[arg-type]
+        else:
+            raise ValueError(f"unknown option kind {kind}")
+    return int(b.EndObject())

@@ -1,0 +1,71 @@
+"""The inference API every backend implements: Model, TensorSpec, CancelToken."""
+
+from __future__ import annotations
+
+import abc
+import threading
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from agent.inference.errors import InputError, counters
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    scale: float  # 0.0 when the tensor is not quantized
+    zero_point: int
+
+
+class CancelToken:
+    """A flag another thread sets to stop a run; the native kernels poll it between tiles."""
+
+    def __init__(self) -> None:
+        # The C kernels read this int32 directly while the GIL is released.
+        self._flag = np.zeros(1, dtype=np.int32)
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._flag[0] = 1
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    @property
+    def flag(self) -> np.ndarray:
+        return self._flag
+
+
+class Model(abc.ABC):
+    """A loaded model; run() is serialised per model (one arena), safe from any thread."""
+
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+
+    @abc.abstractmethod
+    def run(self, inputs: Sequence[np.ndarray], cancel: CancelToken | None = None) -> list[np.ndarray]:
+        ...
+
+    def _check_inputs(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        if len(inputs) != len(self.inputs):
+            counters.bump("input_count")
+            raise InputError(f"model takes {len(self.inputs)} inputs, got {len(inputs)}")
+        out = []
+        for k, (a, spec) in enumerate(zip(inputs, self.inputs)):
+            if not isinstance(a, np.ndarray):
+                counters.bump("input_type")
+                raise InputError(f"input {k} ({spec.name}) is {type(a).__name__}, expected a numpy array")
+            if a.dtype != spec.dtype:
+                counters.bump("input_dtype")
+                raise InputError(f"input {k} ({spec.name}) has dtype {a.dtype}, expected {spec.dtype}")
+            if tuple(a.shape) != spec.shape:
+                counters.bump("input_shape")
+                raise InputError(f"input {k} ({spec.name}) has shape {tuple(a.shape)}, expected {spec.shape}")
+            out.append(a)
+        return out

@@ -1,0 +1,90 @@
+"""The native backend: a validated plan executed by our C kernels (agent.inference._native)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Sequence
+
+import numpy as np
+
+from agent.inference import _native
+from agent.inference.errors import Cancelled, ModelError, ModelFormatError, counters
+from agent.inference.model import CancelToken, Model, TensorSpec
+from agent.inference.planner import DTYPES, PlanTables, Planner
+from agent.inference.tflite import ModelDef, TensorDef
+
+
+class ArenaLimitError(ModelError):
+    """The model's activations need more memory than the configured cap."""
+
+
+def spec_of(t: TensorDef) -> TensorSpec:
+    return TensorSpec(t.name, DTYPES[t.type][1], t.shape, t.scales[0] if t.scales else 0.0,
+                      t.zero_points[0] if t.zero_points else 0)
+
+
+class NativeModel(Model):
+    def __init__(self, model: ModelDef, arena_limit_bytes: int | None = None,
+                 keep_intermediates: bool = False) -> None:
+        tables: PlanTables = Planner(model, reuse_memory=not keep_intermediates).plan()
+        self._tables = tables
+        self._keep = keep_intermediates
+        if arena_limit_bytes is not None and tables.arena_bytes > arena_limit_bytes:
+            counters.bump("arena_limit")
+            raise ArenaLimitError(f"model needs a {tables.arena_bytes}-byte arena, limit is {arena_limit_bytes}")
+        self.arena_bytes = tables.arena_bytes
+        self._arena = np.zeros(max(tables.arena_bytes, 1), dtype=np.uint8)
+        try:
+            self._plan = _native.Plan(tables.tensor_rows, tables.node_rows, self._arena, tables.consts)
+        except _native.PlanError as e:
+            # The planner should never emit a table the C side refuses; if it does, the model
+            # reached a corner our validation missed, and it is still refused cleanly.
+            counters.bump("plan_rejected")
+            where = tables.op_names[e.index] if e.status == -2 and 0 <= e.index < len(tables.op_names) else ""
+            raise ModelFormatError(f"native plan rejected (status {e.status}) {where}") from e
+        sg = model.subgraphs[0]
+        self.inputs = [spec_of(sg.tensors[i]) for i in sg.inputs]
+        self.outputs = [spec_of(sg.tensors[i]) for i in sg.outputs]
+        self._in_views = [self._view(tables, p, s) for p, s in zip(tables.inputs, self.inputs)]
+        self._out_views = [self._view(tables, p, s) for p, s in zip(tables.outputs, self.outputs)]
+        self.node_ops = tables.op_names
+        self._lock = threading.Lock()
+
+    def intermediate(self, index: int) -> np.ndarray | None:
+        """Model tensor `index` after the last run (needs keep_intermediates=True); None if absent."""
+        if not self._keep or index not in self._tables.model_tensors:
+            return None
+        pid = self._tables.model_tensors[index]
+        row = self._tables.tensor_rows[pid]
+        dtype = next(dt for code, dt in DTYPES.values() if code == row[0])
+        shape = tuple(int(d) for d in row[2:2 + int(row[1])])
+        if self._tables.offsets[pid] < 0:
+            return None
+        off = self._tables.offsets[pid]
+        return self._arena[off:off + int(row[10])].view(dtype).reshape(shape).copy()
+
+    def _view(self, tables: PlanTables, pid: int, spec: TensorSpec) -> np.ndarray:
+        off = tables.offsets[pid]
+        nbytes = int(tables.tensor_rows[pid, 10])
+        if off < 0:  # a graph output that is a constant: serve a copy of it
+            coff = int(tables.tensor_rows[pid, 9])
+            return tables.consts[coff:coff + nbytes].view(spec.dtype).reshape(spec.shape).copy()
+        return self._arena[off:off + nbytes].view(spec.dtype).reshape(spec.shape)
+
+    def run(self, inputs: Sequence[np.ndarray], cancel: CancelToken | None = None) -> list[np.ndarray]:
+        arrays = self._check_inputs(inputs)
+        token = cancel if cancel is not None else CancelToken()
+        with self._lock:
+            if token.cancelled:
+                raise Cancelled("cancelled before the run started")
+            for view, a in zip(self._in_views, arrays):
+                view[...] = a
+            rc, node = self._plan.run(token.flag)
+            if rc == 1:
+                counters.bump("cancelled")
+                raise Cancelled("cancelled")
+            if rc != 0:
+                counters.bump("run_failed")
+                op = self.node_ops[node] if 0 <= node < len(self.node_ops) else "?"
+                raise ModelError(f"kernel failed with status {rc} in {op}")
+            return [v.copy() for v in self._out_views]

@@ -1,0 +1,333 @@
+"""Execution planner: validates a parsed model op by op and lowers it to the native plan tables.
+
+For every operator the handler checks input/output counts, types, shapes and quantization
+parameters exactly as far as its kernel relies on them, derives the integer parameters with
+TFLite's arithmetic (agent.inference.quant), and emits one or more nodes. Activations get offsets
+in one static arena, reusing memory between tensors whose lifetimes do not overlap.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from agent.inference import quant
+from agent.inference.errors import ModelError, ModelFormatError, UnsupportedOpError
+from agent.inference.schema import BUILTIN_NAMES, OPTIONS
+from agent.inference.tflite import ModelDef, OperatorDef, Table, TensorDef
+
+MAX_DIMS = 6
+NODE_IN, NODE_OUT, NODE_PARAMS = 8, 4, 48
+ALIGN = 64
+MAX_ELEMENTS = 1 << 31  # per tensor; kernels index with int64 but dims are int32
+
+
+class NativeOp(enum.IntEnum):
+    """Mirror of enum fn_op in native/include/fn_engine.h (same order)."""
+
+    FULLY_CONNECTED = 0
+    CONV_2D = enum.auto()
+    DEPTHWISE_CONV_2D = enum.auto()
+    QUANTIZE_F32_S8 = enum.auto()
+    DEQUANTIZE_S8_F32 = enum.auto()
+    REQUANTIZE_S8 = enum.auto()
+    COPY = enum.auto()
+    ADD_S8 = enum.auto()
+    MUL_S8 = enum.auto()
+    AVG_POOL_S8 = enum.auto()
+    MAX_POOL_S8 = enum.auto()
+    MEAN_S8 = enum.auto()
+    SOFTMAX_S8 = enum.auto()
+    LUT_S8 = enum.auto()
+    HARD_SWISH_S8 = enum.auto()
+    PAD = enum.auto()
+    CONCAT = enum.auto()
+    TRANSPOSE = enum.auto()
+    STRIDED_SLICE = enum.auto()
+    GATHER = enum.auto()
+    BATCH_MATMUL_S8 = enum.auto()
+    BINARY_F32 = enum.auto()
+    UNARY_F32 = enum.auto()
+    BINARY_I32 = enum.auto()
+    REDUCE_I32 = enum.auto()
+    SQDIFF_S8 = enum.auto()
+    RSQRT_S8 = enum.auto()
+
+
+class Requant(enum.IntEnum):
+    """Mirror of enum fn_requant."""
+
+    DOUBLE_ROUND = 0
+    FLOAT64 = 1
+    RUY_X86 = 2
+
+
+DTYPES: dict[str, tuple[int, np.dtype]] = {
+    "float32": (0, np.dtype(np.float32)), "int32": (1, np.dtype(np.int32)),
+    "int8": (2, np.dtype(np.int8)), "uint8": (3, np.dtype(np.uint8)),
+    "int64": (4, np.dtype(np.int64)), "bool": (5, np.dtype(np.bool_)),
+    "int16": (6, np.dtype(np.int16)),
+}
+F64_CODE = 7
+
+# Requantization rule per op in the oracle build, learnt from tests (see docs/engine.md): the
+# builtin FULLY_CONNECTED and CONV_2D run through ruy's x86 output stage, DEPTHWISE_CONV_2D
+# through TFLite's own kernel with gemmlowp double rounding.
+FC_REQUANT = Requant.RUY_X86
+CONV_REQUANT = Requant.RUY_X86
+DWCONV_REQUANT = Requant.DOUBLE_ROUND
+
+
+@dataclass
+class PlanTables:
+    tensor_rows: np.ndarray  # int64 [n, 11]
+    node_rows: np.ndarray  # int32 [m, 63]
+    consts: np.ndarray  # uint8
+    arena_bytes: int
+    inputs: list[int]  # plan tensor ids of the graph inputs
+    outputs: list[int]
+    offsets: list[int]  # arena offset of each plan tensor (or -1 if constant)
+    op_names: list[str]  # model op name behind each node (for error messages)
+    model_tensors: dict[int, int]  # model tensor index -> plan tensor id
+
+
+@dataclass
+class _PTensor:
+    dtype: int
+    shape: tuple[int, ...]
+    region: int  # 0 arena, 1 const
+    offset: int
+    nbytes: int
+
+
+def _prod(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+class Planner:
+    def __init__(self, model: ModelDef, reuse_memory: bool = True) -> None:
+        self.reuse_memory = reuse_memory  # False keeps every tensor (for inspecting intermediates)
+        if len(model.subgraphs) != 1:
+            raise UnsupportedOpError("subgraphs", f"{len(model.subgraphs)} subgraphs (control flow)")
+        self.model = model
+        self.sg = model.subgraphs[0]
+        self.ptensors: list[_PTensor] = []
+        self.consts = bytearray()
+        self.nodes: list[list[int]] = []
+        self.node_ops: list[str] = []
+        self.tmap: dict[int, int] = {}
+        self.current_op = ""
+        for t in self.sg.tensors:
+            self._check_tensor(t)
+
+    # ---- validation helpers -------------------------------------------------------------
+    def _check_tensor(self, t: TensorDef) -> None:
+        if t.type not in DTYPES:
+            raise UnsupportedOpError(f"tensor type {t.type}", f"tensor {t.index} '{t.name}'")
+        n = _prod(t.shape)
+        if n > MAX_ELEMENTS:
+            raise ModelFormatError(f"tensor {t.index}: {n} elements")
+        if len(t.scales) != len(t.zero_points) and t.zero_points:
+            raise ModelFormatError(f"tensor {t.index}: {len(t.scales)} scales, {len(t.zero_points)} zero points")
+        for s in t.scales:
+            if not (math.isfinite(s) and s > 0.0):
+                raise ModelFormatError(f"tensor {t.index}: scale {s}")
+        if len(t.scales) > 1:
+            qd = t.quantized_dimension
+            if not (0 <= qd < len(t.shape)) or t.shape[qd] != len(t.scales):
+                raise ModelFormatError(f"tensor {t.index}: {len(t.scales)} scales on dimension {qd} of {t.shape}")
+        info = np.iinfo(DTYPES[t.type][1]) if DTYPES[t.type][1].kind in "iu" else None
+        for z in t.zero_points:
+            if info is not None and t.scales and not (info.min <= z <= info.max):
+                raise ModelFormatError(f"tensor {t.index}: zero point {z} out of {t.type} range")
+        data = self.model.buffers[t.buffer] if t.buffer < len(self.model.buffers) else b""
+        if data and len(data) != n * DTYPES[t.type][1].itemsize:
+            raise ModelFormatError(f"tensor {t.index}: buffer of {len(data)} bytes for shape {t.shape} {t.type}")
+
+    def fail(self, msg: str) -> ModelError:
+        return ModelFormatError(f"{self.current_op}: {msg}")
+
+    def require(self, cond: bool, msg: str) -> None:
+        if not cond:
+            raise self.fail(msg)
+
+    def t(self, i: int) -> TensorDef:
+        self.require(i >= 0, "required input is missing")
+        return self.sg.tensors[i]
+
+    def data(self, i: int) -> np.ndarray | None:
+        t = self.t(i)
+        raw = self.model.buffers[t.buffer] if t.buffer < len(self.model.buffers) else b""
+        if not raw:
+            return None
+        return np.frombuffer(raw, dtype=DTYPES[t.type][1]).reshape(t.shape)
+
+    def const(self, i: int, what: str) -> np.ndarray:
+        d = self.data(i)
+        self.require(d is not None, f"{what} must be a constant tensor")
+        assert d is not None
+        return d
+
+    def qp(self, i: int, dtype: str = "int8") -> tuple[float, int]:
+        """Per-tensor (scale, zero point) of an activation, checked."""
+        t = self.t(i)
+        self.require(t.type == dtype, f"tensor {i} is {t.type}, expected {dtype}")
+        self.require(len(t.scales) == 1, f"tensor {i} needs one quantization scale, has {len(t.scales)}")
+        return t.scales[0], t.zero_points[0]
+
+    def expect_type(self, i: int, *types: str) -> TensorDef:
+        t = self.t(i)
+        self.require(t.type in types, f"tensor {i} is {t.type}, expected {'/'.join(types)}")
+        return t
+
+    def expect_shape(self, i: int, shape: tuple[int, ...]) -> None:
+        t = self.t(i)
+        self.require(t.shape == tuple(shape), f"tensor {i} has shape {t.shape}, the op gives {tuple(shape)}")
+
+    def counts(self, op: OperatorDef, n_in: tuple[int, int], n_out: int = 1) -> None:
+        self.require(n_in[0] <= len(op.inputs) <= n_in[1], f"{len(op.inputs)} inputs")
+        self.require(len(op.outputs) == n_out, f"{len(op.outputs)} outputs")
+        for k in range(n_in[0]):
+            self.require(op.inputs[k] >= 0, f"input {k} is missing")
+
+    def options(self, op: OperatorDef, name: str) -> Table | None:
+        if op.options is None:
+            return None
+        self.require(op.options_type == OPTIONS[name], f"options type {op.options_type}, expected {name}")
+        return op.options
+
+    # ---- emitting ------------------------------------------------------------------------
+    def pid(self, i: int) -> int:
+        """Plan tensor for model tensor i (constants go to the constant blob)."""
+        if i in self.tmap:
+            return self.tmap[i]
+        t = self.t(i)
+        code, dt = DTYPES[t.type]
+        d = self.data(i)
+        if d is not None:
+            pid = self.add_const(d, code)
+        else:
+            pid = len(self.ptensors)
+            self.ptensors.append(_PTensor(code, t.shape, 0, -1, _prod(t.shape) * dt.itemsize))
+        self.tmap[i] = pid
+        return pid
+
+    def add_const(self, arr: np.ndarray, code: int | None = None) -> int:
+        arr = np.ascontiguousarray(arr)
+        if code is None:
+            code = F64_CODE if arr.dtype == np.float64 else DTYPES[str(arr.dtype)][0]
+        pad = (-len(self.consts)) % ALIGN
+        self.consts.extend(b"\0" * pad)
+        off = len(self.consts)
+        self.consts.extend(arr.tobytes())
+        self.ptensors.append(_PTensor(code, tuple(arr.shape), 1, off, arr.nbytes))
+        return len(self.ptensors) - 1
+
+    def add_temp(self, dtype: str, shape: tuple[int, ...]) -> int:
+        code, dt = DTYPES[dtype]
+        self.ptensors.append(_PTensor(code, shape, 0, -1, _prod(shape) * dt.itemsize))
+        return len(self.ptensors) - 1
+
+    def node(self, op: NativeOp, ins: list[int], outs: list[int], params: list[int]) -> None:
+        assert len(ins) <= NODE_IN and len(outs) <= NODE_OUT and len(params) <= NODE_PARAMS
+        for p in params:
+            self.require(-(1 << 31) <= p < (1 << 31), f"parameter {p} out of int32 range")
+        row = [int(op), len(ins), len(outs)]
+        row += ins + [-1] * (NODE_IN - len(ins))
+        row += outs + [-1] * (NODE_OUT - len(outs))
+        row += params + [0] * (NODE_PARAMS - len(params))
+        self.nodes.append(row)
+        self.node_ops.append(self.current_op)
+
+    # ---- the whole graph -----------------------------------------------------------------
+    def plan(self) -> PlanTables:
+        from agent.inference.ops import HANDLERS
+
+        for i in self.sg.inputs:
+            self.require(self.data(i) is None, f"graph input {i} has constant data")
+            self.pid(i)
+        for op in self.sg.operators:
+            code = self.model.operator_codes[op.opcode_index]
+            name = BUILTIN_NAMES.get(code.builtin, f"builtin code {code.builtin}")
+            if name == "CUSTOM":
+                name = f"CUSTOM({code.custom})"
+            self.current_op = f"op {op.index} {name}"
+            handler: Callable[[Planner, OperatorDef], None] | None = HANDLERS.get(name)
+            if handler is None:
+                raise UnsupportedOpError(name, f"operator {op.index} (no kernel for this op)")
+            for o in op.outputs:
+                self.require(self.data(o) is None, f"output tensor {o} has constant data")
+            handler(self, op)
+        for o in self.sg.outputs:
+            self.pid(o)
+        return self._finish()
+
+    def _finish(self) -> PlanTables:
+        n_nodes = len(self.nodes)
+        first = {p: n_nodes + 1 for p in range(len(self.ptensors))}
+        last = {p: -2 for p in range(len(self.ptensors))}
+        inputs = [self.tmap[i] for i in self.sg.inputs]
+        outputs = [self.tmap[i] for i in self.sg.outputs]
+        for p in inputs:
+            first[p] = -1
+        written = set(inputs)
+        for k, row in enumerate(self.nodes):
+            for p in row[3:3 + row[1]]:
+                if p >= 0:
+                    last[p] = max(last[p], k)
+                    if self.ptensors[p].region == 0 and p not in written:
+                        raise ModelFormatError(f"{self.node_ops[k]}: reads a tensor before any op writes it")
+            for p in row[3 + NODE_IN:3 + NODE_IN + row[2]]:
+                if p in written or self.ptensors[p].region != 0:
+                    raise ModelFormatError(f"{self.node_ops[k]}: writes a tensor that is already written")
+                written.add(p)
+                first[p] = k
+        for p in outputs:
+            last[p] = n_nodes
+            if self.ptensors[p].region == 0 and first[p] > n_nodes:
+                raise ModelFormatError("a graph output is never written")
+        arena_bytes = self._allocate(first, last)
+        rows = np.zeros((len(self.ptensors), 11), dtype=np.int64)
+        for p, pt in enumerate(self.ptensors):
+            rows[p, 0] = pt.dtype
+            rows[p, 1] = len(pt.shape)
+            rows[p, 2:2 + len(pt.shape)] = pt.shape
+            rows[p, 8] = pt.region
+            rows[p, 9] = max(pt.offset, 0)
+            rows[p, 10] = pt.nbytes
+        nodes = np.array(self.nodes, dtype=np.int64).reshape(-1, 3 + NODE_IN + NODE_OUT + NODE_PARAMS)
+        return PlanTables(rows, nodes.astype(np.int32), np.frombuffer(bytes(self.consts), np.uint8).copy(),
+                          arena_bytes, inputs, outputs,
+                          [pt.offset if pt.region == 0 else -1 for pt in self.ptensors], self.node_ops,
+                          dict(self.tmap))
+
+    def _allocate(self, first: dict[int, int], last: dict[int, int]) -> int:
+        """Greedy by size (as TFLite's arena planner): biggest tensors first, each at the lowest
+        aligned offset that does not overlap a placed tensor whose lifetime overlaps its own."""
+        live = [p for p, pt in enumerate(self.ptensors) if pt.region == 0]
+        for p in live:
+            if last[p] < 0:  # never read: still needs a home while its producer writes it
+                last[p] = max(first[p], 0)
+        order = sorted(live, key=lambda p: (-self.ptensors[p].nbytes, first[p], p))
+        placed: list[tuple[int, int, int, int]] = []  # (offset, end, first, last)
+        top = 0
+        for p in order:
+            size = self.ptensors[p].nbytes
+            lo, hi = first[p], last[p]
+            busy = sorted((o, e) for o, e, f, l in placed if not (l < lo or f > hi) or not self.reuse_memory)
+            off = 0
+            for o, e in busy:
+                if off + size <= o:
+                    break
+                off = max(off, (e + ALIGN - 1) // ALIGN * ALIGN)
+            self.ptensors[p].offset = off
+            placed.append((off, off + size, lo, hi))
+            top = max(top, off + size)
+        return (top + ALIGN - 1) // ALIGN * ALIGN

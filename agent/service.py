@@ -1,0 +1,285 @@
+"""The agent process: bus -> governor -> runner -> fleet link, wired and supervised.
+
+This module owns the wiring and nothing else: every decision is the governor's, every byte on a
+wire belongs to its layer's protocol module. It registers `fleetnode run` and `fleetnode unit`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import faulthandler
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any, TextIO
+
+from agent.clock import Clock, SystemClock
+from agent.config import AgentConfig, ConfigError
+from agent.sdnotify import Watchdog, notify
+
+STAGES = ("bus", "governor", "runner", "fleet")
+# Vehicle roles that leave the car as telemetry (the protocol documents each; nothing else goes).
+TELEMETRY_ROLES = ("soc_percent", "charging_power_kw", "pack_temp_max_c", "compute_temp_c")
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run the on-car agent",
+        description="Run the agent: read the vehicle bus, decide with the governor, run fleet jobs, "
+        "report over MQTT. Options override the config file.",
+    )
+    p.add_argument("--config", help="agent config file (TOML, table [agent])")
+    p.add_argument("--port", dest="serial_port", help="serial port of the CAN shim (e.g. /dev/ttyACM0 or a pty)")
+    p.add_argument("--profile", help="vehicle profile name or TOML path (default: reference)")
+    p.add_argument("--dbc", help="DBC file, for profiles that do not ship one")
+    p.add_argument("--car-id", dest="car_id", help="this car's id on the fleet")
+    p.add_argument("--broker-host", dest="broker_host", help="MQTT broker host")
+    p.add_argument("--broker-port", dest="broker_port", type=int, help="MQTT broker port")
+    p.add_argument("--pool", help="job pool (shared subscription group)")
+    p.add_argument("--state-dir", dest="state_dir", help="where the outbox, ledger and model cache live")
+    p.add_argument("--policy", dest="policy_file", help="owner policy (TOML)")
+    p.add_argument("--json", action="store_true", help="print each status as one JSON line")
+    p.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: run until signalled)")
+    p.set_defaults(func=_cmd_run)
+
+    u = sub.add_parser("unit", help="print the hardened systemd unit for this installation",
+                       description="Print fleetnode.service, rendered with this installation's paths.")
+    u.add_argument("--serial", default="/dev/ttyACM0", help="the shim's serial device (default /dev/ttyACM0)")
+    u.add_argument("--broker-net", default="127.0.0.0/8", help="the broker's IP network, for IPAddressAllow=")
+    u.set_defaults(func=_cmd_unit)
+
+
+def _cmd_unit(args: argparse.Namespace) -> int:
+    from agent.deploy import render_unit
+
+    try:
+        sys.stdout.write(render_unit(args.serial, args.broker_net))
+    except ValueError as e:
+        print(f"fleetnode unit: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    overrides = {k: getattr(args, k) for k in (
+        "serial_port", "profile", "dbc", "car_id", "broker_host", "broker_port", "pool", "state_dir", "policy_file")}
+    try:
+        base = AgentConfig.load(args.config) if args.config else AgentConfig()
+        cfg = AgentConfig.from_mapping({}, **{**_asdict(base), **{k: v for k, v in overrides.items() if v is not None}})
+    except ConfigError as e:
+        print(f"fleetnode run: {e}", file=sys.stderr)
+        return 2
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1` prints every thread's stack
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    if args.duration > 0:
+        threading.Timer(args.duration, stop.set).start()
+    agent = Agent(cfg, SystemClock(), out=sys.stdout, json_lines=args.json)
+    return agent.run(stop)
+
+
+def _asdict(cfg: AgentConfig) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    d = asdict(cfg)
+    d.pop("extra", None)
+    return d
+
+
+class Agent:
+    """One running agent. `run(stop)` blocks until `stop` is set; returns the exit code."""
+
+    TICK_S = 0.05
+
+    def __init__(self, cfg: AgentConfig, clock: Clock, out: TextIO | None = None, json_lines: bool = False) -> None:
+        from agent.bus.profile import VehicleProfile
+        from agent.governor import Governor, Policy
+
+        self.cfg = cfg
+        self.clock = clock
+        self.out = out
+        self.json_lines = json_lines
+        self.watchdog = Watchdog(STAGES)
+        self.profile = VehicleProfile.load(cfg.profile, cfg.dbc or None)
+        self.policy = Policy.from_toml(cfg.policy_file) if cfg.policy_file else Policy()
+        self.governor = Governor(self.policy)
+        self.state_dir = Path(cfg.state_dir)
+        self.models = ModelStore()
+        self._outputs: dict[str, list[Any]] = {}
+        self._outputs_lock = threading.Lock()
+        self.jobs_done = 0
+        self.tick_errors = 0
+        self._broker_down_since: float | None = None
+        self._last_key: tuple[Any, ...] | None = None
+        self._last_print = -1e9
+
+    def _say(self, record: dict[str, Any], text: str) -> None:
+        if self.out is None:
+            return
+        self.out.write((json.dumps(record) if self.json_lines else text) + "\n")
+        self.out.flush()
+
+    def run(self, stop: threading.Event) -> int:
+        from agent.bus.reader import BusReader
+        from agent.bus.state import StateStore
+        from agent.fleet.link import FleetLink
+        from agent.fleet.mqtt import TlsConfig
+        from agent.runner import Runner
+
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        store = StateStore()
+        reader = BusReader(self.cfg.serial_port, self.profile, store, self.clock)
+        tls = None
+        if self.cfg.tls_ca:
+            tls = TlsConfig(ca=self.cfg.tls_ca, cert=self.cfg.tls_cert or None, key=self.cfg.tls_key or None)
+        link = FleetLink(self.cfg.car_id, self.cfg.broker_host, self.cfg.broker_port, self.clock,
+                         outbox_path=self.state_dir / "outbox.sqlite", pool=self.cfg.pool, tls=tls,
+                         audit_path=self.state_dir / "audit.sqlite")
+        runner = Runner(self.clock, on_outcome=lambda o: self._on_outcome(link, o))
+        reader.start()
+        runner.start()
+        link.start()
+        notify("READY=1")
+        try:
+            self._loop(stop, store, reader, link, runner)
+        finally:
+            notify("STOPPING=1")
+            runner.stop()
+            reader.stop()
+            link.close()
+        return 0
+
+    def _loop(self, stop: threading.Event, store: Any, reader: Any, link: Any, runner: Any) -> None:
+        generation = store.generation
+        while not stop.is_set():
+            generation = store.wait_changed(generation, self.TICK_S)
+            try:
+                self._tick(store, link, runner)
+            except Exception as e:  # a bug in one tick must not kill the agent: fail safe, say why
+                self.tick_errors += 1
+                runner.set_decision(self._fail_safe(f"internal error: {type(e).__name__}: {e}"))
+                link.set_accepting_jobs(False)
+                self._say({"error": repr(e)}, f"[{self.cfg.car_id}] OFF: internal error, compute stopped: {e!r}")
+                stop.wait(1.0)
+
+    def _fail_safe(self, why: str) -> Any:
+        from agent.governor import Decision, Mode, Reason
+
+        return Decision(Mode.OFF, 0.0, (Reason("internal_error", why),))
+
+    def _tick(self, store: Any, link: Any, runner: Any) -> None:
+        from agent.governor import Inputs, Mode
+
+        now = self.clock.monotonic()
+        self.watchdog.progress("bus")
+        snap = store.snapshot()
+        if link.connected:
+            self._broker_down_since = None
+        elif self._broker_down_since is None:
+            self._broker_down_since = now
+        decision = self.governor.decide(snap, now, Inputs(wall=self.clock.time(), broker_down_since=self._broker_down_since))
+        self.watchdog.progress("governor")
+        runner.set_decision(decision)
+        self.watchdog.progress("runner")
+        link.set_accepting_jobs(decision.mode is Mode.RUN)
+        vehicle = {role: snap.value(role, now, self.profile.max_age(role)) for role in self.profile.roles}
+        link.publish_state(decision.as_dict(), vehicle)
+        link.publish_telemetry({
+            **{k: vehicle.get(k) for k in TELEMETRY_ROLES},
+            "mode": decision.mode.value,
+            "compute_power_w": round(decision.power_budget_w if runner.running else 0.0, 1),
+            "jobs_done": self.jobs_done,
+        })
+        while (request := link.jobs().get(timeout=0)) is not None:
+            self._accept(request, link, runner)
+        self.watchdog.progress("fleet")
+        self.watchdog.maybe_ping()
+        key = (decision.mode, decision.codes)
+        if key != self._last_key or now - self._last_print >= self.cfg.status_interval_s:
+            self._last_key, self._last_print = key, now
+            self._status(now, decision, vehicle, link, runner)
+
+    def _status(self, now: float, decision: Any, vehicle: dict[str, Any], link: Any, runner: Any) -> None:
+        def fmt(role: str, unit: str = "", spec: str = "") -> str:
+            v = vehicle.get(role)
+            return "?" if v is None else f"{v:{spec}}{unit}"
+
+        text = (f"[{self.cfg.car_id}] {decision.mode.value:<7} {decision.power_budget_w:6.0f} W | "
+                f"SoC {fmt('soc_percent', ' %', '.1f')} gear {fmt('gear')} {fmt('speed_kph', ' km/h', '.0f')} "
+                f"charging {fmt('charging_power_kw', ' kW', '.1f')} pack {fmt('pack_temp_max_c', ' C', '.0f')} | "
+                f"jobs done {self.jobs_done} | {_brief(decision)}")
+        self._say({"t": round(self.clock.time(), 3), "car": self.cfg.car_id, "decision": decision.as_dict(),
+                   "vehicle": vehicle, "jobs_done": self.jobs_done, "broker": link.connected}, text)
+
+    def _accept(self, request: Any, link: Any, runner: Any) -> None:
+        from agent.inference import ModelError
+        from agent.runner import Job
+
+        try:
+            model = self.models.get(request.model)
+        except (ModelError, KeyError) as e:
+            link.send_result(request.job_id, "failed", error=("model_unavailable", str(e)))
+            return
+
+        def work(token: Any, model: Any = model, request: Any = request) -> bytes:
+            outs = model.run(request.inputs, cancel=token)
+            with self._outputs_lock:
+                self._outputs[request.job_id] = outs
+            return b""
+
+        deadline = self.clock.monotonic() + request.max_run_s
+        if not runner.submit(Job(request.job_id, work, deadline=deadline)):
+            link.send_result(request.job_id, "preempted", error=("busy", "the car's job queue is full"))
+
+    def _on_outcome(self, link: Any, o: Any) -> None:
+        from agent.runner import Outcome
+
+        with self._outputs_lock:
+            outs = self._outputs.pop(o.job_id, None)
+        if o.outcome is Outcome.DONE and outs is not None:
+            self.jobs_done += 1
+            link.send_result(o.job_id, "ok", outputs=outs, run_s=o.duration_s)
+        elif o.outcome is Outcome.PREEMPTED:
+            link.send_result(o.job_id, "preempted", error=("preempted", "the governor stopped compute"))
+        elif o.outcome is Outcome.EXPIRED:
+            link.send_result(o.job_id, "failed", error=("expired", "the job ran past its time limit"))
+        else:
+            link.send_result(o.job_id, "failed", error=("failed", o.error or "the job failed"))
+
+
+def _brief(decision: Any, most: int = 2) -> str:
+    """The first reasons of a decision, for a status line a person can read at a glance."""
+    texts = [r.text for r in decision.reasons]
+    if not texts:
+        return "all conditions met"
+    more = f" (+{len(texts) - most} more)" if len(texts) > most else ""
+    return "; ".join(texts[:most]) + more
+
+
+class ModelStore:
+    """Models the agent can run, loaded once: the built-in ones shipped in agent/inference/models."""
+
+    BUILTIN_DIR = Path(__file__).parent / "inference" / "models"
+
+    def __init__(self) -> None:
+        self._loaded: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, ref: Any) -> Any:
+        from agent.inference import ModelError, load_model
+
+        key = ref.builtin or ref.sha256
+        with self._lock:
+            if key not in self._loaded:
+                if ref.builtin:
+                    path = self.BUILTIN_DIR / f"{ref.builtin}.tflite"
+                    if not path.is_file():
+                        raise ModelError(f"no built-in model named {ref.builtin!r}")
+                    self._loaded[key] = load_model(path)
+                else:
+                    raise ModelError(f"model {ref.sha256} is not in this car's cache")
+            return self._loaded[key]

@@ -1,0 +1,120 @@
+# cython: language_level=3
+"""Cython binding of the native int8 engine: owns a C plan, runs it with the GIL released.
+
+The plan's tables come from agent.inference.planner, which has validated the model; the C side
+checks them again before binding kernels. Memory (arena and constants) stays owned by numpy
+arrays that this object keeps alive for as long as the C plan borrows them.
+"""
+
+import numpy as np
+cimport numpy as cnp
+from libc.stdint cimport int32_t, int64_t, uint8_t
+
+cnp.import_array()
+
+cdef extern from "fn_engine.h" nogil:
+    ctypedef struct fn_plan:
+        pass
+    int FN_TENSOR_COLS
+    int FN_NODE_COLS
+    fn_plan *fn_plan_create(const int64_t *tensor_rows, int32_t n_tensors, const int32_t *node_rows,
+                            int32_t n_nodes, uint8_t *arena, int64_t arena_len, const uint8_t *consts,
+                            int64_t consts_len, int32_t *err_node, int32_t *err)
+    int fn_plan_run(fn_plan *plan, const int32_t *cancel, int32_t *err_node)
+    void fn_plan_free(fn_plan *plan)
+
+TENSOR_COLS = FN_TENSOR_COLS
+NODE_COLS = FN_NODE_COLS
+
+
+class PlanError(Exception):
+    """The C side refused a plan table: (status, index of the tensor or node)."""
+
+    def __init__(self, status, index):
+        super().__init__(f"native plan rejected: status {status} at index {index}")
+        self.status = status
+        self.index = index
+
+
+cdef class Plan:
+    cdef fn_plan *plan
+    cdef object tensor_rows, node_rows, arena, consts
+
+    def __cinit__(self, tensor_rows, node_rows, arena, consts):
+        self.plan = NULL
+        self.tensor_rows = np.ascontiguousarray(tensor_rows, dtype=np.int64)
+        self.node_rows = np.ascontiguousarray(node_rows, dtype=np.int32)
+        if self.tensor_rows.ndim != 2 or self.tensor_rows.shape[1] != FN_TENSOR_COLS:
+            raise ValueError("tensor table has the wrong shape")
+        if self.node_rows.ndim != 2 or self.node_rows.shape[1] != FN_NODE_COLS:
+            raise ValueError("node table has the wrong shape")
+        if not (isinstance(arena, np.ndarray) and arena.dtype == np.uint8 and arena.ndim == 1
+                and arena.flags.c_contiguous and arena.flags.writeable):
+            raise ValueError("arena must be a writable contiguous uint8 array")
+        if not (isinstance(consts, np.ndarray) and consts.dtype == np.uint8 and consts.ndim == 1
+                and consts.flags.c_contiguous):
+            raise ValueError("constants must be a contiguous uint8 array")
+        self.arena = arena
+        self.consts = consts
+        cdef int64_t[:, ::1] tr = self.tensor_rows
+        cdef int32_t[:, ::1] nr = self.node_rows
+        cdef uint8_t[::1] ar = arena
+        cdef const uint8_t[::1] cr = consts
+        cdef int32_t err_node = -1, err = 0
+        cdef int64_t dummy_t = 0
+        cdef int32_t dummy_n = 0
+        cdef uint8_t dummy_b = 0
+        cdef const int64_t *tp = &tr[0, 0] if tr.shape[0] > 0 else &dummy_t
+        cdef const int32_t *np_ = &nr[0, 0] if nr.shape[0] > 0 else &dummy_n
+        cdef uint8_t *ap = &ar[0] if ar.shape[0] > 0 else &dummy_b
+        cdef const uint8_t *cp = &cr[0] if cr.shape[0] > 0 else &dummy_b
+        self.plan = fn_plan_create(tp, <int32_t>tr.shape[0], np_, <int32_t>nr.shape[0],
+                                   ap, ar.shape[0], cp, cr.shape[0], &err_node, &err)
+        if self.plan == NULL:
+            raise PlanError(err, err_node)
+
+    def __dealloc__(self):
+        if self.plan != NULL:
+            fn_plan_free(self.plan)
+            self.plan = NULL
+
+    def run(self, cancel_flag):
+        """Runs the plan; returns (status, failing node). cancel_flag: int32 array of one element."""
+        cdef int32_t[::1] cf = cancel_flag
+        if cf.shape[0] != 1:
+            raise ValueError("cancel flag must hold one int32")
+        cdef int32_t *cp = &cf[0]
+        cdef int32_t err_node = -1
+        cdef int rc
+        with nogil:
+            rc = fn_plan_run(self.plan, cp, &err_node)
+        return rc, err_node
+
+
+cdef extern from "fn_engine.h" nogil:
+    int fn_lut_build(int32_t kind, const float *fp, const int32_t *ip, cnp.int8_t *out)
+    void fn_softmax_table(float s_in, float beta, float *table)
+
+LUT_KINDS = {"LOGISTIC": 0, "TANH": 1, "GELU": 2, "GELU_TANH": 3, "RSQRT": 4, "HARD_SWISH": 5,
+             "REQUANT_CLAMP": 6, "LEAKY_RELU": 7}
+
+
+def lut_build(kind, float s_in, float s_out, iparams):
+    """The 256-entry int8 table of an element-wise op (fn_lut.c), indexed by the uint8 bits."""
+    cdef cnp.ndarray out = np.zeros(256, dtype=np.int8)
+    cdef int32_t[::1] ip = np.ascontiguousarray(list(iparams) + [0] * (8 - len(iparams)), dtype=np.int32)
+    cdef float fp[2]
+    fp[0] = s_in
+    fp[1] = s_out
+    cdef cnp.int8_t[::1] o = out
+    if fn_lut_build(LUT_KINDS[kind], fp, &ip[0], &o[0]) != 0:
+        raise ValueError(f"parameters out of range for a {kind} table")
+    return out
+
+
+def softmax_table(float s_in, float beta):
+    """exp(-s_in * beta * k), k = 255..0, in float32 (fn_softmax.c)."""
+    cdef cnp.ndarray out = np.zeros(256, dtype=np.float32)
+    cdef float[::1] o = out
+    fn_softmax_table(s_in, beta, &o[0])
+    return out

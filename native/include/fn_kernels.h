@@ -1,0 +1,72 @@
+/* Declarations of the portable reference kernels (one file per op family) and shared helpers. */
+#ifndef FN_KERNELS_H
+#define FN_KERNELS_H
+
+#include <math.h>
+
+#include "fn_engine.h"
+#include "fn_fixedpoint.h"
+
+/* How an int32 accumulator becomes int8: the rule is per op and fixed at plan time. */
+enum fn_requant {
+    FN_RQ_DOUBLE_ROUND = 0, /* MultiplyByQuantizedMultiplier with gemmlowp double rounding */
+    FN_RQ_FLOAT64 = 1,      /* round(acc * scale) in double, half away from zero */
+    FN_RQ_RUY_X86 = 2       /* ruy's x86 output stage: both roundings half up, no saturation */
+};
+
+/* ruy's AVX2/AVX-512 multiplier: ((x << ls) * M + 2^30) >> 31, then (v + 2^(rs-1)) >> rs.
+ * LiteRT's builtin FULLY_CONNECTED on x86-64 goes through it; ARM ruy rounds differently, so
+ * we compute this one everywhere to give one answer on every machine. */
+static inline int32_t fn_mul_ruy_x86(int32_t x, int32_t m, int shift) {
+    const int ls = shift > 0 ? shift : 0;
+    const int rs = shift > 0 ? 0 : -shift;
+    const int64_t xs = (int64_t)fn_wrap32((int64_t)((uint64_t)(int64_t)x << ls));
+    const int64_t v = (xs * m + ((int64_t)1 << 30)) >> 31;
+    const int64_t r = rs > 0 ? (v + ((int64_t)1 << (rs - 1))) >> rs : v;
+    return fn_wrap32(r);
+}
+
+/* Double to int32 as x86-64's cvttsd2si does: out-of-range and NaN give INT32_MIN. */
+static inline int32_t fn_f64_to_i32(double v) {
+    if (!(v > -2147483649.0 && v < 2147483648.0)) return INT32_MIN;
+    return (int32_t)v;
+}
+static inline int32_t fn_f32_to_i32(float v) { return fn_f64_to_i32((double)v); }
+
+static inline int32_t fn_requant(int32_t acc, int mode, int32_t m, int32_t sh, double scale) {
+    if (mode == FN_RQ_FLOAT64) return fn_f64_to_i32(round((double)acc * scale));
+    if (mode == FN_RQ_RUY_X86) return fn_mul_ruy_x86(acc, m, sh);
+    return fn_mbqm(acc, m, sh);
+}
+
+static inline int8_t fn_out_s8(int32_t v, int32_t zp, int32_t lo, int32_t hi) {
+    return (int8_t)fn_clamp32(fn_wrap32((int64_t)v + zp), lo, hi);
+}
+
+/* Checks that a parameter names a tensor of the given type and element count. */
+int fn_param_tensor_ok(const fn_tensor *t, int32_t n, int32_t idx, int32_t type, int64_t count);
+
+#define FN_DECLARE_KERNEL(name)                                                                 \
+    int fn_check_##name(const fn_node *node, const fn_tensor *t, int32_t n_tensors);            \
+    int fn_run_##name(const fn_node *node, fn_tensor *t, const volatile int32_t *cancel)
+
+FN_DECLARE_KERNEL(fully_connected_s8);
+FN_DECLARE_KERNEL(conv2d_s8);
+FN_DECLARE_KERNEL(dwconv2d_s8);
+FN_DECLARE_KERNEL(quantize_f32_s8);
+FN_DECLARE_KERNEL(dequantize_s8_f32);
+FN_DECLARE_KERNEL(requantize_s8);
+FN_DECLARE_KERNEL(copy);
+FN_DECLARE_KERNEL(add_s8);
+FN_DECLARE_KERNEL(mul_s8);
+FN_DECLARE_KERNEL(binary_f32);
+FN_DECLARE_KERNEL(binary_i32);
+FN_DECLARE_KERNEL(avg_pool_s8);
+FN_DECLARE_KERNEL(max_pool_s8);
+FN_DECLARE_KERNEL(mean_s8);
+FN_DECLARE_KERNEL(reduce_i32);
+FN_DECLARE_KERNEL(softmax_s8);
+FN_DECLARE_KERNEL(lut_s8);
+FN_DECLARE_KERNEL(unary_f32);
+
+#endif

@@ -1,0 +1,138 @@
+/* CONV_2D and DEPTHWISE_CONV_2D, int8 NHWC, per-channel requantization (TFLite ConvPerChannel
+ * and DepthwiseConvPerChannel): taps outside the image are skipped, i.e. padded with zp_in. */
+#include "fn_kernels.h"
+
+enum { P_ZP_IN, P_ZP_OUT, P_ACT_MIN, P_ACT_MAX, P_STRIDE_H, P_STRIDE_W, P_DIL_H, P_DIL_W,
+       P_PAD_TOP, P_PAD_LEFT, P_MULT, P_SHIFT, P_DEPTH_MULT, P_MODE, P_HALF_UP_CH };
+
+static int check_common(const fn_node *n, const fn_tensor *t, int32_t nt, int64_t out_ch) {
+    if (n->n_in < 2 || n->n_in > 3 || n->n_out != 1) return -1;
+    if (!fn_tensor_ok(t, nt, n->in[0], FN_I8) || !fn_tensor_ok(t, nt, n->in[1], FN_I8)) return -1;
+    if (!fn_tensor_ok(t, nt, n->out[0], FN_I8)) return -1;
+    const fn_tensor *x = &t[n->in[0]], *w = &t[n->in[1]], *y = &t[n->out[0]];
+    if (x->ndim != 4 || w->ndim != 4 || y->ndim != 4) return -1;
+    if (y->dims[0] != x->dims[0] || y->dims[3] != out_ch) return -1;
+    if (n->p[P_STRIDE_H] < 1 || n->p[P_STRIDE_W] < 1 || n->p[P_DIL_H] < 1 || n->p[P_DIL_W] < 1) return -1;
+    if (n->p[P_PAD_TOP] < 0 || n->p[P_PAD_LEFT] < 0) return -1;
+    if (n->p[P_ACT_MIN] > n->p[P_ACT_MAX]) return -1;
+    if (n->p[P_MODE] != FN_RQ_DOUBLE_ROUND && n->p[P_MODE] != FN_RQ_RUY_X86) return -1;
+    if (n->p[P_HALF_UP_CH] < 0 || n->p[P_HALF_UP_CH] > out_ch) return -1;
+    if (n->n_in == 3 && n->in[2] >= 0 && !fn_param_tensor_ok(t, nt, n->in[2], FN_I32, out_ch)) return -1;
+    if (!fn_param_tensor_ok(t, nt, n->p[P_MULT], FN_I32, out_ch)) return -1;
+    if (!fn_param_tensor_ok(t, nt, n->p[P_SHIFT], FN_I32, out_ch)) return -1;
+    const int32_t *sh = (const int32_t *)t[n->p[P_SHIFT]].data;
+    for (int64_t i = 0; i < out_ch; i++)
+        if (sh[i] < -31 || sh[i] > 31) return -1;
+    return 0;
+}
+
+int fn_check_conv2d_s8(const fn_node *n, const fn_tensor *t, int32_t nt) {
+    if (n->n_in < 2 || !fn_tensor_ok(t, nt, n->in[0], FN_I8) || !fn_tensor_ok(t, nt, n->in[1], FN_I8)) return -1;
+    const fn_tensor *x = &t[n->in[0]], *w = &t[n->in[1]];
+    if (x->ndim != 4 || w->ndim != 4 || w->dims[3] <= 0 || w->dims[0] <= 0) return -1;
+    if (x->dims[3] % w->dims[3] != 0) return -1;
+    const int64_t groups = x->dims[3] / w->dims[3];
+    if (groups <= 0 || w->dims[0] % groups != 0) return -1;
+    return check_common(n, t, nt, w->dims[0]);
+}
+
+int fn_run_conv2d_s8(const fn_node *n, fn_tensor *t, const volatile int32_t *cancel) {
+    const fn_tensor *xt = &t[n->in[0]], *wt = &t[n->in[1]], *yt = &t[n->out[0]];
+    const int32_t N = xt->dims[0], H = xt->dims[1], W = xt->dims[2], C = xt->dims[3];
+    const int32_t O = wt->dims[0], KH = wt->dims[1], KW = wt->dims[2], CG = wt->dims[3];
+    const int32_t OH = yt->dims[1], OW = yt->dims[2];
+    const int32_t groups = C / CG, OG = O / groups;
+    const int32_t sh = n->p[P_STRIDE_H], sw = n->p[P_STRIDE_W], dh = n->p[P_DIL_H], dw = n->p[P_DIL_W];
+    const int32_t pt = n->p[P_PAD_TOP], pl = n->p[P_PAD_LEFT], zp_in = n->p[P_ZP_IN];
+    const int8_t *x = (const int8_t *)xt->data, *w = (const int8_t *)wt->data;
+    const int32_t *bias = (n->n_in == 3 && n->in[2] >= 0) ? (const int32_t *)t[n->in[2]].data : NULL;
+    const int32_t *mult = (const int32_t *)t[n->p[P_MULT]].data;
+    const int32_t *shift = (const int32_t *)t[n->p[P_SHIFT]].data;
+    int8_t *y = (int8_t *)yt->data;
+    const int mode = n->p[P_MODE];
+    for (int32_t b = 0; b < N; b++) {
+        for (int32_t oy = 0; oy < OH; oy++) {
+            if (FN_CANCEL_REQUESTED(cancel)) return FN_CANCELLED;
+            for (int32_t ox = 0; ox < OW; ox++) {
+                const int64_t iy0 = (int64_t)oy * sh - pt, ix0 = (int64_t)ox * sw - pl;
+                int8_t *yp = y + (((int64_t)b * OH + oy) * OW + ox) * O;
+                for (int32_t oc = 0; oc < O; oc++) {
+                    const int32_t g = oc / OG;
+                    uint32_t acc = 0;
+                    for (int32_t ky = 0; ky < KH; ky++) {
+                        const int64_t iy = iy0 + (int64_t)ky * dh;
+                        if (iy < 0 || iy >= H) continue;
+                        for (int32_t kx = 0; kx < KW; kx++) {
+                            const int64_t ix = ix0 + (int64_t)kx * dw;
+                            if (ix < 0 || ix >= W) continue;
+                            const int8_t *xp = x + (((int64_t)b * H + iy) * W + ix) * C + (int64_t)g * CG;
+                            const int8_t *wp = w + (((int64_t)oc * KH + ky) * KW + kx) * CG;
+                            for (int32_t ic = 0; ic < CG; ic++)
+                                acc += (uint32_t)((int32_t)wp[ic] * ((int32_t)xp[ic] - zp_in));
+                        }
+                    }
+                    if (bias) acc += (uint32_t)bias[oc];
+                    const int32_t r = fn_requant((int32_t)acc, mode, mult[oc], shift[oc], 0.0);
+                    yp[oc] = fn_out_s8(r, n->p[P_ZP_OUT], n->p[P_ACT_MIN], n->p[P_ACT_MAX]);
+                }
+            }
+        }
+    }
+    return FN_OK;
+}
+
+int fn_check_dwconv2d_s8(const fn_node *n, const fn_tensor *t, int32_t nt) {
+    if (n->n_in < 2 || !fn_tensor_ok(t, nt, n->in[0], FN_I8) || !fn_tensor_ok(t, nt, n->in[1], FN_I8)) return -1;
+    const fn_tensor *x = &t[n->in[0]], *w = &t[n->in[1]];
+    if (x->ndim != 4 || w->ndim != 4 || w->dims[0] != 1) return -1;
+    const int64_t m = n->p[P_DEPTH_MULT];
+    if (m < 1 || (int64_t)x->dims[3] * m != w->dims[3]) return -1;
+    return check_common(n, t, nt, w->dims[3]);
+}
+
+int fn_run_dwconv2d_s8(const fn_node *n, fn_tensor *t, const volatile int32_t *cancel) {
+    const fn_tensor *xt = &t[n->in[0]], *wt = &t[n->in[1]], *yt = &t[n->out[0]];
+    const int32_t N = xt->dims[0], H = xt->dims[1], W = xt->dims[2], C = xt->dims[3];
+    const int32_t KH = wt->dims[1], KW = wt->dims[2], O = wt->dims[3];
+    const int32_t OH = yt->dims[1], OW = yt->dims[2], M = n->p[P_DEPTH_MULT];
+    const int32_t sh = n->p[P_STRIDE_H], sw = n->p[P_STRIDE_W], dh = n->p[P_DIL_H], dw = n->p[P_DIL_W];
+    const int32_t pt = n->p[P_PAD_TOP], pl = n->p[P_PAD_LEFT], zp_in = n->p[P_ZP_IN];
+    const int8_t *x = (const int8_t *)xt->data, *w = (const int8_t *)wt->data;
+    const int32_t *bias = (n->n_in == 3 && n->in[2] >= 0) ? (const int32_t *)t[n->in[2]].data : NULL;
+    const int32_t *mult = (const int32_t *)t[n->p[P_MULT]].data;
+    const int32_t *shift = (const int32_t *)t[n->p[P_SHIFT]].data;
+    int8_t *y = (int8_t *)yt->data;
+    const int mode = n->p[P_MODE];
+    const int32_t half_up = n->p[P_HALF_UP_CH];
+    for (int32_t b = 0; b < N; b++) {
+        for (int32_t oy = 0; oy < OH; oy++) {
+            if (FN_CANCEL_REQUESTED(cancel)) return FN_CANCELLED;
+            for (int32_t ox = 0; ox < OW; ox++) {
+                const int64_t iy0 = (int64_t)oy * sh - pt, ix0 = (int64_t)ox * sw - pl;
+                int8_t *yp = y + (((int64_t)b * OH + oy) * OW + ox) * O;
+                for (int32_t oc = 0; oc < O; oc++) {
+                    const int32_t ic = oc / M;
+                    uint32_t acc = 0;
+                    for (int32_t ky = 0; ky < KH; ky++) {
+                        const int64_t iy = iy0 + (int64_t)ky * dh;
+                        if (iy < 0 || iy >= H) continue;
+                        for (int32_t kx = 0; kx < KW; kx++) {
+                            const int64_t ix = ix0 + (int64_t)kx * dw;
+                            if (ix < 0 || ix >= W) continue;
+                            const int32_t xv = x[(((int64_t)b * H + iy) * W + ix) * C + ic];
+                            const int32_t wv = w[((int64_t)ky * KW + kx) * O + oc];
+                            acc += (uint32_t)(wv * (xv - zp_in));
+                        }
+                    }
+                    if (bias) acc += (uint32_t)bias[oc];
+                    /* LiteRT's depthwise output stage: blocks of 8 channels through NEON code
+                     * (rounding half up), the remaining channels through gemmlowp rounding. */
+                    const int m = oc < half_up ? FN_RQ_RUY_X86 : mode;
+                    const int32_t r = fn_requant((int32_t)acc, m, mult[oc], shift[oc], 0.0);
+                    yp[oc] = fn_out_s8(r, n->p[P_ZP_OUT], n->p[P_ACT_MIN], n->p[P_ACT_MAX]);
+                }
+            }
+        }
+    }
+    return FN_OK;
+}

@@ -1,0 +1,191 @@
+/* Broadcasting binary ops: int8 ADD/SUB/SQUARED_DIFFERENCE, int8 MUL, and the float32 and int32
+ * variants that float islands and shape arithmetic use. Shapes are padded to 6 dimensions; a
+ * stride of 0 broadcasts an input along that dimension. */
+#include "fn_kernels.h"
+
+/* Parameter layout shared by every binary op. */
+enum { B_DIMS = 0, B_STRIDE_A = 6, B_STRIDE_B = 12, B_KIND = 18, B_OP = 19 };
+
+enum { ADD_ZP_A = B_OP, ADD_ZP_B, ADD_ZP_OUT, ADD_LSHIFT, ADD_MA, ADD_SA, ADD_MB, ADD_SB, ADD_MO, ADD_SO,
+       ADD_MIN, ADD_MAX };
+enum { MUL_ZP_A = B_OP, MUL_ZP_B, MUL_ZP_OUT, MUL_M, MUL_S, MUL_MIN, MUL_MAX };
+
+static int check_broadcast(const fn_node *n, const fn_tensor *t, int32_t nt, int32_t type_in, int32_t type_out) {
+    if (n->n_in != 2 || n->n_out != 1) return -1;
+    if (!fn_tensor_ok(t, nt, n->in[0], type_in) || !fn_tensor_ok(t, nt, n->in[1], type_in)) return -1;
+    if (!fn_tensor_ok(t, nt, n->out[0], type_out)) return -1;
+    int64_t count = 1, reach_a = 0, reach_b = 0;
+    for (int d = 0; d < FN_MAX_DIMS; d++) {
+        const int64_t dim = n->p[B_DIMS + d], sa = n->p[B_STRIDE_A + d], sb = n->p[B_STRIDE_B + d];
+        if (dim < 1 || sa < 0 || sb < 0) return -1;
+        count *= dim;
+        reach_a += (dim - 1) * sa;
+        reach_b += (dim - 1) * sb;
+    }
+    if (count != t[n->out[0]].count) return -1;
+    if (reach_a >= t[n->in[0]].count || reach_b >= t[n->in[1]].count) return -1;
+    return 0;
+}
+
+/* Walks the output in row-major order and hands each (a offset, b offset) to the op. */
+#define FN_BROADCAST_LOOP(n, cancel, ...)                                                        \
+    do {                                                                                          \
+        const int32_t *dims_ = &(n)->p[B_DIMS];                                                   \
+        const int32_t *sa_ = &(n)->p[B_STRIDE_A], *sb_ = &(n)->p[B_STRIDE_B];                     \
+        int64_t o_ = 0;                                                                           \
+        for (int64_t i0 = 0; i0 < dims_[0]; i0++)                                                 \
+        for (int64_t i1 = 0; i1 < dims_[1]; i1++) {                                               \
+            if (FN_CANCEL_REQUESTED(cancel)) return FN_CANCELLED;                                 \
+            for (int64_t i2 = 0; i2 < dims_[2]; i2++)                                             \
+            for (int64_t i3 = 0; i3 < dims_[3]; i3++)                                             \
+            for (int64_t i4 = 0; i4 < dims_[4]; i4++) {                                           \
+                int64_t ia = i0 * sa_[0] + i1 * sa_[1] + i2 * sa_[2] + i3 * sa_[3] + i4 * sa_[4]; \
+                int64_t ib = i0 * sb_[0] + i1 * sb_[1] + i2 * sb_[2] + i3 * sb_[3] + i4 * sb_[4]; \
+                for (int64_t i5 = 0; i5 < dims_[5]; i5++, o_++, ia += sa_[5], ib += sb_[5]) {     \
+                    __VA_ARGS__                                                                          \
+                }                                                                                 \
+            }                                                                                     \
+        }                                                                                         \
+    } while (0)
+
+enum { ADD_KIND_ADD = 0, ADD_KIND_SUB = 1, ADD_KIND_SQDIFF = 2 };
+
+int fn_check_add_s8(const fn_node *n, const fn_tensor *t, int32_t nt) {
+    if (check_broadcast(n, t, nt, FN_I8, FN_I8) != 0) return -1;
+    if (n->p[B_KIND] < ADD_KIND_ADD || n->p[B_KIND] > ADD_KIND_SQDIFF) return -1;
+    if (n->p[ADD_LSHIFT] < 0 || n->p[ADD_LSHIFT] > 20) return -1;
+    if (n->p[ADD_SA] > 0 || n->p[ADD_SB] > 0 || n->p[ADD_SA] < -31 || n->p[ADD_SB] < -31) return -1;
+    if (n->p[ADD_SO] < -31 || n->p[ADD_SO] > 31 || n->p[ADD_MIN] > n->p[ADD_MAX]) return -1;
+    return 0;
+}
+
+int fn_run_add_s8(const fn_node *n, fn_tensor *t, const volatile int32_t *cancel) {
+    const int8_t *a = (const int8_t *)t[n->in[0]].data, *b = (const int8_t *)t[n->in[1]].data;
+    int8_t *y = (int8_t *)t[n->out[0]].data;
+    const int32_t *p = n->p;
+    const int kind = p[B_KIND], ls = p[ADD_LSHIFT];
+    FN_BROADCAST_LOOP(n, cancel, {
+        const int32_t va = (int32_t)((uint32_t)((int32_t)a[ia] - p[ADD_ZP_A]) << ls);
+        const int32_t vb = (int32_t)((uint32_t)((int32_t)b[ib] - p[ADD_ZP_B]) << ls);
+        const int32_t sa = fn_mbqm(va, p[ADD_MA], p[ADD_SA]);
+        const int32_t sb = fn_mbqm(vb, p[ADD_MB], p[ADD_SB]);
+        int32_t raw;
+        if (kind == ADD_KIND_ADD) raw = fn_wrap32((int64_t)sa + sb);
+        else if (kind == ADD_KIND_SUB) raw = fn_wrap32((int64_t)sa - sb);
+        else { const int64_t d = (int64_t)sa - sb; raw = fn_wrap32(d * d); }
+        y[o_] = fn_out_s8(fn_mbqm(raw, p[ADD_MO], p[ADD_SO]), p[ADD_ZP_OUT], p[ADD_MIN], p[ADD_MAX]);
+    });
+    return FN_OK;
+}
+
+int fn_check_mul_s8(const fn_node *n, const fn_tensor *t, int32_t nt) {
+    if (check_broadcast(n, t, nt, FN_I8, FN_I8) != 0) return -1;
+    if (n->p[MUL_S] < -31 || n->p[MUL_S] > 31 || n->p[MUL_MIN] > n->p[MUL_MAX]) return -1;
+    return 0;
+}
+
+int fn_run_mul_s8(const fn_node *n, fn_tensor *t, const volatile int32_t *cancel) {
+    const int8_t *a = (const int8_t *)t[n->in[0]].data, *b = (const int8_t *)t[n->in[1]].data;
+    int8_t *y = (int8_t *)t[n->out[0]].data;
+    const int32_t *p = n->p;
+    FN_BROADCAST_LOOP(n, cancel, {
+        const int32_t prod = ((int32_t)a[ia] - p[MUL_ZP_A]) * ((int32_t)b[ib] - p[MUL_ZP_B]);
+        y[o_] = fn_out_s8(fn_mbqm(prod, p[MUL_M], p[MUL_S]), p[MUL_ZP_OUT], p[MUL_MIN], p[MUL_MAX]);
+    });
+    return FN_OK;
+}
+
+enum { F_ADD = 0, F_SUB, F_MUL, F_DIV, F_SQDIFF, F_MAX, F_MIN };
+
+int fn_check_binary_f32(const fn_node *n, const fn_tensor *t, int32_t nt) {
+    if (check_broadcast(n, t, nt, FN_F32, FN_F32) != 0) return -1;
+    return (n->p[B_KIND] >= F_ADD && n->p[B_KIND] <= F_MIN) ? 0 : -1;
+}
+
+int fn_run_binary_f32(const fn_node *n, fn_tensor *t, const volatile int32_t *cancel) {
+    const float *a = (const float *)t[n->in[0]].data, *b = (const float *)t[n->in[1]].data;
+    float *y = (float *)t[n->out[0]].data;
+    const int kind = n->p[B_KIND];
+    FN_BROADCAST_LOOP(n, cancel, {
+        const float x = a[ia], z = b[ib];
+        float r;
+        switch (kind) {
+        case F_ADD: r = x + z; break;
+        case F_SUB: r = x - z; break;
+        case F_MUL: r = x * z; break;
+        case F_DIV: r = x / z; break;
+        case F_SQDIFF: r = (x - z) * (x - z); break;
+        case F_MAX: r = x > z ? x : z; break;
+        default: r = x < z ? x : z; break;
+        }
+        y[o_] = r;
+    });
+    return FN_OK;
+}
+
+enum { I_ADD = 0, I_SUB, I_MUL, I_FLOORDIV, I_MAX, I_MIN };
+
+int fn_check_binary_i32(const fn_node *n, const fn_tensor *t, int32_t nt) {
+    if (check_broadcast(n, t, nt, FN_I32, FN_I32) != 0) return -1;
+    return (n->p[B_KIND] >= I_ADD && n->p[B_KIND] <= I_MIN) ? 0 : -1;
+}
+
+int fn_run_binary_i32(const fn_node *n, fn_tensor *t, const volatile int32_t *cancel) {
+    const int32_t *a = (const int32_t *)t[n->in[0]].data, *b = (const int32_t *)t[n->in[1]].data;
+    int32_t *y = (int32_t *)t[n->out[0]].data;
+    const int kind = n->p[B_KIND];
+    FN_BROADCAST_LOOP(n, cancel, {
+        const int64_t x = a[ia], z = b[ib];
+        int64_t r;
+        switch (kind) {
+        case I_ADD: r = x + z; break;
+        case I_SUB: r = x - z; break;
+        case I_MUL: r = x * z; break;
+        case I_FLOORDIV:
+            if (z == 0) return FN_E_RUNTIME;
+            r = x / z;
+            if ((x % z != 0) && ((x < 0) != (z < 0))) r -= 1;
+            break;
+        case I_MAX: r = x > z ? x : z; break;
+        default: r = x < z ? x : z; break;
+        }
+        y[o_] = fn_wrap32(r);
+    });
+    return FN_OK;
+}
+
+/* Unary float32 ops of float islands. */
+enum { U_KIND = 0 };
+enum { U_NEG = 0, U_RSQRT, U_SQRT, U_ABS, U_EXP, U_TANH, U_LOGISTIC, U_RELU, U_RELU6 };
+
+int fn_check_unary_f32(const fn_node *n, const fn_tensor *t, int32_t nt) {
+    if (n->n_in != 1 || n->n_out != 1) return -1;
+    if (!fn_tensor_ok(t, nt, n->in[0], FN_F32) || !fn_tensor_ok(t, nt, n->out[0], FN_F32)) return -1;
+    if (t[n->in[0]].count != t[n->out[0]].count) return -1;
+    return (n->p[U_KIND] >= U_NEG && n->p[U_KIND] <= U_RELU6) ? 0 : -1;
+}
+
+int fn_run_unary_f32(const fn_node *n, fn_tensor *t, const volatile int32_t *cancel) {
+    const float *x = (const float *)t[n->in[0]].data;
+    float *y = (float *)t[n->out[0]].data;
+    const int64_t count = t[n->in[0]].count;
+    const int kind = n->p[U_KIND];
+    for (int64_t i = 0; i < count; i++) {
+        if ((i & 0xFFFF) == 0 && FN_CANCEL_REQUESTED(cancel)) return FN_CANCELLED;
+        const float v = x[i];
+        float r;
+        switch (kind) {
+        case U_NEG: r = -v; break;
+        case U_RSQRT: r = 1.0f / sqrtf(v); break;
+        case U_SQRT: r = sqrtf(v); break;
+        case U_ABS: r = fabsf(v); break;
+        case U_EXP: r = expf(v); break;
+        case U_TANH: r = tanhf(v); break;
+        case U_LOGISTIC: r = 1.0f / (1.0f + expf(-v)); break;
+        case U_RELU: r = v > 0.0f ? v : 0.0f; break;
+        default: r = v > 0.0f ? (v < 6.0f ? v : 6.0f) : 0.0f; break;
+        }
+        y[i] = r;
+    }
+    return FN_OK;
+}

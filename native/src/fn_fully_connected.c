@@ -1,0 +1,62 @@
+/* FULLY_CONNECTED, int8 activations and weights, int32 bias, per-tensor or per-channel scales.
+ * Semantics of TFLite's integer FullyConnected: acc = bias + sum w * (x - zp_in), then the
+ * op's requantization rule, + zp_out, clamp to the fused activation range. */
+#include "fn_kernels.h"
+
+enum { P_ZP_IN, P_ZP_OUT, P_ACT_MIN, P_ACT_MAX, P_MODE, P_MULT, P_SHIFT, P_SCALE, P_ZP_W };
+
+int fn_check_fully_connected_s8(const fn_node *n, const fn_tensor *t, int32_t nt) {
+    if (n->n_in < 2 || n->n_in > 3 || n->n_out != 1) return -1;
+    if (!fn_tensor_ok(t, nt, n->in[0], FN_I8) || !fn_tensor_ok(t, nt, n->in[1], FN_I8)) return -1;
+    if (!fn_tensor_ok(t, nt, n->out[0], FN_I8)) return -1;
+    const fn_tensor *w = &t[n->in[1]];
+    if (w->ndim != 2 || w->dims[1] <= 0) return -1;
+    const int64_t units = w->dims[0], depth = w->dims[1];
+    if (t[n->in[0]].count % depth != 0) return -1;
+    const int64_t batch = t[n->in[0]].count / depth;
+    if (t[n->out[0]].count != batch * units) return -1;
+    if (n->n_in == 3 && n->in[2] >= 0 && !fn_param_tensor_ok(t, nt, n->in[2], FN_I32, units)) return -1;
+    if (n->p[P_MODE] == FN_RQ_FLOAT64) {
+        if (!fn_param_tensor_ok(t, nt, n->p[P_SCALE], FN_F64, units)) return -1;
+    } else if (n->p[P_MODE] == FN_RQ_DOUBLE_ROUND || n->p[P_MODE] == FN_RQ_RUY_X86) {
+        if (!fn_param_tensor_ok(t, nt, n->p[P_MULT], FN_I32, units)) return -1;
+        if (!fn_param_tensor_ok(t, nt, n->p[P_SHIFT], FN_I32, units)) return -1;
+        const int32_t *sh = (const int32_t *)t[n->p[P_SHIFT]].data;
+        for (int64_t i = 0; i < units; i++)
+            if (sh[i] < -31 || sh[i] > 31) return -1;
+    } else {
+        return -1;
+    }
+    if (n->p[P_ACT_MIN] > n->p[P_ACT_MAX]) return -1;
+    return 0;
+}
+
+int fn_run_fully_connected_s8(const fn_node *n, fn_tensor *t, const volatile int32_t *cancel) {
+    const fn_tensor *w = &t[n->in[1]];
+    const int64_t units = w->dims[0], depth = w->dims[1];
+    const int64_t batch = t[n->in[0]].count / depth;
+    const int8_t *x = (const int8_t *)t[n->in[0]].data;
+    const int8_t *wd = (const int8_t *)w->data;
+    const int32_t *bias = (n->n_in == 3 && n->in[2] >= 0) ? (const int32_t *)t[n->in[2]].data : NULL;
+    int8_t *y = (int8_t *)t[n->out[0]].data;
+    const int mode = n->p[P_MODE];
+    const int32_t *mult = mode != FN_RQ_FLOAT64 ? (const int32_t *)t[n->p[P_MULT]].data : NULL;
+    const int32_t *shift = mode != FN_RQ_FLOAT64 ? (const int32_t *)t[n->p[P_SHIFT]].data : NULL;
+    const double *scale = mode == FN_RQ_FLOAT64 ? (const double *)t[n->p[P_SCALE]].data : NULL;
+    const int32_t zp_in = n->p[P_ZP_IN], zp_w = n->p[P_ZP_W];
+    for (int64_t b = 0; b < batch; b++) {
+        if (FN_CANCEL_REQUESTED(cancel)) return FN_CANCELLED;
+        const int8_t *xr = x + b * depth;
+        for (int64_t u = 0; u < units; u++) {
+            const int8_t *wr = wd + u * depth;
+            uint32_t acc = 0; /* int32 wrap-around semantics without signed overflow */
+            for (int64_t k = 0; k < depth; k++)
+                acc += (uint32_t)(((int32_t)wr[k] - zp_w) * ((int32_t)xr[k] - zp_in));
+            if (bias) acc += (uint32_t)bias[u];
+            const int32_t r = fn_requant((int32_t)acc, mode, mult ? mult[u] : 0, shift ? shift[u] : 0,
+                                         scale ? scale[u] : 0.0);
+            y[b * units + u] = fn_out_s8(r, n->p[P_ZP_OUT], n->p[P_ACT_MIN], n->p[P_ACT_MAX]);
+        }
+    }
+    return FN_OK;
+}

@@ -1,0 +1,122 @@
+/* The plan executor: validates the tensor and node tables, binds kernels once, runs nodes. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "fn_engine.h"
+
+struct fn_plan {
+    fn_tensor *tensors;
+    int32_t n_tensors;
+    fn_node *nodes;
+    int32_t n_nodes;
+};
+
+int64_t fn_dtype_size(int32_t type) {
+    switch (type) {
+    case FN_F32: case FN_I32: return 4;
+    case FN_I8: case FN_U8: case FN_BOOL: return 1;
+    case FN_I64: case FN_F64: return 8;
+    case FN_I16: return 2;
+    default: return 0;
+    }
+}
+
+int fn_tensor_ok(const fn_tensor *t, int32_t n_tensors, int32_t idx, int32_t type) {
+    if (idx < 0 || idx >= n_tensors) return 0;
+    if (type >= 0 && t[idx].type != type) return 0;
+    return t[idx].data != NULL || t[idx].nbytes == 0;
+}
+
+static int load_tensor(const int64_t *row, fn_tensor *t, uint8_t *arena, int64_t arena_len,
+                       const uint8_t *consts, int64_t consts_len) {
+    memset(t, 0, sizeof *t);
+    int64_t type = row[0], ndim = row[1], region = row[8], off = row[9], nbytes = row[10];
+    if (type < 0 || type > FN_F64 || fn_dtype_size((int32_t)type) == 0) return FN_E_TENSOR;
+    if (ndim < 0 || ndim > FN_MAX_DIMS) return FN_E_TENSOR;
+    int64_t count = 1;
+    for (int i = 0; i < ndim; i++) {
+        int64_t d = row[2 + i];
+        if (d < 0 || d > INT32_MAX) return FN_E_TENSOR;
+        if (d != 0 && count > INT64_MAX / 16 / d) return FN_E_TENSOR;
+        count *= d;
+        t->dims[i] = (int32_t)d;
+    }
+    if (count * fn_dtype_size((int32_t)type) != nbytes) return FN_E_TENSOR;
+    if (off < 0 || nbytes < 0) return FN_E_TENSOR;
+    const int64_t limit = region == FN_REGION_ARENA ? arena_len : (region == FN_REGION_CONST ? consts_len : -1);
+    if (limit < 0 || off > limit || nbytes > limit - off) return FN_E_TENSOR;
+    if (off % fn_dtype_size((int32_t)type) != 0) return FN_E_TENSOR;  /* keep typed loads aligned */
+    t->type = (int32_t)type;
+    t->ndim = (int32_t)ndim;
+    t->count = count;
+    t->nbytes = nbytes;
+    if (nbytes > 0) {
+        /* const data is never written by kernels; the cast only lets one struct serve both */
+        t->data = region == FN_REGION_ARENA ? arena + off : (uint8_t *)(uintptr_t)(consts + off);
+    }
+    return FN_OK;
+}
+
+fn_plan *fn_plan_create(const int64_t *tensor_rows, int32_t n_tensors, const int32_t *node_rows,
+                        int32_t n_nodes, uint8_t *arena, int64_t arena_len, const uint8_t *consts,
+                        int64_t consts_len, int32_t *err_node, int32_t *err) {
+    *err_node = -1;
+    *err = FN_OK;
+    if (n_tensors < 0 || n_nodes < 0 || arena_len < 0 || consts_len < 0) {
+        *err = FN_E_TENSOR;
+        return NULL;
+    }
+    fn_plan *plan = calloc(1, sizeof *plan);
+    if (!plan) { *err = FN_E_NOMEM; return NULL; }
+    plan->tensors = calloc((size_t)n_tensors + 1, sizeof(fn_tensor));
+    plan->nodes = calloc((size_t)n_nodes + 1, sizeof(fn_node));
+    if (!plan->tensors || !plan->nodes) { *err = FN_E_NOMEM; fn_plan_free(plan); return NULL; }
+    plan->n_tensors = n_tensors;
+    plan->n_nodes = n_nodes;
+    for (int32_t i = 0; i < n_tensors; i++) {
+        int rc = load_tensor(tensor_rows + (int64_t)i * FN_TENSOR_COLS, &plan->tensors[i], arena,
+                             arena_len, consts, consts_len);
+        if (rc != FN_OK) { *err = rc; *err_node = i; fn_plan_free(plan); return NULL; }
+    }
+    for (int32_t i = 0; i < n_nodes; i++) {
+        const int32_t *row = node_rows + (int64_t)i * FN_NODE_COLS;
+        fn_node *n = &plan->nodes[i];
+        n->op = row[0];
+        n->n_in = row[1];
+        n->n_out = row[2];
+        memcpy(n->in, row + 3, sizeof n->in);
+        memcpy(n->out, row + 3 + FN_MAX_IN, sizeof n->out);
+        memcpy(n->p, row + 3 + FN_MAX_IN + FN_MAX_OUT, sizeof n->p);
+        const fn_kernel *k = fn_kernel_for(n->op);
+        int rc = FN_OK;
+        if (!k) rc = FN_E_OP;
+        else if (n->n_in < 0 || n->n_in > FN_MAX_IN || n->n_out < 1 || n->n_out > FN_MAX_OUT) rc = FN_E_NODE;
+        else {
+            for (int j = n->n_in; j < FN_MAX_IN; j++) n->in[j] = -1;
+            for (int j = n->n_out; j < FN_MAX_OUT; j++) n->out[j] = -1;
+            for (int j = 0; j < n->n_out; j++)
+                if (!fn_tensor_ok(plan->tensors, n_tensors, n->out[j], -1)) rc = FN_E_NODE;
+            if (rc == FN_OK && k->check(n, plan->tensors, n_tensors) != 0) rc = FN_E_NODE;
+        }
+        if (rc != FN_OK) { *err = rc; *err_node = i; fn_plan_free(plan); return NULL; }
+        n->run = k->run;
+    }
+    return plan;
+}
+
+int fn_plan_run(fn_plan *plan, const volatile int32_t *cancel, int32_t *err_node) {
+    *err_node = -1;
+    for (int32_t i = 0; i < plan->n_nodes; i++) {
+        if (FN_CANCEL_REQUESTED(cancel)) return FN_CANCELLED;
+        int rc = plan->nodes[i].run(&plan->nodes[i], plan->tensors, cancel);
+        if (rc != FN_OK) { *err_node = i; return rc; }
+    }
+    return FN_OK;
+}
+
+void fn_plan_free(fn_plan *plan) {
+    if (!plan) return;
+    free(plan->tensors);
+    free(plan->nodes);
+    free(plan);
+}

@@ -1,0 +1,46 @@
+/* SOFTMAX int8 -> int8 as LiteRT's builtin (optimized) kernel on x86-64 computes it: a float
+ * table of exp(-beta * s_in * k) for k = 0..255 built once, a float sum per row, and
+ * round(e * 1 / (sum * s_out)) + zp_out. The table is a constant built by fn_softmax_table. */
+#include <string.h>
+
+#include "fn_kernels.h"
+
+enum { S_ZP_OUT, S_SCALE_OUT_BITS, S_TABLE };
+
+void fn_softmax_table(float s_in, float beta, float table[256]) {
+    const float scale = -s_in * beta;
+    for (int32_t k = 0; k <= 255; k++) table[255 - k] = expf(scale * (float)k);
+}
+
+int fn_check_softmax_s8(const fn_node *n, const fn_tensor *t, int32_t nt) {
+    if (n->n_in != 1 || n->n_out != 1) return -1;
+    if (!fn_tensor_ok(t, nt, n->in[0], FN_I8) || !fn_tensor_ok(t, nt, n->out[0], FN_I8)) return -1;
+    const fn_tensor *x = &t[n->in[0]];
+    if (x->ndim < 1 || x->dims[x->ndim - 1] < 1 || t[n->out[0]].count != x->count) return -1;
+    return fn_param_tensor_ok(t, nt, n->p[S_TABLE], FN_F32, 256) ? 0 : -1;
+}
+
+int fn_run_softmax_s8(const fn_node *n, fn_tensor *t, const volatile int32_t *cancel) {
+    const fn_tensor *xt = &t[n->in[0]];
+    const int64_t depth = xt->dims[xt->ndim - 1], rows = xt->count / depth;
+    const int8_t *x = (const int8_t *)xt->data;
+    int8_t *y = (int8_t *)t[n->out[0]].data;
+    const float *table = (const float *)t[n->p[S_TABLE]].data;
+    float s_out;
+    memcpy(&s_out, &n->p[S_SCALE_OUT_BITS], sizeof s_out);
+    for (int64_t r = 0; r < rows; r++) {
+        if (FN_CANCEL_REQUESTED(cancel)) return FN_CANCELLED;
+        const int8_t *xr = x + r * depth;
+        int32_t mx = -128;
+        for (int64_t j = 0; j < depth; j++) mx = xr[j] > mx ? xr[j] : mx;
+        const float *row_table = table + (255 - mx); /* row_table[v] for v <= mx stays in [0, 255] */
+        float sum = 0.0f;
+        for (int64_t j = 0; j < depth; j++) sum += row_table[xr[j]];
+        const float inv = 1.0f / (sum * s_out);
+        for (int64_t j = 0; j < depth; j++) {
+            const int32_t q = fn_f32_to_i32(roundf(row_table[xr[j]] * inv));
+            y[r * depth + j] = fn_out_s8(q, n->p[S_ZP_OUT], -128, 127);
+        }
+    }
+    return FN_OK;
+}

