@@ -219,11 +219,15 @@ class Runner:
         with self._cv:
             return self._alloc
 
+    @property
     def queued(self) -> list[str]:
+        """Ids of the jobs waiting, in the order they would start."""
         with self._cv:
             return [entry[3].job_id for entry in sorted(self._heap)]
 
+    @property
     def running(self) -> list[str]:
+        """Ids of the jobs running now (empty, hence false, when nothing runs)."""
         with self._cv:
             return list(self._running)
 
