@@ -52,7 +52,7 @@ POLICY = Policy(dwell=Dwell(min_off_s=0.0, min_run_s=0.0),
 
 def _pct(xs: list[float], q: float) -> float:
     s = sorted(xs)
-    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
+    return s[min(len(s) - 1, round(q * (len(s) - 1)))]
 
 
 class _Rig:
@@ -105,6 +105,25 @@ class _Rig:
         return (returned[-1] - t0) * 1000.0
 
 
+def _run_trials(rig: _Rig, feed: Callable[[], None], stop_feed: threading.Event, trials: int,
+                prefix: str, work: Callable[[Any], bytes], started: threading.Event,
+                trigger: Callable[[], None], reset: Callable[[], None], returned: list[float],
+                seed: int) -> list[float]:
+    """Feed the car, start the rig, run the trials; stops the feed and the rig on the way out."""
+    threading.Thread(target=feed, daemon=True).start()
+    rig.start()
+    rng = random.Random(seed)
+    lat: list[float] = []
+    try:
+        for i in range(trials):
+            lat.append(rig.trial(f"{prefix}{i}", work, started, trigger, returned, rng))
+            reset()
+    finally:
+        stop_feed.set()
+        rig.stop()
+    return lat
+
+
 def store_to_return(trials: int = TRIALS) -> dict[str, float]:
     """The governor and runner's share: StateStore write -> a token-polling job returns."""
     clock = SystemClock()
@@ -131,19 +150,9 @@ def store_to_return(trials: int = TRIALS) -> dict[str, float]:
 
     for role, v in SAFE.items():
         store.update(role, v, clock.monotonic())
-    feeder = threading.Thread(target=feed, daemon=True)
-    feeder.start()
-    rig.start()
-    rng = random.Random(5)
-    lat: list[float] = []
-    try:
-        for i in range(trials):
-            lat.append(rig.trial(f"s{i}", work, started,
-                                 lambda: store.update("gear", "D", clock.monotonic()), returned, rng))
-            store.update("gear", "P", clock.monotonic())
-    finally:
-        stop_feed.set()
-        rig.stop()
+    lat = _run_trials(rig, feed, stop_feed, trials, "s", work, started,
+                      lambda: store.update("gear", "D", clock.monotonic()),
+                      lambda: store.update("gear", "P", clock.monotonic()), returned, seed=5)
     return {"store_to_return_p50_ms": round(statistics.median(lat), 3),
             "store_to_return_p99_ms": round(_pct(lat, 0.99), 3)}
 
@@ -155,10 +164,10 @@ def conv_model(h: int = 48, w: int = 48, c: int = 32, o: int = 32, seed: int = 1
     rng = np.random.default_rng(seed)
     mb = ModelBuilder()
     x = mb.tensor((1, h, w, c), "int8", scale=0.05, zero_point=0)
-    scales = rng.uniform(0.001, 0.02, size=o)
+    scales = [float(v) for v in rng.uniform(0.001, 0.02, size=o)]
     wt = mb.tensor((o, 3, 3, c), "int8", scale=scales, zero_point=[0] * o,
                    data=rng.integers(-127, 128, size=(o, 3, 3, c), dtype=np.int8), quantized_dimension=0)
-    b = mb.tensor((o,), "int32", scale=0.05 * scales, zero_point=[0] * o,
+    b = mb.tensor((o,), "int32", scale=[0.05 * v for v in scales], zero_point=[0] * o,
                   data=rng.integers(-3000, 3000, size=o).astype(np.int32))
     y = mb.tensor((1, h, w, o), "int8", scale=0.1, zero_point=0)
     mb.op("CONV_2D", [x, wt, b], [y], "Conv2DOptions",
@@ -218,25 +227,18 @@ def frame_to_kernel(trials: int = TRIALS) -> dict[str, float]:
             returned.append(time.perf_counter())
             raise
 
-    def go_unsafe() -> None:
-        current["gear"] = unsafe_gear
-        send(unsafe_gear)
+    def gear(wire_: bytes) -> Callable[[], None]:
+        def set_gear() -> None:
+            current["gear"] = wire_
+            send(wire_)
+        return set_gear
 
     reader.start()
     send(safe_wire)
-    feeder = threading.Thread(target=feed, daemon=True)
-    feeder.start()
-    rig.start()
-    rng = random.Random(7)
-    lat: list[float] = []
     try:
-        for i in range(trials):
-            lat.append(rig.trial(f"f{i}", work, started, go_unsafe, returned, rng))
-            current["gear"] = safe_gear
-            send(safe_gear)
+        lat = _run_trials(rig, feed, stop_feed, trials, "f", work, started, gear(unsafe_gear),
+                          gear(safe_gear), returned, seed=7)
     finally:
-        stop_feed.set()
-        rig.stop()
         reader.stop()
         os.close(master)
         os.close(slave)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
+from typing import Any
 
 from agent.bus.state import ROLES, StateStore
 from agent.clock import FakeClock, SystemClock
@@ -33,16 +36,12 @@ def until_cancelled(started: threading.Event) -> object:
     return work
 
 
-def run_loop(clock: object, tick_s: float) -> tuple[StateStore, Runner, GovernedLoop, Outcomes, list[Decision]]:
+@contextlib.contextmanager
+def job_under_loop(clock: Any, tick_s: float) -> Iterator[tuple[StateStore, GovernedLoop, Outcomes, list[Decision]]]:
+    """A safe parked car in a store, the loop and runner started, one job running until cancelled."""
     store, out, changes = StateStore(), Outcomes(), []
-    runner = Runner(clock, out, PowerModel(watts_per_core=10, cores=2), token_factory=EventToken)  # type: ignore[arg-type]
-    loop = GovernedLoop(store, Governor(POLICY), runner, clock, on_change=changes.append, tick_s=tick_s)  # type: ignore[arg-type]
-    return store, runner, loop, out, changes
-
-
-def test_a_gear_change_preempts_the_running_job() -> None:
-    clock = SystemClock()
-    store, runner, loop, out, changes = run_loop(clock, tick_s=0.05)
+    runner = Runner(clock, out, PowerModel(watts_per_core=10, cores=2), token_factory=EventToken)
+    loop = GovernedLoop(store, Governor(POLICY), runner, clock, on_change=changes.append, tick_s=tick_s)
     fill(store, clock.monotonic())
     runner.start()
     loop.start()
@@ -50,32 +49,28 @@ def test_a_gear_change_preempts_the_running_job() -> None:
         started = threading.Event()
         runner.submit(Job("j", until_cancelled(started)))  # type: ignore[arg-type]
         assert started.wait(WAIT_S)
+        yield store, loop, out, changes
+    finally:
+        loop.stop()
+        runner.stop()
+
+
+def test_a_gear_change_preempts_the_running_job() -> None:
+    clock = SystemClock()
+    with job_under_loop(clock, tick_s=0.05) as (store, loop, out, changes):
         store.update("gear", "D", clock.monotonic())
         [o] = out.wait(1)
         assert o.outcome is Outcome.PREEMPTED
         assert loop.last is not None and "not_parked" in loop.last.codes
         assert [d.mode for d in changes][:1] == [Mode.RUN] and changes[-1].mode is Mode.STANDBY
-    finally:
-        loop.stop()
-        runner.stop()
 
 
 def test_readings_that_stop_arriving_stop_compute_on_the_tick() -> None:
     clock = FakeClock()
-    store, runner, loop, out, _ = run_loop(clock, tick_s=0.01)
-    fill(store, clock.monotonic())
-    runner.start()
-    loop.start()
-    try:
-        started = threading.Event()
-        runner.submit(Job("j", until_cancelled(started)))  # type: ignore[arg-type]
-        assert started.wait(WAIT_S)
+    with job_under_loop(clock, tick_s=0.01) as (_, loop, out, _changes):
         clock.advance(POLICY.max_input_age_s + 0.5)  # the bus went quiet; nothing is written
         [o] = out.wait(1)
         assert o.outcome is Outcome.PREEMPTED and "stale_input" in loop.last.codes  # type: ignore[union-attr]
-    finally:
-        loop.stop()
-        runner.stop()
 
 
 def test_a_raising_change_callback_is_counted_and_the_loop_goes_on() -> None:
