@@ -8,16 +8,7 @@ import sys
 from pathlib import Path
 
 from agent.runner.calibrate import MeterError, calibrate, find_meter
-from agent.runner.power import PowerModel, PowerModelError
-
-
-def default_model_path() -> Path:
-    """$FLEETNODE_POWER_MODEL, else $XDG_CONFIG_HOME/fleetnode/power.json."""
-    env = os.environ.get("FLEETNODE_POWER_MODEL")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "fleetnode" / "power.json"
+from agent.runner.power import PowerModel, PowerModelError, default_model_path
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

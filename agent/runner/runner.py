@@ -19,7 +19,6 @@ import heapq
 import itertools
 import logging
 import math
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -108,7 +107,7 @@ class Runner:
             raise RunnerError("max_queue must be >= 1")
         self._clock = clock
         self._on_outcome = on_outcome
-        self._model = power_model or PowerModel(cores=os.cpu_count() or 1)
+        self._model = power_model or PowerModel.default()
         self._max_queue = max_queue
         self._new_token = token_factory or default_token_factory()
         self._poll_s = poll_s
