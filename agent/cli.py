@@ -16,6 +16,10 @@ SUBCOMMAND_MODULES = (
     "agent.bus.cli",
     "agent.fleet.cli",
     "agent.inference.cli",
+    "agent.governor.cli",  # policy
+    "agent.runner.cli",  # calibrate
+    "agent.ledger.cli",  # report
+    "agent.hostsource",  # host
 )
 
 
