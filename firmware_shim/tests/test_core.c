@@ -257,8 +257,28 @@ static void test_counters_command(void)
     CHECK(strncmp(r, "? rx=00000000 ", 14) == 0);
     CHECK(strstr(r, " txrefused=00000001 ") != NULL);
     CHECK(strstr(r, " cmderr=00000001 ") != NULL);
-    CHECK(strstr(r, " highwater=00000000\r") != NULL); /* last field, reply not cut */
+    CHECK(strstr(r, " detached=00000000\r") != NULL); /* last field: reply not cut */
     CHECK(strlen(r) < FW_REPLY_MAX);
+}
+
+static void test_host_detached_closes_and_forgets(void)
+{
+    setup();
+    cmd("Z1");
+    cmd("O");
+    fw_can_frame_t f = std_frame(0x123u, 1u, 1);
+    fw_on_can_frame(&fw, &f);
+    io("V", 1u); /* a half-typed command from the host that leaves */
+    fw_on_host_detached(&fw);
+    CHECK(!fw.open && fk.closes == 1);
+    CHECK(fw_ring_count(&fw.ring) == 0u); /* the queued frame is not kept for the next host */
+    fw_on_can_frame(&fw, &f);
+    CHECK(fw.counters.rx_closed == 1u);
+    CHECK(streq(cmd("N"), "NA123\r")); /* the next host starts with a clean line */
+    CHECK(fw.timestamps);                /* settings survive */
+    fw_on_host_detached(&fw);            /* already closed: no second can_close */
+    CHECK(fk.closes == 1 && fw.counters.host_detached == 2u);
+    CHECK(strstr(cmd("?"), " detached=00000002\r") != NULL);
 }
 
 static void test_empty_line_and_crlf(void)
@@ -681,6 +701,7 @@ void run_core_tests(void)
     RUN(test_filter_commands);
     RUN(test_status_flags);
     RUN(test_counters_command);
+    RUN(test_host_detached_closes_and_forgets);
     RUN(test_empty_line_and_crlf);
     RUN(test_malformed_commands);
     RUN(test_overlong_line);
