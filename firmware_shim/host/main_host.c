@@ -319,7 +319,9 @@ static int host_has_read_all(const char *pty_path, const host_port_t *hp)
 static int open_can_input(const options_t *o)
 {
     if (o->can_in_path == NULL) {
-        return set_nonblock(STDIN_FILENO) ? STDIN_FILENO : -1;
+        /* Not made non-blocking: that flag would be shared with whoever else holds this
+         * stdin (a terminal, the parent shell). It is read only after poll() says so. */
+        return STDIN_FILENO;
     }
     struct stat st;
     int fifo = stat(o->can_in_path, &st) == 0 && S_ISFIFO(st.st_mode);
@@ -407,10 +409,12 @@ int main(int argc, char **argv)
             status = 1;
             break;
         }
-        int busy = fw_ring_count(&fw.ring) > 0u || host_tx_pending(&hp) > 0u ||
-                   !host_has_read_all(own_pty, &hp);
-        if (can_eof && opt.exit_on_eof && (!busy || host_now_us() - eof_at > EOF_DRAIN_US)) {
-            break;
+        if (can_eof && opt.exit_on_eof) {
+            int busy = fw_ring_count(&fw.ring) > 0u || host_tx_pending(&hp) > 0u ||
+                       !host_has_read_all(own_pty, &hp);
+            if (!busy || host_now_us() - eof_at > EOF_DRAIN_US) {
+                break;
+            }
         }
 
         struct pollfd pfd[3];
