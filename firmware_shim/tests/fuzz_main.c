@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "candump.h"
+#include "fake_board.h"
 #include "fw.h"
 
 static uint32_t rng_state;
@@ -18,62 +19,6 @@ static uint32_t rnd(void)
     rng_state ^= rng_state >> 17;
     rng_state ^= rng_state << 5;
     return rng_state;
-}
-
-typedef struct {
-    uint32_t now;
-    const uint8_t *in;
-    size_t in_len, in_pos;
-    size_t space; /* what uart_tx_space reports this round */
-    size_t written;
-    int violations;
-} board_t;
-
-static uint32_t b_millis(void *c)
-{
-    return ((board_t *)c)->now;
-}
-
-static size_t b_read(void *c, uint8_t *buf, size_t cap)
-{
-    board_t *b = c;
-    size_t n = b->in_len - b->in_pos;
-    n = n < cap ? n : cap;
-    memcpy(buf, b->in + b->in_pos, n);
-    b->in_pos += n;
-    return n;
-}
-
-static size_t b_space(void *c)
-{
-    board_t *b = c;
-    return b->space > b->written ? b->space - b->written : 0u;
-}
-
-static void b_write(void *c, const uint8_t *buf, size_t len)
-{
-    board_t *b = c;
-    if (len > b_space(c)) {
-        b->violations++;
-    }
-    for (size_t i = 0; i < len; i++) {
-        uint8_t ch = buf[i];
-        if (!(ch == '\r' || ch == '\a' || (ch >= 0x20u && ch <= 0x7Eu))) {
-            b->violations++;
-        }
-    }
-    b->written += len;
-}
-
-static bool b_open(void *c, uint32_t bps)
-{
-    (void)c;
-    return bps != 0u;
-}
-
-static void b_close(void *c)
-{
-    (void)c;
 }
 
 /* Bytes biased towards what the parsers care about, so the soak reaches deep states. */
@@ -95,9 +40,9 @@ int main(int argc, char **argv)
     static const char cmd_alpha[] = "OLCSVNZFMmtTrRdDbB?0123456789ABCDEFabcdef\r\r\r\n";
     static const char dump_alpha[] = "()0123456789ABCDEFabcdef.#R can0 \t";
 
-    board_t b;
-    memset(&b, 0, sizeof b);
-    fw_hal_t hal = {&b, b_millis, b_read, b_space, b_write, b_open, b_close};
+    static fake_board_t b;
+    fw_hal_t hal;
+    fake_board_init(&b, &hal, 0u);
     fw_config_t cfg;
     fw_config_default(&cfg);
     static fw_t fw;
@@ -124,11 +69,10 @@ int main(int argc, char **argv)
             memcpy(in + at, v, len);
             n = at + len > n ? at + len : n;
         }
-        b.in = in;
-        b.in_len = n;
-        b.in_pos = 0u;
-        b.written = 0u;
-        b.space = rnd() % 512u;
+        b.in_len = b.in_pos = 0u;
+        (void)fake_board_input(&b, in, n); /* n <= sizeof in < sizeof b.in: always fits */
+        b.out_len = 0u;
+        b.tx_limit = rnd() % 512u;
         b.now += rnd() % 70000u;
 
         size_t m = rnd() % sizeof line;
@@ -158,7 +102,7 @@ int main(int argc, char **argv)
         for (int k = 0; k < 4; k++) {
             fw_poll(&fw);
         }
-        if (b.violations != 0) {
+        if (b.overwrites != 0 || b.bad_bytes != 0) {
             fprintf(stderr, "fuzz: violation at iteration %lu\n", it);
             return 1;
         }
