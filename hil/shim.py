@@ -64,6 +64,8 @@ def build(timeout_s: float = 300.0) -> Path:
             )
         except subprocess.TimeoutExpired as e:
             raise ShimError(f"building the shim took more than {timeout_s:.0f} s") from e
+        except OSError as e:
+            raise ShimError(f"cannot run make to build the shim: {e}") from e
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     if proc.returncode != 0:
@@ -200,6 +202,10 @@ class Shim:
                     stream.close()
                 except OSError:
                     pass  # stdin may already be broken if the shim died first
+        if self._stderr is not None:
+            self._stderr_final = self.stderr_text()  # stays readable after stop()
+            self._stderr.close()
+            self._stderr = None
         return int(proc.returncode)
 
     def __enter__(self) -> Self:
@@ -212,10 +218,6 @@ class Shim:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-        if self._stderr is not None:
-            self._stderr_final = self.stderr_text()  # still readable after the with block
-            self._stderr.close()
-            self._stderr = None
 
     @property
     def pid(self) -> int:

@@ -21,7 +21,7 @@
 #define FW_LINE_MAX 32u
 /* Longest line the core writes: the '?' counters reply. Commands are consumed only when
  * the UART can take this much, so a reply is never cut. */
-#define FW_REPLY_MAX 192u
+#define FW_REPLY_MAX 224u
 /* Longest frame line: T + 8 id + 1 dlc + 16 data + 4 timestamp + CR. */
 #define FW_FRAME_LINE_MAX 31u
 /* Frames written per fw_poll(), so a flood cannot starve command handling. */
@@ -50,6 +50,7 @@ typedef struct {
     uint32_t tx_refused;      /* host transmit commands (t T r R d D b B) refused */
     uint32_t cmd_overlong;    /* command lines longer than FW_LINE_MAX, discarded */
     uint32_t can_errors;      /* controller error events reported by the port */
+    uint32_t host_detached;   /* times the port reported the host gone (fw_on_host_detached) */
 } fw_counters_t;
 
 typedef struct {
@@ -92,6 +93,12 @@ bool fw_init(fw_t *fw, const fw_hal_t *hal, const fw_config_t *cfg);
 void fw_on_can_frame(fw_t *fw, const fw_can_frame_t *frame);
 /* From the CAN error interrupt: FW_CAN_ERR_* bits. */
 void fw_on_can_error(fw_t *fw, uint8_t errors);
+
+/* From the port when it knows the host went away (USB CDC: DTR dropped; host build: the
+ * pty's last reader closed it). Closes the channel, discards queued frames and any
+ * half-received command, so a host that connects later reads nothing stale. Settings
+ * (bitrate, Z, M/m) are kept, as a host-side close would keep them. */
+void fw_on_host_detached(fw_t *fw);
 
 /* Main loop step: handle host commands, then write queued frames as UART space allows. */
 void fw_poll(fw_t *fw);

@@ -113,7 +113,7 @@ bool fw_init(fw_t *fw, const fw_hal_t *hal, const fw_config_t *cfg)
     fw->hal = hal;
     fw->cfg = *cfg;
     fw_ring_init(&fw->ring);
-    fw_counters_t zero = {0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u};
+    fw_counters_t zero = {0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u};
     fw->counters = zero;
     fw->open = false;
     fw->timestamps = false;
@@ -267,14 +267,19 @@ static bool cmd_open(fw_t *fw, const char *line, uint32_t len, reply_t *reply)
     return true;
 }
 
+static void close_channel(fw_t *fw)
+{
+    fw->open = false;
+    fw->hal->can_close(fw->hal->ctx); /* no receive interrupt after this: the ring is ours */
+    fw_ring_init(&fw->ring);
+}
+
 static bool cmd_close(fw_t *fw, const char *line, uint32_t len, reply_t *reply)
 {
     (void)line;
     (void)len;
     (void)reply;
-    fw->open = false;
-    fw->hal->can_close(fw->hal->ctx);
-    fw_ring_init(&fw->ring);
+    close_channel(fw);
     return true;
 }
 
@@ -374,6 +379,7 @@ static bool cmd_counters(fw_t *fw, const char *line, uint32_t len, reply_t *repl
     reply_counter(reply, "overlong", c->cmd_overlong);
     reply_counter(reply, "canerr", c->can_errors);
     reply_counter(reply, "highwater", fw->ring.high_water);
+    reply_counter(reply, "detached", c->host_detached);
     return true;
 }
 
@@ -483,6 +489,17 @@ void fw_feed_byte(fw_t *fw, uint8_t byte)
         fw->line_bad_byte = true;
     }
     fw->line[fw->line_len++] = (char)byte;
+}
+
+void fw_on_host_detached(fw_t *fw)
+{
+    fw->counters.host_detached++;
+    if (fw->open) {
+        close_channel(fw);
+    }
+    fw->line_len = 0u;
+    fw->line_overlong = false;
+    fw->line_bad_byte = false;
 }
 
 /* ---- main loop -------------------------------------------------------------------------- */

@@ -207,3 +207,25 @@ def test_sending_to_a_dead_shim_is_a_clear_error(shim_binary: str) -> None:
         for _ in range(100):  # the first write may still land in the pipe buffer
             s.send(0x1, b"")
     s.stop()
+
+
+def test_host_leaving_closes_the_channel_and_drops_what_it_did_not_read(shim: Shim) -> None:
+    """A host that closes the port without C is gone: the shim closes the channel and throws
+    away frames it never read, so the next host does not take old frames for new ones."""
+    p = SlcanPort(shim.port)
+    assert p.cmd(b"O") == b"\r"
+    shim.send_many([(0x100 + i, b"\x01", False) for i in range(5)])
+    shim.wait_counters({"out": 5})  # written to the pty, never read
+    p.close()
+    shim.wait_counters({"detached": 1})
+    assert not shim.channel_is_open()
+    shim.send(0x200, b"\x02")
+    shim.wait_counters({"closed": 1})  # nobody listening: not queued for later
+
+    p = SlcanPort(shim.port)
+    assert p.cmd(b"V") == b"V1013\r"  # the first bytes on the reopened port: nothing stale
+    assert p.cmd(b"O") == b"\r"  # the channel had been closed (O on an open channel is BEL)
+    shim.send(0x300, b"\x03")
+    assert p.read_reply() == b"t300103\r"
+    p.close()
+    assert "host detached" in shim.stderr_text()
