@@ -129,7 +129,10 @@ class FleetLink:
         self.max_ack_timeout_s = max_ack_timeout_s
         self.outbox_limit = outbox_limit
         self.boot = secrets.token_hex(4)
-        self._jobs = JobQueue(job_queue_size)
+        # The broker keeps at most `job_queue_size` jobs unacknowledged in flight to us (Receive
+        # Maximum); the queue has room for twice that, because mosquitto's flow-control
+        # accounting can run a message or two ahead while acks and deliveries cross.
+        self._jobs = JobQueue(2 * job_queue_size)
         # Lock order: `_lock` guards plain fields and is never held while calling paho (paho
         # calls back into us holding its own mutexes). `_sub_lock` serialises subscription
         # changes and state publishes; only API threads and the sender thread take it, never a
@@ -471,6 +474,7 @@ class FleetLink:
         if refusal is None and not self._jobs.put_nowait(job):
             refusal = ("busy", "the car's job queue is full")
         if refusal is not None:
+            self.counters[f"jobs_refused_{refusal[0]}"] += 1
             self._answer(job.job_id, "preempted", None, refusal, None, job.submitter)
         else:
             self.counters["jobs_accepted"] += 1
