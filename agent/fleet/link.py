@@ -159,6 +159,8 @@ class FleetLink:
         self._subscribed = False
         self._state: p.CarState | None = None
         self._state_seq = 0
+        self._state_generation = -1  # the connection the state was last published on
+        self._state_dirty = False  # changed since last published
         self._telemetry = p.TelemetryFilter(heartbeat_s)
         self._telemetry_seq = 0
         self._error_seq = 0
@@ -242,8 +244,10 @@ class FleetLink:
             if self._state is not None and _same_state(self._state, st):
                 return False
             self._state = st
+            self._state_dirty = True
         with self._sub_lock:
-            return self._send_state()
+            # The sender thread may have published it meanwhile (on a reconnect).
+            return self._send_state() if self._state_dirty else True
 
     def _send_state(self) -> bool:
         """Publish the current state (caller holds `_sub_lock`)."""
@@ -254,6 +258,8 @@ class FleetLink:
             st = p.CarState(**{**self._state.__dict__, "accepting_jobs": self._subscribed,
                                "seq": self._state_seq, "t": self.clock.time()})
             self._state = st
+            self._state_generation = self.session.generation
+            self._state_dirty = False
         return self._publish(p.Topics.state(self.car_id), st.encode(), p.QOS_STATE, True,
                              publish_props(content_type=p.CT_JSON,
                                            user=[(p.SCHEMA_PROPERTY, "state/1")])) is not None
@@ -360,7 +366,10 @@ class FleetLink:
                     if resync:
                         self._apply_subscription(force=True)
                         with self._sub_lock:
-                            self._send_state()  # the will may have replaced it with "offline"
+                            # After a reconnect the will may have replaced it with "offline".
+                            if (self._state_generation != self.session.generation
+                                    or self._state_dirty):
+                                self._send_state()
                     else:
                         self._apply_subscription()
                 self._expire_model_fetches()
@@ -410,14 +419,16 @@ class FleetLink:
             with self._lock:
                 # Backpressure: with the outbox full the car takes no work until the fleet acks.
                 want = self._want_accepting and self.outbox.depth() < self.outbox_limit
-                if (want == self._subscribed and not force) or not self.session.connected:
+                changed = want != self._subscribed
+                if (not changed and not force) or not self.session.connected:
                     return
                 self._subscribed = want
             if want:
                 self.session.subscribe(p.Topics.shared_jobs(self.pool), p.QOS_JOB)
             else:
                 self.session.unsubscribe(p.Topics.shared_jobs(self.pool))
-            self._send_state()
+            if changed:
+                self._send_state()  # accepting_jobs is part of the state
 
     # -- callbacks (network thread; MqttSession guards them) -------------------------------------
 
