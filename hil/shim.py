@@ -118,6 +118,8 @@ class Shim:
       uart_bps: model a UART of this many bit/s (8N1); 0 = as fast as the pty takes it.
       clock_start_ms: the firmware's millis() at start (to put SLCAN timestamps near a wrap).
       serial: the 4-character N reply.
+      exit_on_input_end: pass --exit-on-eof, so the shim exits when its stdin closes: after
+        end_input(), and also when this process dies without stopping it (no orphans).
       extra_args: more command-line options for the binary.
       start_timeout_s: how long to wait for the pty path.
     Raises ShimError when it cannot build or start.
@@ -131,6 +133,7 @@ class Shim:
         uart_bps: int = 0,
         clock_start_ms: int = 0,
         serial: str | None = None,
+        exit_on_input_end: bool = True,
         extra_args: Sequence[str] = (),
         start_timeout_s: float = 10.0,
     ) -> None:
@@ -143,6 +146,8 @@ class Shim:
             self._args += ["--clock-start", str(int(clock_start_ms))]
         if serial is not None:
             self._args += ["--serial", serial]
+        if exit_on_input_end:
+            self._args.append("--exit-on-eof")
         self._args += list(extra_args)
         self._start_timeout_s = start_timeout_s
         self._proc: subprocess.Popen[bytes] | None = None
@@ -268,7 +273,8 @@ class Shim:
                 raise ShimError(f"shim is gone (exit {proc.poll()}): {self.stderr_text()}") from e
 
     def end_input(self) -> None:
-        """Close the bus input (EOF); a shim started with --exit-on-eof then exits."""
+        """Close the bus input (EOF). With exit_on_input_end (the default) the shim then
+        writes what is queued, waits up to 2 s for the host to read it, and exits."""
         proc = self._require()
         if proc.stdin is not None and not proc.stdin.closed:
             proc.stdin.close()
