@@ -4,6 +4,7 @@ hostile bus input, error reporting. Talks to it over its pty with pyserial."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -60,6 +61,31 @@ def test_missing_uart_path_is_a_clear_error(shim_binary: str) -> None:
     )
     assert proc.returncode == 1
     assert "/nonexistent/tty" in proc.stderr
+
+
+def test_missing_can_input_is_a_clear_error(shim_binary: str) -> None:
+    proc = subprocess.run(
+        [shim_binary, "--can-in", "/nonexistent/bus.log"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=10,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 1
+    assert "CAN input" in proc.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGHUP])
+def test_other_stop_signals_exit_cleanly(shim_binary: str, sig: signal.Signals) -> None:
+    s = Shim(shim_binary, build=False).start()
+    os.kill(s.pid, sig)
+    deadline = time.monotonic() + 10
+    while s.returncode() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert s.returncode() == 0
+    s.stop()
+    assert "fleetnode-shim: counters " in s.stderr_text()
 
 
 def test_sigterm_exits_cleanly_with_counters(shim_binary: str) -> None:
