@@ -16,10 +16,20 @@ from tests.firmware.conftest import SlcanPort
 from tests.fixtures.pty import open_pty
 
 
-def test_help_answers(shim_binary: str) -> None:
-    proc = subprocess.run(
-        [shim_binary, "--help"], check=False, capture_output=True, text=True, timeout=10
+def run_shim(binary: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the shim to completion with no input (for option errors and --help)."""
+    return subprocess.run(
+        [binary, *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=10,
+        stdin=subprocess.DEVNULL,
     )
+
+
+def test_help_answers(shim_binary: str) -> None:
+    proc = run_shim(shim_binary, "--help")
     assert proc.returncode == 0
     assert "--can-in" in proc.stdout and "--exit-on-eof" in proc.stdout
 
@@ -38,40 +48,19 @@ def test_help_answers(shim_binary: str) -> None:
     ],
 )
 def test_bad_options_exit_2(shim_binary: str, args: list[str]) -> None:
-    proc = subprocess.run(
-        [shim_binary, *args],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=10,
-        stdin=subprocess.DEVNULL,
-    )
+    proc = run_shim(shim_binary, *args)
     assert proc.returncode == 2, proc.stderr
     assert "usage" in proc.stderr or "invalid" in proc.stderr
 
 
 def test_missing_uart_path_is_a_clear_error(shim_binary: str) -> None:
-    proc = subprocess.run(
-        [shim_binary, "--uart", "/nonexistent/tty"],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=10,
-        stdin=subprocess.DEVNULL,
-    )
+    proc = run_shim(shim_binary, "--uart", "/nonexistent/tty")
     assert proc.returncode == 1
     assert "/nonexistent/tty" in proc.stderr
 
 
 def test_missing_can_input_is_a_clear_error(shim_binary: str) -> None:
-    proc = subprocess.run(
-        [shim_binary, "--can-in", "/nonexistent/bus.log"],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=10,
-        stdin=subprocess.DEVNULL,
-    )
+    proc = run_shim(shim_binary, "--can-in", "/nonexistent/bus.log")
     assert proc.returncode == 1
     assert "CAN input" in proc.stderr
 
