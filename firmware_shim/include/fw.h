@@ -19,7 +19,7 @@
  * The longest command we accept is 9 characters (Mxxxxxxxx); 32 leaves room for the
  * transmit commands we refuse (T + 8 + 1 + 16 = 26) to be recognised as such. */
 #define FW_LINE_MAX 32u
-/* Longest line the core writes: the '?' counters reply. Commands are consumed only when
+/* Longest line the core writes: the '?' counters reply. A command is answered only when
  * the UART can take this much, so a reply is never cut. */
 #define FW_REPLY_MAX 224u
 /* Longest frame line: T + 8 id + 1 dlc + 16 data + 4 timestamp + CR. */
@@ -82,6 +82,7 @@ typedef struct {
     uint32_t line_len;
     bool line_overlong; /* discarding until CR */
     bool line_bad_byte; /* a control or non-ASCII byte was seen in this line */
+    bool line_ready;    /* a CR completed the line; it waits for room for its reply */
 } fw_t;
 
 /* Power-up defaults: serial "A123", version V1013, S6 (500 kbit/s). */
@@ -110,8 +111,5 @@ uint32_t fw_bitrate_for_index(uint8_t index);
  * 0 if the frame is invalid or out is too small. */
 uint32_t fw_format_frame(const fw_can_frame_t *f, bool with_stamp, uint16_t stamp_ms, char *out,
                          uint32_t cap);
-
-/* Feed host bytes as if they came from the UART (fw_poll does this from uart_read). */
-void fw_feed_byte(fw_t *fw, uint8_t byte);
 
 #endif

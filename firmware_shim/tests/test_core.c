@@ -474,7 +474,7 @@ static void test_ring_overflow_counter(void)
     CHECK(fk.overwrites == 0);
 }
 
-static void test_drain_budget_and_backpressure(void)
+static void test_backpressure_never_cuts_a_line(void)
 {
     setup();
     cmd("O");
@@ -487,16 +487,48 @@ static void test_drain_budget_and_backpressure(void)
     fk.tx_limit = fk.out_len + 2u * FW_FRAME_LINE_MAX;
     fw_poll(&fw);
     CHECK(fw.counters.frames_out == 2u);
-    CHECK(fk.overwrites == 0);
-    /* A command is not even read while its reply could not be written. */
+    /* A command whose reply would not fit waits, and holds back frames and further input. */
     fk.tx_limit = fk.out_len + FW_REPLY_MAX - 1u;
-    CHECK(fake_board_input(&fk, "V\r", 2u));
+    CHECK(fake_board_input(&fk, "V\rN\r", 4u));
+    size_t mark = fk.out_len;
     fw_poll(&fw);
-    CHECK(fk.in_pos == fk.in_len - 2u);
+    CHECK(fk.out_len == mark);         /* no reply, no frame */
+    CHECK(fk.in_pos == fk.in_len - 2u); /* "N\r" not read yet */
     fk.tx_limit = sizeof fk.out;
     fw_poll(&fw);
-    CHECK(fk.in_pos == fk.in_len);
+    CHECK(strncmp(fk.out + mark, "V1013\rNA123\rT", 13) == 0); /* replies, then frames resume */
+    io("", 0u);
     CHECK(fw.counters.frames_out == FW_RING_CAPACITY);
+    CHECK(fk.overwrites == 0);
+}
+
+/* A bus flood into a slow UART must not starve commands: with the ring never empty and the
+ * UART taking 40 bytes per main-loop turn, F is still answered within a few turns. */
+static void test_commands_answered_during_a_flood(void)
+{
+    setup();
+    cmd("O");
+    fk.tx_limit = fk.out_len;
+    uint32_t id = 0u;
+    int answered_at = -1;
+    CHECK(fake_board_input(&fk, "F\r", 2u));
+    for (int turn = 0; turn < 50 && answered_at < 0; turn++) {
+        for (int k = 0; k < 2; k++) {
+            fw_can_frame_t f = std_frame(id++ & 0x7FFu, 8u, 0);
+            fw_on_can_frame(&fw, &f);
+        }
+        fk.tx_limit += 40u; /* the UART shifted out 40 bytes */
+        size_t mark = fk.out_len;
+        fw_poll(&fw);
+        for (size_t i = mark; i + 3u < fk.out_len; i++) {
+            if (fk.out[i] == 'F' && fk.out[i + 3u] == '\r') {
+                answered_at = turn;
+            }
+        }
+    }
+    CHECK(answered_at >= 0 && answered_at <= (int)(FW_REPLY_MAX / 40u) + 1);
+    CHECK(fw.counters.rx_overflow > 0u); /* it really was a flood */
+    CHECK(fk.overwrites == 0);
 }
 
 /* ---- acceptance filter ------------------------------------------------------------------ */
@@ -635,7 +667,8 @@ void run_core_tests(void)
     RUN(test_timestamp_continuous_across_millis_wrap);
     RUN(test_ring_basics);
     RUN(test_ring_overflow_counter);
-    RUN(test_drain_budget_and_backpressure);
+    RUN(test_backpressure_never_cuts_a_line);
+    RUN(test_commands_answered_during_a_flood);
     RUN(test_filter_semantics);
     RUN(test_filter_in_the_receive_path);
     RUN(test_config_validation);
