@@ -86,16 +86,16 @@ def main(argv: list[str] | None = None) -> int:
             if remaining > 0:
                 time.sleep(remaining)
 
-        def fleet_saw(pred: Callable[[p.CarState], bool], timeout: float) -> p.CarState | None:
-            ok = fleet.wait_for(lambda f: CAR in f.cars and pred(f.cars[CAR]), timeout)
-            return fleet.cars.get(CAR) if ok else None
+        def expect(pred: Callable[[p.CarState], bool], timeout: float, failure: str) -> None:
+            """Wait until the fleet sees the car in a state; say what it sees, or note the failure."""
+            if not fleet.wait_for(lambda f: CAR in f.cars and pred(f.cars[CAR]), timeout):
+                problems.append(failure)
+                return
+            st = fleet.cars[CAR]
+            why = ", ".join(dict.fromkeys(st.reasons)) or f"{st.available_w:.0f} W available, SoC {st.soc_percent} %"
+            say("fleet", f"{CAR} is {st.mode}: {why}")
 
-        st = fleet_saw(lambda c: c.mode == "RUN", 15)
-        if st is None:
-            problems.append("the fleet never saw the car available")
-        else:
-            say("fleet", f"{CAR} is {st.mode}: {st.available_w:.0f} W available, SoC {st.soc_percent} %")
-
+        expect(lambda c: c.mode == "RUN", 15, "the fleet never saw the car available")
         inputs = {}
 
         def submit_batch(name: str, n: int) -> None:
@@ -107,30 +107,22 @@ def main(argv: list[str] | None = None) -> int:
             say("fleet", f"submitted {n} jobs ({name}-0 .. {name}-{n - 1}) for model thin_path")
 
         submit_batch("a", args.jobs)
+        batch_a = [t for t in inputs if t.startswith("a-")]
+        fleet.wait(8 * k, batch_a)
+        done = [t for t in batch_a if fleet.tasks[t].status == "ok"]
+        say("fleet", f"{len(done)}/{len(batch_a)} results of batch a are back")
         at(11.5)
-        st = fleet_saw(lambda c: c.mode != "RUN", 5)
-        if st is None:
-            problems.append("the door opened, but the car stayed in RUN")
-        else:
-            say("fleet", f"{CAR} is {st.mode}: {', '.join(dict.fromkeys(st.reasons))}")
+        expect(lambda c: c.mode != "RUN", 5, "the door opened, but the car stayed in RUN")
         submit_batch("b", args.jobs)
         say("fleet", "batch b waits for an available car")
         at(20)
         say("car", "the serial cable of the CAN shim is pulled")
         car.unplug()
-        st = fleet_saw(lambda c: c.mode == "OFF", 5)
-        if st is None:
-            problems.append("the cable was pulled, but the car did not go OFF")
-        else:
-            say("fleet", f"{CAR} is {st.mode}: {', '.join(dict.fromkeys(st.reasons))}")
+        expect(lambda c: c.mode == "OFF", 5, "the cable was pulled, but the car did not go OFF")
         at(24)
         say("car", "the cable is plugged back in")
         car.plug()
-        st = fleet_saw(lambda c: c.mode == "RUN", 10)
-        if st is None:
-            problems.append("the cable came back, but the car never returned to RUN")
-        else:
-            say("fleet", f"{CAR} is back to {st.mode}")
+        expect(lambda c: c.mode == "RUN", 10, "the cable came back, but the car never returned to RUN")
         if not fleet.wait(max(5.0, 30 * k - (time.monotonic() - t0)), list(inputs)):
             problems.append("not every job finished")
         exact = 0
