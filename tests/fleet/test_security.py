@@ -1,0 +1,466 @@
+"""The fleet link's security on a real mosquitto: TLS with client certificates from our CA, the
+per-vehicle ACL generated from the topic tree, the client id bound to the certificate, and the
+packet size limit.
+
+Every "nothing arrived" is proven by a marker sent afterwards on an allowed topic: the marker
+comes from the same publisher (MQTT keeps one publisher's order), or it is sent only after the
+broker has acknowledged the refused message (mosquitto routes a message before it answers its
+PUBACK, so anything it would have delivered is queued ahead of the marker).
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from agent.fleet import acl
+from agent.fleet import protocol as p
+from agent.fleet.broker import Broker, BrokerTls
+from agent.fleet.fleetside import FleetClient
+from agent.fleet.link import FleetLink
+from agent.fleet.mqtt import TlsConfig
+from agent.fleet.pki import CertificateAuthority, Identity, PkiError, common_name
+from tests.fleet.conftest import RUN, VEHICLE, run_car
+
+T = p.Topics
+NOT_AUTHORIZED = 0x87
+PACKET_TOO_LARGE = 0x95
+LOST = 0x80  # paho's reason when the socket closed under it
+NO_SUBSCRIBERS = 0x10  # accepted; nobody subscribed to it
+WAIT_S = 10.0
+
+
+@dataclass(frozen=True)
+class Pki:
+    ca: Path
+    server: Identity
+    car_a: Identity
+    car_b: Identity
+    fleet: Identity
+    rogue_car_a: Identity  # CN car-a, signed by another CA
+    rogue_ca: Path
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    ca = CertificateAuthority.create(tmp_path_factory.mktemp("pki"))
+    rogue = CertificateAuthority.create(tmp_path_factory.mktemp("rogue"), name="not the fleet CA")
+    return Pki(ca=ca.cert_path, server=ca.issue_server(), car_a=ca.issue_car("car-a"),
+               car_b=ca.issue_car("car-b"), fleet=ca.issue_fleet("dispatch"),
+               rogue_car_a=rogue.issue_car("car-a"), rogue_ca=rogue.cert_path)
+
+
+@pytest.fixture
+def broker(pki: Pki, tmp_path: Path) -> Iterator[Broker]:
+    b = Broker(tmp_path / "broker", tls=BrokerTls(pki.ca, pki.server.cert, pki.server.key),
+               acl_file=acl.write_acl(tmp_path / "acl", ["dispatch"]),
+               message_size_limit=acl.MAX_PACKET_BYTES)
+    with b.config_path.open("a") as f:
+        f.write("".join(line + "\n" for line in acl.BROKER_SETTINGS))
+    b.start()
+    try:
+        yield b
+    finally:
+        b.kill()
+
+
+def tls_context(ca: Path, ident: Identity | None) -> ssl.SSLContext:
+    if ident is None:
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca))
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        return ctx
+    return TlsConfig(ca, ident.cert, ident.key).context()
+
+
+def tls(pki: Pki, ident: Identity) -> TlsConfig:
+    return TlsConfig(pki.ca, ident.cert, ident.key)
+
+
+class Probe:
+    """A bare paho MQTT 5 client that records every answer of the broker, for assertions."""
+
+    def __init__(self, broker: Broker, ctx: ssl.SSLContext, client_id: str,
+                 clean_start: bool = True, session_expiry_s: int = 0) -> None:
+        self._cond = threading.Condition()
+        self.connack: ReasonCode | None = None
+        self.connack_props: Properties | None = None
+        self.session_present = False
+        self.disconnects: list[ReasonCode] = []
+        self.subacks: dict[int, list[int]] = {}
+        self.pubacks: dict[int, int] = {}
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self._closed = False
+        self.client = c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id,
+                                      protocol=paho.MQTTv5)
+        c.tls_set_context(ctx)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_subscribe = self._on_subscribe
+        c.on_publish = self._on_publish
+        c.on_message = self._on_message
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = session_expiry_s
+        c.connect(broker.host, broker.port, clean_start=clean_start, properties=props)
+        c.loop_start()
+        assert self.wait(lambda: self.connack is not None), "no CONNACK"
+        assert self.connack is not None and not self.connack.is_failure, self.connack
+
+    def _record(self, fn: Callable[[], None]) -> None:
+        with self._cond:
+            fn()
+            self._cond.notify_all()
+
+    def _on_connect(self, c: paho.Client, u: object, flags: paho.ConnectFlags, rc: ReasonCode,
+                    props: Properties | None) -> None:
+        def f() -> None:
+            self.connack, self.connack_props = rc, props
+            self.session_present = bool(flags.session_present)
+        self._record(f)
+
+    def _on_disconnect(self, c: paho.Client, u: object, flags: paho.DisconnectFlags,
+                       rc: ReasonCode, props: Properties | None) -> None:
+        self._record(lambda: self.disconnects.append(rc))
+
+    def _on_subscribe(self, c: paho.Client, u: object, mid: int, rcs: list[ReasonCode],
+                      props: Properties | None) -> None:
+        self._record(lambda: self.subacks.__setitem__(mid, [r.value for r in rcs]))
+
+    def _on_publish(self, c: paho.Client, u: object, mid: int, rc: ReasonCode,
+                    props: Properties | None) -> None:
+        self._record(lambda: self.pubacks.__setitem__(mid, rc.value))
+
+    def _on_message(self, c: paho.Client, u: object, msg: paho.MQTTMessage) -> None:
+        self._record(lambda: self.messages.append((msg.topic, bytes(msg.payload), msg.retain)))
+
+    def wait(self, predicate: Callable[[], bool], timeout: float = WAIT_S) -> bool:
+        with self._cond:
+            return self._cond.wait_for(predicate, timeout)
+
+    def subscribe(self, topic: str) -> int:
+        """Subscribe at QoS 1; returns the SUBACK's reason code (1 = granted QoS 1)."""
+        rc, mid = self.client.subscribe(topic, 1)
+        assert rc == paho.MQTT_ERR_SUCCESS and mid is not None
+        assert self.wait(lambda: mid in self.subacks), f"no SUBACK for {topic}"
+        return self.subacks[mid][0]
+
+    def publish(self, topic: str, payload: bytes, retain: bool = False) -> int:
+        """Publish at QoS 1; returns the PUBACK's reason code (0 = accepted)."""
+        info = self.client.publish(topic, payload, 1, retain)
+        assert info.rc == paho.MQTT_ERR_SUCCESS
+        assert self.wait(lambda: info.mid in self.pubacks), f"no PUBACK for {topic}"
+        return self.pubacks[info.mid]
+
+    def wait_message(self, topic: str, payload: bytes) -> bool:
+        return self.wait(lambda: any(m[0] == topic and m[1] == payload for m in self.messages))
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.client.disconnect()
+            self.client.loop_stop()
+
+
+@pytest.fixture
+def probe(broker: Broker, pki: Pki) -> Iterator[Callable[..., Probe]]:
+    made: list[Probe] = []
+
+    def make(ident: Identity, client_id: str | None = None, **kw: bool | int) -> Probe:
+        pr = Probe(broker, tls_context(pki.ca, ident), client_id or f"probe-{ident.name}-{len(made)}",
+                   **kw)  # type: ignore[arg-type]
+        made.append(pr)
+        return pr
+
+    yield make
+    for pr in made:
+        pr.close()
+
+
+def until(predicate: Callable[[], bool], timeout: float = WAIT_S) -> bool:
+    """Poll a condition that has no notification of its own, up to a deadline."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def mqtt_connect_once(broker: Broker, ctx: ssl.SSLContext | None) -> bytes | Exception:
+    """One TLS handshake (or plain TCP with ctx None) and one MQTT 5 CONNECT: returns the first
+    bytes of the answer (a CONNACK starts 0x20), b"" if the broker closed, or the exception."""
+    cid = b"raw-probe"
+    body = b"\x00\x04MQTT\x05\x02\x00\x3c\x00" + len(cid).to_bytes(2, "big") + cid
+    connect = bytes([0x10, len(body)]) + body
+    try:
+        with socket.create_connection((broker.host, broker.port), timeout=WAIT_S) as raw:
+            sock = raw if ctx is None else ctx.wrap_socket(raw, server_hostname=broker.host)
+            with sock:
+                sock.sendall(connect)
+                got = b""
+                while len(got) < 4:
+                    chunk = sock.recv(4 - len(got))
+                    if not chunk:
+                        break
+                    got += chunk
+                return got
+    except (ssl.SSLError, ConnectionError) as e:
+        return e
+
+
+# ---------------------------------------------------------------------------------------------
+# Certificates
+
+
+def test_pki_writes_private_keys_0600_and_names_cars_by_their_id(pki: Pki) -> None:
+    for ident in (pki.server, pki.car_a, pki.car_b, pki.fleet):
+        assert ident.key.stat().st_mode & 0o777 == 0o600
+        assert ident.cert.stat().st_mode & 0o077 == 0o044  # certificates are public
+    assert (pki.ca.parent / "ca.key").stat().st_mode & 0o777 == 0o600
+    assert common_name(pki.car_a.cert) == "car-a"
+    assert common_name(pki.fleet.cert) == "fleet.dispatch"
+    ca = CertificateAuthority.load(pki.ca.parent)
+    assert ca.signed(pki.car_a.cert) and not ca.signed(pki.rogue_car_a.cert)
+
+
+@pytest.mark.parametrize("bad", ["car/a", "+", "#", "", "a" * 65, "fleet.dispatch", "ca", "broker"])
+def test_pki_refuses_a_car_id_that_is_not_one_topic_level_of_its_own(pki: Pki, bad: str) -> None:
+    ca = CertificateAuthority.load(pki.ca.parent)
+    with pytest.raises(PkiError):
+        ca.issue_car(bad)
+
+
+def test_pki_refuses_to_replace_an_existing_ca(pki: Pki) -> None:
+    with pytest.raises(PkiError, match="orphan"):
+        CertificateAuthority.create(pki.ca.parent)
+
+
+# ---------------------------------------------------------------------------------------------
+# (1), (2) Who may connect
+
+
+def test_a_car_with_a_fleet_certificate_gets_a_connack(broker: Broker, pki: Pki) -> None:
+    # The positive control for the refusals below: the same one-shot connect succeeds.
+    got = mqtt_connect_once(broker, tls_context(pki.ca, pki.car_a))
+    assert isinstance(got, bytes) and got[:1] == b"\x20" and got[3] == 0x00, got
+
+
+@pytest.mark.parametrize("who", ["no certificate", "plain TCP", "certificate from another CA",
+                                 "the broker's own certificate as a client"])
+def test_a_client_without_a_fleet_client_certificate_cannot_connect(broker: Broker, pki: Pki,
+                                                                    who: str) -> None:
+    ctx: ssl.SSLContext | None
+    if who == "no certificate":
+        ctx = tls_context(pki.ca, None)
+    elif who == "plain TCP":
+        ctx = None
+    elif who == "certificate from another CA":
+        ctx = tls_context(pki.ca, pki.rogue_car_a)  # the right name, the wrong signature
+    else:
+        ctx = tls_context(pki.ca, pki.server)  # signed by our CA, but for serverAuth only
+    got = mqtt_connect_once(broker, ctx)
+    # Refused during or right after the handshake: an alert or a closed socket, never a CONNACK.
+    assert not isinstance(got, bytes) or got == b"", got
+    assert not isinstance(got, TimeoutError)
+
+
+def test_a_car_refuses_a_broker_certified_by_another_ca(broker: Broker, pki: Pki) -> None:
+    got = mqtt_connect_once(broker, tls_context(pki.rogue_ca, pki.car_a))
+    assert isinstance(got, ssl.SSLCertVerificationError), got
+
+
+# ---------------------------------------------------------------------------------------------
+# (3), (4), (5) What each identity may publish and read
+
+
+def test_a_car_publishes_its_own_state_and_the_fleet_receives_it(probe: Callable[..., Probe],
+                                                                 pki: Pki) -> None:
+    fleet = probe(pki.fleet)
+    assert fleet.subscribe(T.ALL_STATES) == 1
+    car = probe(pki.car_a)
+    state = p.CarState("car-a", True, "STANDBY", (), 0.0, False).encode()
+    assert car.publish(T.state("car-a"), state, retain=True) == 0
+    assert fleet.wait_message(T.state("car-a"), state)
+
+
+def test_a_car_may_write_only_under_its_own_topics(probe: Callable[..., Probe], pki: Pki) -> None:
+    fleet = probe(pki.fleet)
+    for t in (T.ALL_STATES, T.ALL_TELEMETRY, T.ALL_ERRORS, T.all_results("sub")):
+        assert fleet.subscribe(t) == 1
+    car_b = probe(pki.car_b)
+    assert car_b.subscribe(T.shared_jobs("default")) == 1
+    assert car_b.subscribe(T.model_all("0" * 64)) == 1
+    car_a = probe(pki.car_a)
+    allowed = [T.state("car-a"), T.telemetry("car-a"), T.errors("car-a"), T.results("car-a", "sub")]
+    forbidden = [T.state("car-b"), T.telemetry("car-b"), T.errors("car-b"),
+                 T.results("car-b", "sub"), T.acks("car-b"), T.acks("car-a"), T.jobs("default"),
+                 T.model_manifest("0" * 64), "elsewhere/topic"]
+    codes = {t: car_a.publish(t, b"forged by car-a", retain=t == T.state("car-b"))
+             for t in forbidden}
+    assert codes == {t: NOT_AUTHORIZED for t in forbidden}
+    assert {t: car_a.publish(t, b"car-a") for t in allowed} == {t: 0 for t in allowed}
+    # Markers: car-a's own state (same publisher as the refused messages), and a job the fleet
+    # sends after every refusal was answered.
+    assert car_a.publish(T.state("car-a"), b"marker", retain=True) == 0
+    assert fleet.wait_message(T.state("car-a"), b"marker")
+    assert fleet.publish(T.jobs("default"), b"marker-job") == 0
+    assert car_b.wait_message(T.jobs("default"), b"marker-job")
+    assert not [m for m in fleet.messages + car_b.messages if m[1] == b"forged by car-a"]
+    assert sorted(m[0] for m in fleet.messages) == sorted(allowed + [T.state("car-a")])
+    # Nor was anything retained under car-b: subscribing to car-b first, then car-a, the retained
+    # car-a marker arrives and nothing for car-b comes before it.
+    fleet.close()  # one live connection per identity: the client id is the certificate's name
+    late = probe(pki.fleet)
+    late.subscribe(T.state("car-b"))
+    late.subscribe(T.state("car-a"))
+    assert late.wait_message(T.state("car-a"), b"marker")
+    assert [m[0] for m in late.messages] == [T.state("car-a")]
+
+
+def test_the_fleet_cannot_speak_for_a_car(probe: Callable[..., Probe], pki: Pki) -> None:
+    fleet = probe(pki.fleet)
+    assert fleet.publish(T.state("car-a"), b"forged by the fleet", retain=True) == NOT_AUTHORIZED
+    assert fleet.publish(T.results("car-a", "sub"), b"forged by the fleet") == NOT_AUTHORIZED
+    assert fleet.publish(T.acks("car-a"), p.encode_ack(["j1"])) in (0, NO_SUBSCRIBERS)
+    assert fleet.publish(T.jobs("default"), b"job") in (0, NO_SUBSCRIBERS)
+
+
+def test_a_car_subscribing_to_another_cars_topics_receives_nothing(probe: Callable[..., Probe],
+                                                                   pki: Pki) -> None:
+    car_a = probe(pki.car_a)
+    spying = [T.state("car-b"), T.telemetry("car-b"), T.acks("car-b"), T.results("car-b", "sub"),
+              T.ALL_STATES, f"{p.ROOT}/cars/+/acks", f"{p.ROOT}/#", "#",
+              f"$share/spy/{T.acks('car-b')}", f"$share/spy/{p.ROOT}/cars/#"]
+    codes = {t: car_a.subscribe(t) for t in spying}
+    # mosquitto 2.0's acl_file grants every SUBSCRIBE (SUBACK 0x01) and checks read access on
+    # each message it would deliver, against the message's topic: a `$share/<group>/` filter
+    # gains nothing. A broker that refuses at SUBSCRIBE time must say 0x87.
+    assert all(c in (1, NOT_AUTHORIZED) for c in codes.values()), codes
+    assert car_a.subscribe(T.acks("car-a")) == 1
+    car_b = probe(pki.car_b)
+    for t in (T.state("car-b"), T.telemetry("car-b"), T.results("car-b", "sub")):
+        assert car_b.publish(t, b"car-b private", retain=t == T.state("car-b")) == 0
+    fleet = probe(pki.fleet)
+    assert fleet.publish(T.acks("car-b"), b"car-b private") == 0
+    assert fleet.publish(T.acks("car-a"), b"marker") == 0  # after every private one was routed
+    assert car_a.wait_message(T.acks("car-a"), b"marker")
+    assert {m[0] for m in car_a.messages} == {T.acks("car-a")}, car_a.messages
+
+
+def test_a_car_takes_jobs_through_the_shared_subscription(probe: Callable[..., Probe],
+                                                          pki: Pki) -> None:
+    car_a = probe(pki.car_a)
+    assert car_a.subscribe(T.shared_jobs("default")) == 1
+    fleet = probe(pki.fleet)
+    assert fleet.publish(T.jobs("default"), b"job-1") == 0
+    assert car_a.wait_message(T.jobs("default"), b"job-1")
+
+
+def test_a_car_cannot_take_over_another_cars_session(probe: Callable[..., Probe], pki: Pki) -> None:
+    car_a = probe(pki.car_a, client_id="car-car-a", clean_start=False, session_expiry_s=600)
+    assert car_a.subscribe(T.acks("car-a")) == 1
+    # car-b claims car-a's client id: the broker replaces it with car-b's certificate name, so
+    # car-b neither finds car-a's session nor pushes car-a off the broker.
+    car_b = probe(pki.car_b, client_id="car-car-a", clean_start=False, session_expiry_s=600)
+    assert not car_b.session_present
+    fleet = probe(pki.fleet)
+    assert fleet.publish(T.acks("car-a"), b"for car-a") == 0
+    assert car_a.wait_message(T.acks("car-a"), b"for car-a")
+    assert car_a.disconnects == [] and car_b.messages == []
+
+
+# ---------------------------------------------------------------------------------------------
+# (6) Size
+
+
+def test_the_broker_refuses_a_packet_over_the_limit_and_drops_the_connection(
+        probe: Callable[..., Probe], pki: Pki, broker: Broker) -> None:
+    fleet = probe(pki.fleet)
+    assert fleet.subscribe(T.all_results("sub")) == 1
+    car = probe(pki.car_a)
+    assert car.connack_props is not None
+    assert car.connack_props.MaximumPacketSize == acl.MAX_PACKET_BYTES  # announced to clients
+    topic = T.results("car-a", "sub")
+    largest = b"\x01" * p.MAX_RESULT_BYTES  # the protocol's largest result passes
+    assert car.publish(topic, largest) == 0
+    assert fleet.wait_message(topic, largest)
+    car.client.publish(topic, b"\x02" * acl.MAX_PACKET_BYTES, 1)
+    assert car.wait(lambda: len(car.disconnects) > 0)
+    # The broker sends DISCONNECT 0x95 and closes; while the client is still writing the big
+    # packet it may see only the closed socket. The broker's log says which limit it was.
+    assert car.disconnects[0].value in (PACKET_TOO_LARGE, LOST), car.disconnects
+    assert until(lambda: "oversize packet" in broker.log_path.read_text(errors="replace"))
+    car.close()  # (paho would reconnect it, and under one client id the two would alternate)
+    again = probe(pki.car_a)  # a new connection: strictly after the refusal
+    assert again.publish(topic, b"marker") == 0
+    assert fleet.wait_message(topic, b"marker")
+    assert [len(m[1]) for m in fleet.messages] == [p.MAX_RESULT_BYTES, len(b"marker")]
+
+
+# ---------------------------------------------------------------------------------------------
+# (7) The real car and fleet classes over TLS, under the ACL
+
+
+@pytest.fixture
+def car_link(broker: Broker, pki: Pki, tmp_path: Path) -> Iterator[FleetLink]:
+    link = FleetLink("car-a", broker.host, broker.port, tls=tls(pki, pki.car_a),
+                     outbox_path=tmp_path / "outbox.sqlite", audit_path=tmp_path / "audit.sqlite")
+    link.start()
+    try:
+        assert link.wait_connected(WAIT_S), link.session.last_error
+        yield link
+    finally:
+        link.close()
+
+
+def test_fleet_link_publishes_its_retained_state_over_tls(car_link: FleetLink, broker: Broker,
+                                                          pki: Pki) -> None:
+    assert car_link.publish_state(RUN, VEHICLE)
+    with FleetClient(broker.host, broker.port, tls=tls(pki, pki.fleet)) as fleet:
+        assert fleet.wait_connected(WAIT_S), fleet.session.last_error
+        assert fleet.wait_for(lambda c: "car-a" in c.cars, WAIT_S)
+        st = fleet.cars["car-a"]
+        assert st.online and st.mode == "RUN" and st.soc_percent == 72.0
+    assert car_link.session.counters["publish_refused"] == 0
+
+
+def test_a_job_round_trip_over_tls_needs_no_more_than_the_acl_grants(car_link: FleetLink,
+                                                                    broker: Broker,
+                                                                    pki: Pki) -> None:
+    run_car(car_link)
+    with FleetClient(broker.host, broker.port, tls=tls(pki, pki.fleet), submitter="sub") as fleet:
+        assert fleet.wait_connected(WAIT_S), fleet.session.last_error
+        assert fleet.wait_for(lambda c: [s.car for s in c.available()] == ["car-a"], WAIT_S)
+        fleet.submit("t1", p.ModelRef(builtin="thin_path"), [np.arange(4, dtype=np.int8)])
+        job = car_link.jobs().get(WAIT_S)
+        assert job is not None and job.task == "t1"
+        car_link.send_result(job.job_id, "ok", [job.inputs[0] * 2])
+        assert fleet.wait(WAIT_S) and fleet.tasks["t1"].status == "ok"
+        assert np.array_equal(fleet.tasks["t1"].outputs[0], np.arange(4, dtype=np.int8) * 2)
+        # The fleet's ack reached the car (its own acks topic): the outbox is empty.
+        assert fleet.wait_for(lambda c: car_link.outbox.depth() == 0, WAIT_S)
+        assert fleet.session.counters["publish_refused"] == 0
+    assert car_link.session.counters["publish_refused"] == 0
+
+
+def test_a_car_with_a_certificate_for_another_id_is_refused_its_state(broker: Broker, pki: Pki,
+                                                                      tmp_path: Path) -> None:
+    # A FleetLink configured as car-b but holding car-a's certificate: the broker knows it as
+    # car-a, so every publish under cars/car-b/ is refused in the PUBACK.
+    with FleetLink("car-b", broker.host, broker.port, tls=tls(pki, pki.car_a),
+                   outbox_path=tmp_path / "o.sqlite") as link:
+        assert link.wait_connected(WAIT_S), link.session.last_error
+        link.publish_state(RUN, VEHICLE)
+        assert until(lambda: link.session.counters["publish_refused"] > 0)
+        assert next(iter(link.session.publish_refused.values())).value == NOT_AUTHORIZED
