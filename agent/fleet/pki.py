@@ -10,7 +10,8 @@ fleet service's CN is `fleet.<name>`, which can never be a car id because of the
 
 Keys are EC P-256 (accepted by every OpenSSL mosquitto links against, and by Python's ssl).
 A production fleet keeps its CA key in an HSM; this module serves tests, the HIL bench and
-small deployments. Command line: `python -m agent.fleet.pki --help`.
+small deployments. Revocation: `revoke` adds a certificate to crl.pem, which the broker reads
+as its `crlfile`. Command line: `python -m agent.fleet.pki --help`.
 """
 
 from __future__ import annotations
@@ -39,7 +40,10 @@ SERVER_NAME = "broker"
 FLEET_PREFIX = "fleet."
 RESERVED_NAMES = frozenset({"ca", SERVER_NAME})
 DEFAULT_SERVER_HOSTS = ("localhost", "127.0.0.1", "::1")
+CRL = "crl.pem"
+REVOKED = "revoked.txt"
 CA_DAYS = 3650
+CRL_DAYS = 30
 LEAF_DAYS = 397
 # Clock skew between the issuing machine and a car that has just booted.
 BACKDATE = dt.timedelta(minutes=5)
@@ -167,7 +171,9 @@ class CertificateAuthority:
         )
         _write_private(d / CA_KEY, _key_pem(key))
         _write_public(d / CA_CERT, cert.public_bytes(serialization.Encoding.PEM))
-        return cls(d, cert, key)
+        ca = cls(d, cert, key)
+        ca.write_crl()  # empty, so the broker can name its crlfile from the first day
+        return ca
 
     @classmethod
     def load(cls, directory: str | Path) -> CertificateAuthority:
@@ -231,6 +237,51 @@ class CertificateAuthority:
             raise PkiError("a server certificate needs at least one host name or address")
         return self._issue(SERVER_NAME, ExtendedKeyUsageOID.SERVER_AUTH, days, sans)
 
+    # -- revocation --------------------------------------------------------------------------
+    # A car that is sold, stolen or scrapped keeps a valid certificate until it expires; the
+    # broker refuses it earlier through the CRL (mosquitto's `crlfile`). The list of revoked
+    # serials is kept next to the CA as text, and crl.pem is rebuilt from it.
+
+    @property
+    def crl_path(self) -> Path:
+        return self.dir / CRL
+
+    def revoked(self) -> dict[int, str]:
+        """Revoked serial number -> the common name it was issued to."""
+        out: dict[int, str] = {}
+        try:
+            text = (self.dir / REVOKED).read_text()
+        except FileNotFoundError:
+            return out
+        for line in text.splitlines():
+            serial, _, name = line.partition(" ")
+            out[int(serial, 16)] = name
+        return out
+
+    def revoke(self, cert_path: str | Path, crl_days: int = CRL_DAYS) -> Path:
+        """Add a certificate this CA issued to the revocation list; returns the new crl.pem."""
+        cert = x509.load_pem_x509_certificate(Path(cert_path).read_bytes())
+        if not self.signed(cert_path):
+            raise PkiError(f"{cert_path} was not issued by this CA")
+        revoked = self.revoked()
+        if cert.serial_number not in revoked:
+            with (self.dir / REVOKED).open("a") as f:
+                f.write(f"{cert.serial_number:x} {common_name(cert_path)}\n")
+        return self.write_crl(crl_days)
+
+    def write_crl(self, crl_days: int = CRL_DAYS) -> Path:
+        """Sign the current revocation list. The broker refuses every client once the CRL's next
+        update has passed, so it must be written again before `crl_days` run out."""
+        now = dt.datetime.now(dt.UTC)
+        b = (x509.CertificateRevocationListBuilder().issuer_name(self.cert.subject)
+             .last_update(now - BACKDATE).next_update(now + dt.timedelta(days=crl_days)))
+        for serial in sorted(self.revoked()):
+            b = b.add_revoked_certificate(
+                x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now).build())
+        crl = b.sign(self._key, hashes.SHA256())
+        _write_public(self.crl_path, crl.public_bytes(serialization.Encoding.PEM))
+        return self.crl_path
+
     def signed(self, cert_path: str | Path) -> bool:
         """True when the certificate at `cert_path` carries this CA's signature."""
         cert = x509.load_pem_x509_certificate(Path(cert_path).read_bytes())
@@ -272,6 +323,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--host", action="append", dest="hosts", metavar="HOST",
                    help="IP address or DNS name for the SAN, repeatable "
                         f"(default: {', '.join(DEFAULT_SERVER_HOSTS)})")
+    p = sub.add_parser("revoke", help="revoke certificates and rewrite crl.pem")
+    common(p, CRL_DAYS)
+    p.add_argument("certs", nargs="+", type=Path, metavar="CERT", help="PEM certificate files")
+    p = sub.add_parser("crl", help="sign crl.pem again (before its next update passes)")
+    common(p, CRL_DAYS)
     return ap
 
 
@@ -287,9 +343,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             made = [ca.issue_car(c, args.days) for c in args.car_ids]
         elif args.command == "issue-fleet":
             made = [ca.issue_fleet(n, args.days) for n in args.names]
+        elif args.command in ("revoke", "crl"):
+            for cert in args.certs if args.command == "revoke" else ():
+                ca.revoke(cert, args.days)
+            print(ca.write_crl(args.days))
+            return 0
         else:
             made = [ca.issue_server(args.hosts or DEFAULT_SERVER_HOSTS, args.days)]
-    except PkiError as e:
+    except (PkiError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     for ident in made:

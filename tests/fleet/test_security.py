@@ -10,8 +10,12 @@ PUBACK, so anything it would have delivered is queued ahead of the marker).
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -40,6 +44,9 @@ PACKET_TOO_LARGE = 0x95
 LOST = 0x80  # paho's reason when the socket closed under it
 NO_SUBSCRIBERS = 0x10  # accepted; nobody subscribed to it
 WAIT_S = 10.0
+REPO = Path(__file__).resolve().parents[2]
+MOSQUITTO_PUB = shutil.which("mosquitto_pub") or "/usr/bin/mosquitto_pub"
+MOSQUITTO_SUB = shutil.which("mosquitto_sub") or "/usr/bin/mosquitto_sub"
 
 
 @dataclass(frozen=True)
@@ -62,14 +69,21 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
                rogue_car_a=rogue.issue_car("car-a"), rogue_ca=rogue.cert_path)
 
 
+def secure_broker(workdir: Path, ca: Path, server: Identity, crl: Path | None = None) -> Broker:
+    """mosquitto with a TLS listener that requires our client certificates, and the ACL."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    b = Broker(workdir, tls=BrokerTls(ca, server.cert, server.key),
+               acl_file=acl.write_acl(workdir / "acl", ["dispatch"]),
+               message_size_limit=acl.MAX_PACKET_BYTES)
+    extra = list(acl.BROKER_SETTINGS) + ([f"crlfile {crl}"] if crl is not None else [])
+    with b.config_path.open("a") as f:
+        f.write("".join(line + "\n" for line in extra))
+    return b.start()
+
+
 @pytest.fixture
 def broker(pki: Pki, tmp_path: Path) -> Iterator[Broker]:
-    b = Broker(tmp_path / "broker", tls=BrokerTls(pki.ca, pki.server.cert, pki.server.key),
-               acl_file=acl.write_acl(tmp_path / "acl", ["dispatch"]),
-               message_size_limit=acl.MAX_PACKET_BYTES)
-    with b.config_path.open("a") as f:
-        f.write("".join(line + "\n" for line in acl.BROKER_SETTINGS))
-    b.start()
+    b = secure_broker(tmp_path / "broker", pki.ca, pki.server)
     try:
         yield b
     finally:
@@ -219,6 +233,16 @@ def mqtt_connect_once(broker: Broker, ctx: ssl.SSLContext | None) -> bytes | Exc
         return e
 
 
+def connack_success(got: bytes | Exception) -> bool:
+    return isinstance(got, bytes) and len(got) == 4 and got[0] == 0x20 and got[3] == 0x00
+
+
+def refused(got: bytes | Exception) -> bool:
+    """Refused during or right after the handshake: an alert or a closed socket. Never a CONNACK,
+    and never a timeout (a broker that hangs is not one that refuses)."""
+    return got == b"" or (isinstance(got, Exception) and not isinstance(got, TimeoutError))
+
+
 # ---------------------------------------------------------------------------------------------
 # Certificates
 
@@ -253,7 +277,7 @@ def test_pki_refuses_to_replace_an_existing_ca(pki: Pki) -> None:
 def test_a_car_with_a_fleet_certificate_gets_a_connack(broker: Broker, pki: Pki) -> None:
     # The positive control for the refusals below: the same one-shot connect succeeds.
     got = mqtt_connect_once(broker, tls_context(pki.ca, pki.car_a))
-    assert isinstance(got, bytes) and got[:1] == b"\x20" and got[3] == 0x00, got
+    assert connack_success(got), got
 
 
 @pytest.mark.parametrize("who", ["no certificate", "plain TCP", "certificate from another CA",
@@ -270,14 +294,44 @@ def test_a_client_without_a_fleet_client_certificate_cannot_connect(broker: Brok
     else:
         ctx = tls_context(pki.ca, pki.server)  # signed by our CA, but for serverAuth only
     got = mqtt_connect_once(broker, ctx)
-    # Refused during or right after the handshake: an alert or a closed socket, never a CONNACK.
-    assert not isinstance(got, bytes) or got == b"", got
-    assert not isinstance(got, TimeoutError)
+    assert refused(got), got
 
 
 def test_a_car_refuses_a_broker_certified_by_another_ca(broker: Broker, pki: Pki) -> None:
     got = mqtt_connect_once(broker, tls_context(pki.rogue_ca, pki.car_a))
     assert isinstance(got, ssl.SSLCertVerificationError), got
+
+
+def test_a_revoked_car_certificate_is_refused(tmp_path: Path) -> None:
+    ca = CertificateAuthority.create(tmp_path / "pki")  # with an empty CRL
+    server, kept, sold = ca.issue_server(), ca.issue_car("car-a"), ca.issue_car("car-c")
+    b = secure_broker(tmp_path / "broker", ca.cert_path, server, crl=ca.crl_path)
+    try:
+        for ident in (kept, sold):  # both accepted before the revocation
+            got = mqtt_connect_once(b, tls_context(ca.cert_path, ident))
+            assert connack_success(got), got
+        ca.revoke(sold.cert)
+        assert set(ca.revoked().values()) == {"car-c"}
+        b.stop()
+        b.start()  # mosquitto reads its crlfile when the listener starts
+        got = mqtt_connect_once(b, tls_context(ca.cert_path, sold))
+        assert refused(got), got
+        got = mqtt_connect_once(b, tls_context(ca.cert_path, kept))
+        assert connack_success(got), got
+    finally:
+        b.kill()
+
+
+def test_a_car_refuses_a_broker_whose_certificate_names_another_host(tmp_path: Path) -> None:
+    ca = CertificateAuthority.create(tmp_path / "pki")
+    server, car = ca.issue_server(["broker.example"]), ca.issue_car("car-a")
+    b = secure_broker(tmp_path / "broker", ca.cert_path, server)
+    try:
+        got = mqtt_connect_once(b, tls_context(ca.cert_path, car))  # connects to 127.0.0.1
+        assert isinstance(got, ssl.SSLCertVerificationError), got
+        assert "mismatch" in str(got)
+    finally:
+        b.kill()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -432,6 +486,9 @@ def test_fleet_link_publishes_its_retained_state_over_tls(car_link: FleetLink, b
         assert fleet.wait_for(lambda c: "car-a" in c.cars, WAIT_S)
         st = fleet.cars["car-a"]
         assert st.online and st.mode == "RUN" and st.soc_percent == 72.0
+        car_link.session.abort()  # a crash: the broker publishes the will, which the ACL allows
+        assert fleet.wait_for(lambda c: not c.cars["car-a"].online, WAIT_S)
+        assert fleet.cars["car-a"].reasons == ("offline",)
     assert car_link.session.counters["publish_refused"] == 0
 
 
@@ -454,6 +511,31 @@ def test_a_job_round_trip_over_tls_needs_no_more_than_the_acl_grants(car_link: F
     assert car_link.session.counters["publish_refused"] == 0
 
 
+def test_the_tls_stream_survives_publishing_right_after_connecting(broker: Broker, pki: Pki,
+                                                                   probe: Callable[..., Probe],
+                                                                   tmp_path: Path) -> None:
+    # The caller's thread publishes while the network thread is still reading the broker's first
+    # records (CONNACK, SUBACK, TLS 1.3 session tickets). Only one thread may use the TLS stream:
+    # two at once corrupt it, the broker logs "bad record mac" and drops the car. A corrupted
+    # record comes before the last state in the stream, so the last state arriving over the
+    # first connection (no disconnect counted) proves the stream stayed whole.
+    fleet = probe(pki.fleet)
+    assert fleet.subscribe(T.state("car-a")) == 1
+    for attempt in range(6):  # each attempt opens the window once
+        with FleetLink("car-a", broker.host, broker.port, tls=tls(pki, pki.car_a),
+                       outbox_path=tmp_path / f"o{attempt}.sqlite") as link:
+            assert link.wait_connected(WAIT_S), link.session.last_error
+            seen = len(fleet.messages)
+            for k in range(20):
+                assert link.publish_state({**RUN, "power_budget_w": 100.0 * (k + 1)}, VEHICLE)
+
+            assert fleet.wait(lambda seen=seen: any(  # type: ignore[misc]
+                p.CarState.decode(m[1]).available_w == 2000.0
+                for m in fleet.messages[seen:] if m[0] == T.state("car-a")))
+            assert link.session.counters["disconnects"] == 0, link.session.last_error
+    assert "bad record mac" not in broker.log_path.read_text(errors="replace")
+
+
 def test_a_car_with_a_certificate_for_another_id_is_refused_its_state(broker: Broker, pki: Pki,
                                                                       tmp_path: Path) -> None:
     # A FleetLink configured as car-b but holding car-a's certificate: the broker knows it as
@@ -464,3 +546,51 @@ def test_a_car_with_a_certificate_for_another_id_is_refused_its_state(broker: Br
         link.publish_state(RUN, VEHICLE)
         assert until(lambda: link.session.counters["publish_refused"] > 0)
         assert next(iter(link.session.publish_refused.values())).value == NOT_AUTHORIZED
+
+
+# ---------------------------------------------------------------------------------------------
+# The command lines, and the operator's tools (mosquitto_pub, mosquitto_sub) with their output
+
+
+def run_module(module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
+                          env=env, timeout=60, check=False)
+
+
+@pytest.mark.parametrize("module", ["agent.fleet.pki", "agent.fleet.acl"])
+def test_the_command_lines_answer_help(module: str) -> None:
+    r = run_module(module, "--help")
+    assert r.returncode == 0 and "usage:" in r.stdout
+
+
+def test_certificates_made_by_the_command_line_work_with_mosquitto_clients(tmp_path: Path) -> None:
+    d = tmp_path / "pki"
+    for args in (["init-ca"], ["issue-server"], ["issue-car", "car-a", "car-b"],
+                 ["issue-fleet", "dispatch"]):
+        r = run_module("agent.fleet.pki", *args, "--out", str(d))
+        assert r.returncode == 0, r.stderr
+    assert run_module("agent.fleet.pki", "issue-car", "--out", str(d), "bad/id").returncode == 1
+    assert run_module("agent.fleet.pki", "init-ca", "--out", str(d)).returncode == 1
+    r = run_module("agent.fleet.acl", "--fleet", "dispatch", "--out", str(tmp_path / "acl"))
+    assert r.returncode == 0 and "user fleet.dispatch" in (tmp_path / "acl").read_text()
+    b = Broker(tmp_path / "broker", tls=BrokerTls(d / "ca.pem", d / "broker.pem", d / "broker.key"),
+               acl_file=tmp_path / "acl").start()
+    try:
+        def tool(cmd: str, who: str, *args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [cmd, "-h", b.host, "-p", str(b.port), "-V", "5", "-q", "1",
+                 "--cafile", str(d / "ca.pem"), "--cert", str(d / f"{who}.pem"),
+                 "--key", str(d / f"{who}.key"), *args],
+                capture_output=True, text=True, timeout=30, check=False)
+
+        r = tool(MOSQUITTO_PUB, "car-a", "-t", T.state("car-a"), "-m", "hello", "-r")
+        assert r.returncode == 0 and r.stderr == "", r.stderr
+        r = tool(MOSQUITTO_PUB, "car-a", "-t", T.state("car-b"), "-m", "forged", "-r")
+        assert "Not authorized" in r.stderr
+        # Retained messages come in the order of the filters: car-b's would come first.
+        r = tool(MOSQUITTO_SUB, "fleet.dispatch", "-t", T.state("car-b"), "-t", T.state("car-a"),
+                 "-C", "1", "-W", "10", "-v")
+        assert r.returncode == 0 and r.stdout == f"{T.state('car-a')} hello\n", (r.stdout, r.stderr)
+    finally:
+        b.kill()
