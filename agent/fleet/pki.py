@@ -269,10 +269,11 @@ class CertificateAuthority:
                 f.write(f"{cert.serial_number:x} {common_name(cert_path)}\n")
         return self.write_crl(crl_days)
 
-    def write_crl(self, crl_days: int = CRL_DAYS) -> Path:
-        """Sign the current revocation list. The broker refuses every client once the CRL's next
-        update has passed, so it must be written again before `crl_days` run out."""
-        now = dt.datetime.now(dt.UTC)
+    def write_crl(self, crl_days: int = CRL_DAYS, now: dt.datetime | None = None) -> Path:
+        """Sign the current revocation list, valid from `now` (default: the current time). The
+        broker refuses every client once the CRL's next update has passed, so it must be written
+        again before `crl_days` run out."""
+        now = now or dt.datetime.now(dt.UTC)
         b = (x509.CertificateRevocationListBuilder().issuer_name(self.cert.subject)
              .last_update(now - BACKDATE).next_update(now + dt.timedelta(days=crl_days)))
         for serial in sorted(self.revoked()):

@@ -10,6 +10,7 @@ PUBACK, so anything it would have delivered is queued ahead of the marker).
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 import socket
@@ -322,6 +323,22 @@ def test_a_revoked_car_certificate_is_refused(tmp_path: Path) -> None:
         b.kill()
 
 
+def test_an_expired_crl_locks_every_client_out(tmp_path: Path) -> None:
+    # Why `crl` must re-sign the list on a timer: past its next update, nobody gets in.
+    ca = CertificateAuthority.create(tmp_path / "pki")
+    server, car = ca.issue_server(), ca.issue_car("car-a")
+    ca.write_crl(crl_days=1, now=dt.datetime.now(dt.UTC) - dt.timedelta(days=3))
+    b = secure_broker(tmp_path / "broker", ca.cert_path, server, crl=ca.crl_path)
+    try:
+        assert refused(mqtt_connect_once(b, tls_context(ca.cert_path, car)))
+        ca.write_crl()
+        b.stop()
+        b.start()
+        assert connack_success(mqtt_connect_once(b, tls_context(ca.cert_path, car)))
+    finally:
+        b.kill()
+
+
 def test_a_car_refuses_a_broker_whose_certificate_names_another_host(tmp_path: Path) -> None:
     ca = CertificateAuthority.create(tmp_path / "pki")
     server, car = ca.issue_server(["broker.example"]), ca.issue_car("car-a")
@@ -363,6 +380,8 @@ def test_a_car_may_write_only_under_its_own_topics(probe: Callable[..., Probe], 
     codes = {t: car_a.publish(t, b"forged by car-a", retain=t == T.state("car-b"))
              for t in forbidden}
     assert codes == {t: NOT_AUTHORIZED for t in forbidden}
+    # At QoS 0 there is no PUBACK to carry the refusal; the marker below shows it was dropped.
+    assert car_a.client.publish(T.state("car-b"), b"forged by car-a", 0).rc == paho.MQTT_ERR_SUCCESS
     assert {t: car_a.publish(t, b"car-a") for t in allowed} == {t: 0 for t in allowed}
     # Markers: car-a's own state (same publisher as the refused messages), and a job the fleet
     # sends after every refusal was answered.
@@ -371,6 +390,7 @@ def test_a_car_may_write_only_under_its_own_topics(probe: Callable[..., Probe], 
     assert fleet.publish(T.jobs("default"), b"marker-job") == 0
     assert car_b.wait_message(T.jobs("default"), b"marker-job")
     assert not [m for m in fleet.messages + car_b.messages if m[1] == b"forged by car-a"]
+    assert car_a.disconnects == []  # refused, not thrown out
     assert sorted(m[0] for m in fleet.messages) == sorted(allowed + [T.state("car-a")])
     # Nor was anything retained under car-b: subscribing to car-b first, then car-a, the retained
     # car-a marker arrives and nothing for car-b comes before it.
