@@ -129,14 +129,57 @@ def _san(host: str) -> x509.GeneralName:
     return x509.DNSName(host)
 
 
+def _make_ca(d: Path, name: str, days: int) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    d.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject).issuer_name(subject).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - BACKDATE).not_valid_after(now + dt.timedelta(days=days))
+        # path_length 0: this CA signs leaf certificates only, never another CA.
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(
+            digital_signature=False, content_commitment=False, key_encipherment=False,
+            data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+            encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                       critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    _write_private(d / CA_KEY, _key_pem(key))
+    _write_public(d / CA_CERT, cert.public_bytes(serialization.Encoding.PEM))
+    return cert, key
+
+
+def _read_ca(d: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    try:
+        cert = x509.load_pem_x509_certificate((d / CA_CERT).read_bytes())
+        key = serialization.load_pem_private_key((d / CA_KEY).read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as e:
+        raise PkiError(f"cannot load the CA from {d}: {e}") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise PkiError(f"{d / CA_KEY} is not an EC key")
+    if cert.public_key() != key.public_key():
+        raise PkiError(f"{d / CA_CERT} and {d / CA_KEY} do not belong together")
+    return cert, key
+
+
 class CertificateAuthority:
     """The CA's certificate and key, and the directory its issued files go to."""
 
-    def __init__(self, directory: Path, cert: x509.Certificate,
-                 key: ec.EllipticCurvePrivateKey) -> None:
-        self.dir = directory
-        self.cert = cert
-        self._key = key
+    def __init__(self, directory: str | Path, name: str = "fleetnode fleet CA",
+                 days: int = CA_DAYS) -> None:
+        """Open the CA in `directory`, or make one there (`name`, valid `days`) if it has none.
+        `create` and `load` are the strict forms."""
+        self.dir = Path(directory)
+        if (self.dir / CA_KEY).exists():
+            self.cert, self._key = _read_ca(self.dir)
+        else:
+            self.cert, self._key = _make_ca(self.dir, name, days)
+            self.write_crl()  # empty, so the broker can name its crlfile from the first day
 
     @property
     def cert_path(self) -> Path:
@@ -145,49 +188,19 @@ class CertificateAuthority:
     @classmethod
     def create(cls, directory: str | Path, name: str = "fleetnode fleet CA",
                days: int = CA_DAYS) -> CertificateAuthority:
-        """A new self-signed CA in `directory`. Refuses to replace an existing CA key: every
-        certificate it issued would stop being accepted."""
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        if (d / CA_KEY).exists():
-            raise PkiError(f"{d / CA_KEY} exists; a new CA would orphan every certificate it issued")
-        key = ec.generate_private_key(ec.SECP256R1())
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        now = dt.datetime.now(dt.UTC)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(subject).issuer_name(subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - BACKDATE).not_valid_after(now + dt.timedelta(days=days))
-            # path_length 0: this CA signs leaf certificates only, never another CA.
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(x509.KeyUsage(
-                digital_signature=False, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-                encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
-                           critical=False)
-            .sign(key, hashes.SHA256())
-        )
-        _write_private(d / CA_KEY, _key_pem(key))
-        _write_public(d / CA_CERT, cert.public_bytes(serialization.Encoding.PEM))
-        ca = cls(d, cert, key)
-        ca.write_crl()  # empty, so the broker can name its crlfile from the first day
-        return ca
+        """A new CA in `directory`. Refuses to replace an existing CA key: every certificate it
+        issued would stop being accepted."""
+        if (Path(directory) / CA_KEY).exists():
+            raise PkiError(f"{Path(directory) / CA_KEY} exists; a new CA would orphan every "
+                           "certificate it issued")
+        return cls(directory, name, days)
 
     @classmethod
     def load(cls, directory: str | Path) -> CertificateAuthority:
-        d = Path(directory)
-        try:
-            cert = x509.load_pem_x509_certificate((d / CA_CERT).read_bytes())
-            key = serialization.load_pem_private_key((d / CA_KEY).read_bytes(), password=None)
-        except (OSError, ValueError, TypeError) as e:
-            raise PkiError(f"cannot load the CA from {d}: {e}") from None
-        if not isinstance(key, ec.EllipticCurvePrivateKey):
-            raise PkiError(f"{d / CA_KEY} is not an EC key")
-        if cert.public_key() != key.public_key():
-            raise PkiError(f"{d / CA_CERT} and {d / CA_KEY} do not belong together")
-        return cls(d, cert, key)
+        """The CA already in `directory`; PkiError if there is none."""
+        if not (Path(directory) / CA_KEY).exists():
+            raise PkiError(f"no CA in {directory} (run init-ca first)")
+        return cls(directory)
 
     def _issue(self, cn: str, usage: x509.ObjectIdentifier, days: int,
                sans: Sequence[x509.GeneralName] = ()) -> Identity:
@@ -228,6 +241,16 @@ class CertificateAuthority:
     def issue_fleet(self, name: str, days: int = LEAF_DAYS) -> Identity:
         """A client certificate for a fleet-side service (dispatcher, watcher): CN `fleet.<name>`."""
         return self._issue(fleet_common_name(name), ExtendedKeyUsageOID.CLIENT_AUTH, days)
+
+    def issue(self, common_name: str, server: bool = False) -> Identity:
+        """One entry point for all three kinds: the broker's certificate (`server=True`, valid
+        for `common_name` and the loopback names), a fleet service's (`fleet.<name>`), a car's."""
+        if server:
+            hosts = dict.fromkeys([common_name, *DEFAULT_SERVER_HOSTS])
+            return self.issue_server(hosts)
+        if common_name.startswith(FLEET_PREFIX):
+            return self.issue_fleet(common_name)
+        return self.issue_car(common_name)
 
     def issue_server(self, hosts: Iterable[str] = DEFAULT_SERVER_HOSTS,
                      days: int = LEAF_DAYS) -> Identity:
@@ -291,6 +314,14 @@ class CertificateAuthority:
         except (ValueError, TypeError, InvalidSignature):
             return False
         return True
+
+
+def acl_text(fleet_users: Iterable[str]) -> str:
+    """The broker's ACL (agent/fleet/acl.py) with these fleet identities, named by their exact
+    certificate CN (`fleet.dispatch`, or a name without a dot issued through `issue`)."""
+    from agent.fleet import acl  # acl imports this module for the names
+
+    return acl.acl_text(fleet_users, exact=True)
 
 
 # ---------------------------------------------------------------------------------------------
