@@ -19,7 +19,6 @@ import heapq
 import itertools
 import logging
 import math
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -108,7 +107,7 @@ class Runner:
             raise RunnerError("max_queue must be >= 1")
         self._clock = clock
         self._on_outcome = on_outcome
-        self._model = power_model or PowerModel(cores=os.cpu_count() or 1)
+        self._model = power_model or PowerModel.default()
         self._max_queue = max_queue
         self._new_token = token_factory or default_token_factory()
         self._poll_s = poll_s
@@ -219,11 +218,15 @@ class Runner:
         with self._cv:
             return self._alloc
 
+    @property
     def queued(self) -> list[str]:
+        """Ids of the jobs waiting, in the order they would start."""
         with self._cv:
             return [entry[3].job_id for entry in sorted(self._heap)]
 
+    @property
     def running(self) -> list[str]:
+        """Ids of the jobs running now (empty, hence false, when nothing runs)."""
         with self._cv:
             return list(self._running)
 

@@ -131,3 +131,27 @@ def test_departure_tracker_reports_soc_against_the_scheduled_target() -> None:
     # An unscheduled drive in the afternoon is not a departure against a target.
     tr.observe(state(MONO0 + 3), MONO0 + 3, T0 + 6 * H)
     assert tr.observe(state(MONO0 + 4, gear="R"), MONO0 + 4, T0 + 6 * H) is None
+
+
+def test_ledger_sink_splits_by_the_charger_and_records_departures(tmp_path: Path) -> None:
+    from agent.governor.policy import Departure, Policy, Vehicle
+    from agent.ledger import LedgerSink
+    from agent.runner.power import PowerModel
+
+    clock = FakeClock(start_wall=T0, start_mono=MONO0)
+    p = Policy(vehicle=Vehicle(base_load_w=300.0),
+               departure=Departure(weekly=tuple((d, 8 * 60 + 20) for d in range(7))))
+    with Ledger(tmp_path / "l.sqlite") as led:
+        sink = LedgerSink(led, clock, p, PowerModel(watts_per_core=100.0))
+        o = JobOutcome("a", Outcome.DONE, b"", None, MONO0 - 60, MONO0, 1.0)
+        sink.outcome(o, state(MONO0, charging_power_kw=0.35), credits=0.2)  # 50 W surplus of 100 W
+        sink.outcome(JobOutcome("b", Outcome.DONE, b"", None, MONO0 - 60, MONO0, 1.0),
+                     state(MONO0, charge_cable=False))
+        s = led.summary(T0 - H, T0 + H)
+        assert (s.grid_wh, s.battery_wh, s.credits) == pytest.approx((0.5, 1.5, 0.2))
+        sink.observe(state(MONO0, soc_percent=77.0))
+        clock.advance(10)
+        sink.observe(state(MONO0 + 10, gear="D", soc_percent=77.0))
+        [dep] = led.departures(T0 - H, T0 + H)
+        assert (dep.soc_percent, dep.target_percent, dep.met) == (77.0, 80.0, False)
+        assert sink.energy_today() == pytest.approx((2.0, 2.0 / 1000 * 0.30)) and sink.errors == 0

@@ -104,7 +104,7 @@ def test_nothing_starts_until_the_governor_says_run(make_runner) -> None:
     r, out = make_runner()
     assert r.submit(Job("j1", returns(b"x")))
     r.poke()
-    assert r.running() == [] and r.queued() == ["j1"] and out.items == []
+    assert r.running == [] and r.queued == ["j1"] and out.items == []
     r.set_decision(RUN_ONE)
     assert out.wait(1)[0].outcome is Outcome.DONE
 
@@ -115,7 +115,7 @@ def test_stop_decision_preempts_running_job_before_set_decision_returns(make_run
     r.set_decision(RUN_ALL)
     r.submit(Job("long", blocking(started)))
     assert started.wait(WAIT_S)
-    tokens_before = r.running()
+    tokens_before = r.running
     r.set_decision(STANDBY)
     [o] = out.wait(1)
     assert tokens_before == ["long"]
@@ -216,7 +216,7 @@ def test_lower_budget_preempts_lowest_priority_running_jobs(make_runner) -> None
     r.set_decision(Decision(Mode.RUN, 20.0, ()))  # two cores
     [o] = out.wait(1)
     assert o.job_id == "p0" and o.outcome is Outcome.PREEMPTED
-    assert sorted(r.running()) == ["p1", "p2"]
+    assert sorted(r.running) == ["p1", "p2"]
 
 
 def test_drain_lets_running_jobs_finish_and_starts_none(make_runner) -> None:
@@ -236,7 +236,7 @@ def test_drain_lets_running_jobs_finish_and_starts_none(make_runner) -> None:
     release.set()
     [o] = out.wait(1)
     assert (o.job_id, o.outcome, o.result) == ("inflight", Outcome.DONE, b"finished")
-    assert r.wait_idle(WAIT_S) and r.queued() == ["new"]
+    assert r.wait_idle(WAIT_S) and r.queued == ["new"]
 
 
 def test_stop_hands_back_every_job_exactly_once(make_runner) -> None:
@@ -293,7 +293,7 @@ def test_fractional_budget_holds_the_queue_for_the_duty_cycle_rest(make_runner) 
     r.submit(Job("second", w("second")))
     out.wait(1)
     r.poke()
-    assert r.queued() == ["second"]  # owes 4 s of rest after 4 s busy
+    assert r.queued == ["second"]  # owes 4 s of rest after 4 s busy
     clock.advance(4.0)
     r.poke()
     assert [o.job_id for o in out.wait(2)] == ["first", "second"]
