@@ -35,6 +35,7 @@ from agent.fleet import protocol as p
 from agent.fleet.broker import Broker, BrokerTls
 from agent.fleet.fleetside import FleetClient
 from agent.fleet.link import FleetLink
+from agent.fleet.models import TrustStore, create_key, load_private, load_public, sign_manifest
 from agent.fleet.mqtt import TlsConfig
 from agent.fleet.pki import CertificateAuthority, Identity, PkiError, common_name
 from tests.fleet.conftest import RUN, VEHICLE, run_car
@@ -529,6 +530,30 @@ def test_a_job_round_trip_over_tls_needs_no_more_than_the_acl_grants(car_link: F
         assert fleet.wait_for(lambda c: car_link.outbox.depth() == 0, WAIT_S)
         assert fleet.session.counters["publish_refused"] == 0
     assert car_link.session.counters["publish_refused"] == 0
+
+
+def test_a_signed_model_reaches_the_car_through_the_acl(broker: Broker, pki: Pki,
+                                                       tmp_path: Path) -> None:
+    # The fleet writes the manifest and chunks (retained) under models/; the car reads them.
+    create_key(tmp_path / "fleet.key")
+    model = bytes(range(256)) * 12
+    with FleetLink("car-a", broker.host, broker.port, tls=tls(pki, pki.car_a),
+                   outbox_path=tmp_path / "o.sqlite", model_dir=tmp_path / "models",
+                   trusted_keys=TrustStore([load_public(tmp_path / "fleet.key.pub")]),
+                   model_fetch_timeout_s=WAIT_S) as car, \
+            FleetClient(broker.host, broker.port, tls=tls(pki, pki.fleet), submitter="sub") as fleet:
+        assert car.wait_connected(WAIT_S) and fleet.wait_connected(WAIT_S)
+        run_car(car)
+        assert fleet.wait_for(lambda c: len(c.available()) == 1, WAIT_S)
+        signed = sign_manifest(load_private(tmp_path / "fleet.key"), model, "net", 1,
+                               car.clock.time(), chunk_size=1024)
+        fleet.publish_model(model, signed)
+        ref = p.ModelRef(sha256=signed.manifest.sha256)
+        fleet.submit("t0", ref, [np.ones(2, np.int8)])
+        job = car.jobs().get(WAIT_S)
+        assert job is not None and job.model == ref
+        assert car.models is not None and car.models.path(signed.manifest.sha256).read_bytes() == model
+        assert fleet.session.counters["publish_refused"] == 0
 
 
 def test_the_tls_stream_survives_publishing_right_after_connecting(broker: Broker, pki: Pki,
