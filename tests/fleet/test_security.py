@@ -71,11 +71,12 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
                rogue_car_a=rogue.issue_car("car-a"), rogue_ca=rogue.cert_path)
 
 
-def secure_broker(workdir: Path, ca: Path, server: Identity, crl: Path | None = None) -> Broker:
+def secure_broker(workdir: Path, ca: Path, server: Identity, crl: Path | None = None,
+                  acl_text: str | None = None) -> Broker:
     """mosquitto with a TLS listener that requires our client certificates, and the ACL."""
     workdir.mkdir(parents=True, exist_ok=True)
-    b = Broker(workdir, tls=BrokerTls(ca, server.cert, server.key),
-               acl_file=acl.write_acl(workdir / "acl", ["dispatch"]),
+    (workdir / "acl").write_text(acl_text or acl.acl_text(["dispatch"]))
+    b = Broker(workdir, tls=BrokerTls(ca, server.cert, server.key), acl_file=workdir / "acl",
                message_size_limit=acl.MAX_PACKET_BYTES)
     extra = list(acl.BROKER_SETTINGS) + ([f"crlfile {crl}"] if crl is not None else [])
     with b.config_path.open("a") as f:
@@ -431,6 +432,41 @@ def test_a_car_subscribing_to_another_cars_topics_receives_nothing(probe: Callab
     assert fleet.publish(T.acks("car-a"), b"marker") == 0  # after every private one was routed
     assert car_a.wait_message(T.acks("car-a"), b"marker")
     assert {m[0] for m in car_a.messages} == {T.acks("car-a")}, car_a.messages
+
+
+def test_with_pools_in_the_acl_a_car_reads_no_other_pools_jobs(pki: Pki, tmp_path: Path) -> None:
+    b = secure_broker(tmp_path / "broker", pki.ca, pki.server,
+                      acl_text=acl.acl_text(car_pools={"car-a": "p1", "car-b": "p2"}))
+    made: list[Probe] = []
+    try:
+        def probe_of(ident: Identity) -> Probe:
+            made.append(Probe(b, tls_context(pki.ca, ident), f"probe-{ident.name}"))
+            return made[-1]
+
+        car_a, car_b, fleet = probe_of(pki.car_a), probe_of(pki.car_b), probe_of(pki.fleet)
+        # car-a (pool p1) joins pool p2's share group as well as its own.
+        for pr, topic in ((car_a, T.shared_jobs("p2")), (car_a, T.shared_jobs("p1")),
+                          (car_b, T.shared_jobs("p2")), (car_a, T.acks("car-a")),
+                          (car_b, T.acks("car-b"))):
+            assert pr.subscribe(topic) == 1
+        jobs = [b"p2-job-%d" % i for i in range(6)]
+        assert all(fleet.publish(T.jobs("p2"), j) == 0 for j in jobs)
+        assert fleet.publish(T.jobs("p1"), b"p1-job") == 0
+        for pr, car in ((car_a, "car-a"), (car_b, "car-b")):  # after every job was routed
+            assert fleet.publish(T.acks(car), b"marker") in (0, NO_SUBSCRIBERS)
+            assert pr.wait_message(T.acks(car), b"marker")
+        assert [m[1] for m in car_a.messages if m[0].startswith(f"{p.ROOT}/pools/")] == [b"p1-job"]
+        got_b = [m[1] for m in car_b.messages if m[0] == T.jobs("p2")]
+        assert set(got_b) <= set(jobs)
+        # mosquitto 2.0 picks the group member before it checks read access: the jobs it handed
+        # to car-a's member are dropped, not given to car-b. The fleet's job timeout resends
+        # them (docs/protocol.md, Security). Should this start failing, the broker now checks
+        # first and the doc's caveat can go.
+        assert len(got_b) < len(jobs)
+    finally:
+        for pr in made:
+            pr.close()
+        b.kill()
 
 
 def test_a_car_takes_jobs_through_the_shared_subscription(probe: Callable[..., Probe],
