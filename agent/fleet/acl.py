@@ -7,10 +7,11 @@ substitutes it for `%u` in `pattern` lines, so one set of lines serves every car
 - a car writes only under `fleetnode/v1/cars/<its id>/`: state (and its last will, which is the
   same topic), telemetry, errors, results to any submitter;
 - a car reads only its own acks, the pools' job topics (or only its own pool's, given
-  `car_pools`) and the models. It takes jobs through the
-  shared subscription `$share/<pool>/fleetnode/v1/pools/<pool>/jobs`: mosquitto checks a shared
-  subscription against the topic filter without the `$share/<group>/` prefix, and each delivered
-  message again against its topic (pinned by tests/fleet/test_security.py on the real broker);
+  `car_pools`) and the models. It takes jobs through the shared subscription
+  `$share/<pool>/fleetnode/v1/pools/<pool>/jobs`. mosquitto 2.0's acl_file grants every
+  SUBSCRIBE and checks read access on each message it delivers, against the message's topic, so
+  the `$share/<group>/` prefix neither helps nor hinders (pinned by tests/fleet/test_security.py
+  on the real broker);
 - a fleet service (`fleet.<name>`) reads every car's state, telemetry, errors and results, and
   writes jobs, acks and models. It cannot write a car's state: no one can speak for a car.
 
