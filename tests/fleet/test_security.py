@@ -11,6 +11,7 @@ PUBACK, so anything it would have delivered is queued ahead of the marker).
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import os
 import shutil
 import socket
@@ -26,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import paho.mqtt.client as paho
 import pytest
+from cryptography import x509
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -38,6 +40,7 @@ from agent.fleet.link import FleetLink
 from agent.fleet.models import TrustStore, create_key, load_private, load_public, sign_manifest
 from agent.fleet.mqtt import TlsConfig
 from agent.fleet.pki import CertificateAuthority, Identity, PkiError, common_name
+from agent.fleet.pki import acl_text as pki_acl_text
 from tests.fleet.conftest import RUN, VEHICLE, run_car
 
 T = p.Topics
@@ -241,9 +244,9 @@ def connack_success(got: bytes | Exception) -> bool:
 
 
 def refused(got: bytes | Exception) -> bool:
-    """Refused during or right after the handshake: an alert or a closed socket. Never a CONNACK,
-    and never a timeout (a broker that hangs is not one that refuses)."""
-    return got == b"" or (isinstance(got, Exception) and not isinstance(got, TimeoutError))
+    """Refused during or right after the handshake: an alert or a closed socket, never a
+    CONNACK. (A broker that hangs is not one that refuses: the socket timeout raises.)"""
+    return got == b"" or isinstance(got, Exception)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -266,6 +269,35 @@ def test_pki_refuses_a_car_id_that_is_not_one_topic_level_of_its_own(pki: Pki, b
     ca = CertificateAuthority.load(pki.ca.parent)
     with pytest.raises(PkiError):
         ca.issue_car(bad)
+
+
+def test_pki_issue_serves_cars_fleet_services_and_the_broker(tmp_path: Path) -> None:
+    ca = CertificateAuthority(tmp_path / "pki")  # made here, opened again below
+    assert CertificateAuthority(tmp_path / "pki").cert == ca.cert
+    server = ca.issue("broker.example", server=True)
+    sans = x509.load_pem_x509_certificate(server.cert.read_bytes()).extensions.get_extension_for_class(
+        x509.SubjectAlternativeName).value
+    assert "broker.example" in sans.get_values_for_type(x509.DNSName)
+    assert ipaddress.ip_address("127.0.0.1") in sans.get_values_for_type(x509.IPAddress)
+    assert ca.issue("fleet.watch").name == "fleet.watch"
+    assert ca.issue("car-9").name == "car-9"
+    with pytest.raises(PkiError):
+        ca.issue("fleet.Not Valid")
+
+
+def test_acl_lets_a_car_write_nothing_outside_its_own_subtree() -> None:
+    own = f"{p.ROOT}/cars/%u/"
+    for access, topic in acl.car_rules():
+        assert access in ("read", "write") and topic.startswith(f"{p.ROOT}/")
+        if access == "write":
+            assert topic.startswith(own), topic
+        assert "#" not in topic or topic.startswith(f"{p.ROOT}/models/")
+    assert all(not t.startswith(f"{p.ROOT}/cars/") or a != "write" or "/acks" in t
+               for a, t in acl.fleet_rules())  # the fleet writes no car's own topics
+    text = pki_acl_text(["fleet-legacy", "fleet.dispatch"])
+    assert "user fleet-legacy" in text and "user fleet.dispatch" in text
+    with pytest.raises(PkiError):
+        acl.acl_text(["bad name"])
 
 
 def test_pki_refuses_to_replace_an_existing_ca(pki: Pki) -> None:
