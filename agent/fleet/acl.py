@@ -22,12 +22,13 @@ Command line: `python -m agent.fleet.acl --fleet dispatch > acl`.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from agent.fleet import protocol as p
-from agent.fleet.pki import PkiError, fleet_common_name
+from agent.fleet.pki import CertificateAuthority, PkiError, fleet_common_name
 
 # The broker's largest packet: the largest job or result payload, plus room for the topic and the
 # MQTT 5 properties (correlation data, response topic, user properties). A bigger packet is refused
@@ -39,6 +40,9 @@ MAX_PACKET_BYTES = max(p.MAX_JOB_BYTES, p.MAX_RESULT_BYTES) + (64 << 10)
 # client id to the certificate: without it car-b may connect with car-a's client id, which
 # disconnects car-a and takes over its persistent session (and loses the messages queued there).
 BROKER_SETTINGS = ("use_username_as_clientid true",)
+
+# A car id, or a fleet service's `fleet.<name>`: what may follow `user` in the file.
+_CN = re.compile(r"[A-Za-z0-9_-]{1,64}|fleet\.[a-z0-9_-]{1,48}")
 
 # Valid ids that stand in for the placeholders while Topics builds (and checks) the topics.
 _CAR = "ACLcarPLACEHOLDER"
@@ -79,14 +83,20 @@ def fleet_rules() -> list[tuple[str, str]]:
 
 
 def acl_text(fleet: Iterable[str] = ("dispatch",), exact: bool = False,
-             car_pools: Mapping[str, str] | None = None) -> str:
+             car_pools: Mapping[str, str] | None = None, revoked: Iterable[str] = ()) -> str:
     """The mosquitto acl_file. `fleet` names the fleet services: `dispatch` or `fleet.dispatch`
     both mean the CN `fleet.dispatch`; with `exact`, a name without a dot is taken as the CN
     itself (a certificate issued under a plain id, which a car id could collide with).
 
     With `car_pools` (car id -> pool), a car reads the jobs of its own pool only, and a car not
-    listed reads no jobs at all; the ACL must then be rewritten when a car changes pool."""
-    names = sorted({_fleet_user(n, exact) for n in fleet})
+    listed reads no jobs at all; the ACL must then be rewritten when a car changes pool.
+
+    `revoked` names certificates (CNs) that may do nothing at all: the CRL keeps them from
+    connecting again, and this cuts off a connection they already hold once the broker reloads
+    (SIGHUP), since mosquitto checks the ACL on every message but the CRL only at the handshake.
+    A `deny` line outweighs every grant, the `pattern` lines included."""
+    cut = sorted(set(revoked))
+    names = sorted({_fleet_user(n, exact) for n in fleet} - set(cut))
     jobs = _topic(p.Topics.jobs(_ANY))
     rules = car_rules()
     if car_pools is not None:
@@ -103,7 +113,12 @@ def acl_text(fleet: Iterable[str] = ("dispatch",), exact: bool = False,
         lines += ["", f"user {name}"]
         lines += [f"topic {access} {topic}" for access, topic in fleet_rules()]
     for car, pool in sorted((car_pools or {}).items()):
-        lines += ["", f"user {p.check_id('car_id', car)}", f"topic read {p.Topics.jobs(pool)}"]
+        if car not in cut:
+            lines += ["", f"user {p.check_id('car_id', car)}", f"topic read {p.Topics.jobs(pool)}"]
+    for name in cut:
+        if not _CN.fullmatch(name):
+            raise PkiError(f"not a certificate name this fleet issues: {name!r:.80}")
+        lines += ["", "# revoked", f"user {name}", f"topic deny {p.ROOT}/#"]
     return "\n".join(lines) + "\n"
 
 
@@ -130,10 +145,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "write jobs, acks and models.")
     ap.add_argument("--fleet", action="append", metavar="NAME",
                     help="a fleet service identity, repeatable (default: dispatch)")
+    ap.add_argument("--pki", type=Path, metavar="DIR",
+                    help="the CA directory: deny everything to the certificates revoked there")
     ap.add_argument("--out", type=Path, help="write to this file instead of standard output")
     args = ap.parse_args(argv)
     try:
-        text = acl_text(args.fleet or ("dispatch",))
+        revoked = CertificateAuthority.load(args.pki).revoked().values() if args.pki else ()
+        text = acl_text(args.fleet or ("dispatch",), revoked=revoked)
     except PkiError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -14,6 +14,7 @@ import datetime as dt
 import ipaddress
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -357,6 +358,44 @@ def test_a_revoked_car_certificate_is_refused(tmp_path: Path) -> None:
         b.kill()
 
 
+def test_a_revoked_car_already_connected_is_cut_off_when_the_broker_reloads(
+        tmp_path: Path) -> None:
+    ca = CertificateAuthority.create(tmp_path / "pki")
+    server, kept, sold = ca.issue_server(), ca.issue_car("car-a"), ca.issue_car("car-c")
+    # Revoked too, and polled to see the reload: a test connection as car-c would take over
+    # car-c's client id and disconnect the connection under test.
+    spare = ca.issue_car("car-d")
+    b = secure_broker(tmp_path / "broker", ca.cert_path, server, crl=ca.crl_path)
+    made: list[Probe] = []
+    try:
+        fleet = Probe(b, tls_context(ca.cert_path, ca.issue_fleet("dispatch")), "f")
+        car_c = Probe(b, tls_context(ca.cert_path, sold), "c")
+        made += [fleet, car_c]
+        assert fleet.subscribe(T.ALL_STATES) == 1
+        assert car_c.publish(T.state("car-c"), b"before") == 0
+        ca.revoke(sold.cert)
+        ca.revoke(spare.cert)
+        (tmp_path / "broker" / "acl").write_text(
+            acl.acl_text(["dispatch"], revoked=ca.revoked().values()))
+        assert b.pid is not None
+        os.kill(b.pid, signal.SIGHUP)  # mosquitto reloads its ACL and CRL, keeps connections
+        assert until(lambda: refused(mqtt_connect_once(b, tls_context(ca.cert_path, spare))))
+        # The CRL is checked only at the handshake: car-c's connection is still up, and only
+        # the ACL's deny stops it.
+        assert car_c.publish(T.state("car-c"), b"after") == NOT_AUTHORIZED
+        assert car_c.disconnects == []
+        car_a = Probe(b, tls_context(ca.cert_path, kept), "a")
+        made.append(car_a)
+        assert car_a.publish(T.state("car-a"), b"marker") == 0
+        assert fleet.wait_message(T.state("car-a"), b"marker")
+        assert [m[1] for m in fleet.messages] == [b"before", b"marker"]
+        assert refused(mqtt_connect_once(b, tls_context(ca.cert_path, sold)))
+    finally:
+        for pr in made:
+            pr.close()
+        b.kill()
+
+
 def test_an_expired_crl_locks_every_client_out(tmp_path: Path) -> None:
     # Why `crl` must re-sign the list on a timer: past its next update, nobody gets in.
     ca = CertificateAuthority.create(tmp_path / "pki")
@@ -687,6 +726,10 @@ def test_certificates_made_by_the_command_line_work_with_mosquitto_clients(tmp_p
     assert run_module("agent.fleet.pki", "init-ca", "--out", str(d)).returncode == 1
     r = run_module("agent.fleet.acl", "--fleet", "dispatch", "--out", str(tmp_path / "acl"))
     assert r.returncode == 0 and "user fleet.dispatch" in (tmp_path / "acl").read_text()
+    assert run_module("agent.fleet.pki", "issue-car", "--out", str(d), "car-x").returncode == 0
+    assert run_module("agent.fleet.pki", "revoke", "--out", str(d), str(d / "car-x.pem")).returncode == 0
+    r = run_module("agent.fleet.acl", "--pki", str(d))
+    assert r.returncode == 0 and "user car-x\ntopic deny fleetnode/v1/#" in r.stdout, r.stderr
     b = Broker(tmp_path / "broker", tls=BrokerTls(d / "ca.pem", d / "broker.pem", d / "broker.key"),
                acl_file=tmp_path / "acl").start()
     try:
