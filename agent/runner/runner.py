@@ -19,6 +19,7 @@ import heapq
 import itertools
 import logging
 import math
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -90,6 +91,22 @@ class _Running:
 _STANDBY = Decision(Mode.STANDBY, 0.0, ())
 
 
+def _lower_priority(nice: int) -> None:
+    """Make the calling job thread yield the CPU to the bus reader and the governor.
+
+    Compute may fill every core; the stop path (serial reader -> governor -> cancel) must still
+    be scheduled at once. On Linux a thread's id names it for setpriority, so this lowers this
+    thread only; raising niceness needs no privilege. Elsewhere it is a no-op.
+    """
+    if nice <= 0 or not hasattr(os, "setpriority"):
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+    except (OSError, ValueError, OverflowError):
+        pass  # a priority we cannot lower is a slower stop, not a reason to lose the job
+
+
 class Runner:
     """Runs jobs within the governor's power budget; see the module docstring for the contract."""
 
@@ -102,6 +119,7 @@ class Runner:
         max_queue: int = 256,
         token_factory: TokenFactory | None = None,
         poll_s: float = 0.05,
+        job_nice: int = 10,
     ) -> None:
         if max_queue < 1:
             raise RunnerError("max_queue must be >= 1")
@@ -111,6 +129,7 @@ class Runner:
         self._max_queue = max_queue
         self._new_token = token_factory or default_token_factory()
         self._poll_s = poll_s
+        self._job_nice = job_nice
         self._cv = threading.Condition()
         self._heap: list[tuple[int, float, int, Job]] = []
         self._queued_ids: set[str] = set()
@@ -303,6 +322,7 @@ class Runner:
         result: bytes | None = None
         error: str | None = None
         raised = False
+        _lower_priority(self._job_nice)
         try:
             value = r.job.work(r.token)
             if isinstance(value, (bytes, bytearray, memoryview)):

@@ -297,3 +297,18 @@ def test_fractional_budget_holds_the_queue_for_the_duty_cycle_rest(make_runner) 
     clock.advance(4.0)
     r.poke()
     assert [o.job_id for o in out.wait(2)] == ["first", "second"]
+
+
+def test_job_threads_run_at_a_lower_priority_than_the_stop_path(make_runner) -> None:
+    import os
+    r, out = make_runner()
+    seen: list[int] = []
+
+    def w(tok: CancelToken) -> bytes:
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return b""
+
+    r.set_decision(RUN_ALL)
+    r.submit(Job("nice", w))
+    out.wait(1)
+    assert seen == [min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10)]
