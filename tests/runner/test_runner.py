@@ -312,3 +312,48 @@ def test_job_threads_run_at_a_lower_priority_than_the_stop_path(make_runner) -> 
     r.submit(Job("nice", w))
     out.wait(1)
     assert seen == [min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10)]
+
+
+def stubborn(started: threading.Event, release: threading.Event) -> Callable[[CancelToken], bytes]:
+    """Work that ignores its token (a kernel without cancel checks) until released."""
+    def work(tok: CancelToken) -> bytes:
+        started.set()
+        release.wait(WAIT_S * 4)
+        return b"too late"
+    return work
+
+
+def test_a_job_that_ignores_its_cancel_is_handed_back_and_keeps_its_core(make_runner) -> None:
+    clock = FakeClock()
+    r, out = make_runner(clock, stop_grace_s=2.0)
+    started, release = threading.Event(), threading.Event()
+    r.set_decision(RUN_ONE)
+    r.submit(Job("stuck", stubborn(started, release)))
+    assert started.wait(WAIT_S)
+    r.set_decision(STANDBY)
+    clock.advance(2.5)
+    r.poke()
+    [o] = out.wait(1)  # reported while its thread is still inside the work
+    assert o.outcome is Outcome.PREEMPTED and "did not stop" in (o.error or "")
+    assert r.stats.stuck == 1 and r.running == []
+    # Its thread still burns the one core the budget allows: nothing else may start.
+    r.set_decision(RUN_ONE)
+    r.submit(Job("next", returns(b"ok")))
+    r.poke()
+    assert not r.wait_idle(0.0) and r.queued == ["next"]
+    release.set()
+    got = out.wait(2)
+    assert [x.job_id for x in got] == ["stuck", "next"]  # the late result is dropped, not reported
+    assert r.stats.late_returns == 1
+
+
+def test_stop_hands_back_a_job_that_never_returns(make_runner) -> None:
+    r, out = make_runner()
+    started, release = threading.Event(), threading.Event()
+    r.set_decision(RUN_ONE)
+    r.submit(Job("stuck", stubborn(started, release)))
+    assert started.wait(WAIT_S)
+    r.stop(timeout=0.2)
+    [o] = out.wait(1)
+    assert o.outcome is Outcome.PREEMPTED and "did not stop" in (o.error or "")
+    release.set()
