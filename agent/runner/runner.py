@@ -174,7 +174,11 @@ class Runner:
             raise RunnerError("job_id must be a non-empty string")
         if not callable(job.work):
             raise RunnerError(f"job {job.job_id!r}: work is not callable")
-        if job.deadline is not None and not math.isfinite(job.deadline):
+        if isinstance(job.priority, bool) or not isinstance(job.priority, int):
+            raise RunnerError(f"job {job.job_id!r}: priority must be an integer")
+        if job.deadline is not None and (isinstance(job.deadline, bool)
+                                         or not isinstance(job.deadline, (int, float))
+                                         or not math.isfinite(job.deadline)):
             raise RunnerError(f"job {job.job_id!r}: deadline must be a finite number")
         with self._cv:
             if self._stopping:

@@ -202,8 +202,10 @@ def test_full_queue_pushes_back_and_duplicates_are_held_once(make_runner) -> Non
     assert r.submit(Job("a", returns(b"")))  # already held: accepted once
     assert not r.submit(Job("c", returns(b"")))
     assert (r.stats.rejected_full, r.stats.duplicates) == (1, 1)
-    with pytest.raises(RunnerError):
-        r.submit(Job("", returns(b"")))
+    for bad in (Job("", returns(b"")), Job("p", returns(b""), priority="high"),  # type: ignore[arg-type]
+                Job("d", returns(b""), deadline=float("nan")), Job("w", "not callable")):  # type: ignore[arg-type]
+        with pytest.raises(RunnerError):
+            r.submit(bad)
 
 
 def test_lower_budget_preempts_lowest_priority_running_jobs(make_runner) -> None:
