@@ -116,6 +116,8 @@ class Agent:
         self._broker_down_since: float | None = None
         self._last_key: tuple[Any, ...] | None = None
         self._last_print = -1e9
+        self._err_mark = (clock.monotonic(), 0)
+        self._err_rate = 0.0
 
     def _say(self, record: dict[str, Any], text: str) -> None:
         if self.out is None:
@@ -135,7 +137,7 @@ class Agent:
         reader = BusReader(self.cfg.serial_port, self.profile, store, self.clock)
         tls = None
         if self.cfg.tls_ca:
-            tls = TlsConfig(ca=self.cfg.tls_ca, cert=self.cfg.tls_cert or None, key=self.cfg.tls_key or None)
+            tls = TlsConfig(Path(self.cfg.tls_ca), Path(self.cfg.tls_cert), Path(self.cfg.tls_key))
         link = FleetLink(self.cfg.car_id, self.cfg.broker_host, self.cfg.broker_port, self.clock,
                          outbox_path=self.state_dir / "outbox.sqlite", pool=self.cfg.pool, tls=tls,
                          audit_path=self.state_dir / "audit.sqlite")
@@ -158,8 +160,8 @@ class Agent:
         while not stop.is_set():
             generation = store.wait_changed(generation, self.TICK_S)
             try:
-                self._tick(store, link, runner)
-            except Exception as e:  # a bug in one tick must not kill the agent: fail safe, say why
+                self._tick(store, reader, link, runner)
+            except Exception as e:  # noqa: BLE001 -- a bug in one tick must not kill the agent: fail safe, say why
                 self.tick_errors += 1
                 runner.set_decision(self._fail_safe(f"internal error: {type(e).__name__}: {e}"))
                 link.set_accepting_jobs(False)
@@ -171,7 +173,16 @@ class Agent:
 
         return Decision(Mode.OFF, 0.0, (Reason("internal_error", why),))
 
-    def _tick(self, store: Any, link: Any, runner: Any) -> None:
+    def _error_rate(self, reader: Any, now: float) -> float:
+        """Bad lines and undecodable frames per second, over the last second or so."""
+        errors = reader.parser.bad_lines + reader.counters["decode_errors"]
+        t0, e0 = self._err_mark
+        if now - t0 >= 1.0:
+            self._err_rate = (errors - e0) / (now - t0)
+            self._err_mark = (now, errors)
+        return self._err_rate
+
+    def _tick(self, store: Any, reader: Any, link: Any, runner: Any) -> None:
         from agent.governor import Inputs, Mode
 
         now = self.clock.monotonic()
@@ -181,7 +192,9 @@ class Agent:
             self._broker_down_since = None
         elif self._broker_down_since is None:
             self._broker_down_since = now
-        decision = self.governor.decide(snap, now, Inputs(wall=self.clock.time(), broker_down_since=self._broker_down_since))
+        inputs = Inputs(wall=self.clock.time(), broker_down_since=self._broker_down_since,
+                        decode_errors_per_s=self._error_rate(reader, now))
+        decision = self.governor.decide(snap, now, inputs)
         self.watchdog.progress("governor")
         runner.set_decision(decision)
         self.watchdog.progress("runner")
