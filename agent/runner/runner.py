@@ -98,9 +98,11 @@ _STANDBY = Decision(Mode.STANDBY, 0.0, ())
 def _lower_priority(nice: int) -> None:
     """Make the calling job thread yield the CPU to the bus reader and the governor.
 
-    Compute may fill every core; the stop path (serial reader -> governor -> cancel) must still
-    be scheduled at once. On Linux a thread's id names it for setpriority, so this lowers this
-    thread only; raising niceness needs no privilege. Elsewhere it is a no-op.
+    On Linux a thread's id names it for setpriority, so this lowers this thread only; raising
+    niceness needs no privilege. Off by default (job_nice=0): a niced job thread that is
+    descheduled while it holds the GIL (between kernel calls) stalls every Python thread of
+    the agent, the bus reader included, for as long as busier processes keep it off the CPU,
+    and a sleeping reader already preempts CPU-bound compute on wake-up under CFS.
     """
     if nice <= 0 or not hasattr(os, "setpriority"):
         return
@@ -123,7 +125,7 @@ class Runner:
         max_queue: int = 256,
         token_factory: TokenFactory | None = None,
         poll_s: float = 0.05,
-        job_nice: int = 10,
+        job_nice: int = 0,
         stop_grace_s: float = 2.0,
     ) -> None:
         if max_queue < 1:

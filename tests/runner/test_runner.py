@@ -301,9 +301,9 @@ def test_fractional_budget_holds_the_queue_for_the_duty_cycle_rest(make_runner) 
     assert [o.job_id for o in out.wait(2)] == ["first", "second"]
 
 
-def test_job_threads_run_at_a_lower_priority_than_the_stop_path(make_runner) -> None:
+def test_job_threads_can_run_at_a_lower_priority_than_the_stop_path(make_runner) -> None:
     import os
-    r, out = make_runner()
+    r, out = make_runner(job_nice=10)
     seen: list[int] = []
 
     def w(tok: CancelToken) -> bytes:
