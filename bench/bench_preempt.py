@@ -81,6 +81,8 @@ class _Rig:
     def _changed(self, d: Any) -> None:
         if d.mode is not Mode.RUN:
             self.stopped_at.append(time.perf_counter())
+        with self._cv:  # wakes a trial waiting for RUN, without it polling
+            self._cv.notify_all()
 
     def _done(self, o: JobOutcome) -> None:
         with self._cv:
@@ -102,7 +104,7 @@ class _Rig:
                 left = end - time.monotonic()
                 if left <= 0:
                     raise TimeoutError(f"bench_preempt: timed out waiting for {what}")
-                self._cv.wait(min(left, 0.002))
+                self._cv.wait(left)
 
     def trial(self, job_id: str, work: Callable[[Any], bytes], started: threading.Event,
               trigger: Callable[[], None], returned: list[float], rng: random.Random,
