@@ -359,3 +359,36 @@ def test_stop_hands_back_a_job_that_never_returns(make_runner) -> None:
     [o] = out.wait(1)
     assert o.outcome is Outcome.PREEMPTED and "did not stop" in (o.error or "")
     release.set()
+
+
+def test_jobs_get_the_engines_token_and_its_cancelled_is_preemption() -> None:
+    import numpy as np
+
+    from agent.inference import Cancelled as EngineCancelled
+    from agent.inference import CancelToken as EngineToken
+    from agent.inference import load_model
+    from bench.bench_preempt import conv_model
+
+    model = load_model(conv_model(h=64, w=64, c=32, o=32))
+    x = np.zeros(model.inputs[0].shape, dtype=np.int8)
+    out, started = Outcomes(), threading.Event()
+    seen: list[object] = []
+
+    def work(tok: CancelToken) -> bytes:
+        seen.append(tok)
+        started.set()
+        while True:
+            model.run([x], cancel=tok)  # type: ignore[arg-type]
+
+    r = Runner(SystemClock(), out, MODEL)  # default token factory
+    r.start()
+    try:
+        r.set_decision(RUN_ONE)
+        r.submit(Job("engine", work))
+        assert started.wait(WAIT_S)
+        r.set_decision(STANDBY)
+        [o] = out.wait(1)
+    finally:
+        r.stop()
+    assert isinstance(seen[0], EngineToken)
+    assert o.outcome is Outcome.PREEMPTED and EngineCancelled.__name__ in (o.error or "")
