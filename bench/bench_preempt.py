@@ -41,18 +41,28 @@ SAFE: dict[str, Any] = {
     "door_open": False, "charge_cable": True, "charging_power_kw": 7.0, "pack_temp_min_c": 20.0,
     "pack_temp_max_c": 25.0, "vehicle_awake": True, "departure_event": False,
     "cabin_preconditioning": False, "charge_limit_reached": False, "pack_voltage_v": 380.0,
-    "pack_current_a": 10.0,
+    "pack_current_a": 10.0, "compute_temp_c": 45.0,
 }
-# Nothing but rule 1 and 2 in the way: no dwell, no schedule, no caps. compute_temp_c is not on
-# the reference bus, so the bench does not require it.
-POLICY = Policy(dwell=Dwell(min_off_s=0.0, min_run_s=0.0),
-                required_roles=("gear", "speed_kph", "driver_present", "door_open", "soc_percent",
-                                "charge_cable", "pack_temp_max_c"))
+# Every default rule, minus what would slow the trials down: no dwell, no schedule, no caps.
+POLICY = Policy(dwell=Dwell(min_off_s=0.0, min_run_s=0.0))
 
 
 def _pct(xs: list[float], q: float) -> float:
     s = sorted(xs)
     return s[min(len(s) - 1, round(q * (len(s) - 1)))]
+
+
+class _TimedStore(StateStore):
+    """A StateStore that notes when an unsafe gear arrives: splits the chain at the bus."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unsafe_at: list[float] = []
+
+    def update_many(self, values: Any, t: float) -> None:
+        if values.get("gear") not in (None, "P"):
+            self.unsafe_at.append(time.perf_counter())
+        super().update_many(values, t)
 
 
 class _Rig:
@@ -62,9 +72,17 @@ class _Rig:
         self.clock = SystemClock()
         self.store = store
         self.outcomes: list[JobOutcome] = []
+        self.stopped_at: list[float] = []  # when a stop decision had been applied to the runner
         self._cv = threading.Condition()
         self.runner = Runner(self.clock, self._done, PowerModel(watts_per_core=10.0, cores=1))
-        self.loop = GovernedLoop(store, Governor(POLICY), self.runner, self.clock, tick_s=0.05)
+        self.loop = GovernedLoop(store, Governor(POLICY), self.runner, self.clock, tick_s=0.05,
+                                 on_change=self._changed)
+
+    def _changed(self, d: Any) -> None:
+        if d.mode is not Mode.RUN:
+            self.stopped_at.append(time.perf_counter())
+        with self._cv:  # wakes a trial waiting for RUN, without it polling
+            self._cv.notify_all()
 
     def _done(self, o: JobOutcome) -> None:
         with self._cv:
@@ -86,10 +104,11 @@ class _Rig:
                 left = end - time.monotonic()
                 if left <= 0:
                     raise TimeoutError(f"bench_preempt: timed out waiting for {what}")
-                self._cv.wait(min(left, 0.002))
+                self._cv.wait(left)
 
     def trial(self, job_id: str, work: Callable[[Any], bytes], started: threading.Event,
-              trigger: Callable[[], None], returned: list[float], rng: random.Random) -> float:
+              trigger: Callable[[], None], returned: list[float], rng: random.Random,
+              triggered: list[float] | None = None) -> float:
         """Start a job, let it get into its kernel, trigger the stop; ms from trigger to return."""
         self.wait_for(lambda: self.loop.last is not None and self.loop.last.mode is Mode.RUN, "RUN")
         n = len(self.outcomes)
@@ -100,6 +119,8 @@ class _Rig:
             raise TimeoutError("bench_preempt: the job did not start")
         time.sleep(rng.uniform(0.0005, 0.004))  # land anywhere inside a kernel
         t0 = time.perf_counter()
+        if triggered is not None:
+            triggered.append(t0)
         trigger()
         self.wait_for(lambda: len(self.outcomes) > n, "the preempted outcome")
         return (returned[-1] - t0) * 1000.0
@@ -108,7 +129,7 @@ class _Rig:
 def _run_trials(rig: _Rig, feed: Callable[[], None], stop_feed: threading.Event, trials: int,
                 prefix: str, work: Callable[[Any], bytes], started: threading.Event,
                 trigger: Callable[[], None], reset: Callable[[], None], returned: list[float],
-                seed: int) -> list[float]:
+                seed: int, triggered: list[float] | None = None) -> list[float]:
     """Feed the car, start the rig, run the trials; stops the feed and the rig on the way out."""
     threading.Thread(target=feed, daemon=True).start()
     rig.start()
@@ -116,12 +137,25 @@ def _run_trials(rig: _Rig, feed: Callable[[], None], stop_feed: threading.Event,
     lat: list[float] = []
     try:
         for i in range(trials):
-            lat.append(rig.trial(f"{prefix}{i}", work, started, trigger, returned, rng))
+            lat.append(rig.trial(f"{prefix}{i}", work, started, trigger, returned, rng, triggered))
             reset()
     finally:
         stop_feed.set()
         rig.stop()
     return lat
+
+
+def _split(triggered: list[float], arrived: list[float], stopped: list[float]
+           ) -> tuple[list[float], list[float]]:
+    """Per trial: frame written -> unsafe gear in the store, and store -> stop decision applied."""
+    bus, gov = [], []
+    for t0 in triggered:
+        a = next((t for t in arrived if t >= t0), None)
+        s = next((t for t in stopped if a is not None and t >= a), None)
+        if a is not None and s is not None:
+            bus.append((a - t0) * 1000.0)
+            gov.append((s - a) * 1000.0)
+    return bus or [0.0], gov or [0.0]
 
 
 def store_to_return(trials: int = TRIALS) -> dict[str, float]:
@@ -200,7 +234,7 @@ def frame_to_kernel(trials: int = TRIALS) -> dict[str, float]:
     safe_gear = wire(SAFE, only="gear")
     master, slave = pty.openpty()
     tty.setraw(slave)
-    store = StateStore()
+    store = _TimedStore()
     clock = SystemClock()
     reader = BusReader(os.ttyname(slave), profile, store, clock, silence_limit_s=5.0)
     rig = _Rig(store)
@@ -235,15 +269,19 @@ def frame_to_kernel(trials: int = TRIALS) -> dict[str, float]:
 
     reader.start()
     send(safe_wire)
+    triggered: list[float] = []
     try:
         lat = _run_trials(rig, feed, stop_feed, trials, "f", work, started, gear(unsafe_gear),
-                          gear(safe_gear), returned, seed=7)
+                          gear(safe_gear), returned, seed=7, triggered=triggered)
     finally:
         reader.stop()
         os.close(master)
         os.close(slave)
     preempted = sum(1 for o in rig.outcomes if o.outcome is Outcome.PREEMPTED)
+    bus_ms, stop_ms = _split(triggered, store.unsafe_at, rig.stopped_at)
     return {
+        "pty_to_store_p99_ms": round(_pct(bus_ms, 0.99), 3),
+        "store_to_stop_applied_p99_ms": round(_pct(stop_ms, 0.99), 3),
         "preempt_p50_ms": round(statistics.median(lat), 3),
         "preempt_p99_ms": round(_pct(lat, 0.99), 3),
         "preempt_max_ms": round(max(lat), 3),

@@ -72,17 +72,30 @@ def describe(p: Policy, wall: float, departures: int = 3) -> str:
     return "\n".join(out) + "\n"
 
 
-def run(args: argparse.Namespace) -> int:
+def policy_and_moment(command: str, path: Path | None, at: str | None
+                      ) -> tuple[Policy, float] | None:
+    """The policy (default Policy() without a path) and the moment `--at` names (default now).
+
+    Says what is wrong on stderr and returns None, for subcommands to exit with 2.
+    """
     try:
-        policy = Policy.from_toml(args.file)
+        policy = Policy.from_toml(path) if path is not None else Policy()
     except PolicyError as e:
-        print(f"fleetnode policy: {e}", file=sys.stderr)
-        return 2
+        print(f"fleetnode {command}: {e}", file=sys.stderr)
+        return None
     try:
-        wall = dt.datetime.fromisoformat(args.at).timestamp() if args.at else time.time()
+        wall = dt.datetime.fromisoformat(at).timestamp() if at else time.time()
     except ValueError:
-        print(f"fleetnode policy: --at {args.at!r} is not an ISO 8601 time", file=sys.stderr)
+        print(f"fleetnode {command}: --at {at!r} is not an ISO 8601 time", file=sys.stderr)
+        return None
+    return policy, wall
+
+
+def run(args: argparse.Namespace) -> int:
+    loaded = policy_and_moment("policy", args.file, args.at)
+    if loaded is None:
         return 2
+    policy, wall = loaded
     print(f"{args.file}: valid")
     sys.stdout.write(describe(policy, wall, max(0, args.departures)))
     return 0

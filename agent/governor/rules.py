@@ -360,7 +360,7 @@ def step(state: VehicleState, policy: Policy, now: float, memory: Memory | None 
         since, changes = now, changes + (now,)
     new = replace(
         mem, mode=mode, since=since, budget_w=budget if mode is Mode.RUN else 0.0,
-        last_mono=now, last_wall=inputs.wall if inputs.wall is not None else mem.last_wall,
+        last_mono=now, last_wall=inputs.wall,  # a pair, or no wall: jumps compare like with like
         floor_latched=c.floor_latched, hot=frozenset(c.hot),
         integral=tuple(sorted(c.integral.items())) or mem.integral, changes=changes,
     )

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from agent.bus.state import StateStore
 from agent.clock import Clock
-from agent.governor import Decision, Governor, Inputs
+from agent.governor import Decision, Governor, GridSignal, Inputs
 from agent.runner.runner import Runner
 
 log = logging.getLogger(__name__)
@@ -85,3 +85,58 @@ class GovernedLoop:
         while not self._stop.is_set():
             self.step()
             generation = self.store.wait_changed(generation, self.tick_s)
+
+
+class InputsFeed:
+    """Builds the governor's Inputs from the agent's parts, for GovernedLoop(inputs=feed).
+
+    - decode errors per second: the bus reader's `decode_errors` counter over `window_s`;
+    - broker down since: when the fleet link's `connected` last turned false;
+    - today's energy and cost: the ledger sink, if any;
+    - the grid signal: whatever the fleet last sent through `set_grid`.
+    Each part is optional and read through its public attribute only.
+    """
+
+    def __init__(self, clock: Clock, *, reader: object = None, link: object = None,
+                 ledger: object = None, window_s: float = 10.0) -> None:
+        self.clock = clock
+        self.reader = reader
+        self.link = link
+        self.ledger = ledger
+        self.window_s = window_s
+        self._lock = threading.Lock()
+        self._samples: list[tuple[float, int]] = []
+        self._down_since: float | None = None
+        self._grid: GridSignal | None = None
+
+    def set_grid(self, signal: GridSignal) -> None:
+        with self._lock:
+            self._grid = signal
+
+    def decode_error_rate(self, now: float) -> float:
+        counters = getattr(self.reader, "counters", None)
+        if not isinstance(counters, dict):
+            return 0.0
+        count = int(counters.get("decode_errors", 0))
+        with self._lock:
+            self._samples.append((now, count))
+            self._samples = [(t, c) for t, c in self._samples if now - t <= self.window_s]
+            t0, c0 = self._samples[0]
+        return (count - c0) / (now - t0) if now > t0 else 0.0
+
+    def __call__(self) -> Inputs:
+        now = self.clock.monotonic()
+        connected = getattr(self.link, "connected", True)
+        with self._lock:
+            if connected:
+                self._down_since = None
+            elif self._down_since is None:
+                self._down_since = now
+            down, grid = self._down_since, self._grid
+        energy = cost = None
+        today = getattr(self.ledger, "energy_today", None)
+        if callable(today):
+            energy, cost = today()
+        return Inputs(wall=self.clock.time(), grid=grid, broker_down_since=down,
+                      decode_errors_per_s=self.decode_error_rate(now),
+                      energy_today_wh=energy, cost_today=cost)

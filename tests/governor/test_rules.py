@@ -390,3 +390,11 @@ def test_a_value_of_the_wrong_type_reads_as_unknown_and_stops(role: str, bad: ob
     # A profile bug or a hostile decode must not slip past a rule as "not a number, so no check".
     d = decide(state(**{role: bad}), BARE, MONO0, AT)  # type: ignore[arg-type]
     assert d.mode is Mode.STANDBY and codes(d) == {"stale_input"} and role in d.summary
+
+
+def test_a_wall_clock_that_comes_back_after_a_gap_is_not_a_jump() -> None:
+    g = Governor(BARE)
+    assert g.decide(state(MONO0), MONO0, Inputs(wall=WALL0)).mode is Mode.RUN
+    assert g.decide(state(MONO0 + 600), MONO0 + 600, Inputs(wall=None)).mode is Mode.RUN
+    d = g.decide(state(MONO0 + 601), MONO0 + 601, Inputs(wall=WALL0 + 601))
+    assert d.mode is Mode.RUN, d.codes

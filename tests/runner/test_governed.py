@@ -87,3 +87,31 @@ def test_a_raising_change_callback_is_counted_and_the_loop_goes_on() -> None:
     store.update("driver_present", True, clock.monotonic())
     assert loop.step().mode is Mode.STANDBY
     assert loop.callback_errors == 2 and runner.decision.mode is Mode.STANDBY
+
+
+def test_inputs_feed_turns_counters_and_link_state_into_inputs(tmp_path: Any) -> None:
+    from types import SimpleNamespace
+
+    from agent.governor import GridSignal
+    from agent.governor.policy import Policy as P
+    from agent.ledger import Ledger, LedgerSink
+    from agent.runner.governed import InputsFeed
+
+    # The public surfaces the feed reads: BusReader.counters and FleetLink.connected.
+    reader = SimpleNamespace(counters={"decode_errors": 0})
+    link = SimpleNamespace(connected=True)
+    clock = FakeClock()
+    with Ledger(tmp_path / "l.sqlite") as led:
+        feed = InputsFeed(clock, reader=reader, link=link, ledger=LedgerSink(led, clock, P()))
+        assert feed().decode_errors_per_s == 0.0 and feed().broker_down_since is None
+        clock.advance(5.0)
+        reader.counters = {"decode_errors": 50}
+        link.connected = False
+        got = feed()
+        assert got.decode_errors_per_s == 10.0 and got.broker_down_since == clock.monotonic()
+        clock.advance(3.0)
+        assert feed().broker_down_since == clock.monotonic() - 3.0  # since it went down, not now
+        feed.set_grid(GridSignal(t=clock.monotonic(), price_per_kwh=0.5))
+        assert feed().grid is not None and feed().energy_today_wh == 0.0
+        d = Governor(POLICY).decide(StateStore().snapshot(), clock.monotonic(), feed())
+        assert d.mode is Mode.OFF  # no link yet, and 10 decode errors/s over the limit
