@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,8 +35,14 @@ THIN_PATH = Path(__file__).parent.parent / "agent" / "inference" / "models" / "t
 CAR = "car-1"
 
 
+_OUT = threading.Lock()
+
+
 def say(who: str, text: str) -> None:
-    print(f"{time.strftime('%H:%M:%S')} [{who:<5}] {text}", flush=True)
+    """One whole line at a time: the agent's output arrives on another thread."""
+    with _OUT:
+        sys.stdout.write(f"{time.strftime('%H:%M:%S')} [{who:<5}] {text}\n")
+        sys.stdout.flush()
 
 
 def scenario(duration_s: float) -> list[Event]:
@@ -50,6 +58,15 @@ def scenario(duration_s: float) -> list[Event]:
         Event(11 * k, "the owner opens the driver's door (to fetch a bag)", door(True)),
         Event(14 * k, "the door is closed again; the car stays parked and charging", door(False)),
     ]
+
+
+def show(cmd: list[str], head: int = 20) -> None:
+    """Run one of fleetnode's own commands and print the first lines of what it prints."""
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
+    with _OUT:
+        for line in (r.stdout + r.stderr).splitlines()[:head]:
+            sys.stdout.write(f"         | {line}\n")
+        sys.stdout.flush()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
         last = fleet.tasks[list(inputs)[-1]]
         if last.outputs:
             say("fleet", f"e.g. {last.task_id} from {', '.join(last.cars)}: output {last.outputs[0].tolist()}")
+        say("fleet", "what `fleetnode fleet watch` shows now:")
+        show([sys.executable, "-m", "agent.cli", "fleet", "watch", "--port", str(broker.port),
+              "--count", "1", "--timeout", "5"])
     finally:
         rc = agent.stop() if agent is not None else 0
         stack.close()
@@ -150,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
             problems.append("the agent printed a traceback")
         if rc not in (0, -15):
             problems.append(f"the agent exited with {rc}")
+    say("owner", "what `fleetnode report` tells the owner:")
+    show([sys.executable, "-m", "agent.cli", "report", "--db", str(work / "agent" / "ledger.sqlite"),
+          "--policy", str(HERE / "policies" / "demo.toml")], head=12)
     for prob in problems:
         say("demo", f"PROBLEM: {prob}")
     say("demo", "OK: the thin path works end to end" if not problems else "FAILED")

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from agent.bus.state import StateStore
 from agent.clock import Clock
-from agent.governor import Decision, Governor, GridSignal, Inputs
+from agent.governor import Decision, Governor, GridSignal, Inputs, Mode, Reason
 from agent.runner.runner import Runner
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,7 @@ class GovernedLoop:
         self.last: Decision | None = None
         self.steps = 0
         self.callback_errors = 0
+        self.step_errors = 0
 
     def step(self) -> Decision:
         """One look: snapshot, decide, apply. Safe to call from any thread."""
@@ -83,14 +84,21 @@ class GovernedLoop:
     def _run(self) -> None:
         generation = self.store.generation
         while not self._stop.is_set():
-            self.step()
+            try:
+                self.step()
+            except Exception as e:
+                self.step_errors += 1
+                log.exception("governor step failed")
+                self.runner.set_decision(Decision(Mode.OFF, 0.0, (
+                    Reason("internal_error", f"the governor failed: {type(e).__name__}: {e}"),)))
             generation = self.store.wait_changed(generation, self.tick_s)
 
 
 class InputsFeed:
     """Builds the governor's Inputs from the agent's parts, for GovernedLoop(inputs=feed).
 
-    - decode errors per second: the bus reader's `decode_errors` counter over `window_s`;
+    - decode errors per second: the bus reader's `decode_errors` and its parser's bad lines
+      over `window_s`;
     - broker down since: when the fleet link's `connected` last turned false;
     - today's energy and cost: the ledger sink, if any;
     - the grid signal: whatever the fleet last sent through `set_grid`.
@@ -117,7 +125,9 @@ class InputsFeed:
         counters = getattr(self.reader, "counters", None)
         if not isinstance(counters, dict):
             return 0.0
-        count = int(counters.get("decode_errors", 0))
+        # Undecodable frames plus malformed SLCAN lines: both mean the bus cannot be trusted.
+        count = int(counters.get("decode_errors", 0)) + int(getattr(getattr(self.reader, "parser", None),
+                                                                    "bad_lines", 0))
         with self._lock:
             self._samples.append((now, count))
             self._samples = [(t, c) for t, c in self._samples if now - t <= self.window_s]

@@ -115,3 +115,16 @@ def test_inputs_feed_turns_counters_and_link_state_into_inputs(tmp_path: Any) ->
         assert feed().grid is not None and feed().energy_today_wh == 0.0
         d = Governor(POLICY).decide(StateStore().snapshot(), clock.monotonic(), feed())
         assert d.mode is Mode.OFF  # no link yet, and 10 decode errors/s over the limit
+
+
+def test_a_failing_governor_stops_compute_and_says_why() -> None:
+    clock = SystemClock()
+    with job_under_loop(clock, tick_s=0.02) as (_store, loop, out, _changes):
+        def broken(*_: object, **__: object) -> Decision:
+            raise ZeroDivisionError("a bug in a rule")
+        loop.governor.decide = broken  # type: ignore[method-assign]
+        [o] = out.wait(1)
+        assert o.outcome is Outcome.PREEMPTED
+        assert loop.step_errors >= 1
+        assert loop.runner.decision.mode is Mode.OFF
+        assert "internal_error" in loop.runner.decision.codes
