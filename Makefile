@@ -37,6 +37,7 @@ bench: install
 
 fuzz: install fuzz-bus
 	$(MAKE) -C native fuzz PY=$(abspath $(PY))
+	$(MAKE) -C firmware_shim fuzz
 
 # The SLCAN parser against an independent oracle: 1,000,000 random and mutated lines.
 fuzz-bus: install

@@ -15,6 +15,11 @@ SUBCOMMAND_MODULES = (
     "agent.service",
     "agent.bus.cli",
     "agent.fleet.cli",
+    "agent.inference.cli",
+    "agent.governor.cli",  # policy
+    "agent.runner.cli",  # calibrate
+    "agent.ledger.cli",  # report
+    "agent.hostsource",  # host
 )
 
 

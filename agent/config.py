@@ -39,7 +39,7 @@ class AgentConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, path: str | Path) -> "AgentConfig":
+    def load(cls, path: str | Path) -> AgentConfig:
         try:
             data = tomllib.loads(Path(path).read_text())
         except FileNotFoundError as e:
@@ -49,7 +49,7 @@ class AgentConfig:
         return cls.from_mapping(data.get("agent", data))
 
     @classmethod
-    def from_mapping(cls, data: dict[str, Any], **overrides: Any) -> "AgentConfig":
+    def from_mapping(cls, data: dict[str, Any], **overrides: Any) -> AgentConfig:
         known = {f.name: f for f in fields(cls) if f.name != "extra"}
         values: dict[str, Any] = {}
         for key, value in {**data, **{k: v for k, v in overrides.items() if v is not None}}.items():
@@ -68,6 +68,9 @@ class AgentConfig:
             raise ConfigError("config key 'broker_port' must be within 1..65535")
         if not CAR_ID.match(cfg.pool):
             raise ConfigError("config key 'pool' must be 1-64 of [A-Za-z0-9_-]")
+        tls = (cfg.tls_ca, cfg.tls_cert, cfg.tls_key)
+        if any(tls) and not all(tls):
+            raise ConfigError("config keys 'tls_ca', 'tls_cert' and 'tls_key' go together: give all three or none")
         if cfg.status_interval_s <= 0:
             raise ConfigError("config key 'status_interval_s' must be > 0")
         return cfg

@@ -113,7 +113,6 @@ class Agent:
         self._outputs_lock = threading.Lock()
         self.jobs_done = 0
         self.tick_errors = 0
-        self._broker_down_since: float | None = None
         self._last_key: tuple[Any, ...] | None = None
         self._last_print = -1e9
 
@@ -128,64 +127,70 @@ class Agent:
         from agent.bus.state import StateStore
         from agent.fleet.link import FleetLink
         from agent.fleet.mqtt import TlsConfig
+        from agent.ledger import Ledger, LedgerSink
         from agent.runner import Runner
+        from agent.runner.governed import GovernedLoop, InputsFeed
 
         self.state_dir.mkdir(parents=True, exist_ok=True)
         store = StateStore()
         reader = BusReader(self.cfg.serial_port, self.profile, store, self.clock)
         tls = None
         if self.cfg.tls_ca:
-            tls = TlsConfig(ca=self.cfg.tls_ca, cert=self.cfg.tls_cert or None, key=self.cfg.tls_key or None)
+            tls = TlsConfig(Path(self.cfg.tls_ca), Path(self.cfg.tls_cert), Path(self.cfg.tls_key))
         link = FleetLink(self.cfg.car_id, self.cfg.broker_host, self.cfg.broker_port, self.clock,
                          outbox_path=self.state_dir / "outbox.sqlite", pool=self.cfg.pool, tls=tls,
                          audit_path=self.state_dir / "audit.sqlite")
-        runner = Runner(self.clock, on_outcome=lambda o: self._on_outcome(link, o))
+        ledger = Ledger(self.state_dir / "ledger.sqlite", self.policy.tariff, self.policy.timezone)
+        sink = LedgerSink(ledger, self.clock, self.policy)
+        runner = Runner(self.clock, on_outcome=lambda o: self._on_outcome(link, sink, store, o))
+        # The stop path (frame -> store -> governor -> cancel tokens) runs on its own thread and
+        # never waits for the fleet link; this thread only reports and takes jobs.
+        governed = GovernedLoop(store, self.governor, runner, self.clock,
+                                inputs=InputsFeed(self.clock, reader=reader, link=link, ledger=sink))
         reader.start()
         runner.start()
         link.start()
+        governed.start()
         notify("READY=1")
         try:
-            self._loop(stop, store, reader, link, runner)
+            self._loop(stop, store, reader, governed, link, runner, sink)
         finally:
             notify("STOPPING=1")
+            governed.stop()
             runner.stop()
             reader.stop()
             link.close()
+            ledger.close()
         return 0
 
-    def _loop(self, stop: threading.Event, store: Any, reader: Any, link: Any, runner: Any) -> None:
-        generation = store.generation
-        while not stop.is_set():
-            generation = store.wait_changed(generation, self.TICK_S)
+    def _loop(self, stop: threading.Event, store: Any, reader: Any, governed: Any, link: Any,
+              runner: Any, sink: Any) -> None:
+        seen_steps = -1
+        while not stop.wait(self.TICK_S):
             try:
-                self._tick(store, link, runner)
-            except Exception as e:  # a bug in one tick must not kill the agent: fail safe, say why
+                if governed.steps != seen_steps and governed.last is not None:
+                    seen_steps = governed.steps
+                    self.watchdog.progress("governor")
+                self._tick(store, reader, governed.last, link, runner, sink)
+            except Exception as e:  # noqa: BLE001 -- a bug in one tick must not kill the agent: fail safe, say why
                 self.tick_errors += 1
-                runner.set_decision(self._fail_safe(f"internal error: {type(e).__name__}: {e}"))
                 link.set_accepting_jobs(False)
-                self._say({"error": repr(e)}, f"[{self.cfg.car_id}] OFF: internal error, compute stopped: {e!r}")
+                self._say({"error": repr(e)}, f"[{self.cfg.car_id}] internal error, taking no jobs: {e!r}")
                 stop.wait(1.0)
 
-    def _fail_safe(self, why: str) -> Any:
-        from agent.governor import Decision, Mode, Reason
+    def _tick(self, store: Any, reader: Any, decision: Any, link: Any, runner: Any, sink: Any) -> None:
+        from agent.governor import Mode
 
-        return Decision(Mode.OFF, 0.0, (Reason("internal_error", why),))
-
-    def _tick(self, store: Any, link: Any, runner: Any) -> None:
-        from agent.governor import Inputs, Mode
-
+        if decision is None:
+            return
         now = self.clock.monotonic()
-        self.watchdog.progress("bus")
+        if reader.last_progress is not None and now - reader.last_progress < 5.0:
+            self.watchdog.progress("bus")
+        if runner.decision is decision:
+            self.watchdog.progress("runner")
         snap = store.snapshot()
-        if link.connected:
-            self._broker_down_since = None
-        elif self._broker_down_since is None:
-            self._broker_down_since = now
-        decision = self.governor.decide(snap, now, Inputs(wall=self.clock.time(), broker_down_since=self._broker_down_since))
-        self.watchdog.progress("governor")
-        runner.set_decision(decision)
-        self.watchdog.progress("runner")
-        link.set_accepting_jobs(decision.mode is Mode.RUN)
+        sink.observe(snap)
+        link.set_accepting_jobs(decision.mode is Mode.RUN and not decision.drain)
         vehicle = {role: snap.value(role, now, self.profile.max_age(role)) for role in self.profile.roles}
         link.publish_state(decision.as_dict(), vehicle)
         link.publish_telemetry({
@@ -235,9 +240,10 @@ class Agent:
         if not runner.submit(Job(request.job_id, work, deadline=deadline)):
             link.send_result(request.job_id, "preempted", error=("busy", "the car's job queue is full"))
 
-    def _on_outcome(self, link: Any, o: Any) -> None:
+    def _on_outcome(self, link: Any, sink: Any, store: Any, o: Any) -> None:
         from agent.runner import Outcome
 
+        sink.outcome(o, store.snapshot())
         with self._outputs_lock:
             outs = self._outputs.pop(o.job_id, None)
         if o.outcome is Outcome.DONE and outs is not None:

@@ -16,8 +16,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Self
 
 from agent.bus.profile import VehicleProfile
 from hil.shim import Shim, ShimError
@@ -90,7 +91,7 @@ class CarOnBus:
 
     # -- the car -------------------------------------------------------------------------------
 
-    def start(self) -> "CarOnBus":
+    def start(self) -> Self:
         self.plug()
         self._thread = threading.Thread(target=self._run, name="car-on-bus", daemon=True)
         self._thread.start()
@@ -102,7 +103,7 @@ class CarOnBus:
             self._thread.join(timeout=5)
         self.unplug()
 
-    def __enter__(self) -> "CarOnBus":
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -33,8 +35,14 @@ THIN_PATH = Path(__file__).parent.parent / "agent" / "inference" / "models" / "t
 CAR = "car-1"
 
 
+_OUT = threading.Lock()
+
+
 def say(who: str, text: str) -> None:
-    print(f"{time.strftime('%H:%M:%S')} [{who:<5}] {text}", flush=True)
+    """One whole line at a time: the agent's output arrives on another thread."""
+    with _OUT:
+        sys.stdout.write(f"{time.strftime('%H:%M:%S')} [{who:<5}] {text}\n")
+        sys.stdout.flush()
 
 
 def scenario(duration_s: float) -> list[Event]:
@@ -50,6 +58,15 @@ def scenario(duration_s: float) -> list[Event]:
         Event(11 * k, "the owner opens the driver's door (to fetch a bag)", door(True)),
         Event(14 * k, "the door is closed again; the car stays parked and charging", door(False)),
     ]
+
+
+def show(cmd: list[str], head: int = 20) -> None:
+    """Run one of fleetnode's own commands and print the first lines of what it prints."""
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
+    with _OUT:
+        for line in (r.stdout + r.stderr).splitlines()[:head]:
+            sys.stdout.write(f"         | {line}\n")
+        sys.stdout.flush()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,16 +103,16 @@ def main(argv: list[str] | None = None) -> int:
             if remaining > 0:
                 time.sleep(remaining)
 
-        def fleet_saw(pred: Callable[[p.CarState], bool], timeout: float) -> p.CarState | None:
-            ok = fleet.wait_for(lambda f: CAR in f.cars and pred(f.cars[CAR]), timeout)
-            return fleet.cars.get(CAR) if ok else None
+        def expect(pred: Callable[[p.CarState], bool], timeout: float, failure: str) -> None:
+            """Wait until the fleet sees the car in a state; say what it sees, or note the failure."""
+            if not fleet.wait_for(lambda f: CAR in f.cars and pred(f.cars[CAR]), timeout):
+                problems.append(failure)
+                return
+            st = fleet.cars[CAR]
+            why = ", ".join(dict.fromkeys(st.reasons)) or f"{st.available_w:.0f} W available, SoC {st.soc_percent} %"
+            say("fleet", f"{CAR} is {st.mode}: {why}")
 
-        st = fleet_saw(lambda c: c.mode == "RUN", 15)
-        if st is None:
-            problems.append("the fleet never saw the car available")
-        else:
-            say("fleet", f"{CAR} is {st.mode}: {st.available_w:.0f} W available, SoC {st.soc_percent} %")
-
+        expect(lambda c: c.mode == "RUN", 15, "the fleet never saw the car available")
         inputs = {}
 
         def submit_batch(name: str, n: int) -> None:
@@ -107,30 +124,22 @@ def main(argv: list[str] | None = None) -> int:
             say("fleet", f"submitted {n} jobs ({name}-0 .. {name}-{n - 1}) for model thin_path")
 
         submit_batch("a", args.jobs)
+        batch_a = [t for t in inputs if t.startswith("a-")]
+        fleet.wait(8 * k, batch_a)
+        done = [t for t in batch_a if fleet.tasks[t].status == "ok"]
+        say("fleet", f"{len(done)}/{len(batch_a)} results of batch a are back")
         at(11.5)
-        st = fleet_saw(lambda c: c.mode != "RUN", 5)
-        if st is None:
-            problems.append("the door opened, but the car stayed in RUN")
-        else:
-            say("fleet", f"{CAR} is {st.mode}: {', '.join(dict.fromkeys(st.reasons))}")
+        expect(lambda c: c.mode != "RUN", 5, "the door opened, but the car stayed in RUN")
         submit_batch("b", args.jobs)
         say("fleet", "batch b waits for an available car")
         at(20)
         say("car", "the serial cable of the CAN shim is pulled")
         car.unplug()
-        st = fleet_saw(lambda c: c.mode == "OFF", 5)
-        if st is None:
-            problems.append("the cable was pulled, but the car did not go OFF")
-        else:
-            say("fleet", f"{CAR} is {st.mode}: {', '.join(dict.fromkeys(st.reasons))}")
+        expect(lambda c: c.mode == "OFF", 5, "the cable was pulled, but the car did not go OFF")
         at(24)
         say("car", "the cable is plugged back in")
         car.plug()
-        st = fleet_saw(lambda c: c.mode == "RUN", 10)
-        if st is None:
-            problems.append("the cable came back, but the car never returned to RUN")
-        else:
-            say("fleet", f"{CAR} is back to {st.mode}")
+        expect(lambda c: c.mode == "RUN", 10, "the cable came back, but the car never returned to RUN")
         if not fleet.wait(max(5.0, 30 * k - (time.monotonic() - t0)), list(inputs)):
             problems.append("not every job finished")
         exact = 0
@@ -148,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
         last = fleet.tasks[list(inputs)[-1]]
         if last.outputs:
             say("fleet", f"e.g. {last.task_id} from {', '.join(last.cars)}: output {last.outputs[0].tolist()}")
+        say("fleet", "what `fleetnode fleet watch` shows now:")
+        show([sys.executable, "-m", "agent.cli", "fleet", "watch", "--port", str(broker.port),
+              "--count", "1", "--timeout", "5"])
     finally:
         rc = agent.stop() if agent is not None else 0
         stack.close()
@@ -158,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
             problems.append("the agent printed a traceback")
         if rc not in (0, -15):
             problems.append(f"the agent exited with {rc}")
+    say("owner", "what `fleetnode report` tells the owner:")
+    show([sys.executable, "-m", "agent.cli", "report", "--db", str(work / "agent" / "ledger.sqlite"),
+          "--policy", str(HERE / "policies" / "demo.toml")], head=12)
     for prob in problems:
         say("demo", f"PROBLEM: {prob}")
     say("demo", "OK: the thin path works end to end" if not problems else "FAILED")

@@ -8,6 +8,7 @@ had just received it. Nothing can travel the other way: the firmware has no tran
 
     with Shim() as shim:
         bus = can.Bus(interface="slcan", channel=shim.port, bitrate=500000, sleep_after_open=0)
+        shim.wait_channel_open()  # python-can sends O without waiting for the reply
         shim.send(0x123, b"\\xde\\xad")
         msg = bus.recv(timeout=2.0)
 
@@ -64,6 +65,8 @@ def build(timeout_s: float = 300.0) -> Path:
             )
         except subprocess.TimeoutExpired as e:
             raise ShimError(f"building the shim took more than {timeout_s:.0f} s") from e
+        except OSError as e:
+            raise ShimError(f"cannot run make to build the shim: {e}") from e
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     if proc.returncode != 0:
@@ -116,6 +119,8 @@ class Shim:
       uart_bps: model a UART of this many bit/s (8N1); 0 = as fast as the pty takes it.
       clock_start_ms: the firmware's millis() at start (to put SLCAN timestamps near a wrap).
       serial: the 4-character N reply.
+      exit_on_input_end: pass --exit-on-eof, so the shim exits when its stdin closes: after
+        end_input(), and also when this process dies without stopping it (no orphans).
       extra_args: more command-line options for the binary.
       start_timeout_s: how long to wait for the pty path.
     Raises ShimError when it cannot build or start.
@@ -129,6 +134,7 @@ class Shim:
         uart_bps: int = 0,
         clock_start_ms: int = 0,
         serial: str | None = None,
+        exit_on_input_end: bool = True,
         extra_args: Sequence[str] = (),
         start_timeout_s: float = 10.0,
     ) -> None:
@@ -141,6 +147,8 @@ class Shim:
             self._args += ["--clock-start", str(int(clock_start_ms))]
         if serial is not None:
             self._args += ["--serial", serial]
+        if exit_on_input_end:
+            self._args.append("--exit-on-eof")
         self._args += list(extra_args)
         self._start_timeout_s = start_timeout_s
         self._proc: subprocess.Popen[bytes] | None = None
@@ -165,7 +173,7 @@ class Shim:
             raise ShimError(f"{self._binary} missing: run `make -C firmware_shim host`")
         self.command = [str(self._binary), *self._args]
         # stderr goes to a file, not a pipe: nobody may have to drain it for the shim to run.
-        self._stderr = tempfile.TemporaryFile(prefix="fleetnode-shim-", suffix=".log")  # noqa: SIM115 (lives as long as the shim; closed in __exit__)
+        self._stderr = tempfile.TemporaryFile(prefix="fleetnode-shim-", suffix=".log")  # noqa: SIM115 (closed by stop())
         self._proc = subprocess.Popen(
             self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr
         )
@@ -200,6 +208,10 @@ class Shim:
                     stream.close()
                 except OSError:
                     pass  # stdin may already be broken if the shim died first
+        if self._stderr is not None:
+            self._stderr_final = self.stderr_text()  # stays readable after stop()
+            self._stderr.close()
+            self._stderr = None
         return int(proc.returncode)
 
     def __enter__(self) -> Self:
@@ -212,10 +224,6 @@ class Shim:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-        if self._stderr is not None:
-            self._stderr_final = self.stderr_text()  # still readable after the with block
-            self._stderr.close()
-            self._stderr = None
 
     @property
     def pid(self) -> int:
@@ -266,7 +274,8 @@ class Shim:
                 raise ShimError(f"shim is gone (exit {proc.poll()}): {self.stderr_text()}") from e
 
     def end_input(self) -> None:
-        """Close the bus input (EOF); a shim started with --exit-on-eof then exits."""
+        """Close the bus input (EOF). With exit_on_input_end (the default) the shim then
+        writes what is queued, waits up to 2 s for the host to read it, and exits."""
         proc = self._require()
         if proc.stdin is not None and not proc.stdin.closed:
             proc.stdin.close()
@@ -276,16 +285,16 @@ class Shim:
     def counters(self, timeout_s: float = 5.0) -> dict[str, int]:
         """Ask the running shim for its counters (SIGUSR1; it answers on stderr)."""
         proc = self._require()
-        before = self.stderr_text().count(COUNTERS_PREFIX)
+        start = self._stderr_size()
         proc.send_signal(signal.SIGUSR1)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            lines = [x for x in self.stderr_text().splitlines() if x.startswith(COUNTERS_PREFIX)]
-            if len(lines) > before:
-                return parse_counters(lines[-1])
+            for line in self._stderr_from(start).splitlines(keepends=True):
+                if line.startswith(COUNTERS_PREFIX) and line.endswith("\n"):
+                    return parse_counters(line.rstrip("\n"))
             if proc.poll() is not None:
                 break
-            time.sleep(0.01)  # polling a file the child appends to; bounded by the deadline
+            time.sleep(0.005)  # polling a file the child appends to; bounded by the deadline
         raise ShimError(f"no counters from the shim within {timeout_s} s: {self.stderr_text()}")
 
     def wait_counters(self, expected: dict[str, int], timeout_s: float = 5.0) -> dict[str, int]:
@@ -299,7 +308,7 @@ class Shim:
                 return c
             if time.monotonic() > deadline:
                 raise ShimError(f"counters {c} did not reach {expected} within {timeout_s} s")
-            time.sleep(0.005)  # bounded by the deadline
+            time.sleep(0.01)  # bounded by the deadline; each poll adds a line to the log
 
     def channel_is_open(self) -> bool:
         """Whether the host has opened the SLCAN channel (O or L) and not closed it since.
@@ -320,8 +329,16 @@ class Shim:
         """Everything the shim wrote to stderr so far."""
         if self._stderr is None:
             return self._stderr_final
-        self._stderr.flush()
-        data = os.pread(self._stderr.fileno(), 1 << 20, 0)
+        return self._stderr_from(0)
+
+    def _stderr_size(self) -> int:
+        return os.fstat(self._stderr.fileno()).st_size if self._stderr is not None else 0
+
+    def _stderr_from(self, offset: int) -> str:
+        if self._stderr is None:
+            return self._stderr_final[offset:]
+        size = self._stderr_size()
+        data = os.pread(self._stderr.fileno(), max(0, size - offset), offset)
         return data.decode("utf-8", "replace")
 
     def _require(self) -> subprocess.Popen[bytes]:

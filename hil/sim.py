@@ -9,8 +9,8 @@ charger's inputs; everything else (SoC, current, temperatures) follows from the 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Callable, Iterable
 
 
 @dataclass

@@ -40,10 +40,13 @@ from typing import Any
 import numpy as np
 
 ZOO = Path(__file__).resolve().parent / "zoo"
-BUILD_RECORD = ZOO / "build.json"
-MANIFEST = ZOO / "manifest.json"
+BUILD_RECORD = "build.json"  # in the zoo directory, as is MANIFEST
+MANIFEST = "manifest.json"
 README = ZOO.parent / "README.md"
-TABLE_BEGIN, TABLE_END = "<!-- zoo table: written by make_zoo.py describe -->", "<!-- end zoo table -->"
+TABLE_BEGIN, TABLE_END = (
+    "<!-- zoo table: written by make_zoo.py describe -->",
+    "<!-- end zoo table -->",
+)
 SEED = 20261123
 TENSORFLOW_VERSION = "2.21.0"
 # The fixed input every model is run on in `describe`; its output digest is the reference vector.
@@ -56,8 +59,9 @@ REFERENCE_INPUT_SEED = 7
 # --------------------------------------------------------------------------------------------
 
 
-def _smooth_templates(rng: np.random.Generator, count: int, shape: tuple[int, ...],
-                      coarse: tuple[int, ...]) -> np.ndarray:
+def _smooth_templates(
+    rng: np.random.Generator, count: int, shape: tuple[int, ...], coarse: tuple[int, ...]
+) -> np.ndarray:
     """Random low-frequency patterns: coarse noise upsampled by repetition, then box-blurred."""
     grid = rng.standard_normal((count, *coarse)).astype(np.float32)
     out = grid
@@ -69,11 +73,16 @@ def _smooth_templates(rng: np.random.Generator, count: int, shape: tuple[int, ..
     return out
 
 
-def images(rng: np.random.Generator, n: int, size: int, classes: int
-           ) -> tuple[np.ndarray, np.ndarray]:
+def images(
+    rng: np.random.Generator, n: int, size: int, classes: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Images in [-1, 1], as a MobileNet/ResNet front end expects after its preprocessing."""
-    templates = _smooth_templates(np.random.default_rng(SEED), classes, (size, size, 3),
-                                  (4, 4, 3) if size % 4 == 0 else (1, 1, 3))
+    templates = _smooth_templates(
+        np.random.default_rng(SEED),
+        classes,
+        (size, size, 3),
+        (4, 4, 3) if size % 4 == 0 else (1, 1, 3),
+    )
     labels = rng.integers(0, classes, n)
     shifts = rng.integers(-size // 8, size // 8 + 1, (n, 2))
     x = np.empty((n, size, size, 3), np.float32)
@@ -109,8 +118,9 @@ def log_mel_frames(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.nda
     return x, x
 
 
-def sequences(rng: np.random.Generator, n: int, length: int, features: int, classes: int
-              ) -> tuple[np.ndarray, np.ndarray]:
+def sequences(
+    rng: np.random.Generator, n: int, length: int, features: int, classes: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Multichannel sequences: each class is a set of per-channel frequencies and phases."""
     crng = np.random.default_rng(SEED + 2)
     freqs = crng.uniform(0.05, 0.45, (classes, features)).astype(np.float32)
@@ -140,37 +150,47 @@ class Recipe:
     build: Callable[[], Any]
     data: Callable[[np.random.Generator, int], tuple[np.ndarray, np.ndarray]]
     loss: str
+    data_description: str
     epochs: int = 3
     train_samples: int = 512
     batch_size: int = 32
     learning_rate: float = 1e-3
     metrics: tuple[str, ...] = ("accuracy",)
+    # Also convert the same trained model with a dynamic batch dimension, as a Keras model with
+    # the default Input(batch_size=None) converts: its graph then computes shapes at run time.
+    dynamic_batch_variant: bool = False
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
 def _keras() -> Any:
-    import keras  # noqa: PLC0415 - optional dependency, build phase only
+    import keras
 
     return keras
 
 
 def build_mobilenet_v1() -> Any:
     k = _keras()
-    return k.applications.MobileNet(input_shape=(64, 64, 3), alpha=0.25, weights=None,
-                                    classes=10, dropout=0.0)
+    return k.applications.MobileNet(
+        input_shape=(64, 64, 3), alpha=0.25, weights=None, classes=10, dropout=0.0
+    )
 
 
 def build_mobilenet_v2() -> Any:
     k = _keras()
-    return k.applications.MobileNetV2(input_shape=(64, 64, 3), alpha=0.35, weights=None,
-                                      classes=10)
+    return k.applications.MobileNetV2(input_shape=(64, 64, 3), alpha=0.35, weights=None, classes=10)
 
 
 def build_mobilenet_v3_small() -> Any:
     k = _keras()
-    return k.applications.MobileNetV3Small(input_shape=(64, 64, 3), alpha=0.5,
-                                           minimalistic=False, weights=None, classes=10,
-                                           include_preprocessing=False, dropout_rate=0.0)
+    return k.applications.MobileNetV3Small(
+        input_shape=(64, 64, 3),
+        alpha=0.5,
+        minimalistic=False,
+        weights=None,
+        classes=10,
+        include_preprocessing=False,
+        dropout_rate=0.0,
+    )
 
 
 def build_resnet8() -> Any:
@@ -180,10 +200,16 @@ def build_resnet8() -> Any:
     reg = k.regularizers.l2(1e-4)
 
     def conv(x: Any, filters: int, kernel: int, stride: int) -> Any:
-        return L.Conv2D(filters, kernel, strides=stride, padding="same",
-                        kernel_initializer="he_normal", kernel_regularizer=reg)(x)
+        return L.Conv2D(
+            filters,
+            kernel,
+            strides=stride,
+            padding="same",
+            kernel_initializer="he_normal",
+            kernel_regularizer=reg,
+        )(x)
 
-    inp = L.Input((32, 32, 3), batch_size=1, name="image")
+    inp = L.Input((32, 32, 3), name="image")
     x = L.ReLU()(L.BatchNormalization()(conv(inp, 16, 3, 1)))
     for filters, stride in ((16, 1), (32, 2), (64, 2)):
         y = L.ReLU()(L.BatchNormalization()(conv(x, filters, 3, stride)))
@@ -201,7 +227,7 @@ def build_ds_cnn() -> Any:
     """DS-CNN small keyword spotter (ARM ML-KWS, MLPerf Tiny): 49x10 MFCC in, 12 classes out."""
     k = _keras()
     L = k.layers
-    inp = L.Input((49, 10, 1), batch_size=1, name="mfcc")
+    inp = L.Input((49, 10, 1), name="mfcc")
     x = L.Conv2D(64, (10, 4), strides=(2, 2), padding="same", use_bias=False)(inp)
     x = L.ReLU()(L.BatchNormalization()(x))
     for _ in range(4):
@@ -219,7 +245,7 @@ def build_fc_autoencoder() -> Any:
     """MLPerf Tiny anomaly detection's dense autoencoder, narrowed: 640-64-64-8-64-64-640."""
     k = _keras()
     L = k.layers
-    inp = L.Input((640,), batch_size=1, name="log_mel")
+    inp = L.Input((640,), name="log_mel")
     x = inp
     for units in (64, 64, 8, 64, 64):
         x = L.ReLU()(L.BatchNormalization()(L.Dense(units)(x)))
@@ -232,7 +258,7 @@ def build_transformer() -> Any:
     k = _keras()
     L = k.layers
     length, features, d_model = 16, 12, 32
-    inp = L.Input((length, features), batch_size=1, name="sequence")
+    inp = L.Input((length, features), name="sequence")
     x = L.Dense(d_model)(inp)
     x = PositionEmbedding(length, d_model)(x)
     h = L.LayerNormalization(epsilon=1e-5)(x)
@@ -256,8 +282,9 @@ def _position_embedding_class() -> Any:
 
         def __init__(self, length: int, d_model: int, **kwargs: Any) -> None:
             super().__init__(**kwargs)
-            self.table = self.add_weight(shape=(length, d_model), initializer="random_normal",
-                                         name="position")
+            self.table = self.add_weight(
+                shape=(length, d_model), initializer="random_normal", name="position"
+            )
 
         def call(self, x: Any) -> Any:
             return x + self.table
@@ -265,7 +292,7 @@ def _position_embedding_class() -> Any:
     return PositionTable
 
 
-def PositionEmbedding(length: int, d_model: int) -> Any:  # noqa: N802 - reads as a layer
+def PositionEmbedding(length: int, d_model: int) -> Any:
     # An explicit name: SavedModel refuses variable scopes that start with an underscore.
     return _position_embedding_class()(length, d_model, name="position_embedding")
 
@@ -274,39 +301,106 @@ def _image_data(size: int) -> Callable[[np.random.Generator, int], tuple[np.ndar
     return lambda rng, n: images(rng, n, size, 10)
 
 
+def _image_recipe(
+    name: str,
+    summary: str,
+    architecture: str,
+    size: int,
+    builder: Callable[[], Any],
+    **training: Any,
+) -> Recipe:
+    """An image classifier on `images()`: 10 classes, cross-entropy."""
+    return Recipe(
+        name,
+        summary,
+        architecture,
+        (size, size, 3),
+        builder,
+        _image_data(size),
+        "sparse_categorical_crossentropy",
+        "per-class smooth random patterns in [-1, 1], randomly shifted, plus Gaussian noise "
+        "(`images()`)",
+        **training,
+    )
+
+
 RECIPES: tuple[Recipe, ...] = (
-    Recipe("mobilenet_v1_025_64", "MobileNet v1, width 0.25, 64x64x3 image, 10 classes",
-           "keras.applications.MobileNet(alpha=0.25, weights=None, dropout=0)",
-           (64, 64, 3), build_mobilenet_v1, _image_data(64), "sparse_categorical_crossentropy",
-           epochs=4, train_samples=2048),
-    Recipe("mobilenet_v2_035_64", "MobileNet v2, width 0.35, 64x64x3 image, 10 classes",
-           "keras.applications.MobileNetV2(alpha=0.35, weights=None)",
-           (64, 64, 3), build_mobilenet_v2, _image_data(64), "sparse_categorical_crossentropy",
-           epochs=4, train_samples=2048),
-    Recipe("mobilenet_v3_small_050_64",
-           "MobileNet v3 small, width 0.5, hard-swish and squeeze-excite, 64x64x3, 10 classes",
-           "keras.applications.MobileNetV3Small(alpha=0.5, minimalistic=False, weights=None, "
-           "include_preprocessing=False, dropout_rate=0)",
-           (64, 64, 3), build_mobilenet_v3_small, _image_data(64),
-           "sparse_categorical_crossentropy", epochs=4, train_samples=2048),
-    Recipe("resnet8_32", "ResNet-8 (MLPerf Tiny image classification), 32x32x3, 10 classes",
-           "3 residual stacks (16, 32, 64 filters), 1x1 projection shortcuts, average pool, dense",
-           (32, 32, 3), build_resnet8, _image_data(32), "sparse_categorical_crossentropy"),
-    Recipe("ds_cnn_kws", "DS-CNN keyword spotting (MLPerf Tiny / ARM ML-KWS), 49x10 MFCC, 12 words",
-           "conv 10x4/2 64ch, 4 x (depthwise 3x3 + pointwise 64), average pool, dense",
-           (49, 10, 1), build_ds_cnn, lambda rng, n: mfcc(rng, n, 12),
-           "sparse_categorical_crossentropy"),
-    Recipe("fc_autoencoder", "dense autoencoder (MLPerf Tiny anomaly detection), 640 in, 640 out",
-           "dense 64-64-8-64-64 with batch norm and ReLU, dense 640 linear output",
-           (640,), build_fc_autoencoder, log_mel_frames, "mse", epochs=30, learning_rate=3e-3,
-           metrics=()),
-    Recipe("transformer_tiny",
-           "transformer encoder block: 16 steps x 12 features, d_model 32, 2 heads, 4 classes",
-           "dense 12->32, learned position table, pre-norm layer norm, 2-head self-attention "
-           "(key_dim 16), residual, layer norm, GELU feed-forward 64, residual, layer norm, "
-           "mean over steps, dense softmax",
-           (16, 12), build_transformer, lambda rng, n: sequences(rng, n, 16, 12, 4),
-           "sparse_categorical_crossentropy", epochs=5),
+    _image_recipe(
+        "mobilenet_v1_025_64",
+        "MobileNet v1, width 0.25, 64x64x3 image, 10 classes",
+        "keras.applications.MobileNet(alpha=0.25, weights=None, dropout=0)",
+        64,
+        build_mobilenet_v1,
+        epochs=4,
+        train_samples=2048,
+    ),
+    _image_recipe(
+        "mobilenet_v2_035_64",
+        "MobileNet v2, width 0.35, 64x64x3 image, 10 classes",
+        "keras.applications.MobileNetV2(alpha=0.35, weights=None)",
+        64,
+        build_mobilenet_v2,
+        epochs=4,
+        train_samples=2048,
+    ),
+    _image_recipe(
+        "mobilenet_v3_small_050_64",
+        "MobileNet v3 small, width 0.5, hard-swish and squeeze-excite, 64x64x3, 10 classes",
+        "keras.applications.MobileNetV3Small(alpha=0.5, minimalistic=False, weights=None, "
+        "include_preprocessing=False, dropout_rate=0)",
+        64,
+        build_mobilenet_v3_small,
+        epochs=4,
+        train_samples=2048,
+    ),
+    _image_recipe(
+        "resnet8_32",
+        "ResNet-8 (MLPerf Tiny image classification), 32x32x3, 10 classes",
+        "3 residual stacks (16, 32, 64 filters), 1x1 projection shortcuts, average pool, dense",
+        32,
+        build_resnet8,
+        dynamic_batch_variant=True,
+    ),
+    Recipe(
+        "ds_cnn_kws",
+        "DS-CNN keyword spotting (MLPerf Tiny / ARM ML-KWS), 49x10 MFCC, 12 words",
+        "conv 10x4/2 64ch, 4 x (depthwise 3x3 + pointwise 64), average pool, dense",
+        (49, 10, 1),
+        build_ds_cnn,
+        lambda rng, n: mfcc(rng, n, 12),
+        "sparse_categorical_crossentropy",
+        "per-word smooth 49x10 patterns shifted in time, plus noise, each MFCC scaled from 12 "
+        "(c0) down to 2 (c9) as real MFCC energies fall (`mfcc()`)",
+    ),
+    Recipe(
+        "fc_autoencoder",
+        "dense autoencoder (MLPerf Tiny anomaly detection), 640 in, 640 out",
+        "dense 64-64-8-64-64 with batch norm and ReLU, dense 640 linear output",
+        (640,),
+        build_fc_autoencoder,
+        log_mel_frames,
+        "mse",
+        "5 frames x 128 log-mel bins in dB: a falling slope with 8 harmonic ridges of a random "
+        "fundamental, plus noise; the target is the input (`log_mel_frames()`)",
+        epochs=30,
+        learning_rate=3e-3,
+        metrics=(),
+    ),
+    Recipe(
+        "transformer_tiny",
+        "transformer encoder block: 16 steps x 12 features, d_model 32, 2 heads, 4 classes",
+        "dense 12->32, learned position table, pre-norm layer norm, 2-head self-attention "
+        "(key_dim 16), residual, layer norm, GELU feed-forward 64, residual, layer norm, "
+        "mean over steps, dense softmax",
+        (16, 12),
+        build_transformer,
+        lambda rng, n: sequences(rng, n, 16, 12, 4),
+        "sparse_categorical_crossentropy",
+        "12 noisy sinusoids per sequence, with per-class frequencies and phases and a random "
+        "common phase offset (`sequences()`)",
+        epochs=5,
+        dynamic_batch_variant=True,
+    ),
 )
 
 
@@ -325,26 +419,37 @@ def recipe(name: str) -> Recipe:
 def _setup_tensorflow() -> Any:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # oneDNN reorders float sums
-    import tensorflow as tf  # noqa: PLC0415 - optional dependency
+    import tensorflow as tf
 
     if tf.__version__ != TENSORFLOW_VERSION:
-        print(f"warning: TensorFlow {tf.__version__}, the zoo was made with {TENSORFLOW_VERSION}",
-              file=sys.stderr)
+        print(
+            f"warning: TensorFlow {tf.__version__}, the zoo was made with {TENSORFLOW_VERSION}",
+            file=sys.stderr,
+        )
     tf.config.threading.set_inter_op_parallelism_threads(1)
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.experimental.enable_op_determinism()
     return tf
 
 
-def _convert(tf: Any, model: Any, r: Recipe, calibration: np.ndarray) -> tuple[bytes, list[str]]:
+DYNAMIC_SUFFIX = "_dynbatch"
+
+
+def _convert(
+    tf: Any, model: Any, r: Recipe, calibration: np.ndarray, batch: int | None
+) -> tuple[bytes, list[str]]:
     """Full-integer quantization; int8-only builtins first, float fallback only if refused."""
     # Keras 3's own export path; the concrete-function route leaves READ_VARIABLE ops behind.
+    from tensorflow.lite.python.convert_phase import ConverterError
+
     saved = Path(tempfile.mkdtemp(prefix=f"zoo-{r.name}-"))
     archive = _keras().export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint(name="serve", fn=lambda x: model(x, training=False),
-                         input_signature=[tf.TensorSpec((1, *r.input_shape), tf.float32,
-                                                        name="input")])
+    archive.add_endpoint(
+        name="serve",
+        fn=lambda x: model(x, training=False),
+        input_signature=[tf.TensorSpec((batch, *r.input_shape), tf.float32, name="input")],
+    )
     archive.write_out(str(saved), verbose=False)
 
     def representative() -> Iterator[list[np.ndarray]]:
@@ -365,7 +470,7 @@ def _convert(tf: Any, model: Any, r: Recipe, calibration: np.ndarray) -> tuple[b
         conv.inference_output_type = tf.int8
         try:
             flat = bytes(conv.convert())
-        except Exception as e:  # the converter raises bare ConverterError/RuntimeError
+        except (ConverterError, RuntimeError) as e:  # calibration failures are RuntimeError
             print(f"  {r.name}: conversion with {ops} failed: {e}", file=sys.stderr)
             last_error = e
             continue
@@ -382,8 +487,9 @@ def recalibrate_batch_norm(k: Any, model: Any, x: np.ndarray) -> None:
     initial values (mean 0, variance 1), and inference-mode activations would then be far from
     the trained ones. Momentum 0 for one forward pass makes them the batch's own statistics.
     """
-    layers = [layer for layer in model._flatten_layers()
-              if isinstance(layer, k.layers.BatchNormalization)]
+    layers = [
+        layer for layer in model._flatten_layers() if isinstance(layer, k.layers.BatchNormalization)
+    ]
     saved = [layer.momentum for layer in layers]
     for layer in layers:
         layer.momentum = 0.0
@@ -392,8 +498,9 @@ def recalibrate_batch_norm(k: Any, model: Any, x: np.ndarray) -> None:
         layer.momentum = momentum
 
 
-def evaluate_int8(tf: Any, flat: bytes, x: np.ndarray, y: np.ndarray, float_out: np.ndarray,
-                  classifier: bool) -> dict[str, float]:
+def evaluate_int8(
+    tf: Any, flat: bytes, x: np.ndarray, y: np.ndarray, float_out: np.ndarray, classifier: bool
+) -> dict[str, float]:
     """The converted model on the held-out set: how much quantization cost."""
     interp = tf.lite.Interpreter(model_content=flat)
     interp.allocate_tensors()
@@ -408,17 +515,22 @@ def evaluate_int8(tf: Any, flat: bytes, x: np.ndarray, y: np.ndarray, float_out:
     got = np.stack(results)
     if classifier:
         top = got.argmax(axis=-1)
-        return {"accuracy": round(float(np.mean(top == y)), 4),
-                "top1_agreement_with_float": round(float(np.mean(top == float_out.argmax(-1))), 4)}
-    return {"mse": round(float(np.mean((got - y) ** 2)), 4),
-            "mse_to_float_output": round(float(np.mean((got - float_out) ** 2)), 4)}
+        return {
+            "accuracy": round(float(np.mean(top == y)), 4),
+            "top1_agreement_with_float": round(float(np.mean(top == float_out.argmax(-1))), 4),
+        }
+    return {
+        "mse": round(float(np.mean((got - y) ** 2)), 4),
+        "mse_to_float_output": round(float(np.mean((got - float_out) ** 2)), 4),
+    }
 
 
-def build(names: list[str]) -> None:
+def build(names: list[str], out: Path = ZOO) -> None:
     tf = _setup_tensorflow()
     k = _keras()
-    ZOO.mkdir(parents=True, exist_ok=True)
-    record: dict[str, Any] = json.loads(BUILD_RECORD.read_text()) if BUILD_RECORD.exists() else {}
+    out.mkdir(parents=True, exist_ok=True)
+    record_path = out / BUILD_RECORD
+    record: dict[str, Any] = json.loads(record_path.read_text()) if record_path.exists() else {}
     for index, r in enumerate(RECIPES):
         if names and r.name not in names:
             continue
@@ -429,38 +541,46 @@ def build(names: list[str]) -> None:
         rng = np.random.default_rng(SEED + index)
         model = r.build()
         x, y = r.data(rng, r.train_samples)
-        model.compile(optimizer=k.optimizers.Adam(r.learning_rate), loss=r.loss,
-                      metrics=list(r.metrics))
-        history = model.fit(x, y, batch_size=r.batch_size, epochs=r.epochs, shuffle=True,
-                            verbose=0)
+        model.compile(
+            optimizer=k.optimizers.Adam(r.learning_rate), loss=r.loss, metrics=list(r.metrics)
+        )
+        history = model.fit(x, y, batch_size=r.batch_size, epochs=r.epochs, shuffle=True, verbose=0)
         recalibrate_batch_norm(k, model, x[:256])
         x_eval, y_eval = r.data(np.random.default_rng(SEED + 1000 + index), 128)
-        evaluation = model.evaluate(x_eval, y_eval, batch_size=r.batch_size, verbose=0,
-                                    return_dict=True)
+        evaluation = model.evaluate(
+            x_eval, y_eval, batch_size=r.batch_size, verbose=0, return_dict=True
+        )
         calibration, _ = r.data(np.random.default_rng(SEED + 2000 + index), 100)
-        flat, ops = _convert(tf, model, r, calibration)
         float_out = model.predict(x_eval, batch_size=r.batch_size, verbose=0)
-        int8_eval = evaluate_int8(tf, flat, x_eval, y_eval, float_out, "accuracy" in r.metrics)
-        (ZOO / f"{r.name}.tflite").write_bytes(flat)
-        record[r.name] = {
-            "tensorflow": tf.__version__,
-            "keras": k.__version__,
-            "params": int(model.count_params()),
-            "train_samples": r.train_samples,
-            "epochs": r.epochs,
-            "batch_size": r.batch_size,
-            "optimizer": f"Adam(lr={r.learning_rate})",
-            "loss": r.loss,
-            "final_train_loss": round(float(history.history["loss"][-1]), 4),
-            "eval": {key: round(float(v), 4) for key, v in evaluation.items()},
-            "int8_eval": int8_eval,
-            "calibration_samples": len(calibration),
-            "supported_ops": ops,
-            "seed": SEED + index,
-        }
-        print(f"{r.name}: {len(flat)} bytes, params {model.count_params()}, "
-              f"eval {record[r.name]['eval']}, int8 {int8_eval}, ops {ops}")
-        BUILD_RECORD.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+        variants: list[tuple[str, int | None]] = [(r.name, 1)]
+        if r.dynamic_batch_variant:
+            variants.append((r.name + DYNAMIC_SUFFIX, None))
+        for name, batch in variants:
+            flat, ops = _convert(tf, model, r, calibration, batch)
+            int8_eval = evaluate_int8(tf, flat, x_eval, y_eval, float_out, "accuracy" in r.metrics)
+            (out / f"{name}.tflite").write_bytes(flat)
+            record[name] = {
+                "tensorflow": tf.__version__,
+                "keras": k.__version__,
+                "params": int(model.count_params()),
+                "train_samples": r.train_samples,
+                "epochs": r.epochs,
+                "batch_size": r.batch_size,
+                "optimizer": f"Adam(lr={r.learning_rate})",
+                "loss": r.loss,
+                "final_train_loss": round(float(history.history["loss"][-1]), 4),
+                "eval": {key: round(float(v), 4) for key, v in evaluation.items()},
+                "int8_eval": int8_eval,
+                "calibration_samples": len(calibration),
+                "export_batch": batch,
+                "supported_ops": ops,
+                "seed": SEED + index,
+            }
+            print(
+                f"{name}: {len(flat)} bytes, params {model.count_params()}, "
+                f"eval {record[name]['eval']}, int8 {int8_eval}, ops {ops}"
+            )
+        record_path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
 # --------------------------------------------------------------------------------------------
@@ -469,7 +589,7 @@ def build(names: list[str]) -> None:
 
 
 def _dtype_name(t: Any) -> str:
-    return np.dtype(t).name
+    return str(np.dtype(t).name)
 
 
 def tensor_spec(detail: dict[str, Any]) -> dict[str, Any]:
@@ -478,17 +598,20 @@ def tensor_spec(detail: dict[str, Any]) -> dict[str, Any]:
         "name": detail["name"],
         "dtype": _dtype_name(detail["dtype"]),
         "shape": [int(d) for d in detail["shape"]],
+        "shape_signature": [int(d) for d in detail["shape_signature"]],
         "scale": float(scale),
         "zero_point": int(zero_point),
     }
 
 
 def open_interpreter(path: Path) -> Any:
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType  # noqa: PLC0415
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    interp = Interpreter(model_path=str(path), num_threads=1,
-                         experimental_op_resolver_type=(
-                             OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
+    interp = Interpreter(
+        model_path=str(path),
+        num_threads=1,
+        experimental_op_resolver_type=(OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES),
+    )
     interp.allocate_tensors()
     return interp
 
@@ -497,7 +620,8 @@ def reference_input(spec: dict[str, Any]) -> np.ndarray:
     """The input every description and test uses: seeded uniform values over the full dtype."""
     info = np.iinfo(spec["dtype"])
     rng = np.random.default_rng(REFERENCE_INPUT_SEED)
-    return rng.integers(info.min, info.max + 1, spec["shape"]).astype(spec["dtype"])
+    values: np.ndarray = rng.integers(info.min, info.max + 1, spec["shape"])
+    return values.astype(spec["dtype"])
 
 
 def op_signature(op: dict[str, Any]) -> str:
@@ -533,30 +657,37 @@ def _enum_names(enum_class: type) -> dict[int, str]:
     return {v: k for k, v in vars(enum_class).items() if not k.startswith("_")}
 
 
-def graph_nodes(data: bytes) -> list[dict[str, Any]]:
+def graph_nodes(data: bytes, run_shapes: dict[int, list[int]]) -> list[dict[str, Any]]:
     """Every operator of the main subgraph with its options and its tensors' quantization.
 
     Read from the flatbuffer with the schema ai-edge-litert ships, because LiteRT's interpreter
     does not report builtin options (stride, padding, fused activation), which are part of what
-    a kernel must reproduce.
+    a kernel must reproduce. Shapes are those LiteRT resolved at run time (`run_shapes`): in a
+    dynamic-batch graph the flatbuffer's static shapes of computed tensors are placeholders.
     """
-    from ai_edge_litert import schema_py_generated as schema  # noqa: PLC0415
+    from ai_edge_litert import schema_py_generated as schema
 
     model = schema.ModelT.InitFromPackedBuf(data, 0)
     graph = model.subgraphs[0]
     op_names = _enum_names(schema.BuiltinOperator)
     type_names = _enum_names(schema.TensorType)
-    enums = {"padding": _enum_names(schema.Padding),
-             "fusedActivationFunction": _enum_names(schema.ActivationFunctionType)}
+    enums = {
+        "padding": _enum_names(schema.Padding),
+        "fusedActivationFunction": _enum_names(schema.ActivationFunctionType),
+        "outType": type_names,
+    }
 
     def tensor(index: int) -> dict[str, Any]:
         t = graph.tensors[index]
         buffer = model.buffers[t.buffer] if t.buffer else None
         q = t.quantization
         scales = list(q.scale) if q is not None and q.scale is not None else []
+        static = [int(d) for d in (t.shape if t.shape is not None else [])]
+        signature = list(t.shapeSignature) if t.shapeSignature is not None else []
         return {
             "dtype": type_names[t.type].lower(),
-            "shape": [int(d) for d in (t.shape if t.shape is not None else [])],
+            "shape": run_shapes.get(index, static),
+            "dynamic": -1 in signature,
             "const": bool(buffer is not None and buffer.data is not None and len(buffer.data)),
             "scales": len(scales),
         }
@@ -572,17 +703,19 @@ def graph_nodes(data: bytes) -> list[dict[str, Any]]:
                 if value == defaults.get(key) and key not in enums:
                     continue
                 options[key] = enums[key].get(value, value) if key in enums else value
-        nodes.append({
-            "op": name,
-            "inputs": [tensor(i) for i in op.inputs if i >= 0],
-            "outputs": [tensor(i) for i in op.outputs],
-            "options": options,
-        })
+        nodes.append(
+            {
+                "op": name,
+                "inputs": [tensor(i) for i in op.inputs if i >= 0],
+                "outputs": [tensor(i) for i in op.outputs],
+                "options": options,
+            }
+        )
     return nodes
 
 
 def _fmt_node_tensor(t: dict[str, Any]) -> str:
-    text = f"{t['dtype']}{t['shape']}".replace(" ", "")
+    text = f"{t['dtype']}{t['shape']}".replace(" ", "") + ("*" if t["dynamic"] else "")
     if t["const"]:
         text = "const " + text
     if t["scales"] > 1:
@@ -614,24 +747,31 @@ def describe_model(path: Path) -> dict[str, Any]:
     interp = open_interpreter(path)
     inputs = [tensor_spec(d) for d in interp.get_input_details()]
     outputs = [tensor_spec(d) for d in interp.get_output_details()]
-    shapes = {d["index"]: [int(s) for s in d["shape"]] for d in interp.get_tensor_details()}
-    ops = interp._get_ops_details()
-    counts = collections.Counter(op["op_name"] for op in ops)
-    signatures = collections.Counter(op_signature(op) for op in ops)
-    float_ops = sorted({op_signature(op) for op in ops
-                        if "float32" in op_signature(op).split("(")[1]})
-    # int32 is expected as a bias; an op whose result is int32 is shape arithmetic.
-    int32_ops = sorted({op_signature(op) for op in ops
-                        if any(_dtype_name(t) == "int32" for t in op["result_types"])})
-    macs = collections.Counter()
-    for op in ops:
-        macs[op["op_name"]] += macs_of(op, shapes)
     for detail, spec in zip(interp.get_input_details(), inputs):
         interp.set_tensor(detail["index"], reference_input(spec))
     interp.invoke()
     result = [interp.get_tensor(d["index"]) for d in interp.get_output_details()]
+    # Read after invoke: with a dynamic batch, intermediate shapes are only known at run time.
+    shapes = {d["index"]: [int(s) for s in d["shape"]] for d in interp.get_tensor_details()}
+    ops = interp._get_ops_details()
+    counts = collections.Counter(op["op_name"] for op in ops)
+    signatures = collections.Counter(op_signature(op) for op in ops)
+    float_ops = sorted(
+        {op_signature(op) for op in ops if "float32" in op_signature(op).split("(")[1]}
+    )
+    # int32 is expected as a bias; an op whose result is int32 is shape arithmetic.
+    int32_ops = sorted(
+        {
+            op_signature(op)
+            for op in ops
+            if any(_dtype_name(t) == "int32" for t in op["result_types"])
+        }
+    )
+    macs: collections.Counter[str] = collections.Counter()
+    for op in ops:
+        macs[op["op_name"]] += macs_of(op, shapes)
     data = path.read_bytes()
-    nodes = graph_nodes(data)
+    nodes = graph_nodes(data, shapes)
     if [n["op"] for n in nodes] != [op["op_name"] for op in ops]:
         raise RuntimeError(f"{path.name}: flatbuffer operators differ from LiteRT's nodes")
     return {
@@ -648,25 +788,39 @@ def describe_model(path: Path) -> dict[str, Any]:
         "int32_result_ops": int32_ops,
         "macs": int(sum(macs.values())),
         "macs_by_op": {k: int(v) for k, v in sorted(macs.items()) if v},
-        "kernel_variants": dict(sorted(collections.Counter(
-            kernel_variant(n) for n in nodes).items())),
+        "kernel_variants": dict(
+            sorted(collections.Counter(kernel_variant(n) for n in nodes).items())
+        ),
         "nodes": nodes,
         "reference_output_sha256": hashlib.sha256(
-            b"".join(np.ascontiguousarray(t).tobytes() for t in result)).hexdigest(),
+            b"".join(np.ascontiguousarray(t).tobytes() for t in result)
+        ).hexdigest(),
     }
 
 
 def _fmt_tensor(t: dict[str, Any]) -> str:
-    return (f"| `{t['name']}` | {t['dtype']} | {t['shape']} | {t['scale']:.9g} | "
-            f"{t['zero_point']} |")
+    return (
+        f"| `{t['name']}` | {t['dtype']} | {t['shape']} | {t['shape_signature']} | "
+        f"{t['scale']:.9g} | {t['zero_point']} |"
+    )
+
+
+def _batch_text(batch: int | None) -> str:
+    return "dynamic-batch (None)" if batch is None else f"batch-{batch}"
+
+
+def _count_table(column: str, counts: dict[str, int], code: bool) -> list[str]:
+    quote = "`" if code else ""
+    rows = [f"| {quote}{key}{quote} | {n} |" for key, n in counts.items()]
+    return [f"| {column} | count |", "|---|---|", *rows]
 
 
 def card(r: Recipe, info: dict[str, Any], built: dict[str, Any], litert: str) -> str:
     lines = [
-        f"# {r.name}",
+        f"# {info['name']}",
         "",
-        f"{r.summary}. Generated by `models/make_zoo.py`; synthetic data, no pretrained weights:",
-        "a workload for the int8 engine, not a model that recognises anything real.",
+        f"{info['summary']}. Generated by `models/make_zoo.py`; synthetic data, no pretrained "
+        + "weights: a workload for the int8 engine, not a model that recognises anything real.",
         "",
         f"- file: `{info['file']}`, {info['size_bytes']} bytes",
         f"- sha256: `{info['sha256']}`",
@@ -675,8 +829,8 @@ def card(r: Recipe, info: dict[str, Any], built: dict[str, Any], litert: str) ->
         "",
         "## Tensors",
         "",
-        "| role | name | dtype | shape | scale | zero point |",
-        "|---|---|---|---|---|---|",
+        "| role | name | dtype | shape | shape signature | scale | zero point |",
+        "|---|---|---|---|---|---|---|",
     ]
     for role, key in (("input", "inputs"), ("output", "outputs")):
         lines += [f"| {role} " + _fmt_tensor(t) for t in info[key]]
@@ -686,29 +840,25 @@ def card(r: Recipe, info: dict[str, Any], built: dict[str, Any], litert: str) ->
         "",
         "Builtin kernels, no delegate (`OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES`).",
         "",
-        "| op | count |",
-        "|---|---|",
-    ]
-    lines += [f"| {op} | {n} |" for op, n in info["ops"].items()]
-    lines += ["", "With tensor types (inputs -> outputs):", "", "| op signature | count |",
-              "|---|---|"]
-    lines += [f"| `{sig}` | {n} |" for sig, n in info["op_signatures"].items()]
-    lines += [
+        *_count_table("op", info["ops"], code=False),
+        "",
+        "With tensor types (inputs -> outputs):",
+        "",
+        *_count_table("op signature", info["op_signatures"], code=True),
         "",
         "float32 ops: " + (", ".join(f"`{s}`" for s in info["float32_ops"]) or "none") + ".",
         "",
         "Ops with an int32 result (shape arithmetic): "
-        + (", ".join(f"`{s}`" for s in info["int32_result_ops"]) or "none") + ".",
+        + (", ".join(f"`{s}`" for s in info["int32_result_ops"]) or "none")
+        + ".",
         "",
         "## Kernel variants",
         "",
         "Op, kernel size, weight quantization and the builtin options that differ from their "
-        "defaults (padding and fused activation always shown).",
+        + "defaults (padding and fused activation always shown).",
         "",
-        "| variant | count |",
-        "|---|---|",
+        *_count_table("variant", info["kernel_variants"], code=True),
     ]
-    lines += [f"| `{v}` | {n} |" for v, n in info["kernel_variants"].items()]
     lines += [
         "",
         "## How it was made",
@@ -717,25 +867,44 @@ def card(r: Recipe, info: dict[str, Any], built: dict[str, Any], litert: str) ->
     ]
     if built:
         lines += [
-            f"- TensorFlow {built['tensorflow']}, Keras {built['keras']}; {built['params']:,} "
-            "parameters before conversion",
-            f"- trained {built['epochs']} epochs on {built['train_samples']} synthetic samples, "
-            f"batch {built['batch_size']}, {built['optimizer']}, loss {built['loss']} "
-            f"(final {built['final_train_loss']}); held-out synthetic set (128 samples): "
-            f"float {built['eval']}, int8 {built['int8_eval']}",
-            f"- converted from a batch-1 concrete function with `Optimize.DEFAULT`, a "
-            f"representative dataset of {built['calibration_samples']} synthetic samples, "
-            f"int8 input and output, supported ops {built['supported_ops']}",
+            (
+                f"- TensorFlow {built['tensorflow']}, Keras {built['keras']}; {built['params']:,} "
+                "parameters before conversion"
+            ),
+            (
+                f"- trained {built['epochs']} epochs on {built['train_samples']} synthetic samples, "
+                f"batch {built['batch_size']}, {built['optimizer']}, loss {built['loss']} "
+                f"(final {built['final_train_loss']}); held-out synthetic set (128 samples): "
+                f"float {built['eval']}, int8 {built['int8_eval']}"
+            ),
+            (
+                "- batch-norm moving statistics then set to those of 256 training samples (a few "
+                "epochs are too few steps for the moving averages to converge)"
+            ),
+            (
+                f"- exported as a SavedModel with a {_batch_text(built['export_batch'])} "
+                "signature, converted with "
+                f"`Optimize.DEFAULT`, a "
+                f"representative dataset of {built['calibration_samples']} synthetic samples, "
+                f"int8 input and output, supported ops {built['supported_ops']}"
+            ),
             f"- seed {built['seed']}",
         ]
+    lines += [f"- synthetic data: {r.data_description}"]
     lines += [f"- {n}" for n in r.notes]
     lines += [
         "",
-        "Reference: with the input drawn by `reference_input()` (numpy PCG64, seed "
-        f"{REFERENCE_INPUT_SEED}, uniform over the int8 range), LiteRT's builtin kernels on "
-        f"x86-64 give outputs whose bytes hash to `{info['reference_output_sha256']}`.",
+        (
+            "Reference: with the input drawn by `reference_input()` (numpy PCG64, seed "
+            f"{REFERENCE_INPUT_SEED}, uniform over the int8 range), LiteRT's builtin kernels on "
+            f"x86-64 give outputs whose bytes hash to `{info['reference_output_sha256']}`."
+        ),
         "",
         "## Nodes",
+        "",
+        "In execution order. Shapes as LiteRT resolved them when running; `*` marks a tensor "
+        + "whose shape signature has a dynamic (-1) dimension, `const` one whose data are in the "
+        + "file, `(N scales)` per-channel quantization; options as in the flatbuffer.",
         "",
         "| # | op | inputs | output | options |",
         "|---|---|---|---|---|",
@@ -748,24 +917,43 @@ def card(r: Recipe, info: dict[str, Any], built: dict[str, Any], litert: str) ->
     return "\n".join(lines)
 
 
-def describe() -> None:
-    from ai_edge_litert import __version__ as litert_version  # noqa: PLC0415
-
-    built = json.loads(BUILD_RECORD.read_text()) if BUILD_RECORD.exists() else {}
-    models = []
+def zoo_entries() -> Iterator[tuple[Recipe, str]]:
+    """Every model file the recipes make, in build order: (recipe, model name)."""
     for r in RECIPES:
-        path = ZOO / f"{r.name}.tflite"
+        yield r, r.name
+        if r.dynamic_batch_variant:
+            yield r, r.name + DYNAMIC_SUFFIX
+
+
+def summary(r: Recipe, name: str) -> str:
+    if name.endswith(DYNAMIC_SUFFIX):
+        return (
+            f"{r.summary}; the same weights as `{r.name}`, exported with a dynamic batch "
+            "dimension, so the graph computes shapes at run time"
+        )
+    return r.summary
+
+
+def describe(zoo: Path = ZOO, readme: Path = README) -> None:
+    """Write the cards, manifest.json and the README's tables for the models found in `zoo`."""
+    from ai_edge_litert import __version__ as litert_version
+
+    record = zoo / BUILD_RECORD
+    built = json.loads(record.read_text()) if record.exists() else {}
+    models = []
+    for r, name in zoo_entries():
+        path = zoo / f"{name}.tflite"
         if not path.exists():
-            print(f"{r.name}: not built, skipped", file=sys.stderr)
+            print(f"{name}: not built, skipped", file=sys.stderr)
             continue
         info = describe_model(path)
-        info["card"] = f"{r.name}.md"
-        info["summary"] = r.summary
-        (ZOO / info["card"]).write_text(card(r, info, built.get(r.name, {}), litert_version))
+        info["card"] = f"{name}.md"
+        info["summary"] = summary(r, name)
+        (zoo / info["card"]).write_text(card(r, info, built.get(name, {}), litert_version))
         del info["nodes"]  # the per-node table lives in the card; the manifest stays short
         models.append(info)
-        print(f"{r.name}: {info['size_bytes']} bytes, {info['macs']:,} MACs, ops {info['ops']}")
-    union = collections.Counter()
+        print(f"{name}: {info['size_bytes']} bytes, {info['macs']:,} MACs, ops {info['ops']}")
+    union: collections.Counter[str] = collections.Counter()
     for m in models:
         union.update(m["op_signatures"])
     manifest = {
@@ -777,35 +965,47 @@ def describe() -> None:
         "models": models,
         "op_signature_union": dict(sorted(union.items())),
     }
-    MANIFEST.write_text(json.dumps(manifest, indent=2) + "\n")
-    update_readme(models, manifest["op_signature_union"])
+    (zoo / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    update_readme(readme, models, manifest["op_signature_union"])
 
 
 def _fmt_shape(t: dict[str, Any]) -> str:
     return f"{t['dtype']} {'x'.join(str(d) for d in t['shape'])}"
 
 
-def update_readme(models: list[dict[str, Any]], union: dict[str, int]) -> None:
+def update_readme(readme: Path, models: list[dict[str, Any]], union: dict[str, int]) -> None:
     """Rewrite the generated part of models/README.md: the model table and the op union."""
-    lines = [TABLE_BEGIN, "", "| model | input | output | bytes | MACs | nodes | float32 ops |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        TABLE_BEGIN,
+        "",
+        "| model | input | output | bytes | MACs | nodes | float32 ops |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for m in models:
         floats = ", ".join(f"`{s}`" for s in m["float32_ops"]) or "none"
-        lines.append(f"| `{m['name']}` | {', '.join(_fmt_shape(t) for t in m['inputs'])} | "
-                     f"{', '.join(_fmt_shape(t) for t in m['outputs'])} | "
-                     f"{m['size_bytes']:,} | {m['macs']:,} | {m['op_count']} | {floats} |")
+        lines.append(
+            f"| `{m['name']}` | {', '.join(_fmt_shape(t) for t in m['inputs'])} | "
+            f"{', '.join(_fmt_shape(t) for t in m['outputs'])} | "
+            f"{m['size_bytes']:,} | {m['macs']:,} | {m['op_count']} | {floats} |"
+        )
     total = sum(m["size_bytes"] for m in models)
-    lines += ["", f"{len(models)} models, {total:,} bytes in all.", "",
-              "Op signatures over the whole zoo (inputs -> outputs), with the models using each:",
-              "", "| op signature | nodes | models |", "|---|---|---|"]
+    lines += [
+        "",
+        f"{len(models)} models, {total:,} bytes in all.",
+        "",
+        "Op signatures over the whole zoo (inputs -> outputs), with the models using each:",
+        "",
+        "| op signature | nodes | models |",
+        "|---|---|---|",
+    ]
     for sig, count in union.items():
         users = ", ".join(m["name"] for m in models if sig in m["op_signatures"])
         lines.append(f"| `{sig}` | {count} | {users} |")
     lines += ["", TABLE_END]
-    text = README.read_text() if README.exists() else f"{TABLE_BEGIN}\n{TABLE_END}\n"
+    text = readme.read_text() if readme.exists() else f"{TABLE_BEGIN}\n{TABLE_END}\n"
     head, rest = text.split(TABLE_BEGIN, 1)
     tail = rest.split(TABLE_END, 1)[1]
-    README.write_text(head + "\n".join(lines) + tail)
+    readme.write_text(head + "\n".join(lines) + tail)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -813,12 +1013,19 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="phase", required=True)
     b = sub.add_parser("build", help="train and convert (needs TensorFlow)")
     b.add_argument("--only", nargs="*", default=[], help="model names (default: all)")
+    b.add_argument(
+        "--out",
+        type=Path,
+        default=ZOO,
+        help="directory for the .tflite files and build.json (default: models/zoo; "
+        "another one to check that a rebuild gives the same bytes)",
+    )
     sub.add_parser("describe", help="write cards and manifest.json (needs ai-edge-litert)")
     args = p.parse_args(argv)
     if args.phase == "build":
         for name in args.only:
             recipe(name)
-        build(args.only)
+        build(args.only, args.out)
     else:
         describe()
     return 0

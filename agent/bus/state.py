@@ -86,15 +86,7 @@ class StateStore:
 
     def update(self, role: str, value: Value | None, t: float) -> None:
         """Record a decoded value; None (SNA/invalid) forgets the role so it reads as unknown."""
-        if role not in ROLES:
-            raise KeyError(f"unknown role {role!r}")
-        with self._lock:
-            if value is None:
-                self._readings.pop(role, None)
-            else:
-                self._readings[role] = Reading(value, t)
-            self._generation += 1
-            self._changed.notify_all()
+        self.update_many({role: value}, t)
 
     def update_many(self, values: Mapping[str, Value | None], t: float) -> None:
         """Record the roles of one frame under one lock and one wake-up (the reader's hot path)."""

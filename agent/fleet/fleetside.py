@@ -30,6 +30,7 @@ import paho.mqtt.client as paho
 
 from agent.clock import Clock, SystemClock
 from agent.fleet import protocol as p
+from agent.fleet.models import chunks_of
 from agent.fleet.mqtt import MqttSession, TlsConfig, publish_props
 
 log = logging.getLogger(__name__)
@@ -246,6 +247,21 @@ class FleetClient:
                                                content_type=p.CT_JOB,
                                                user=[(p.SCHEMA_PROPERTY, "job/1")]))
             self.counters["jobs_sent"] += 1
+
+    def publish_model(self, model: bytes, signed: p.SignedManifest) -> None:
+        """Offer a model to the cars: its signed manifest and its chunks, retained, so a car
+        that needs it subscribes and gets it whenever it comes. Blocks until the broker has it."""
+        m = signed.manifest
+        infos = [self.session.publish(p.Topics.model_manifest(m.sha256), signed.encode(), p.QOS_MODEL,
+                                      True, publish_props(content_type=p.CT_JSON,
+                                                          user=[(p.SCHEMA_PROPERTY, "manifest/1")]))]
+        for i, chunk in enumerate(chunks_of(model, m.chunk_size)):
+            infos.append(self.session.publish(p.Topics.model_chunk(m.sha256, i), chunk, p.QOS_MODEL,
+                                              True, publish_props(content_type=p.CT_CHUNK)))
+        for info in infos:
+            if info is None:
+                raise RuntimeError("the broker connection did not take the model")
+            info.wait_for_publish(60)
 
     def wait(self, timeout: float, task_ids: Sequence[str] | None = None) -> bool:
         """Run dispatch until the tasks (default: all) finish or `timeout` real seconds pass."""

@@ -33,6 +33,7 @@ import paho.mqtt.client as paho
 from agent.clock import Clock, SystemClock
 from agent.fleet import protocol as p
 from agent.fleet.audit import AuditLog
+from agent.fleet.models import ModelAssembly, ModelCache, ModelRefused, TrustStore
 from agent.fleet.mqtt import MqttSession, TlsConfig, Will, publish_props
 from agent.fleet.outbox import ACCEPTED, ANSWERED, Outbox
 
@@ -117,6 +118,10 @@ class FleetLink:
         keepalive_s: int = 30,
         session_expiry_s: int = 3600,
         max_job_bytes: int = p.MAX_JOB_BYTES,
+        model_dir: str | Path | None = None,
+        model_cache_bytes: int = 256 << 20,
+        trusted_keys: TrustStore | None = None,
+        model_fetch_timeout_s: float = 120.0,
     ) -> None:
         self.car_id = p.check_id("car_id", car_id)
         self.pool = p.check_id("pool", pool)
@@ -129,7 +134,19 @@ class FleetLink:
         self.max_ack_timeout_s = max_ack_timeout_s
         self.outbox_limit = outbox_limit
         self.boot = secrets.token_hex(4)
-        self._jobs = JobQueue(job_queue_size)
+        # Models by sha256: jobs wait (unacknowledged, so they count against Receive Maximum)
+        # while the model's manifest and chunks arrive on its retained topics.
+        self.models = ModelCache(model_dir, model_cache_bytes) if model_dir is not None else None
+        self.trust = trusted_keys or TrustStore()
+        self.model_fetch_timeout_s = model_fetch_timeout_s
+        self._model_waiters: dict[str, list[p.JobRequest]] = {}
+        self._model_started: dict[str, float] = {}
+        self._assembly: dict[str, ModelAssembly] = {}
+        self._early_chunks: dict[str, dict[int, bytes]] = {}
+        # The broker keeps at most `job_queue_size` jobs unacknowledged in flight to us (Receive
+        # Maximum); the queue has room for twice that, because mosquitto's flow-control
+        # accounting can run a message or two ahead while acks and deliveries cross.
+        self._jobs = JobQueue(2 * job_queue_size)
         # Lock order: `_lock` guards plain fields and is never held while calling paho (paho
         # calls back into us holding its own mutexes). `_sub_lock` serialises subscription
         # changes and state publishes; only API threads and the sender thread take it, never a
@@ -142,6 +159,8 @@ class FleetLink:
         self._subscribed = False
         self._state: p.CarState | None = None
         self._state_seq = 0
+        self._state_generation = -1  # the connection the state was last published on
+        self._state_dirty = False  # changed since last published
         self._telemetry = p.TelemetryFilter(heartbeat_s)
         self._telemetry_seq = 0
         self._error_seq = 0
@@ -225,8 +244,10 @@ class FleetLink:
             if self._state is not None and _same_state(self._state, st):
                 return False
             self._state = st
+            self._state_dirty = True
         with self._sub_lock:
-            return self._send_state()
+            # The sender thread may have published it meanwhile (on a reconnect).
+            return self._send_state() if self._state_dirty else True
 
     def _send_state(self) -> bool:
         """Publish the current state (caller holds `_sub_lock`)."""
@@ -237,6 +258,8 @@ class FleetLink:
             st = p.CarState(**{**self._state.__dict__, "accepting_jobs": self._subscribed,
                                "seq": self._state_seq, "t": self.clock.time()})
             self._state = st
+            self._state_generation = self.session.generation
+            self._state_dirty = False
         return self._publish(p.Topics.state(self.car_id), st.encode(), p.QOS_STATE, True,
                              publish_props(content_type=p.CT_JSON,
                                            user=[(p.SCHEMA_PROPERTY, "state/1")])) is not None
@@ -262,7 +285,11 @@ class FleetLink:
             self._want_accepting = accepting
         self._apply_subscription()
         if not accepting:
-            for job in self._jobs.drain():
+            with self._lock:
+                waiting = [j for js in self._model_waiters.values() for j in js]
+                for js in self._model_waiters.values():
+                    js.clear()
+            for job in waiting + self._jobs.drain():
                 self.send_result(job.job_id, "preempted", error=("not_accepting", "the car stopped taking jobs"))
 
     @property
@@ -339,9 +366,13 @@ class FleetLink:
                     if resync:
                         self._apply_subscription(force=True)
                         with self._sub_lock:
-                            self._send_state()  # the will may have replaced it with "offline"
+                            # After a reconnect the will may have replaced it with "offline".
+                            if (self._state_generation != self.session.generation
+                                    or self._state_dirty):
+                                self._send_state()
                     else:
                         self._apply_subscription()
+                self._expire_model_fetches()
                 self._send_due()
             except Exception as e:  # the sender must outlive a bad row or a full paho queue
                 self.counters["sender_errors"] += 1
@@ -388,14 +419,16 @@ class FleetLink:
             with self._lock:
                 # Backpressure: with the outbox full the car takes no work until the fleet acks.
                 want = self._want_accepting and self.outbox.depth() < self.outbox_limit
-                if (want == self._subscribed and not force) or not self.session.connected:
+                changed = want != self._subscribed
+                if (not changed and not force) or not self.session.connected:
                     return
                 self._subscribed = want
             if want:
                 self.session.subscribe(p.Topics.shared_jobs(self.pool), p.QOS_JOB)
             else:
                 self.session.unsubscribe(p.Topics.shared_jobs(self.pool))
-            self._send_state()
+            if changed:
+                self._send_state()  # accepting_jobs is part of the state
 
     # -- callbacks (network thread; MqttSession guards them) -------------------------------------
 
@@ -418,6 +451,9 @@ class FleetLink:
             self._on_ack(msg)
         elif msg.topic == p.Topics.jobs(self.pool):
             self._on_job(msg)
+        elif msg.topic.startswith(f"{p.ROOT}/models/"):
+            self._on_model_message(msg)
+            self._ack_mid(msg)
         else:
             self.counters["messages_unexpected"] += 1
             self._ack_mid(msg)
@@ -468,12 +504,126 @@ class FleetLink:
             return
         with self._lock:
             self._pending[job.job_id] = _Pending(self.session.generation, msg.mid)
+        if refusal is None and job.model.sha256 is not None:
+            refusal = self._need_model(job)
+            if refusal is None and not self.models.has(job.model.sha256):  # type: ignore[union-attr]
+                return  # waits for the model; _model_ready() queues it
         if refusal is None and not self._jobs.put_nowait(job):
             refusal = ("busy", "the car's job queue is full")
         if refusal is not None:
+            self.counters[f"jobs_refused_{refusal[0]}"] += 1
             self._answer(job.job_id, "preempted", None, refusal, None, job.submitter)
         else:
             self.counters["jobs_accepted"] += 1
+
+    # -- models -------------------------------------------------------------------------------
+
+    def _need_model(self, job: p.JobRequest) -> tuple[str, str] | None:
+        """None if the job can run or wait for its model; else the refusal."""
+        sha = job.model.sha256
+        assert sha is not None
+        if self.models is None or len(self.trust) == 0:
+            return ("unsigned", "this car accepts no fleet models (no cache or no trusted keys)")
+        if self.models.has(sha):
+            return None
+        with self._lock:
+            waiting = sum(len(v) for v in self._model_waiters.values())
+            if waiting >= self._jobs.maxsize:
+                return ("busy", "too many jobs waiting for models")
+            first = sha not in self._model_waiters
+            self._model_waiters.setdefault(sha, []).append(job)
+            if first:
+                self._model_started[sha] = self.clock.monotonic()
+        if first:
+            self.counters["model_fetches"] += 1
+            self.session.subscribe(p.Topics.model_all(sha), p.QOS_MODEL)
+        return None
+
+    def _on_model_message(self, msg: paho.MQTTMessage) -> None:
+        parts = msg.topic.split("/")
+        try:
+            sha = p.check_sha256(parts[3]) if len(parts) >= 5 else ""
+        except p.ProtocolError:
+            self.counters["model_bad_topic"] += 1
+            return
+        with self._lock:
+            if sha not in self._model_waiters:
+                return  # a model nobody here waits for (e.g. retained, after a refusal)
+        try:
+            if parts[4:] == ["manifest"]:
+                self._on_manifest(sha, bytes(msg.payload))
+            elif len(parts) == 6 and parts[4] == "chunks" and parts[5].isdigit():
+                self._on_chunk(sha, int(parts[5]), bytes(msg.payload))
+            else:
+                self.counters["model_bad_topic"] += 1
+        except ModelRefused as e:
+            self._model_failed(sha, e.code, e.text)
+        except p.ProtocolError as e:
+            self._model_failed(sha, "unsigned" if e.code == "unsigned" else "bad_manifest", e.text)
+
+    def _on_manifest(self, sha: str, payload: bytes) -> None:
+        signed = p.SignedManifest.decode(payload)
+        m = signed.manifest
+        if m.sha256 != sha:
+            raise ModelRefused("tampered", "the manifest names another model than its topic")
+        self.trust.verify(signed)
+        assert self.models is not None
+        self.models.check(m, self.clock.time())
+        asm = ModelAssembly(m)
+        with self._lock:
+            self._assembly[sha] = asm
+            early = self._early_chunks.pop(sha, {})
+        for i, data in sorted(early.items()):
+            if asm.add(i, data):
+                return self._model_complete(sha, asm)
+        return None
+
+    def _on_chunk(self, sha: str, index: int, data: bytes) -> None:
+        with self._lock:
+            asm = self._assembly.get(sha)
+            if asm is None:  # before its manifest: keep it, within the cache's size cap
+                early = self._early_chunks.setdefault(sha, {})
+                held = sum(len(b) for b in early.values())
+                cap = self.models.max_bytes if self.models else 0
+                if held + len(data) > cap or index > p.MAX_MODEL_CHUNKS:
+                    raise ModelRefused("too_large", "chunks beyond the cache cap before a manifest")
+                early[index] = data
+                return
+        if asm.add(index, data):
+            self._model_complete(sha, asm)
+
+    def _model_complete(self, sha: str, asm: ModelAssembly) -> None:
+        assert self.models is not None
+        self.models.put(asm.manifest, asm.data())  # checks size and sha256 ("tampered")
+        self.counters["models_stored"] += 1
+        self.session.unsubscribe(p.Topics.model_all(sha))
+        with self._lock:
+            jobs = self._model_waiters.pop(sha, [])
+            self._model_started.pop(sha, None)
+            self._assembly.pop(sha, None)
+        for job in jobs:
+            if not self._jobs.put_nowait(job):
+                self._answer(job.job_id, "preempted", None, ("busy", "the car's job queue is full"),
+                             None, job.submitter)
+
+    def _model_failed(self, sha: str, code: str, text: str) -> None:
+        self.counters[f"models_refused_{code}"] += 1
+        self.session.unsubscribe(p.Topics.model_all(sha))
+        with self._lock:
+            jobs = self._model_waiters.pop(sha, [])
+            self._model_started.pop(sha, None)
+            self._assembly.pop(sha, None)
+            self._early_chunks.pop(sha, None)
+        for job in jobs:
+            self._answer(job.job_id, "rejected", None, (f"model_{code}", f"model {sha[:12]}: {text}"),
+                         None, job.submitter)
+
+    def _expire_model_fetches(self) -> None:
+        now = self.clock.monotonic()
+        with self._lock:
+            late = [s for s, t in self._model_started.items() if now - t > self.model_fetch_timeout_s]
+        for sha in late:
+            self._model_failed(sha, "unavailable", f"not received within {self.model_fetch_timeout_s:g} s")
 
     def _reject(self, msg: paho.MQTTMessage, payload: bytes, code: str, text: str,
                 corr: bytes | None) -> None:

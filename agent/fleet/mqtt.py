@@ -76,6 +76,10 @@ def publish_props(**kw: Any) -> Properties:
 MessageHandler = Callable[[paho.MQTTMessage], None]
 
 
+def _no_op(*_: object) -> None:
+    pass
+
+
 class MqttSession:
     """One MQTT 5 connection kept alive by its own thread until `stop()`.
 
@@ -148,6 +152,12 @@ class MqttSession:
         c.on_message = self._guard(self._handle_message)
         c.on_publish = self._guard(self._handle_publish)
         c.on_subscribe = self._guard(self._handle_subscribe)
+        # Only the network thread may write to the socket. Without loop_start(), paho writes
+        # from whichever thread calls publish() unless an external loop registers for writes,
+        # and two threads writing one TLS stream corrupt it ("Protocol error" at the broker).
+        # Registering no-op hooks routes every write through our loop's select().
+        c.on_socket_register_write = _no_op
+        c.on_socket_unregister_write = _no_op
         self.client = c
         self.subscribe_results: dict[int, list[ReasonCode]] = {}
         self.publish_refused: dict[int, ReasonCode] = {}
@@ -192,6 +202,8 @@ class MqttSession:
         self.counters["messages_in"] += 1
         if self._on_message_cb is not None:
             self._on_message_cb(msg)
+        with self._sub_done:
+            self._sub_done.notify_all()
 
     def _handle_publish(self, client: paho.Client, userdata: object, mid: int, rc: ReasonCode,
                         properties: Properties | None) -> None:
@@ -297,6 +309,11 @@ class MqttSession:
 
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Wait until predicate() holds, re-checking whenever a message arrives."""
+        with self._sub_done:
+            return self._sub_done.wait_for(predicate, timeout)
 
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool = False,
                 properties: Properties | None = None) -> paho.MQTTMessageInfo | None:

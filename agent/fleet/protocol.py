@@ -656,3 +656,82 @@ class ErrorReply:
                    code=_str(o, "code", 64) or "", text=_str(o, "text", 500) or "",
                    job_id=None if jid is None else check_job_id(jid),
                    correlation=_str(o, "correlation", 2 * MAX_CORRELATION_BYTES, optional=True))
+
+
+# ---------------------------------------------------------------------------------------------
+# Model manifests (retained on models/<sha256>/manifest) and chunks (models/<sha256>/chunks/<i>)
+
+MAX_MODEL_CHUNKS = 4096
+_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+@dataclass(frozen=True)
+class ModelManifest:
+    sha256: str
+    size: int
+    name: str
+    version: int  # per name; a car refuses a version older than one it has accepted
+    created: float  # wall seconds
+    expires: float  # wall seconds; a stale manifest is refused
+    chunk_size: int
+    key_id: str  # which signing key (hex, 16 chars)
+
+    @property
+    def chunks(self) -> int:
+        return max(1, -(-self.size // self.chunk_size))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"v": VERSION, "sha256": self.sha256, "size": self.size, "name": self.name,
+                "version": self.version, "created": self.created, "expires": self.expires,
+                "chunk_size": self.chunk_size, "chunks": self.chunks, "key_id": self.key_id}
+
+    def signed_bytes(self) -> bytes:
+        """What the signature covers: the manifest's canonical JSON."""
+        return _dumps(self.as_dict())
+
+    @classmethod
+    def from_obj(cls, o: object) -> "ModelManifest":
+        if not isinstance(o, dict):
+            raise ProtocolError("bad_schema", "manifest must be an object")
+        _version(o)
+        _only(o, {"v", "sha256", "size", "name", "version", "created", "expires", "chunk_size",
+                  "chunks", "key_id"}, "manifest")
+        name = o.get("name")
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
+            raise ProtocolError("bad_schema", "name must match [A-Za-z0-9._-]{1,64}")
+        key_id = o.get("key_id")
+        if not isinstance(key_id, str) or not re.fullmatch(r"[0-9a-f]{16}", key_id):
+            raise ProtocolError("bad_schema", "key_id must be 16 hex digits")
+        m = cls(sha256=check_sha256(o.get("sha256")), size=_int(o, "size", 1, 1 << 34), name=name,
+                version=_int(o, "version", 0, 2**31), created=_num(o, "created", 0, 1e11) or 0.0,
+                expires=_num(o, "expires", 0, 1e11) or 0.0,
+                chunk_size=_int(o, "chunk_size", 1024, 1 << 24), key_id=key_id)
+        if _int(o, "chunks", 1, MAX_MODEL_CHUNKS) != m.chunks:
+            raise ProtocolError("bad_schema", "chunks does not match size / chunk_size")
+        return m
+
+
+@dataclass(frozen=True)
+class SignedManifest:
+    manifest: ModelManifest
+    signature: bytes  # Ed25519 over manifest.signed_bytes()
+
+    def encode(self) -> bytes:
+        import base64
+        return _dumps({"manifest": self.manifest.as_dict(),
+                       "sig": base64.b64encode(self.signature).decode()})
+
+    @classmethod
+    def decode(cls, payload: bytes) -> "SignedManifest":
+        import base64
+        import binascii
+        o = _loads(payload)
+        _only(o, {"manifest", "sig"}, "signed manifest")
+        sig = o.get("sig")
+        if not isinstance(sig, str) or len(sig) > 200:
+            raise ProtocolError("unsigned", "the manifest carries no signature")
+        try:
+            raw = base64.b64decode(sig, validate=True)
+        except (binascii.Error, ValueError):
+            raise ProtocolError("unsigned", "the signature is not base64") from None
+        return cls(ModelManifest.from_obj(o.get("manifest")), raw)

@@ -24,13 +24,14 @@ class Severity(enum.Enum):
     INFO = "info"  # said while running
 
 
-# code -> (severity, what it means). docs/governor.md is generated from the same table.
+# code -> (severity, what it means). docs/governor.md lists every code; a test keeps them in step.
 CODES: dict[str, tuple[Severity, str]] = {
     "link_down": (Severity.OFF, "the serial link to the vehicle bus is down or the shim is silent"),
     "decode_errors": (Severity.OFF, "CAN decode errors exceed faults.max_decode_errors_per_s"),
     "broker_down": (Severity.OFF, "the MQTT broker has been unreachable longer than faults.broker_down_max_s"),
     "clock_jump": (Severity.OFF, "wall and monotonic clocks disagreed; hold for faults.clock_jump_hold_s"),
     "no_consent": (Severity.OFF, "the owner has not consented"),
+    "internal_error": (Severity.OFF, "the agent's own decision loop failed; it fails safe (said by the service)"),
     "stale_input": (Severity.STOP, "a required role is unknown, invalid (SNA) or too old"),
     "not_parked": (Severity.STOP, "gear is not P"),
     "moving": (Severity.STOP, "speed is not zero"),

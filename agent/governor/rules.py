@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
-from agent.bus.state import VehicleState
+from agent.bus.state import GEARS, ROLES, VehicleState
 from agent.governor.decision import Decision, Mode, Reason
 from agent.governor.inputs import Inputs
 from agent.governor.policy import Policy
@@ -66,13 +66,23 @@ class _Ctx:
     wall_missing_said: bool = False
 
     def value(self, role: str) -> object:
-        return self.state.value(role, self.now, self.policy.max_input_age_s)
+        """The role's value if fresh and of its declared type; anything else reads as unknown."""
+        v = self.state.value(role, self.now, self.policy.max_input_age_s)
+        kind = ROLES.get(role)
+        if v is None or kind is None:
+            return None
+        if kind is bool:
+            return v if isinstance(v, bool) else None
+        if kind is float:
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            return float(v) if ok else None
+        if role == "gear":
+            return v if v in GEARS else None
+        return v if isinstance(v, kind) else None
 
     def number(self, role: str) -> float | None:
         v = self.value(role)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            return None
-        return float(v)
+        return v if isinstance(v, float) else None
 
     def need_wall(self, what: str) -> bool:
         if self.wall is not None:
@@ -350,7 +360,7 @@ def step(state: VehicleState, policy: Policy, now: float, memory: Memory | None 
         since, changes = now, changes + (now,)
     new = replace(
         mem, mode=mode, since=since, budget_w=budget if mode is Mode.RUN else 0.0,
-        last_mono=now, last_wall=inputs.wall if inputs.wall is not None else mem.last_wall,
+        last_mono=now, last_wall=inputs.wall,  # a pair, or no wall: jumps compare like with like
         floor_latched=c.floor_latched, hot=frozenset(c.hot),
         integral=tuple(sorted(c.integral.items())) or mem.integral, changes=changes,
     )

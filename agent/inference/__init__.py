@@ -12,12 +12,29 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from agent.inference.errors import (Cancelled, InputError, ModelError, ModelFormatError,
-                                    UnsupportedOpError, counters)
+from agent.inference.errors import (
+    Cancelled,
+    InputError,
+    ModelError,
+    ModelFormatError,
+    UnsupportedOpError,
+    counters,
+)
 from agent.inference.model import CancelToken, Model, TensorSpec
 
-__all__ = ["load_model", "Model", "TensorSpec", "CancelToken", "Cancelled", "ModelError",
-           "ModelFormatError", "UnsupportedOpError", "InputError", "counters", "MAX_MODEL_BYTES"]
+__all__ = [
+    "MAX_MODEL_BYTES",
+    "CancelToken",
+    "Cancelled",
+    "InputError",
+    "Model",
+    "ModelError",
+    "ModelFormatError",
+    "TensorSpec",
+    "UnsupportedOpError",
+    "counters",
+    "load_model",
+]
 
 MAX_MODEL_BYTES = 512 << 20
 

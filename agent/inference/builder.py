@@ -6,8 +6,8 @@ script. Only the schema fields the engine reads are written.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import flatbuffers
 import numpy as np
@@ -51,8 +51,8 @@ class ModelBuilder:
         self._buffers: list[bytes] = [b""]  # buffer 0: the schema's empty sentinel
 
     def tensor(self, shape: Sequence[int], dtype: str, *, name: str | None = None,
-               scale: float | Sequence[float] | None = None,
-               zero_point: int | Sequence[int] | None = None,
+               scale: float | Sequence[float] | np.ndarray | None = None,
+               zero_point: int | Sequence[int] | np.ndarray | None = None,
                data: np.ndarray | None = None, quantized_dimension: int = 0) -> int:
         buffer = 0
         if data is not None:

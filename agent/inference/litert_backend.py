@@ -8,7 +8,7 @@ run starts and its outputs are dropped if it arrives during the run.
 from __future__ import annotations
 
 import threading
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

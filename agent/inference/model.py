@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import abc
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

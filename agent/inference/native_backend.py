@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import threading
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from agent.inference import _native
 from agent.inference.errors import Cancelled, ModelError, ModelFormatError, counters
 from agent.inference.model import CancelToken, Model, TensorSpec
-from agent.inference.planner import DTYPES, PlanTables, Planner
+from agent.inference.planner import DTYPES, Planner, PlanTables
 from agent.inference.tflite import ModelDef, TensorDef
 
 
@@ -18,8 +18,8 @@ class ArenaLimitError(ModelError):
     """The model's activations need more memory than the configured cap."""
 
 
-def spec_of(t: TensorDef) -> TensorSpec:
-    return TensorSpec(t.name, DTYPES[t.type][1], t.shape, t.scales[0] if t.scales else 0.0,
+def spec_of(t: TensorDef, shape: tuple[int, ...]) -> TensorSpec:
+    return TensorSpec(t.name, DTYPES[t.type][1], shape, t.scales[0] if t.scales else 0.0,
                       t.zero_points[0] if t.zero_points else 0)
 
 
@@ -43,8 +43,8 @@ class NativeModel(Model):
             where = tables.op_names[e.index] if e.status == -2 and 0 <= e.index < len(tables.op_names) else ""
             raise ModelFormatError(f"native plan rejected (status {e.status}) {where}") from e
         sg = model.subgraphs[0]
-        self.inputs = [spec_of(sg.tensors[i]) for i in sg.inputs]
-        self.outputs = [spec_of(sg.tensors[i]) for i in sg.outputs]
+        self.inputs = [spec_of(sg.tensors[i], tables.io_shapes[i]) for i in sg.inputs]
+        self.outputs = [spec_of(sg.tensors[i], tables.io_shapes[i]) for i in sg.outputs]
         self._in_views = [self._view(tables, p, s) for p, s in zip(tables.inputs, self.inputs)]
         self._out_views = [self._view(tables, p, s) for p, s in zip(tables.outputs, self.outputs)]
         self.node_ops = tables.op_names

@@ -6,13 +6,29 @@ activation ranges, padding) and hands the kernel only integers it can trust.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
 from agent.inference import quant
-from agent.inference.planner import CONV_REQUANT, DWCONV_REQUANT, FC_REQUANT, NativeOp, Planner, Requant, _prod
-from agent.inference.schema import ACT_NONE, ACT_RELU, ACT_RELU6, ACT_RELU_N1_TO_1, PAD_SAME, PAD_VALID
+from agent.inference.planner import (
+    BMM_REQUANT,
+    CONV_REQUANT,
+    DWCONV_REQUANT,
+    FC_REQUANT,
+    NativeOp,
+    Planner,
+    Requant,
+    _prod,
+)
+from agent.inference.schema import (
+    ACT_NONE,
+    ACT_RELU,
+    ACT_RELU6,
+    ACT_RELU_N1_TO_1,
+    PAD_SAME,
+    PAD_VALID,
+)
 from agent.inference.tflite import OperatorDef
 
 Handler = Callable[[Planner, OperatorDef], None]
@@ -92,6 +108,12 @@ def fully_connected(pl: Planner, op: OperatorDef) -> None:
         if len(pl.t(w).scales) == 1:
             # GetQuantizedConvolutionMultipler: the product is float32, the quotient double.
             real = quant.f32(s_in * scales[0]) / s_out
+            if len(op.inputs) == 3 and op.inputs[2] >= 0:
+                # LiteRT refuses a bias whose scale is not s_in * s_w (within 2% of s_out).
+                bt = pl.t(op.inputs[2])
+                s_b = bt.scales[0] if bt.scales else 0.0
+                pl.require(abs(quant.f32(s_in * scales[0]) - s_b) / s_out <= 0.02,
+                           "bias scale is not input scale * weight scale")
             m, sh = quant.quantize_multiplier(real)
             mt, st = pl.add_const(np.full(units, m, np.int32)), pl.add_const(np.full(units, sh, np.int32))
         else:
@@ -136,6 +158,9 @@ def conv2d(pl: Planner, op: OperatorDef) -> None:
     pl.require(len(xt.shape) == 4 and len(wt.shape) == 4, f"input {xt.shape}, filter {wt.shape}")
     n, h, wd, c = xt.shape
     if dw:
+        # LiteRT 2.3.0's builtin int8 DEPTHWISE_CONV_2D dereferences a missing bias (SIGSEGV), so
+        # there is no reference answer to be exact with: refuse the model instead.
+        pl.require(len(op.inputs) == 3 and op.inputs[2] >= 0, "DEPTHWISE_CONV_2D needs a bias tensor")
         pl.require(wt.shape[0] == 1, f"depthwise filter {wt.shape}")
         out_c = wt.shape[3]
         # TFLite infers the multiplier from the shapes; the option may be stale (0 or wrong).
@@ -143,6 +168,8 @@ def conv2d(pl: Planner, op: OperatorDef) -> None:
         mult = out_c // c
         kh, kw = wt.shape[1], wt.shape[2]
     else:
+        # conv.cc: "the optimized versions require 'bias'", so LiteRT refuses a CONV_2D without one.
+        pl.require(len(op.inputs) == 3 and op.inputs[2] >= 0, "CONV_2D needs a bias tensor")
         out_c, kh, kw, cg = wt.shape
         pl.require(cg > 0 and c % cg == 0 and out_c % (c // cg) == 0, f"filter {wt.shape} vs input {xt.shape}")
     oh, pad_t = conv_geometry(pl, padding, h, kh, stride_h, dil_h)
@@ -161,24 +188,61 @@ def conv2d(pl: Planner, op: OperatorDef) -> None:
 def quantize(pl: Planner, op: OperatorDef) -> None:
     pl.counts(op, (1, 1))
     x, y = op.inputs[0], op.outputs[0]
-    pl.require(pl.t(x).shape == pl.t(y).shape, "input and output shapes differ")
+    pl.same_shape(x, y)
     s_out, z_out = pl.qp(y)
     if pl.t(x).type == "float32":
-        pl.node(NativeOp.QUANTIZE_F32_S8, [pl.pid(x)], [pl.pid(y)], [z_out, quant.f32_bits(s_out)])
+        count = _prod(pl.t(x).shape)
+        pl.node(NativeOp.QUANTIZE_F32_S8, [pl.pid(x)], [pl.pid(y)],
+                [z_out, quant.f32_bits(s_out), quant.f32_bits(1.0 / s_out), count // 8 * 8])
         return
     s_in, z_in = pl.qp(x)
     m, sh = quant.quantize_multiplier(s_in / s_out)
-    pl.node(NativeOp.REQUANTIZE_S8, [pl.pid(x)], [pl.pid(y)], [z_in, z_out, m, sh])
+    count = _prod(pl.t(x).shape)
+    pl.node(NativeOp.REQUANTIZE_S8, [pl.pid(x)], [pl.pid(y)], [z_in, z_out, m, sh, count // 16 * 16])
 
 
 @handles("DEQUANTIZE")
 def dequantize(pl: Planner, op: OperatorDef) -> None:
     pl.counts(op, (1, 1))
     x, y = op.inputs[0], op.outputs[0]
-    pl.require(pl.t(x).shape == pl.t(y).shape, "input and output shapes differ")
+    pl.same_shape(x, y)
     pl.expect_type(y, "float32")
     s_in, z_in = pl.qp(x)
-    pl.node(NativeOp.DEQUANTIZE_S8_F32, [pl.pid(x)], [pl.pid(y)], [z_in, quant.f32_bits(s_in)])
+    count = _prod(pl.t(x).shape)
+    pl.node(NativeOp.DEQUANTIZE_S8_F32, [pl.pid(x)], [pl.pid(y)],
+            [z_in, quant.f32_bits(s_in), quant.f32_bits(-z_in * s_in), count // 8 * 8])
+
+
+def reshape_target(pl: Planner, op: OperatorDef) -> tuple[int, ...]:
+    """The output shape of RESHAPE / SQUEEZE / EXPAND_DIMS, as LiteRT's Prepare computes it."""
+    name = pl.current_op.split()[-1]
+    shape = pl.t(op.inputs[0]).shape
+    n = _prod(shape)
+    if name == "SQUEEZE":
+        opts = pl.options(op, "SqueezeOptions")
+        dims = [d % len(shape) for d in (opts.ints(0) or ())] if opts and shape else []
+        pl.require(all(shape[d] == 1 for d in dims), f"squeezing a dimension that is not 1 in {shape}")
+        return tuple(d for i, d in enumerate(shape) if (i not in dims if dims else d != 1))
+    if name == "EXPAND_DIMS":
+        axis = int(pl.const(op.inputs[1], "axis").ravel()[0])
+        axis = axis + len(shape) + 1 if axis < 0 else axis
+        pl.require(0 <= axis <= len(shape), f"axis {axis} for rank {len(shape)}")
+        return shape[:axis] + (1,) + shape[axis:]
+    if len(op.inputs) > 1 and op.inputs[1] >= 0:
+        v = pl.data(op.inputs[1])
+        pl.require(v is not None, "the new shape must be known at load time")
+        assert v is not None
+        spec = [int(d) for d in v.ravel()]
+    else:
+        opts = pl.options(op, "ReshapeOptions")
+        spec = list(opts.ints(0) or ()) if opts and opts.ints(0) is not None else list(pl.sg.tensors[op.outputs[0]].shape)
+    pl.require(spec.count(-1) <= 1 and all(d >= -1 for d in spec), f"new shape {spec}")
+    known = _prod(tuple(d for d in spec if d != -1))
+    if -1 in spec:
+        pl.require(known > 0 and n % known == 0, f"{shape} cannot be reshaped to {spec}")
+        spec[spec.index(-1)] = n // known
+    pl.require(_prod(tuple(spec)) == n, f"{shape} -> {spec} changes the element count")
+    return tuple(spec)
 
 
 @handles("RESHAPE", "SQUEEZE", "EXPAND_DIMS")
@@ -187,10 +251,10 @@ def reshape(pl: Planner, op: OperatorDef) -> None:
     x, y = op.inputs[0], op.outputs[0]
     xt, yt = pl.t(x), pl.t(y)
     pl.require(xt.type == yt.type, f"type {xt.type} -> {yt.type}")
-    pl.require(_prod(xt.shape) == _prod(yt.shape), f"{xt.shape} -> {yt.shape} changes the element count")
     if xt.scales or yt.scales:
         pl.require(xt.scales[:1] == yt.scales[:1] and xt.zero_points[:1] == yt.zero_points[:1],
                    "quantization differs between input and output")
+    pl.expect_shape(y, reshape_target(pl, op))
     pl.node(NativeOp.COPY, [pl.pid(x)], [pl.pid(y)], [])
 
 
@@ -202,7 +266,7 @@ def _pad6(shape: tuple[int, ...]) -> tuple[int, ...]:
 
 def broadcast_params(pl: Planner, a: int, b: int, y: int) -> list[int]:
     """Output dims and per-input strides (0 where broadcast), all padded to 6 dimensions."""
-    sa, sb, sy = pl.t(a).shape, pl.t(b).shape, pl.t(y).shape
+    sa, sb = pl.t(a).shape, pl.t(b).shape
     pl.require(max(len(sa), len(sb)) <= 6, "rank above 6")
     da, db = _pad6(sa), _pad6(sb)
     out = []
@@ -425,7 +489,8 @@ def softmax(pl: Planner, op: OperatorDef) -> None:
     s_in, _ = pl.qp(x)
     s_out, z_out = pl.qp(y)
     pl.require(z_out == -128 and abs(s_out - 1 / 256) <= 0.001 / 256, "int8 softmax output must be scale 1/256, zero point -128")
-    pl.require(pl.t(x).shape == pl.t(y).shape and len(pl.t(x).shape) >= 1, "shape mismatch")
+    pl.require(len(pl.t(x).shape) >= 1, "SOFTMAX of a scalar")
+    pl.same_shape(x, y)
     opts = pl.options(op, "SoftmaxOptions")
     beta = opts.f32(0, 0.0) if opts else 1.0
     table = _native.softmax_table(s_in, beta)
@@ -433,16 +498,17 @@ def softmax(pl: Planner, op: OperatorDef) -> None:
     pl.node(NativeOp.SOFTMAX_S8, [pl.pid(x)], [pl.pid(y)], [z_out, quant.f32_bits(s_out), pl.add_const(table)])
 
 
-def _lut_node(pl: Planner, op: OperatorDef, kind: str, s_in: float, s_out: float, ip: list[int]) -> None:
+def _lut_node(pl: Planner, op: OperatorDef, kind: str, s_in: float, s_out: float, ip: list[int],
+              min_valid: int = -128) -> None:
     from agent.inference import _native
 
     x, y = op.inputs[0], op.outputs[0]
-    pl.require(pl.t(x).shape == pl.t(y).shape, "input and output shapes differ")
+    pl.same_shape(x, y)
     try:
         table = _native.lut_build(kind, s_in, s_out, ip)
     except ValueError as e:
         raise pl.fail(str(e)) from e
-    pl.node(NativeOp.LUT_S8, [pl.pid(x)], [pl.pid(y)], [pl.add_const(table)])
+    pl.node(NativeOp.LUT_S8, [pl.pid(x)], [pl.pid(y)], [pl.add_const(table), min_valid])
 
 
 @handles("LOGISTIC", "TANH", "GELU", "RSQRT")
@@ -453,12 +519,18 @@ def float_lut(pl: Planner, op: OperatorDef) -> None:
     if pl.t(x).type == "float32":
         pl.require(name in ("RSQRT", "TANH", "LOGISTIC"), f"float32 {name}")
         pl.expect_type(y, "float32")
-        pl.require(pl.t(x).shape == pl.t(y).shape, "input and output shapes differ")
+        pl.same_shape(x, y)
         pl.node(NativeOp.UNARY_F32, [pl.pid(x)], [pl.pid(y)], [{"RSQRT": 1, "TANH": 5, "LOGISTIC": 6}[name]])
         return
     s_in, z_in = pl.qp(x)
     s_out, z_out = pl.qp(y)
     kind = name
+    if name == "RSQRT":
+        # elementwise.cc: 1 / (sqrt(s_in) * s_out), sqrt and product in float32
+        f = np.float32
+        m, sh = quant.quantize_multiplier(1.0 / float(f(np.sqrt(f(s_in))) * f(s_out)))
+        _lut_node(pl, op, "RSQRT", s_in, s_out, [z_in, z_out, m, sh], min_valid=z_in)
+        return
     if name == "GELU":
         opts = pl.options(op, "GeluOptions")
         kind = "GELU_TANH" if (opts and opts.boolean(0)) else "GELU"
@@ -477,7 +549,11 @@ def hard_swish(pl: Planner, op: OperatorDef) -> None:
     relu_mult = float(hires / f(f(3.0) / f(32768.0)))
     m_out, e_out = quant.quantize_multiplier(out_mult)
     m_relu, e_relu = quant.quantize_multiplier(relu_mult)
-    pl.require(e_out <= 0, "HARD_SWISH output multiplier above one")
+    # With s_in / 128 >= s_out LiteRT's scalar path shifts by a negative amount (undefined), so
+    # there is no defined answer to match: refuse.
+    pl.require(e_out <= 0, "HARD_SWISH with input scale / 128 >= output scale is not supported")
+    # LiteRT's vector path (blocks of 8, NEON emulated with SSE on x86-64) was checked to give
+    # the scalar path's answers for every int8 input, so one table serves all elements.
     _lut_node(pl, op, "HARD_SWISH", s_in, s_out,
               [z_in, z_out, quant.downscale_to_int16(m_out), e_out, quant.downscale_to_int16(m_relu), e_relu])
 
@@ -490,7 +566,7 @@ def relu(pl: Planner, op: OperatorDef) -> None:
     if pl.t(x).type == "float32":
         pl.require(name in ("RELU", "RELU6"), f"float32 {name}")
         pl.expect_type(y, "float32")
-        pl.require(pl.t(x).shape == pl.t(y).shape, "input and output shapes differ")
+        pl.same_shape(x, y)
         pl.node(NativeOp.UNARY_F32, [pl.pid(x)], [pl.pid(y)], [7 if name == "RELU" else 8])
         return
     s_in, z_in = pl.qp(x)
@@ -520,5 +596,363 @@ def neg(pl: Planner, op: OperatorDef) -> None:
     x, y = op.inputs[0], op.outputs[0]
     pl.expect_type(x, "float32")
     pl.expect_type(y, "float32")
-    pl.require(pl.t(x).shape == pl.t(y).shape, "input and output shapes differ")
+    pl.same_shape(x, y)
     pl.node(NativeOp.UNARY_F32, [pl.pid(x)], [pl.pid(y)], [0])
+
+
+# ---- data movement -----------------------------------------------------------------------------
+
+def _strides(shape: tuple[int, ...]) -> list[int]:
+    st, acc = [0] * len(shape), 1
+    for k in range(len(shape) - 1, -1, -1):
+        st[k] = acc
+        acc *= shape[k]
+    return st
+
+
+def _strided_copy(pl: Planner, x: int, y: int, dims: list[int], in_off: int, in_str: list[int],
+                  out_off: int, out_str: list[int], fill: int | None = None) -> None:
+    pad = 6 - len(dims)
+    pl.require(pad >= 0, "rank above 6")
+    params = ([1] * pad + dims + [in_off] + [0] * pad + in_str + [out_off] + [0] * pad + out_str
+              + [0 if fill is None else 1, 0 if fill is None else fill])
+    pl.node(NativeOp.STRIDED_COPY, [pl.pid(x)], [pl.pid(y)], params)
+
+
+def _same_quant(pl: Planner, a: int, b: int) -> None:
+    ta, tb = pl.t(a), pl.t(b)
+    pl.require(ta.type == tb.type, f"type {ta.type} vs {tb.type}")
+    if ta.type in ("int8", "uint8", "int16") and (ta.scales or tb.scales):
+        pl.require(quant.f32(ta.scales[0] if ta.scales else 0.0) == quant.f32(tb.scales[0] if tb.scales else 0.0)
+                   and (ta.zero_points[:1] or (0,)) == (tb.zero_points[:1] or (0,)),
+                   "input and output quantization differ")
+
+
+@handles("TRANSPOSE")
+def transpose(pl: Planner, op: OperatorDef) -> None:
+    pl.counts(op, (2, 2))
+    x, y = op.inputs[0], op.outputs[0]
+    _same_quant(pl, x, y)
+    shape = pl.t(x).shape
+    perm = [int(v) for v in pl.const(op.inputs[1], "permutation").ravel()]
+    pl.require(sorted(perm) == list(range(len(shape))), f"permutation {perm} for rank {len(shape)}")
+    out_shape = tuple(shape[p] for p in perm)
+    pl.expect_shape(y, out_shape)
+    ist = _strides(shape)
+    _strided_copy(pl, x, y, list(out_shape), 0, [ist[p] for p in perm], 0, _strides(out_shape))
+
+
+@handles("PAD", "PADV2")
+def pad(pl: Planner, op: OperatorDef) -> None:
+    pl.counts(op, (2, 3))
+    x, y = op.inputs[0], op.outputs[0]
+    _same_quant(pl, x, y)
+    xt = pl.t(x)
+    pads = pl.const(op.inputs[1], "paddings")
+    pl.expect_type(op.inputs[1], "int32", "int64")
+    pl.require(pads.shape == (len(xt.shape), 2), f"paddings shape {pads.shape}")
+    pads_l = [[int(a), int(b)] for a, b in pads.tolist()]
+    pl.require(all(a >= 0 and b >= 0 for a, b in pads_l), "negative padding")
+    out_shape = tuple(d + a + b for d, (a, b) in zip(xt.shape, pads_l))
+    pl.expect_shape(y, out_shape)
+    if len(op.inputs) == 3 and op.inputs[2] >= 0:
+        cv = pl.const(op.inputs[2], "constant value")
+        pl.require(cv.size == 1 and pl.t(op.inputs[2]).type == xt.type, "constant value")
+        fill_arr = np.ascontiguousarray(cv.ravel()[:1])
+    else:
+        zp = xt.zero_points[0] if xt.zero_points else 0
+        fill_arr = np.array([zp if xt.type in ("int8", "uint8", "int16") else 0], dtype=DTYPE_OF[xt.type])
+    raw = fill_arr.tobytes()
+    pl.require(len(raw) <= 4, f"PAD of {xt.type}")
+    fill = int(np.frombuffer((raw * 4)[:4], dtype=np.int32)[0])
+    ost = _strides(out_shape)
+    out_off = sum(a * s for (a, _), s in zip(pads_l, ost))
+    _strided_copy(pl, x, y, list(xt.shape), 0, _strides(xt.shape), out_off, ost, fill)
+
+
+def slice_geometry(pl: Planner, op: OperatorDef) -> tuple[list[int], list[int], list[int], list[bool]]:
+    """(start, step, count, kept) per axis of SLICE / STRIDED_SLICE (strided_slice_logic.h)."""
+    is_slice = pl.current_op.endswith(" SLICE")
+    pl.counts(op, (3, 3) if is_slice else (4, 4))
+    x = op.inputs[0]
+    shape = pl.t(x).shape
+    rank = len(shape)
+    begin = [int(v) for v in pl.const(op.inputs[1], "begin").ravel()]
+    pl.require(len(begin) == rank, "begin has the wrong length")
+    if is_slice:
+        size = [int(v) for v in pl.const(op.inputs[2], "size").ravel()]
+        pl.require(len(size) == rank, "size has the wrong length")
+        starts, steps, counts, keep = [], [], [], []
+        for d in range(rank):
+            b = begin[d]
+            n = shape[d] - b if size[d] == -1 else size[d]
+            pl.require(0 <= b and n >= 0 and b + n <= shape[d], f"slice [{b}, +{n}) of {shape[d]}")
+            starts.append(b)
+            steps.append(1)
+            counts.append(n)
+            keep.append(True)
+    else:
+        end = [int(v) for v in pl.const(op.inputs[2], "end").ravel()]
+        stride = [int(v) for v in pl.const(op.inputs[3], "strides").ravel()]
+        pl.require(len(end) == rank and len(stride) == rank, "end/strides have the wrong length")
+        opts = pl.options(op, "StridedSliceOptions")
+        bm, em, elm, nam, sam = ((opts.i32(0), opts.i32(1), opts.i32(2), opts.i32(3), opts.i32(4))
+                                 if opts else (0, 0, 0, 0, 0))
+        pl.require(not (opts.boolean(5) if opts else False), "the offset attribute is not supported")
+        pl.require(elm == 0 and nam == 0, "ellipsis and new-axis masks are not supported")
+        starts, steps, counts, keep = [], [], [], []
+        for d in range(rank):
+            st_, dim = stride[d], shape[d]
+            pl.require(st_ != 0, "zero stride")
+            # strided_slice_logic.h StartForAxis / StopForAxis
+            lo_hi = (0, dim) if st_ > 0 else (-1, dim - 1)
+            b = begin[d] if not bm >> d & 1 else (-(1 << 31) if st_ > 0 else (1 << 31) - 1)
+            b = b + dim if b < 0 else b
+            b = min(max(b, lo_hi[0]), lo_hi[1])
+            if sam >> d & 1:
+                pl.require(st_ > 0 and 0 <= b < dim, f"shrunk axis {d} index {begin[d]} out of range")
+                starts.append(b)
+                steps.append(1)
+                counts.append(1)
+                keep.append(False)
+                continue
+            e = end[d] if not em >> d & 1 else ((1 << 31) - 1 if st_ > 0 else -(1 << 31))
+            e = e + dim if e < 0 else e
+            e = min(max(e, lo_hi[0]), lo_hi[1])
+            n = max(0, -((b - e) // st_)) if st_ > 0 else max(0, -((e - b) // -st_))
+            starts.append(b)
+            steps.append(st_)
+            counts.append(n)
+            keep.append(True)
+    pl.require(all(c > 0 for c in counts), "empty slices are not supported")
+    return starts, steps, counts, keep
+
+
+@handles("STRIDED_SLICE", "SLICE")
+def strided_slice(pl: Planner, op: OperatorDef) -> None:
+    is_slice = pl.current_op.endswith(" SLICE")
+    pl.counts(op, (3, 3) if is_slice else (4, 4))
+    x, y = op.inputs[0], op.outputs[0]
+    _same_quant(pl, x, y)
+    shape = pl.t(x).shape
+    starts, steps, counts, keep = slice_geometry(pl, op)
+    out_shape = tuple(c for c, k in zip(counts, keep) if k)
+    pl.expect_shape(y, out_shape)
+    ist = _strides(shape)
+    in_off = sum(b * s for b, s in zip(starts, ist))
+    full_out = _strides(tuple(counts))
+    _strided_copy(pl, x, y, counts, in_off, [st * s for st, s in zip(steps, ist)], 0, full_out)
+
+
+@handles("CONCATENATION", "PACK")
+def concatenation(pl: Planner, op: OperatorDef) -> None:
+    is_pack = pl.current_op.endswith("PACK")
+    pl.require(1 <= len(op.inputs) <= 8 and len(op.outputs) == 1, f"{len(op.inputs)} inputs (at most 8)")
+    y = op.outputs[0]
+    for i in op.inputs:
+        _same_quant(pl, i, y)
+    shapes = [pl.t(i).shape for i in op.inputs]
+    if is_pack:
+        opts = pl.options(op, "PackOptions")
+        axis = opts.i32(1) if opts else 0
+        rank = len(shapes[0]) + 1
+        pl.require(all(s == shapes[0] for s in shapes), "PACK inputs differ in shape")
+        axis = axis + rank if axis < 0 else axis
+        pl.require(0 <= axis < rank, f"axis {axis}")
+        out_shape = shapes[0][:axis] + (len(shapes),) + shapes[0][axis:]
+        per_in = [_prod(shapes[0][axis:]) for _ in shapes]
+        outer = _prod(shapes[0][:axis])
+    else:
+        opts = pl.options(op, "ConcatenationOptions")
+        axis = opts.i32(0) if opts else 0
+        pl.require((opts.i8(1) if opts else 0) == ACT_NONE, "fused activation on CONCATENATION")
+        rank = len(shapes[0])
+        axis = axis + rank if axis < 0 else axis
+        pl.require(0 <= axis < rank, f"axis {axis}")
+        for s in shapes:
+            pl.require(len(s) == rank and s[:axis] == shapes[0][:axis] and s[axis + 1:] == shapes[0][axis + 1:],
+                       f"shapes {shapes} do not concatenate on axis {axis}")
+        out_shape = shapes[0][:axis] + (sum(s[axis] for s in shapes),) + shapes[0][axis + 1:]
+        per_in = [_prod(s[axis:]) for s in shapes]
+        outer = _prod(shapes[0][:axis])
+    pl.expect_shape(y, out_shape)
+    pl.require(outer >= 1, "empty tensors are not supported")
+    pl.node(NativeOp.CONCAT, [pl.pid(i) for i in op.inputs], [pl.pid(y)], [outer] + per_in)
+
+
+@handles("GATHER")
+def gather(pl: Planner, op: OperatorDef) -> None:
+    pl.counts(op, (2, 2))
+    x, idx, y = op.inputs[0], op.inputs[1], op.outputs[0]
+    _same_quant(pl, x, y)
+    pl.expect_type(idx, "int32", "int64")
+    opts = pl.options(op, "GatherOptions")
+    axis = opts.i32(0) if opts else 0
+    pl.require((opts.i32(1) if opts else 0) == 0, "batch_dims is not supported")
+    shape, ishape = pl.t(x).shape, pl.t(idx).shape
+    axis = axis + len(shape) if axis < 0 else axis
+    pl.require(0 <= axis < len(shape), f"axis {axis}")
+    out_shape = shape[:axis] + ishape + shape[axis + 1:]
+    pl.expect_shape(y, out_shape)
+    outer, inner = _prod(shape[:axis]), _prod(shape[axis + 1:])
+    pl.require(outer >= 1 and inner >= 1 and shape[axis] >= 1, "empty tensors are not supported")
+    d = pl.data(idx)
+    if d is not None:
+        pl.require(bool(np.all((d >= 0) & (d < shape[axis]))), "gather index out of range")
+    pl.node(NativeOp.GATHER, [pl.pid(x), pl.pid(idx)], [pl.pid(y)], [outer, shape[axis], inner])
+
+
+@handles("SHAPE")
+def shape_op(pl: Planner, op: OperatorDef) -> None:
+    pl.counts(op, (1, 1))
+    x, y = op.inputs[0], op.outputs[0]
+    yt = pl.expect_type(y, "int32", "int64")
+    shape: np.ndarray = np.array(pl.t(x).shape, dtype=DTYPE_OF[yt.type])
+    pl.expect_shape(y, (len(shape),))
+    # Shapes are static here, so SHAPE is a copy of a constant.
+    pl.node(NativeOp.COPY, [pl.add_const(shape)], [pl.pid(y)], [])
+
+
+@handles("BATCH_MATMUL")
+def batch_matmul(pl: Planner, op: OperatorDef) -> None:
+    pl.counts(op, (2, 2))
+    a, b, y = op.inputs[0], op.inputs[1], op.outputs[0]
+    s_a, z_a = pl.qp(a)
+    s_b, z_b = pl.qp(b)
+    s_out, z_out = pl.qp(y)
+    opts = pl.options(op, "BatchMatMulOptions")
+    adj_x, adj_y = (opts.boolean(0), opts.boolean(1)) if opts else (False, False)
+    sa, sb = pl.t(a).shape, pl.t(b).shape
+    pl.require(2 <= len(sa) <= 6 and 2 <= len(sb) <= 6, f"ranks {len(sa)}, {len(sb)}")
+    m, k = (sa[-1], sa[-2]) if adj_x else (sa[-2], sa[-1])
+    k2, n = (sb[-1], sb[-2]) if adj_y else (sb[-2], sb[-1])
+    pl.require(k == k2, f"inner dimensions {k} and {k2} differ")
+    ba, bb = sa[:-2], sb[:-2]
+    nb = max(len(ba), len(bb))
+    pl.require(nb <= 4, "more than 4 batch dimensions")
+    pa, pb = (1,) * (4 - len(ba)) + ba, (1,) * (4 - len(bb)) + bb
+    batch = []
+    for x1, x2 in zip(pa, pb):
+        pl.require(x1 == x2 or x1 == 1 or x2 == 1, f"batch dims {ba} and {bb} do not broadcast")
+        batch.append(max(x1, x2))
+    pl.expect_shape(y, tuple(batch[4 - nb:]) + (m, n))
+
+    def bstr(dims: tuple[int, ...], mat: int) -> list[int]:
+        st, acc = [0] * 4, mat
+        for i in range(3, -1, -1):
+            st[i] = 0 if dims[i] == 1 else acc
+            acc *= dims[i]
+        return st
+
+    la, lb = bstr(pa, m * k), bstr(pb, k * n)
+    l_ms, l_ks = (1, m) if adj_x else (k, 1)
+    r_ks, r_ns = (1, k) if adj_y else (n, 1)
+    # batch_matmul.cc: GetQuantizedConvolutionMultipler (float32 product, double quotient)
+    mult, sh = quant.quantize_multiplier(quant.f32(s_a * s_b) / s_out)
+    pl.node(NativeOp.BATCH_MATMUL_S8, [pl.pid(a), pl.pid(b)], [pl.pid(y)],
+            batch + la + lb + [m, n, k, l_ms, l_ks, r_ks, r_ns, z_a, z_b, z_out, mult, sh,
+                               int(BMM_REQUANT), -128, 127])
+
+
+DTYPE_OF: dict[str, type] = {"int8": np.int8, "uint8": np.uint8, "int16": np.int16, "int32": np.int32,
+                             "int64": np.int64, "float32": np.float32, "bool": np.bool_}
+
+
+# ---- plan-time folding of integer shape arithmetic ------------------------------------------------
+# Models with a dynamic batch compute RESHAPE targets at run time (SHAPE -> GATHER -> REDUCE_PROD
+# -> PACK ...). Shapes are static here, so those int32 chains are evaluated once at load.
+
+Folder = Callable[[Planner, OperatorDef], list[np.ndarray]]
+FOLDERS: dict[str, Folder] = {}
+
+
+def folds(*names: str) -> Callable[[Folder], Folder]:
+    def deco(f: Folder) -> Folder:
+        for n in names:
+            FOLDERS[n] = f
+        return f
+    return deco
+
+
+def _out_dtype(pl: Planner, op: OperatorDef, k: int = 0) -> type:
+    return DTYPE_OF[pl.sg.tensors[op.outputs[k]].type]
+
+
+def _known(pl: Planner, i: int) -> np.ndarray:
+    v = pl.data(i)
+    assert v is not None
+    return v
+
+
+@folds("SHAPE")
+def fold_shape(pl: Planner, op: OperatorDef) -> list[np.ndarray]:
+    pl.counts(op, (1, 1))
+    return [np.array(pl.t(op.inputs[0]).shape, dtype=_out_dtype(pl, op))]
+
+
+@folds("GATHER")
+def fold_gather(pl: Planner, op: OperatorDef) -> list[np.ndarray]:
+    pl.counts(op, (2, 2))
+    x, idx = _known(pl, op.inputs[0]), _known(pl, op.inputs[1])
+    opts = pl.options(op, "GatherOptions")
+    axis = opts.i32(0) if opts else 0
+    axis = axis + x.ndim if axis < 0 else axis
+    pl.require(0 <= axis < max(x.ndim, 1) and (opts.i32(1) if opts else 0) == 0, "gather axis")
+    pl.require(bool(np.all((idx >= 0) & (idx < x.shape[axis]))), "gather index out of range")
+    return [np.take(x, idx.astype(np.int64), axis=axis).astype(_out_dtype(pl, op))]
+
+
+@folds("REDUCE_PROD", "SUM", "REDUCE_MAX", "REDUCE_MIN")
+def fold_reduce(pl: Planner, op: OperatorDef) -> list[np.ndarray]:
+    pl.counts(op, (2, 2))
+    x = _known(pl, op.inputs[0])
+    axes = tuple(_axes(pl, op, x.ndim)) if x.ndim else ()
+    opts = pl.options(op, "ReducerOptions")
+    keep = opts.boolean(0) if opts else False
+    reducers: dict[str, Callable[..., np.ndarray]] = {"REDUCE_PROD": np.prod, "SUM": np.sum, "REDUCE_MAX": np.max,
+                                                      "REDUCE_MIN": np.min}
+    f = reducers[pl.current_op.split()[-1]]
+    return [np.asarray(f(x, axis=axes, keepdims=keep)).astype(_out_dtype(pl, op))]
+
+
+@folds("PACK", "CONCATENATION")
+def fold_pack(pl: Planner, op: OperatorDef) -> list[np.ndarray]:
+    xs = [_known(pl, i) for i in op.inputs]
+    pl.require(len(xs) >= 1, "no inputs")
+    if pl.current_op.endswith("PACK"):
+        opts = pl.options(op, "PackOptions")
+        axis = opts.i32(1) if opts else 0
+        pl.require(all(v.shape == xs[0].shape for v in xs) and -xs[0].ndim - 1 <= axis <= xs[0].ndim, "PACK")
+        return [np.stack(xs, axis=axis).astype(_out_dtype(pl, op))]
+    opts = pl.options(op, "ConcatenationOptions")
+    axis = opts.i32(0) if opts else 0
+    pl.require(all(v.ndim == xs[0].ndim >= 1 for v in xs) and -xs[0].ndim <= axis < xs[0].ndim, "CONCATENATION")
+    try:
+        return [np.concatenate(xs, axis=axis).astype(_out_dtype(pl, op))]
+    except ValueError as e:
+        raise pl.fail(f"shapes do not concatenate: {e}") from e
+
+
+@folds("STRIDED_SLICE", "SLICE")
+def fold_slice(pl: Planner, op: OperatorDef) -> list[np.ndarray]:
+    x = _known(pl, op.inputs[0])
+    starts, steps, counts, keep = slice_geometry(pl, op)
+    idx = tuple(np.arange(c) * s + b for b, s, c in zip(starts, steps, counts))
+    out = x[np.ix_(*idx)] if idx else x
+    return [out.reshape(tuple(c for c, k in zip(counts, keep) if k)).astype(_out_dtype(pl, op))]
+
+
+@folds("RESHAPE", "SQUEEZE", "EXPAND_DIMS")
+def fold_reshape(pl: Planner, op: OperatorDef) -> list[np.ndarray]:
+    return [_known(pl, op.inputs[0]).reshape(reshape_target(pl, op)).astype(_out_dtype(pl, op))]
+
+
+@folds("ADD", "SUB", "MUL")
+def fold_arith(pl: Planner, op: OperatorDef) -> list[np.ndarray]:
+    pl.counts(op, (2, 2))
+    a, b = _known(pl, op.inputs[0]), _known(pl, op.inputs[1])
+    f = {"ADD": np.add, "SUB": np.subtract, "MUL": np.multiply}[pl.current_op.split()[-1]]
+    try:
+        return [f(a, b).astype(_out_dtype(pl, op))]
+    except ValueError as e:
+        raise pl.fail(f"shapes do not broadcast: {e}") from e

@@ -8,14 +8,14 @@ in one static arena, reusing memory between tensors whose lifetimes do not overl
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
-from agent.inference import quant
 from agent.inference.errors import ModelError, ModelFormatError, UnsupportedOpError
 from agent.inference.schema import BUILTIN_NAMES, OPTIONS
 from agent.inference.tflite import ModelDef, OperatorDef, Table, TensorDef
@@ -43,19 +43,14 @@ class NativeOp(enum.IntEnum):
     MEAN_S8 = enum.auto()
     SOFTMAX_S8 = enum.auto()
     LUT_S8 = enum.auto()
-    HARD_SWISH_S8 = enum.auto()
-    PAD = enum.auto()
     CONCAT = enum.auto()
-    TRANSPOSE = enum.auto()
-    STRIDED_SLICE = enum.auto()
+    STRIDED_COPY = enum.auto()
     GATHER = enum.auto()
     BATCH_MATMUL_S8 = enum.auto()
     BINARY_F32 = enum.auto()
     UNARY_F32 = enum.auto()
     BINARY_I32 = enum.auto()
     REDUCE_I32 = enum.auto()
-    SQDIFF_S8 = enum.auto()
-    RSQRT_S8 = enum.auto()
 
 
 class Requant(enum.IntEnum):
@@ -75,11 +70,13 @@ DTYPES: dict[str, tuple[int, np.dtype]] = {
 F64_CODE = 7
 
 # Requantization rule per op in the oracle build, learnt from tests (see docs/engine.md): the
-# builtin FULLY_CONNECTED and CONV_2D run through ruy's x86 output stage, DEPTHWISE_CONV_2D
-# through TFLite's own kernel with gemmlowp double rounding.
+# builtin FULLY_CONNECTED and CONV_2D run through ruy's x86 output stage, BATCH_MATMUL through
+# gemmlowp double rounding, DEPTHWISE_CONV_2D through double rounding for the channels its
+# NEON-emulated blocks of 8 leave over (the blocks themselves round half up; see ops.conv2d).
 FC_REQUANT = Requant.RUY_X86
 CONV_REQUANT = Requant.RUY_X86
 DWCONV_REQUANT = Requant.DOUBLE_ROUND
+BMM_REQUANT = Requant.DOUBLE_ROUND
 
 
 @dataclass
@@ -93,6 +90,7 @@ class PlanTables:
     offsets: list[int]  # arena offset of each plan tensor (or -1 if constant)
     op_names: list[str]  # model op name behind each node (for error messages)
     model_tensors: dict[int, int]  # model tensor index -> plan tensor id
+    io_shapes: dict[int, tuple[int, ...]]  # inferred shapes of the graph inputs and outputs
 
 
 @dataclass
@@ -123,6 +121,11 @@ class Planner:
         self.nodes: list[list[int]] = []
         self.node_ops: list[str] = []
         self.tmap: dict[int, int] = {}
+        # Shapes inferred op by op (LiteRT resizes outputs the same way; a file's declared shape
+        # for a tensor computed at run time, e.g. after a dynamic-batch RESHAPE, is a placeholder)
+        # and int32/int64 values folded at plan time (shape arithmetic on static shapes).
+        self.shapes: dict[int, tuple[int, ...]] = {}
+        self.values: dict[int, np.ndarray] = {}
         self.current_op = ""
         for t in self.sg.tensors:
             self._check_tensor(t)
@@ -134,7 +137,7 @@ class Planner:
         n = _prod(t.shape)
         if n > MAX_ELEMENTS:
             raise ModelFormatError(f"tensor {t.index}: {n} elements")
-        if len(t.scales) != len(t.zero_points) and t.zero_points:
+        if len(t.scales) != len(t.zero_points):
             raise ModelFormatError(f"tensor {t.index}: {len(t.scales)} scales, {len(t.zero_points)} zero points")
         for s in t.scales:
             if not (math.isfinite(s) and s > 0.0):
@@ -159,10 +162,26 @@ class Planner:
             raise self.fail(msg)
 
     def t(self, i: int) -> TensorDef:
+        """Tensor i with its inferred shape."""
         self.require(i >= 0, "required input is missing")
-        return self.sg.tensors[i]
+        t = self.sg.tensors[i]
+        if i in self.shapes and self.shapes[i] != t.shape:
+            return dataclasses.replace(t, shape=self.shapes[i])
+        return t
+
+    def set_shape(self, i: int, shape: tuple[int, ...]) -> None:
+        shape = tuple(int(d) for d in shape)
+        self.require(len(shape) <= MAX_DIMS and all(d >= 0 for d in shape), f"shape {shape}")
+        self.require(_prod(shape) <= MAX_ELEMENTS, f"shape {shape} is too large")
+        self.require(i not in self.tmap, f"tensor {i} is written twice")
+        self.shapes[i] = shape
+
+    def same_shape(self, x: int, y: int) -> None:
+        self.set_shape(y, self.t(x).shape)
 
     def data(self, i: int) -> np.ndarray | None:
+        if i in self.values:
+            return self.values[i]
         t = self.t(i)
         raw = self.model.buffers[t.buffer] if t.buffer < len(self.model.buffers) else b""
         if not raw:
@@ -188,8 +207,8 @@ class Planner:
         return t
 
     def expect_shape(self, i: int, shape: tuple[int, ...]) -> None:
-        t = self.t(i)
-        self.require(t.shape == tuple(shape), f"tensor {i} has shape {t.shape}, the op gives {tuple(shape)}")
+        """Records the shape the op gives output i (the file's declared shape is only a hint)."""
+        self.set_shape(i, shape)
 
     def counts(self, op: OperatorDef, n_in: tuple[int, int], n_out: int = 1) -> None:
         self.require(n_in[0] <= len(op.inputs) <= n_in[1], f"{len(op.inputs)} inputs")
@@ -212,7 +231,7 @@ class Planner:
         code, dt = DTYPES[t.type]
         d = self.data(i)
         if d is not None:
-            pid = self.add_const(d, code)
+            pid = self.add_const(np.ascontiguousarray(d, dtype=dt), code)
         else:
             pid = len(self.ptensors)
             self.ptensors.append(_PTensor(code, t.shape, 0, -1, _prod(t.shape) * dt.itemsize))
@@ -248,7 +267,7 @@ class Planner:
 
     # ---- the whole graph -----------------------------------------------------------------
     def plan(self) -> PlanTables:
-        from agent.inference.ops import HANDLERS
+        from agent.inference.ops import FOLDERS, HANDLERS
 
         for i in self.sg.inputs:
             self.require(self.data(i) is None, f"graph input {i} has constant data")
@@ -264,10 +283,30 @@ class Planner:
                 raise UnsupportedOpError(name, f"operator {op.index} (no kernel for this op)")
             for o in op.outputs:
                 self.require(self.data(o) is None, f"output tensor {o} has constant data")
-            handler(self, op)
+            folder = FOLDERS.get(name)
+            try:
+                with np.errstate(all="ignore"):
+                    if folder is not None and self._foldable(op, name):
+                        for o, v in zip(op.outputs, folder(self, op)):
+                            self.set_shape(o, v.shape)
+                            self.values[o] = v
+                    else:
+                        handler(self, op)
+            except (ValueError, OverflowError, ZeroDivisionError) as e:
+                # quantization arithmetic out of range (e.g. a multiplier that is not finite)
+                raise self.fail(str(e)) from e
         for o in self.sg.outputs:
             self.pid(o)
         return self._finish()
+
+    def _foldable(self, op: OperatorDef, name: str) -> bool:
+        """Integer shape arithmetic whose inputs are all known is computed here, not at run time."""
+        if not all(self.sg.tensors[o].type in ("int32", "int64") for o in op.outputs):
+            return False
+        ins = op.inputs[:1] if name == "SHAPE" else op.inputs
+        if name == "SHAPE":
+            return True
+        return all(i >= 0 and self.data(i) is not None for i in ins)
 
     def _finish(self) -> PlanTables:
         n_nodes = len(self.nodes)
@@ -306,7 +345,7 @@ class Planner:
         return PlanTables(rows, nodes.astype(np.int32), np.frombuffer(bytes(self.consts), np.uint8).copy(),
                           arena_bytes, inputs, outputs,
                           [pt.offset if pt.region == 0 else -1 for pt in self.ptensors], self.node_ops,
-                          dict(self.tmap))
+                          dict(self.tmap), {i: self.t(i).shape for i in list(self.sg.inputs) + list(self.sg.outputs)})
 
     def _allocate(self, first: dict[int, int], last: dict[int, int]) -> int:
         """Greedy by size (as TFLite's arena planner): biggest tensors first, each at the lowest

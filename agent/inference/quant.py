@@ -25,7 +25,9 @@ def f32(x: float) -> float:
 
 def quantize_multiplier(d: float) -> tuple[int, int]:
     """QuantizeMultiplier: d ~= M * 2^(shift - 31), M in [2^30, 2^31); (0, 0) for tiny d."""
-    if d == 0.0 or not math.isfinite(d):
+    if not math.isfinite(d) or d < 0.0:
+        raise ValueError(f"multiplier {d} is not a finite non-negative number")
+    if d == 0.0:
         return 0, 0
     q, shift = math.frexp(d)
     qf = int(round_half_away(q * (1 << 31)))
@@ -71,7 +73,8 @@ def activation_range_s8(act: int, scale: float, zero_point: int) -> tuple[int, i
 
 def f32_bits(x: float) -> int:
     """The int32 bit pattern of float32(x), to carry a float through an int32 parameter."""
-    return int(np.array([x], dtype=np.float32).view(np.int32)[0])
+    with np.errstate(over="ignore"):
+        return int(np.array([x], dtype=np.float32).view(np.int32)[0])
 
 
 def downscale_to_int16(m: int) -> int:

@@ -43,7 +43,7 @@ BUILTIN_NAMES: dict[int, str] = {v: k for k, v in BUILTIN_OPS.items()}
 OPTIONS: dict[str, int] = {
     "Conv2DOptions": 1, "DepthwiseConv2DOptions": 2, "Pool2DOptions": 5,
     "FullyConnectedOptions": 8, "SoftmaxOptions": 9, "ConcatenationOptions": 10, "AddOptions": 11,
-    "ReshapeOptions": 17, "MulOptions": 21, "PadOptions": 22, "GatherOptions": 23,
+    "ReshapeOptions": 17, "MulOptions": 21, "SqueezeOptions": 30, "ExpandDimsOptions": 52, "PadOptions": 22, "GatherOptions": 23,
     "TransposeOptions": 26, "ReducerOptions": 27, "SubOptions": 28, "StridedSliceOptions": 32,
     "DequantizeOptions": 38, "NegOptions": 42, "ShapeOptions": 55, "PackOptions": 59,
     "LeakyReluOptions": 75, "SquaredDifferenceOptions": 76, "QuantizeOptions": 89,

@@ -48,13 +48,13 @@ class Table:
         slot = 4 + 2 * field
         if slot + 2 > self._vt_len:
             return None
-        off = struct.unpack_from("<H", self._buf, self._vt + slot)[0]
+        off = int(struct.unpack_from("<H", self._buf, self._vt + slot)[0])
         if off == 0:
             return None
         _need(self._buf, self._pos + off, size)
         return self._pos + off
 
-    def scalar(self, field: int, fmt: str, default: int | float | bool) -> int | float | bool:
+    def scalar(self, field: int, fmt: str, default: float | bool) -> int | float | bool:
         pos = self._field(field, struct.calcsize(fmt))
         if pos is None:
             return default
@@ -85,7 +85,7 @@ class Table:
         pos = self._field(field, 4)
         if pos is None:
             return None
-        target = pos + struct.unpack_from("<I", self._buf, pos)[0]
+        target = pos + int(struct.unpack_from("<I", self._buf, pos)[0])
         _need(self._buf, target, 4)
         return target
 

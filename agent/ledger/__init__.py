@@ -1,5 +1,6 @@
 """The owner's energy ledger: per job and per hour energy, cost, grid vs battery, credits."""
 
+from agent.ledger.sink import LedgerSink
 from agent.ledger.store import (
     DepartureRow,
     HourRow,
@@ -11,5 +12,5 @@ from agent.ledger.store import (
 )
 from agent.ledger.tracker import DepartureTracker
 
-__all__ = ["DepartureRow", "DepartureTracker", "HourRow", "Ledger", "LedgerError", "Summary",
-           "default_path", "grid_share"]
+__all__ = ["DepartureRow", "DepartureTracker", "HourRow", "Ledger", "LedgerError", "LedgerSink",
+           "Summary", "default_path", "grid_share"]

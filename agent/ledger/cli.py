@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import sys
-import time
 from pathlib import Path
 
-from agent.governor.policy import Policy, PolicyError
+from agent.governor.cli import policy_and_moment
 from agent.ledger.report import build, plot, render_text
 from agent.ledger.store import Ledger, LedgerError, default_path
 
@@ -30,16 +28,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        policy = Policy.from_toml(args.policy) if args.policy else Policy()
-    except PolicyError as e:
-        print(f"fleetnode report: {e}", file=sys.stderr)
+    loaded = policy_and_moment("report", args.policy, args.at)
+    if loaded is None:
         return 2
-    try:
-        wall = dt.datetime.fromisoformat(args.at).timestamp() if args.at else time.time()
-    except ValueError:
-        print(f"fleetnode report: --at {args.at!r} is not an ISO 8601 time", file=sys.stderr)
-        return 2
+    policy, wall = loaded
     path = args.db or default_path()
     if not path.exists():
         print(f"fleetnode report: no ledger at {path} (nothing lent yet?)", file=sys.stderr)

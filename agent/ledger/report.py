@@ -50,13 +50,12 @@ def render_text(report: Report, ledger: Ledger, currency: str = "EUR") -> str:
         ("  from the battery", f"{t.battery_wh / 1000:.2f} kWh", f"{w.battery_wh / 1000:.2f} kWh"),
         (f"cost ({currency})", f"{t.cost:.2f}", f"{w.cost:.2f}"),
         ("earnings (credits)", f"{t.credits:.2f}", f"{w.credits:.2f}"),
-        ("net (credits - cost)", f"{t.credits - t.cost:+.2f}", f"{w.credits - w.cost:+.2f}"),
-        ("jobs", _outcomes(t), _outcomes(w)),
     ]
     out = [f"fleetnode ledger {ledger.path}",
            f"as of {local:%a %d %b %Y %H:%M} ({ledger.zone.key})", "",
            f"{'':22}{'today':>16}  {'last 7 days':>16}"]
     out += [f"{name:22}{a:>16}  {b:>16}" for name, a, b in rows]
+    out += [f"{'jobs today':22}{_outcomes(t)}", f"{'jobs, last 7 days':22}{_outcomes(w)}"]
     out += ["", "per day:"]
     for day, s in report.days:
         out.append(f"  {day:%a %d %b}  {s.hours_lent:5.1f} h  {s.energy_wh / 1000:6.2f} kWh  "

@@ -11,10 +11,22 @@ cover one full core it keeps one core busy for a fraction of the time (the duty 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def default_model_path() -> Path:
+    """$FLEETNODE_POWER_MODEL, else $XDG_CONFIG_HOME/fleetnode/power.json (~/.config/…)."""
+    env = os.environ.get("FLEETNODE_POWER_MODEL")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "fleetnode" / "power.json"
 
 
 class PowerModelError(ValueError):
@@ -69,6 +81,20 @@ class PowerModel:
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def default(cls) -> PowerModel:
+        """The calibrated model when `fleetnode calibrate` wrote one, else generic figures.
+
+        A damaged file must not keep the agent from starting: it is logged and ignored.
+        """
+        path = default_model_path()
+        if path.exists():
+            try:
+                return cls.load(path)
+            except PowerModelError as e:
+                log.warning("ignoring the power model: %s", e)
+        return cls(cores=os.cpu_count() or 1)
 
     @classmethod
     def load(cls, path: str | Path) -> PowerModel:

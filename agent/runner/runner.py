@@ -21,6 +21,7 @@ import logging
 import math
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -76,6 +77,8 @@ class RunnerStats:
     failed: int = 0
     expired: int = 0
     callback_errors: int = 0
+    stuck: int = 0  # cancelled jobs that did not return within stop_grace_s: handed back anyway
+    late_returns: int = 0  # stuck jobs whose thread finally returned (their result is dropped)
 
 
 @dataclass
@@ -85,10 +88,29 @@ class _Running:
     started: float
     seq: int
     cancel_as: Outcome | None = None
+    cancelled_at: float | None = None
     thread: threading.Thread | None = field(default=None, repr=False)
 
 
 _STANDBY = Decision(Mode.STANDBY, 0.0, ())
+
+
+def _lower_priority(nice: int) -> None:
+    """Make the calling job thread yield the CPU to the bus reader and the governor.
+
+    On Linux a thread's id names it for setpriority, so this lowers this thread only; raising
+    niceness needs no privilege. Off by default (job_nice=0): a niced job thread that is
+    descheduled while it holds the GIL (between kernel calls) stalls every Python thread of
+    the agent, the bus reader included, for as long as busier processes keep it off the CPU,
+    and a sleeping reader already preempts CPU-bound compute on wake-up under CFS.
+    """
+    if nice <= 0 or not hasattr(os, "setpriority"):
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+    except (OSError, ValueError, OverflowError):
+        pass  # a priority we cannot lower is a slower stop, not a reason to lose the job
 
 
 class Runner:
@@ -103,19 +125,26 @@ class Runner:
         max_queue: int = 256,
         token_factory: TokenFactory | None = None,
         poll_s: float = 0.05,
+        job_nice: int = 0,
+        stop_grace_s: float = 2.0,
     ) -> None:
         if max_queue < 1:
             raise RunnerError("max_queue must be >= 1")
         self._clock = clock
         self._on_outcome = on_outcome
-        self._model = power_model or PowerModel(cores=os.cpu_count() or 1)
+        self._model = power_model or PowerModel.default()
         self._max_queue = max_queue
         self._new_token = token_factory or default_token_factory()
         self._poll_s = poll_s
+        self._job_nice = job_nice
+        self._stop_grace_s = stop_grace_s
         self._cv = threading.Condition()
         self._heap: list[tuple[int, float, int, Job]] = []
         self._queued_ids: set[str] = set()
         self._running: dict[str, _Running] = {}
+        # Cancelled jobs that overran stop_grace_s: reported and handed back, but their threads
+        # still hold a core until they return, so they still count against the allocation.
+        self._stuck: dict[int, _Running] = {}
         self._seq = itertools.count()
         self._decision: Decision = _STANDBY
         self._alloc = Allocation(0, 0.0)
@@ -147,7 +176,11 @@ class Runner:
             raise RunnerError("job_id must be a non-empty string")
         if not callable(job.work):
             raise RunnerError(f"job {job.job_id!r}: work is not callable")
-        if job.deadline is not None and not math.isfinite(job.deadline):
+        if isinstance(job.priority, bool) or not isinstance(job.priority, int):
+            raise RunnerError(f"job {job.job_id!r}: priority must be an integer")
+        if job.deadline is not None and (isinstance(job.deadline, bool)
+                                         or not isinstance(job.deadline, (int, float))
+                                         or not math.isfinite(job.deadline)):
             raise RunnerError(f"job {job.job_id!r}: deadline must be a finite number")
         with self._cv:
             if self._stopping:
@@ -173,7 +206,7 @@ class Runner:
                 self._alloc = self._model.allocate(decision.power_budget_w)
             else:
                 self._alloc = Allocation(0, 0.0)
-            excess = len(self._running) - self._alloc.threads
+            excess = min(len(self._running), self._busy() - self._alloc.threads)
             if excess > 0:
                 # Keep the most valuable work: drop the lowest priority, the latest started first.
                 victims = sorted(self._running.values(),
@@ -199,10 +232,15 @@ class Runner:
                                     "runner stopped before the job started", now, now, 0.0))
         with self._cv:
             workers = list(self._workers)
+        end = time.monotonic() + timeout
         for t in workers:
-            t.join(timeout)
+            t.join(max(0.0, end - time.monotonic()))
+        with self._cv:  # whatever ignored its cancel until now is handed back, not lost
+            leftovers = self._hand_back_stuck(self._clock.monotonic(), force=True)
+        for outcome in leftovers:
+            self._report(outcome)
         if self._dispatcher is not None:
-            self._dispatcher.join(timeout)
+            self._dispatcher.join(max(0.0, end - time.monotonic()))
 
     def poke(self) -> None:
         """Wake the dispatcher now (after a fake clock moved, for instance)."""
@@ -219,32 +257,60 @@ class Runner:
         with self._cv:
             return self._alloc
 
+    @property
     def queued(self) -> list[str]:
+        """Ids of the jobs waiting, in the order they would start."""
         with self._cv:
             return [entry[3].job_id for entry in sorted(self._heap)]
 
+    @property
     def running(self) -> list[str]:
+        """Ids of the jobs running now (empty, hence false, when nothing runs)."""
         with self._cv:
             return list(self._running)
 
     def wait_idle(self, timeout: float) -> bool:
         """Block until nothing runs (queued jobs may remain); True if that happened in time."""
         with self._cv:
-            return self._cv.wait_for(lambda: not self._running, timeout)
+            return self._cv.wait_for(lambda: self._busy() == 0, timeout)
 
     # -- internals ----------------------------------------------------------------------------
+
+    def _busy(self) -> int:
+        """Threads holding a core: running jobs and stuck ones."""
+        return len(self._running) + len(self._stuck)
 
     def _cancel(self, r: _Running, as_outcome: Outcome) -> None:
         if r.cancel_as is None:
             r.cancel_as = as_outcome
+            r.cancelled_at = self._clock.monotonic()
         r.token.cancel()
+
+    def _hand_back_stuck(self, now: float, force: bool = False) -> list[JobOutcome]:
+        """Report cancelled jobs that overran the grace time (all cancelled ones if force)."""
+        out = []
+        for r in list(self._running.values()):
+            if r.cancel_as is None or r.cancelled_at is None:
+                continue
+            if not force and now - r.cancelled_at < self._stop_grace_s:
+                continue
+            del self._running[r.job.job_id]
+            self._stuck[id(r)] = r
+            self.stats.stuck += 1
+            counter = r.cancel_as.value
+            setattr(self.stats, counter, getattr(self.stats, counter) + 1)
+            out.append(JobOutcome(
+                r.job.job_id, r.cancel_as, None,
+                f"did not stop within {now - r.cancelled_at:.1f} s of its cancel: handed back",
+                r.started, now, self._model.job_energy_wh(now - r.started)))
+        return out
 
     def _may_start(self, now: float) -> bool:
         return (
             not self._stopping
             and self._decision.mode is Mode.RUN
             and not getattr(self._decision, "drain", False)
-            and len(self._running) < self._alloc.threads
+            and self._busy() < self._alloc.threads
             and now >= self._hold_until
             and bool(self._heap)
         )
@@ -285,7 +351,7 @@ class Runner:
         for r in self._running.values():
             if r.job.deadline is not None and r.job.deadline <= now:
                 self._cancel(r, Outcome.EXPIRED)
-        return out
+        return out + self._hand_back_stuck(now)
 
     def _launch(self, job: Job, seq: int, now: float) -> None:
         r = _Running(job, self._new_token(), now, seq)
@@ -300,6 +366,7 @@ class Runner:
         result: bytes | None = None
         error: str | None = None
         raised = False
+        _lower_priority(self._job_nice)
         try:
             value = r.job.work(r.token)
             if isinstance(value, (bytes, bytearray, memoryview)):
@@ -312,6 +379,11 @@ class Runner:
             error = f"{type(e).__name__}: {e}"
         ended = self._clock.monotonic()
         with self._cv:
+            if self._stuck.pop(id(r), None) is not None:  # already handed back: drop the result
+                self.stats.late_returns += 1
+                self._workers.discard(threading.current_thread())
+                self._cv.notify_all()
+                return
             del self._running[r.job.job_id]
             if not raised:
                 outcome = Outcome.DONE

@@ -44,12 +44,14 @@ void host_fill_rx(host_port_t *hp)
     if (hp->rx_start == hp->rx_end) {
         hp->rx_start = hp->rx_end = 0u;
     }
-    if (hp->uart_failed || host_rx_room(hp) == 0u) {
+    if (hp->uart_failed || hp->detached || host_rx_room(hp) == 0u) {
         return;
     }
     ssize_t n = read(hp->uart_fd, hp->rx + hp->rx_end, host_rx_room(hp));
     if (n > 0) {
         hp->rx_end += (size_t)n;
+    } else if (n < 0 && errno == EIO && hp->own_pty) {
+        return; /* the host closed the pty; the main loop notices and detaches */
     } else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
         hp->uart_failed = true;
     }
@@ -125,6 +127,10 @@ uint64_t host_tx_wait_us(host_port_t *hp)
 
 void host_flush_tx(host_port_t *hp)
 {
+    if (hp->detached) {
+        host_discard(hp); /* like a UART with no one listening: bytes go nowhere */
+        return;
+    }
     size_t pending = host_tx_pending(hp);
     if (pending == 0u || hp->uart_failed) {
         return;
@@ -152,6 +158,12 @@ void host_flush_tx(host_port_t *hp)
     if (hp->tx_start == hp->tx_end) {
         hp->tx_start = hp->tx_end = 0u;
     }
+}
+
+void host_discard(host_port_t *hp)
+{
+    hp->rx_start = hp->rx_end = 0u;
+    hp->tx_start = hp->tx_end = 0u;
 }
 
 static bool hal_can_open(void *ctx, uint32_t bitrate_bps)

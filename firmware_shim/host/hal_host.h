@@ -17,6 +17,8 @@
 typedef struct {
     int uart_fd;
     bool uart_failed; /* read/write error or EOF on the UART: the main loop exits */
+    bool detached;    /* our own pty with no host on the other end: nothing is read or written */
+    bool own_pty;     /* EIO on read means "host gone", handled by the main loop, not a failure */
 
     uint8_t rx[HOST_RX_BUF];
     size_t rx_start, rx_end;
@@ -44,6 +46,8 @@ uint64_t host_now_us(void);
 
 /* Move queued output to the fd as the line rate allows; never blocks. */
 void host_flush_tx(host_port_t *hp);
+/* Forget buffered input and output (the host they belonged to has gone). */
+void host_discard(host_port_t *hp);
 size_t host_tx_pending(const host_port_t *hp);
 /* Microseconds until the rate model allows the next byte (0 if now, or unthrottled). */
 uint64_t host_tx_wait_us(host_port_t *hp);

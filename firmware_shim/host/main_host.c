@@ -22,6 +22,7 @@
 
 #define EOF_DRAIN_US 2000000u /* after input ends, how long to wait for output to drain */
 #define SETTLE_US 50000u      /* quiet time before trusting an empty pty input queue */
+#define ATTACH_POLL_MS 20     /* while no host has the pty open, how often to look again */
 
 static const char USAGE[] =
     "usage: fleetnode-shim [options]\n"
@@ -141,9 +142,10 @@ static int make_raw(int fd)
     return tcsetattr(fd, TCSANOW, &t) == 0;
 }
 
-/* Create the pty; the slave stays open here so the master never sees EIO/hangup while
- * the host closes and reopens the port. */
-static int open_pty(int *slave_fd, char *path, size_t cap)
+/* Create the pty and make its slave raw (the setting outlives our close). We do not keep
+ * the slave open: then the master reports POLLHUP exactly while no host has the port open,
+ * which is how we notice a host leaving (see track_host). */
+static int open_pty(char *path, size_t cap)
 {
     int m = posix_openpt(O_RDWR | O_NOCTTY);
     if (m < 0 || grantpt(m) != 0 || unlockpt(m) != 0) {
@@ -156,12 +158,59 @@ static int open_pty(int *slave_fd, char *path, size_t cap)
     }
     strcpy(path, name);
     int s = open(path, O_RDWR | O_NOCTTY);
-    if (s < 0 || !make_raw(s) || !set_nonblock(m)) {
+    int ok = s >= 0 && make_raw(s) && set_nonblock(m);
+    if (s >= 0) {
+        close(s);
+    }
+    if (!ok) {
         close(m);
         return -1;
     }
-    *slave_fd = s;
     return m;
+}
+
+/* 1 if a host has the pty open, 0 if not, -1 if poll failed (then the caller keeps its
+ * view: a signal interrupting this poll must not look like a host leaving). */
+static int pty_has_host(int master)
+{
+    struct pollfd p;
+    p.fd = master;
+    p.events = POLLIN;
+    for (;;) {
+        p.revents = 0;
+        int rc = poll(&p, 1, 0);
+        if (rc >= 0) {
+            return (p.revents & POLLHUP) == 0;
+        }
+        if (errno != EINTR) {
+            return -1;
+        }
+    }
+}
+
+/* A host closing the pty is the host build's "DTR dropped": the channel closes and what
+ * the departed host did not read is thrown away, so whoever opens the port next starts
+ * clean instead of reading seconds-old frames as if they were new. */
+static void track_host(int master, host_port_t *hp, fw_t *fw)
+{
+    int present = pty_has_host(master);
+    if (present < 0) {
+        return;
+    }
+    if (hp->detached && present) {
+        hp->detached = false;
+        fputs("fleetnode-shim: host attached\n", stderr);
+    } else if (!hp->detached && !present) {
+        hp->detached = true;
+        host_discard(hp);
+        fw_on_host_detached(fw);
+        tcflush(master, TCIOFLUSH);
+        fputs("fleetnode-shim: host detached\n", stderr);
+        if (pty_has_host(master) == 1) {
+            fputs("fleetnode-shim: a host attached during the flush; its first bytes may be lost\n",
+                  stderr);
+        }
+    }
 }
 
 typedef struct {
@@ -239,34 +288,40 @@ static void dump_counters(const fw_t *fw, const can_input_t *in)
     fprintf(stderr,
             "fleetnode-shim: counters rx=%lu filtered=%lu overflow=%lu invalid=%lu closed=%lu "
             "out=%lu txrefused=%lu cmdok=%lu cmderr=%lu overlong=%lu canerr=%lu highwater=%lu "
+            "detached=%lu "
             "input_lines=%lu input_frames=%lu input_errors=%lu input_bad=%lu\n",
             (unsigned long)c->rx_frames, (unsigned long)c->rx_filtered,
             (unsigned long)c->rx_overflow, (unsigned long)c->rx_invalid,
             (unsigned long)c->rx_closed, (unsigned long)c->frames_out,
             (unsigned long)c->tx_refused, (unsigned long)c->cmd_ok, (unsigned long)c->cmd_error,
             (unsigned long)c->cmd_overlong, (unsigned long)c->can_errors,
-            (unsigned long)fw->ring.high_water, in->lines, in->frames, in->errors, in->bad);
+            (unsigned long)fw->ring.high_water, (unsigned long)c->host_detached, in->lines, in->frames, in->errors, in->bad);
 }
 
-/* True once the host has read everything written to our pty. Bytes still travelling from
- * the master into the slave's queue are not counted yet, hence the settle time after the
- * last write. Closing the master earlier would throw away what the host has not read. */
-static int host_has_read_all(int slave_fd, const host_port_t *hp)
+/* True once the host has read everything written to our pty (or has gone). Bytes still
+ * travelling from the master into the slave's queue are not counted yet, hence the settle
+ * time after the last write. Closing the master earlier would throw away unread frames. */
+static int host_has_read_all(const char *pty_path, const host_port_t *hp)
 {
-    if (slave_fd < 0) {
+    if (pty_path == NULL || hp->detached) {
+        return 1;
+    }
+    int s = open(pty_path, O_RDWR | O_NOCTTY | O_NONBLOCK);
+    if (s < 0) {
         return 1;
     }
     int unread = 0;
-    if (ioctl(slave_fd, FIONREAD, &unread) != 0) {
-        return 1;
-    }
-    return unread == 0 && host_now_us() - hp->last_write_us > SETTLE_US;
+    int rc = ioctl(s, FIONREAD, &unread);
+    close(s);
+    return rc != 0 || (unread == 0 && host_now_us() - hp->last_write_us > SETTLE_US);
 }
 
 static int open_can_input(const options_t *o)
 {
     if (o->can_in_path == NULL) {
-        return set_nonblock(STDIN_FILENO) ? STDIN_FILENO : -1;
+        /* Not made non-blocking: that flag would be shared with whoever else holds this
+         * stdin (a terminal, the parent shell). It is read only after poll() says so. */
+        return STDIN_FILENO;
     }
     struct stat st;
     int fifo = stat(o->can_in_path, &st) == 0 && S_ISFIFO(st.st_mode);
@@ -298,7 +353,6 @@ int main(int argc, char **argv)
     sigaction(SIGUSR1, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    int slave_fd = -1;
     int uart_fd;
     char pty_path[256];
     if (opt.uart_path != NULL) {
@@ -308,7 +362,7 @@ int main(int argc, char **argv)
             return 1;
         }
     } else {
-        uart_fd = open_pty(&slave_fd, pty_path, sizeof pty_path);
+        uart_fd = open_pty(pty_path, sizeof pty_path);
         if (uart_fd < 0) {
             perror("fleetnode-shim: pty");
             return 1;
@@ -325,6 +379,9 @@ int main(int argc, char **argv)
     static fw_t fw;
     static can_input_t in;
     host_port_init(&hp, uart_fd, (uint32_t)opt.uart_bps, (uint32_t)opt.clock_start);
+    const char *own_pty = opt.uart_path == NULL ? pty_path : NULL;
+    hp.own_pty = own_pty != NULL;
+    hp.detached = hp.own_pty; /* until a host opens the pty */
     host_port_hal(&hp, &hal);
     if (!fw_init(&fw, &hal, &opt.cfg)) {
         fputs("fleetnode-shim: invalid --serial (4 letters or digits)\n", stderr);
@@ -338,6 +395,9 @@ int main(int argc, char **argv)
     int status = 0;
     uint64_t eof_at = 0u;
     while (!g_stop) {
+        if (own_pty != NULL) {
+            track_host(uart_fd, &hp, &fw);
+        }
         fw_poll(&fw);
         host_flush_tx(&hp);
         if (g_dump) {
@@ -349,17 +409,19 @@ int main(int argc, char **argv)
             status = 1;
             break;
         }
-        int busy = fw_ring_count(&fw.ring) > 0u || host_tx_pending(&hp) > 0u ||
-                   !host_has_read_all(slave_fd, &hp);
-        if (can_eof && opt.exit_on_eof && (!busy || host_now_us() - eof_at > EOF_DRAIN_US)) {
-            break;
+        if (can_eof && opt.exit_on_eof) {
+            int busy = fw_ring_count(&fw.ring) > 0u || host_tx_pending(&hp) > 0u ||
+                       !host_has_read_all(own_pty, &hp);
+            if (!busy || host_now_us() - eof_at > EOF_DRAIN_US) {
+                break;
+            }
         }
 
         struct pollfd pfd[3];
         nfds_t n = 0;
         pfd[n].fd = g_wake[0];
         pfd[n++].events = POLLIN;
-        pfd[n].fd = uart_fd;
+        pfd[n].fd = hp.detached ? -1 : uart_fd; /* a negative fd is skipped by poll */
         pfd[n].events = 0;
         if (host_rx_room(&hp) > 0u) {
             pfd[n].events |= POLLIN;
@@ -384,6 +446,9 @@ int main(int argc, char **argv)
         }
         if (can_eof && opt.exit_on_eof && (timeout_ms < 0 || timeout_ms > 50)) {
             timeout_ms = 50; /* re-check the drain deadline */
+        }
+        if (hp.detached && (timeout_ms < 0 || timeout_ms > ATTACH_POLL_MS)) {
+            timeout_ms = ATTACH_POLL_MS; /* no POLLIN while detached: look for a host */
         }
         if (poll(pfd, n, timeout_ms) < 0) {
             if (errno == EINTR) {
@@ -418,8 +483,5 @@ int main(int argc, char **argv)
         close(can_fd);
     }
     close(uart_fd);
-    if (slave_fd >= 0) {
-        close(slave_fd);
-    }
     return status;
 }

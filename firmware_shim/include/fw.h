@@ -19,9 +19,9 @@
  * The longest command we accept is 9 characters (Mxxxxxxxx); 32 leaves room for the
  * transmit commands we refuse (T + 8 + 1 + 16 = 26) to be recognised as such. */
 #define FW_LINE_MAX 32u
-/* Longest line the core writes: the '?' counters reply. Commands are consumed only when
+/* Longest line the core writes: the '?' counters reply. A command is answered only when
  * the UART can take this much, so a reply is never cut. */
-#define FW_REPLY_MAX 192u
+#define FW_REPLY_MAX 224u
 /* Longest frame line: T + 8 id + 1 dlc + 16 data + 4 timestamp + CR. */
 #define FW_FRAME_LINE_MAX 31u
 /* Frames written per fw_poll(), so a flood cannot starve command handling. */
@@ -50,6 +50,7 @@ typedef struct {
     uint32_t tx_refused;      /* host transmit commands (t T r R d D b B) refused */
     uint32_t cmd_overlong;    /* command lines longer than FW_LINE_MAX, discarded */
     uint32_t can_errors;      /* controller error events reported by the port */
+    uint32_t host_detached;   /* times the port reported the host gone (fw_on_host_detached) */
 } fw_counters_t;
 
 typedef struct {
@@ -81,6 +82,7 @@ typedef struct {
     uint32_t line_len;
     bool line_overlong; /* discarding until CR */
     bool line_bad_byte; /* a control or non-ASCII byte was seen in this line */
+    bool line_ready;    /* a CR completed the line; it waits for room for its reply */
 } fw_t;
 
 /* Power-up defaults: serial "A123", version V1013, S6 (500 kbit/s). */
@@ -93,6 +95,12 @@ void fw_on_can_frame(fw_t *fw, const fw_can_frame_t *frame);
 /* From the CAN error interrupt: FW_CAN_ERR_* bits. */
 void fw_on_can_error(fw_t *fw, uint8_t errors);
 
+/* From the port when it knows the host went away (USB CDC: DTR dropped; host build: the
+ * pty's last reader closed it). Closes the channel, discards queued frames and any
+ * half-received command, so a host that connects later reads nothing stale. Settings
+ * (bitrate, Z, M/m) are kept, as a host-side close would keep them. */
+void fw_on_host_detached(fw_t *fw);
+
 /* Main loop step: handle host commands, then write queued frames as UART space allows. */
 void fw_poll(fw_t *fw);
 
@@ -103,8 +111,5 @@ uint32_t fw_bitrate_for_index(uint8_t index);
  * 0 if the frame is invalid or out is too small. */
 uint32_t fw_format_frame(const fw_can_frame_t *f, bool with_stamp, uint16_t stamp_ms, char *out,
                          uint32_t cap);
-
-/* Feed host bytes as if they came from the UART (fw_poll does this from uart_read). */
-void fw_feed_byte(fw_t *fw, uint8_t byte);
 
 #endif

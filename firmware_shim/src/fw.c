@@ -87,6 +87,14 @@ uint32_t fw_format_frame(const fw_can_frame_t *f, bool with_stamp, uint16_t stam
 
 /* ---- init ------------------------------------------------------------------------------ */
 
+static void reset_line(fw_t *fw)
+{
+    fw->line_len = 0u;
+    fw->line_overlong = false;
+    fw->line_bad_byte = false;
+    fw->line_ready = false;
+}
+
 void fw_config_default(fw_config_t *cfg)
 {
     cfg->serial[0] = 'A';
@@ -113,7 +121,7 @@ bool fw_init(fw_t *fw, const fw_hal_t *hal, const fw_config_t *cfg)
     fw->hal = hal;
     fw->cfg = *cfg;
     fw_ring_init(&fw->ring);
-    fw_counters_t zero = {0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u};
+    fw_counters_t zero = {0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u};
     fw->counters = zero;
     fw->open = false;
     fw->timestamps = false;
@@ -124,9 +132,7 @@ bool fw_init(fw_t *fw, const fw_hal_t *hal, const fw_config_t *cfg)
     fw->error_state = 0u;
     fw->stamp_last_ms = hal->millis(hal->ctx);
     fw->stamp_value = (uint16_t)(fw->stamp_last_ms % FW_SLCAN_STAMP_MODULO);
-    fw->line_len = 0u;
-    fw->line_overlong = false;
-    fw->line_bad_byte = false;
+    reset_line(fw);
     return true;
 }
 
@@ -267,14 +273,19 @@ static bool cmd_open(fw_t *fw, const char *line, uint32_t len, reply_t *reply)
     return true;
 }
 
+static void close_channel(fw_t *fw)
+{
+    fw->open = false;
+    fw->hal->can_close(fw->hal->ctx); /* no receive interrupt after this: the ring is ours */
+    fw_ring_init(&fw->ring);
+}
+
 static bool cmd_close(fw_t *fw, const char *line, uint32_t len, reply_t *reply)
 {
     (void)line;
     (void)len;
     (void)reply;
-    fw->open = false;
-    fw->hal->can_close(fw->hal->ctx);
-    fw_ring_init(&fw->ring);
+    close_channel(fw);
     return true;
 }
 
@@ -374,6 +385,7 @@ static bool cmd_counters(fw_t *fw, const char *line, uint32_t len, reply_t *repl
     reply_counter(reply, "overlong", c->cmd_overlong);
     reply_counter(reply, "canerr", c->can_errors);
     reply_counter(reply, "highwater", fw->ring.high_water);
+    reply_counter(reply, "detached", c->host_detached);
     return true;
 }
 
@@ -455,34 +467,49 @@ static void handle_line(fw_t *fw)
     answer_error(fw);
 }
 
-void fw_feed_byte(fw_t *fw, uint8_t byte)
+/* Answer the completed line held in fw->line. */
+static void execute_line(fw_t *fw)
+{
+    if (fw->line_overlong) {
+        fw->counters.cmd_overlong++;
+        answer_error(fw);
+    } else {
+        handle_line(fw);
+    }
+    reset_line(fw);
+}
+
+/* Collect one byte into the line; true when a CR completed it (then fw->line_ready). */
+static bool collect_byte(fw_t *fw, uint8_t byte)
 {
     if (byte == (uint8_t)CR) {
-        if (fw->line_overlong) {
-            fw->counters.cmd_overlong++;
-            answer_error(fw);
-        } else {
-            handle_line(fw);
-        }
-        fw->line_len = 0u;
-        fw->line_overlong = false;
-        fw->line_bad_byte = false;
-        return;
+        fw->line_ready = true;
+        return true;
     }
     if (byte == (uint8_t)'\n') {
-        return; /* tolerate CR LF from terminals */
+        return false; /* tolerate CR LF from terminals */
     }
     if (fw->line_overlong) {
-        return;
+        return false;
     }
     if (fw->line_len >= FW_LINE_MAX) {
         fw->line_overlong = true;
-        return;
+        return false;
     }
     if (byte < 0x20u || byte > 0x7Eu) {
         fw->line_bad_byte = true;
     }
     fw->line[fw->line_len++] = (char)byte;
+    return false;
+}
+
+void fw_on_host_detached(fw_t *fw)
+{
+    fw->counters.host_detached++;
+    if (fw->open) {
+        close_channel(fw);
+    }
+    reset_line(fw);
 }
 
 /* ---- main loop -------------------------------------------------------------------------- */
@@ -490,11 +517,25 @@ void fw_feed_byte(fw_t *fw, uint8_t byte)
 void fw_poll(fw_t *fw)
 {
     const fw_hal_t *hal = fw->hal;
-    uint8_t byte;
-    /* Consume a command byte only when its reply is sure to fit: the host then sees
-     * backpressure on its writes instead of lost replies. */
-    while (hal->uart_tx_space(hal->ctx) >= FW_REPLY_MAX && hal->uart_read(hal->ctx, &byte, 1u) == 1u) {
-        fw_feed_byte(fw, byte);
+    /* Commands first. A completed line is answered only when its whole reply fits, and
+     * while one waits, no further input is read and no frame is written: the UART drains
+     * until the reply fits, so a flood of frames can never starve the host's commands
+     * (C, F) and the host sees backpressure on its writes instead of lost replies. */
+    for (;;) {
+        if (fw->line_ready) {
+            if (hal->uart_tx_space(hal->ctx) < FW_REPLY_MAX) {
+                return;
+            }
+            execute_line(fw);
+        }
+        uint8_t byte;
+        bool completed = false;
+        while (!completed && hal->uart_read(hal->ctx, &byte, 1u) == 1u) {
+            completed = collect_byte(fw, byte);
+        }
+        if (!completed) {
+            break;
+        }
     }
 
     char line[FW_FRAME_LINE_MAX];

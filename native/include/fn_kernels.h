@@ -68,5 +68,9 @@ FN_DECLARE_KERNEL(reduce_i32);
 FN_DECLARE_KERNEL(softmax_s8);
 FN_DECLARE_KERNEL(lut_s8);
 FN_DECLARE_KERNEL(unary_f32);
+FN_DECLARE_KERNEL(strided_copy);
+FN_DECLARE_KERNEL(concat);
+FN_DECLARE_KERNEL(gather);
+FN_DECLARE_KERNEL(batch_matmul_s8);
 
 #endif

@@ -52,8 +52,9 @@ int fn_run_conv2d_s8(const fn_node *n, fn_tensor *t, const volatile int32_t *can
     const int mode = n->p[P_MODE];
     for (int32_t b = 0; b < N; b++) {
         for (int32_t oy = 0; oy < OH; oy++) {
-            if (FN_CANCEL_REQUESTED(cancel)) return FN_CANCELLED;
             for (int32_t ox = 0; ox < OW; ox++) {
+                /* one output pixel is the tile: a cancel is seen within microseconds */
+                if (FN_CANCEL_REQUESTED(cancel)) return FN_CANCELLED;
                 const int64_t iy0 = (int64_t)oy * sh - pt, ix0 = (int64_t)ox * sw - pl;
                 int8_t *yp = y + (((int64_t)b * OH + oy) * OW + ox) * O;
                 for (int32_t oc = 0; oc < O; oc++) {
@@ -106,8 +107,9 @@ int fn_run_dwconv2d_s8(const fn_node *n, fn_tensor *t, const volatile int32_t *c
     const int32_t half_up = n->p[P_HALF_UP_CH];
     for (int32_t b = 0; b < N; b++) {
         for (int32_t oy = 0; oy < OH; oy++) {
-            if (FN_CANCEL_REQUESTED(cancel)) return FN_CANCELLED;
             for (int32_t ox = 0; ox < OW; ox++) {
+                /* one output pixel is the tile: a cancel is seen within microseconds */
+                if (FN_CANCEL_REQUESTED(cancel)) return FN_CANCELLED;
                 const int64_t iy0 = (int64_t)oy * sh - pt, ix0 = (int64_t)ox * sw - pl;
                 int8_t *yp = y + (((int64_t)b * OH + oy) * OW + ox) * O;
                 for (int32_t oc = 0; oc < O; oc++) {

@@ -48,6 +48,7 @@ int fn_run_fully_connected_s8(const fn_node *n, fn_tensor *t, const volatile int
         if (FN_CANCEL_REQUESTED(cancel)) return FN_CANCELLED;
         const int8_t *xr = x + b * depth;
         for (int64_t u = 0; u < units; u++) {
+            if ((u & 63) == 0 && FN_CANCEL_REQUESTED(cancel)) return FN_CANCELLED;
             const int8_t *wr = wd + u * depth;
             uint32_t acc = 0; /* int32 wrap-around semantics without signed overflow */
             for (int64_t k = 0; k < depth; k++)

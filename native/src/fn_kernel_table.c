@@ -25,6 +25,10 @@ static const fn_kernel KERNELS[FN_OP_COUNT] = {
     K(FN_OP_SOFTMAX_S8, softmax_s8),
     K(FN_OP_LUT_S8, lut_s8),
     K(FN_OP_UNARY_F32, unary_f32),
+    K(FN_OP_STRIDED_COPY, strided_copy),
+    K(FN_OP_CONCAT, concat),
+    K(FN_OP_GATHER, gather),
+    K(FN_OP_BATCH_MATMUL_S8, batch_matmul_s8),
 };
 
 const fn_kernel *fn_kernel_for(int32_t op) {

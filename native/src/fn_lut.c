@@ -4,12 +4,13 @@
  * fixed point), RELU/RELU6/RELU_N1_TO_1 and LEAKY_RELU (requantize, then clamp). */
 #include "fn_kernels.h"
 
-enum { L_TABLE };
+enum { L_TABLE, L_MIN_VALID };
 
 int fn_check_lut_s8(const fn_node *n, const fn_tensor *t, int32_t nt) {
     if (n->n_in != 1 || n->n_out != 1) return -1;
     if (!fn_tensor_ok(t, nt, n->in[0], FN_I8) || !fn_tensor_ok(t, nt, n->out[0], FN_I8)) return -1;
     if (t[n->in[0]].count != t[n->out[0]].count) return -1;
+    if (n->p[L_MIN_VALID] < -128 || n->p[L_MIN_VALID] > 128) return -1;
     return fn_param_tensor_ok(t, nt, n->p[L_TABLE], FN_I8, 256) ? 0 : -1;
 }
 
@@ -18,6 +19,12 @@ int fn_run_lut_s8(const fn_node *n, fn_tensor *t, const volatile int32_t *cancel
     int8_t *y = (int8_t *)t[n->out[0]].data;
     const int8_t *table = (const int8_t *)t[n->p[L_TABLE]].data;
     const int64_t count = t[n->in[0]].count;
+    const int32_t min_valid = n->p[L_MIN_VALID];
+    /* An op undefined for some inputs (RSQRT below its zero point) fails the whole run, as in
+     * LiteRT, before anything is written. */
+    if (min_valid > -128)
+        for (int64_t i = 0; i < count; i++)
+            if (x[i] < min_valid) return FN_E_RUNTIME;
     for (int64_t i = 0; i < count; i++) {
         if ((i & 0xFFFF) == 0 && FN_CANCEL_REQUESTED(cancel)) return FN_CANCELLED;
         y[i] = table[(uint8_t)x[i]];
@@ -33,7 +40,6 @@ static float tf_gelu_tanh(float v) {
     const float k = 0.7978845608028654f; /* sqrt(2 / pi) */
     return 0.5f * v * (1.0f + tanhf(k * (v + 0.044715f * v * v * v)));
 }
-static float tf_rsqrt(float v) { return 1.0f / sqrtf(v); }
 
 static void lut_float(float (*f)(float), float s_in, int32_t zp_in, float s_out, int32_t zp_out, int8_t out[256]) {
     const float inverse_scale = 1.0f / s_out;
@@ -98,13 +104,76 @@ static int lut_requant(const int32_t *ip, int leaky, int8_t out[256]) {
     return 0;
 }
 
+/* ---- RSQRT int8: gemmlowp fixed-point Newton-Raphson (TFLite's GetInvSqrtQuantizedMultiplierExp) */
+static int32_t sat_shl32(int32_t x, int e) { /* SaturatingRoundingMultiplyByPOT<e>, e > 0 */
+    const int32_t threshold = (int32_t)((1u << (31 - e)) - 1);
+    if (x > threshold) return INT32_MAX;
+    if (x < -threshold) return INT32_MIN;
+    return (int32_t)((uint32_t)x << e);
+}
+
+static void inv_sqrt_multiplier(int32_t input, int32_t *mult, int *shift) {
+    if (input <= 1) {
+        *mult = INT32_MAX;
+        *shift = 0;
+        return;
+    }
+    int sh = 11;
+    while (input >= (1 << 29)) {
+        input /= 4;
+        ++sh;
+    }
+    int clz = 0;
+    for (uint32_t v = (uint32_t)input; !(v & 0x80000000u); v <<= 1) clz++;
+    const int pairs = (clz - 1) / 2 - 1;
+    sh -= pairs;
+    input = (int32_t)((uint32_t)input << (2 * pairs));
+    const int32_t x_in = input >> 1;                  /* F3 */
+    const int32_t half_in = fn_rdbpot(x_in, 1);        /* F3 */
+    const int32_t half_three = (1 << 28) + (1 << 27); /* 1.5 in F3 */
+    int32_t x = 1 << 28;                              /* 1.0 in F3 */
+    for (int i = 0; i < 5; i++) {
+        const int32_t x3 = sat_shl32(fn_srdhm(fn_srdhm(x, x), x), 6);        /* F9 -> F3 */
+        const int32_t a = fn_srdhm(half_three, x), b = fn_srdhm(half_in, x3); /* F6 */
+        x = sat_shl32(fn_wrap32((int64_t)a - b), 3);                        /* F6 -> F3 */
+    }
+    x = fn_srdhm(x, 1518500250); /* sqrt(2)/2 in F0 */
+    if (sh < 0) {
+        x = (int32_t)((uint32_t)x << -sh);
+        sh = 0;
+    }
+    *mult = x;
+    *shift = -sh; /* kReverseShift: a right shift becomes a (negative) left shift */
+}
+
+static int lut_rsqrt(const int32_t *ip, int8_t out[256]) {
+    const int32_t zp_in = ip[0], zp_out = ip[1], m = ip[2], sh = ip[3];
+    if (sh - 20 < -31 || sh - 20 > 31) return -1;
+    for (int32_t v = -128; v <= 127; v++) {
+        const int32_t value = v - zp_in;
+        int32_t o;
+        if (value <= 0) {
+            o = 127; /* 0 reads as the largest output; negative inputs are refused at run time */
+        } else {
+            int32_t im;
+            int ish;
+            inv_sqrt_multiplier(value, &im, &ish);
+            if (ish + 20 > 31 || ish + 20 < -31) return -1;
+            const int32_t data = fn_mbqm(1, im, ish + 20);
+            o = fn_clamp32(fn_wrap32((int64_t)fn_mbqm(data, m, sh - 20) + zp_out), -128, 127);
+        }
+        out[(uint8_t)(int8_t)v] = (int8_t)o;
+    }
+    return 0;
+}
+
 int fn_lut_build(int32_t kind, const float *fp, const int32_t *ip, int8_t out[256]) {
     switch (kind) {
     case FN_LUT_LOGISTIC: lut_float(tf_logistic, fp[0], ip[0], fp[1], ip[1], out); return 0;
     case FN_LUT_TANH: lut_float(tf_tanh, fp[0], ip[0], fp[1], ip[1], out); return 0;
     case FN_LUT_GELU: lut_float(tf_gelu, fp[0], ip[0], fp[1], ip[1], out); return 0;
     case FN_LUT_GELU_TANH: lut_float(tf_gelu_tanh, fp[0], ip[0], fp[1], ip[1], out); return 0;
-    case FN_LUT_RSQRT: lut_float(tf_rsqrt, fp[0], ip[0], fp[1], ip[1], out); return 0;
+    case FN_LUT_RSQRT: return lut_rsqrt(ip, out);
     case FN_LUT_HARD_SWISH: return lut_hard_swish(ip, out);
     case FN_LUT_REQUANT_CLAMP: return lut_requant(ip, 0, out);
     case FN_LUT_LEAKY_RELU: return lut_requant(ip, 1, out);

@@ -12,25 +12,39 @@ static float param_f32(int32_t bits) {
     return f;
 }
 
-enum { Q_ZP, Q_SCALE_BITS, Q_MIN, Q_MAX };
+/* LiteRT's optimized QUANTIZE/DEQUANTIZE/requantize run blocks of 8 (16) elements through NEON
+ * code, which x86-64 builds emulate with SSE, and the remaining elements through scalar code;
+ * the two round differently, so each kernel is told where the block part ends (Q_BLOCKED). */
+enum { Q_ZP, Q_SCALE_BITS, Q_AUX_BITS, Q_BLOCKED };
+
+/* float -> int32 as NEON's vcvtnq_s32_f32: round half to even, saturating. */
+static int32_t cvt_rne_sat(float v) {
+    if (v != v) return 0;
+    if (v >= 2147483648.0f) return INT32_MAX;
+    if (v < -2147483648.0f) return INT32_MIN;
+    return (int32_t)nearbyintf(v); /* the default rounding mode is to nearest, ties to even */
+}
 
 int fn_check_quantize_f32_s8(const fn_node *n, const fn_tensor *t, int32_t nt) {
     if (n->n_in != 1 || n->n_out != 1) return -1;
     if (!fn_tensor_ok(t, nt, n->in[0], FN_F32) || !fn_tensor_ok(t, nt, n->out[0], FN_I8)) return -1;
     if (t[n->in[0]].count != t[n->out[0]].count) return -1;
-    return 0;
+    return (n->p[Q_BLOCKED] < 0 || n->p[Q_BLOCKED] > t[n->in[0]].count) ? -1 : 0;
 }
 
 int fn_run_quantize_f32_s8(const fn_node *n, fn_tensor *t, const volatile int32_t *cancel) {
     const float *x = (const float *)t[n->in[0]].data;
     int8_t *y = (int8_t *)t[n->out[0]].data;
-    const float scale = param_f32(n->p[Q_SCALE_BITS]);
+    const double scale = (double)param_f32(n->p[Q_SCALE_BITS]);
+    const float inv_scale = param_f32(n->p[Q_AUX_BITS]); /* (float)(1.0 / scale) */
     const int32_t zp = n->p[Q_ZP];
-    const int64_t count = t[n->in[0]].count;
+    const int64_t count = t[n->in[0]].count, blocked = n->p[Q_BLOCKED];
     for (int64_t i = 0; i < count; i++) {
         if ((i % FN_CHUNK) == 0 && FN_CANCEL_REQUESTED(cancel)) return FN_CANCELLED;
-        const int32_t q = fn_f32_to_i32(roundf(x[i] / scale));
-        y[i] = (int8_t)fn_clamp32(fn_wrap32((int64_t)q + zp), -128, 127);
+        int32_t q;
+        if (i < blocked) q = fn_wrap32((int64_t)cvt_rne_sat(x[i] * inv_scale) + zp);
+        else q = fn_wrap32((int64_t)fn_f64_to_i32(round((double)x[i] / scale)) + zp);
+        y[i] = (int8_t)fn_clamp32(q, -128, 127);
     }
     return FN_OK;
 }
@@ -39,39 +53,47 @@ int fn_check_dequantize_s8_f32(const fn_node *n, const fn_tensor *t, int32_t nt)
     if (n->n_in != 1 || n->n_out != 1) return -1;
     if (!fn_tensor_ok(t, nt, n->in[0], FN_I8) || !fn_tensor_ok(t, nt, n->out[0], FN_F32)) return -1;
     if (t[n->in[0]].count != t[n->out[0]].count) return -1;
-    return 0;
+    return (n->p[Q_BLOCKED] < 0 || n->p[Q_BLOCKED] > t[n->in[0]].count) ? -1 : 0;
 }
 
 int fn_run_dequantize_s8_f32(const fn_node *n, fn_tensor *t, const volatile int32_t *cancel) {
     const int8_t *x = (const int8_t *)t[n->in[0]].data;
     float *y = (float *)t[n->out[0]].data;
     const float scale = param_f32(n->p[Q_SCALE_BITS]);
+    const float zero_times_scale = param_f32(n->p[Q_AUX_BITS]); /* (float)(-zp * (double)scale) */
     const int32_t zp = n->p[Q_ZP];
-    const int64_t count = t[n->in[0]].count;
+    const int64_t count = t[n->in[0]].count, blocked = n->p[Q_BLOCKED];
     for (int64_t i = 0; i < count; i++) {
         if ((i % FN_CHUNK) == 0 && FN_CANCEL_REQUESTED(cancel)) return FN_CANCELLED;
-        y[i] = scale * (float)((int32_t)x[i] - zp);
+        if (i < blocked) {
+            const float prod = (float)x[i] * scale;
+            y[i] = prod + zero_times_scale;
+        } else {
+            y[i] = (float)((double)scale * (double)((int32_t)x[i] - zp));
+        }
     }
     return FN_OK;
 }
 
-enum { R_ZP_IN, R_ZP_OUT, R_MULT, R_SHIFT };
+enum { R_ZP_IN, R_ZP_OUT, R_MULT, R_SHIFT, R_BLOCKED };
 
 int fn_check_requantize_s8(const fn_node *n, const fn_tensor *t, int32_t nt) {
     if (n->n_in != 1 || n->n_out != 1) return -1;
     if (!fn_tensor_ok(t, nt, n->in[0], FN_I8) || !fn_tensor_ok(t, nt, n->out[0], FN_I8)) return -1;
     if (t[n->in[0]].count != t[n->out[0]].count) return -1;
     if (n->p[R_SHIFT] < -31 || n->p[R_SHIFT] > 31) return -1;
-    return 0;
+    return (n->p[R_BLOCKED] < 0 || n->p[R_BLOCKED] > t[n->in[0]].count) ? -1 : 0;
 }
 
 int fn_run_requantize_s8(const fn_node *n, fn_tensor *t, const volatile int32_t *cancel) {
     const int8_t *x = (const int8_t *)t[n->in[0]].data;
     int8_t *y = (int8_t *)t[n->out[0]].data;
-    const int64_t count = t[n->in[0]].count;
+    const int64_t count = t[n->in[0]].count, blocked = n->p[R_BLOCKED];
     for (int64_t i = 0; i < count; i++) {
         if ((i % FN_CHUNK) == 0 && FN_CANCEL_REQUESTED(cancel)) return FN_CANCELLED;
-        const int32_t r = fn_mbqm((int32_t)x[i] - n->p[R_ZP_IN], n->p[R_MULT], n->p[R_SHIFT]);
+        const int32_t d = (int32_t)x[i] - n->p[R_ZP_IN];
+        const int32_t r = i < blocked ? fn_mul_ruy_x86(d, n->p[R_MULT], n->p[R_SHIFT])
+                                      : fn_mbqm(d, n->p[R_MULT], n->p[R_SHIFT]);
         y[i] = fn_out_s8(r, n->p[R_ZP_OUT], -128, 127);
     }
     return FN_OK;

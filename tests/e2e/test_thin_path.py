@@ -3,8 +3,8 @@ process -> mosquitto -> fleet consumer, and back."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -40,7 +40,7 @@ def rig(tmp_path: Path, mosquitto: Broker) -> Iterator[tuple[CarOnBus, AgentProc
 
 def test_jobs_return_litert_bytes_and_state_is_retained(rig: tuple[CarOnBus, AgentProcess],
                                                         mosquitto: Broker) -> None:
-    car, agent = rig
+    _car, agent = rig
     oracle = load_model(THIN_PATH, backend="litert")
     rng = np.random.default_rng(1)
     xs = {f"t{i}": rng.integers(-128, 128, size=oracle.inputs[0].shape, dtype=np.int8) for i in range(4)}

@@ -48,6 +48,13 @@ class SlcanPort:
                 raise TimeoutError(f"no complete reply within {timeout_s} s; have {self._buf!r}")
             self._buf += self.serial.read(max(1, self.serial.in_waiting))
 
+    def sync(self, timeout_s: float = 5.0) -> None:
+        """Skip whatever a previous user of the port left unread: ask for V, drop every reply
+        up to its answer (what a host does after reconnecting)."""
+        self.write(b"\rV\r")
+        while self.read_reply(timeout_s) != b"V1013\r":
+            pass
+
     def cmd(self, command: bytes, timeout_s: float = 5.0) -> bytes:
         """Send one command and return its reply. Only for use while no frames are flowing."""
         self.write(command + b"\r")

@@ -180,6 +180,7 @@ def test_timestamps_under_z1(shim_binary: str) -> None:
             b.shutdown()  # sends C; Z1 stays set
 
         raw = SlcanPort(s.port)
+        raw.sync()  # python-can left without reading the reply to its C
         assert raw.cmd(b"O") == b"\r"
         # Probe until the stamps have wrapped (a condition, with a deadline).
         stamps: list[tuple[int, float, float]] = []

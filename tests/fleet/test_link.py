@@ -154,7 +154,7 @@ def test_backpressure_the_broker_holds_jobs_beyond_the_queue(make_link: MakeLink
 
     threading.Thread(target=worker, daemon=True).start()
     assert fleet.wait(20) and done.is_set()
-    assert car.stats().get("jobs_preempted", 0) == 0
+    assert car.stats().get("jobs_preempted", 0) == 0, repr(car.stats())
 
 
 def test_a_car_cannot_read_its_own_topics_it_does_not_own(mosquitto: Broker) -> None:

@@ -117,10 +117,21 @@ class ParkedCar(RuleBasedStateMachine):
         self.values[role] = warn + temp if temp < 15 else temp
         self._advance(0.2)
 
-    @rule(soc=st.one_of(st.floats(0.0, 100.0), st.sampled_from([49.5, 51.0, 52.9, 53.1, 79.0, 81.0, 84.0])))
+    @rule(soc=st.floats(0.0, 100.0))
     def soc_jump(self, soc: float) -> None:
         self.values["soc_percent"] = soc
         self._advance(0.2)
+
+    @rule(offset=st.sampled_from([-0.5, 1.0, 2.9, 3.1]), wait=st.sampled_from([0.2, 130.0]))
+    def soc_near_floor(self, offset: float, wait: float) -> None:
+        """SoC just around the floor in force now (the departure target off the charger)."""
+        floor = POLICY.soc_floor_percent
+        nd = POLICY.next_departure(self.wall)
+        plugged = self.values["charge_cable"] is True and float(self.values["charging_power_kw"]) > 0  # type: ignore[arg-type]
+        if not plugged and nd is not None and nd[0] - self.wall <= POLICY.departure.off_charger_horizon_s:
+            floor = max(floor, nd[1])
+        self.values["soc_percent"] = floor + offset
+        self._advance(wait)
 
     @rule(hours=st.floats(0.5, 12.0))
     def long_wait(self, hours: float) -> None:

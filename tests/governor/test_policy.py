@@ -87,3 +87,29 @@ def test_window_wrapping_past_midnight_belongs_to_the_start_day() -> None:
     at = lambda d, h: dt.datetime(2027, 1, d, h, 0)
     assert fri_night.contains(at(15, 23)) and fri_night.contains(at(16, 5))
     assert not fri_night.contains(at(16, 23)) and not fri_night.contains(at(15, 5))
+
+
+def run_policy_cli(*argv: str) -> int:
+    import argparse
+
+    from agent.governor import cli
+    parser = argparse.ArgumentParser(prog="fleetnode")
+    cli.register(parser.add_subparsers())
+    args = parser.parse_args(list(argv))
+    return int(args.func(args))
+
+
+def test_policy_cli_explains_the_car_example(capsys: pytest.CaptureFixture[str]) -> None:
+    # Friday 2026-11-27 22:00 in Berlin: the Saturday override (06:00, 95 %) comes first.
+    assert run_policy_cli("policy", str(POLICIES / "car.toml"), "--at", "2026-11-27T22:00+01:00") == 0
+    out = capsys.readouterr().out
+    assert "valid" in out and "next: Sat 28 Nov 06:00, target 95 %, in 8.0 h" in out
+    assert "next: Mon 30 Nov 07:30, target 80 %" in out
+    assert "tariff now: 0.32 EUR/kWh" in out and "quiet hours: 23:00-06:00" in out
+
+
+def test_policy_cli_names_the_bad_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "p.toml"
+    bad.write_text("[thermal]\npack_warn_c = 70\npack_max_c = 60\n")
+    assert run_policy_cli("policy", str(bad)) == 2
+    assert "pack_warn_c" in capsys.readouterr().err

@@ -373,3 +373,28 @@ def test_step_is_pure_same_inputs_same_outputs() -> None:
     b = step(state(), BARE, MONO0, m, AT)
     assert a == b and m == Memory()
     assert SAFE["gear"] == "P"
+
+
+def test_the_docs_list_every_reason_code_with_its_severity() -> None:
+    from pathlib import Path
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "governor.md").read_text()
+    for code, (severity, _) in CODES.items():
+        assert f"| `{code}` | {severity.value} |" in doc, code
+
+
+@pytest.mark.parametrize("role,bad", [("soc_percent", "70"), ("soc_percent", float("nan")),
+                                      ("soc_percent", True), ("gear", "PARK"), ("gear", 0.0),
+                                      ("driver_present", 0.0), ("speed_kph", float("inf")),
+                                      ("pack_temp_max_c", "hot")])
+def test_a_value_of_the_wrong_type_reads_as_unknown_and_stops(role: str, bad: object) -> None:
+    # A profile bug or a hostile decode must not slip past a rule as "not a number, so no check".
+    d = decide(state(**{role: bad}), BARE, MONO0, AT)  # type: ignore[arg-type]
+    assert d.mode is Mode.STANDBY and codes(d) == {"stale_input"} and role in d.summary
+
+
+def test_a_wall_clock_that_comes_back_after_a_gap_is_not_a_jump() -> None:
+    g = Governor(BARE)
+    assert g.decide(state(MONO0), MONO0, Inputs(wall=WALL0)).mode is Mode.RUN
+    assert g.decide(state(MONO0 + 600), MONO0 + 600, Inputs(wall=None)).mode is Mode.RUN
+    d = g.decide(state(MONO0 + 601), MONO0 + 601, Inputs(wall=WALL0 + 601))
+    assert d.mode is Mode.RUN, d.codes

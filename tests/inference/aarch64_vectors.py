@@ -53,6 +53,35 @@ def model_paths() -> list[Path]:
     return sorted(ZOO.glob("*.tflite")) + [THIN_PATH]
 
 
+def op_models() -> dict[str, bytes]:
+    """One-op models: one per op family (the fuzzer's seeds), and shapes whose channel counts
+    split LiteRT's vector blocks from its scalar tails, where the rounding differs."""
+    from tests.inference import fuzzing, models
+
+    rng = np.random.default_rng(42)
+    q = (0.03, -7)
+    i32 = np.int32
+    tails = {
+        "dwconv_c20": models.conv2d(rng, h=6, w=6, c=20, depthwise=True, mult=1, padding=0),
+        "mean_c37": models.single_op("MEAN", [((1, 4, 4, 37), "int8", q, None), ((2,), "int32", None, np.array([1, 2], i32))],
+                                     [((1, 1, 1, 37), "int8", (0.01, 5))], "ReducerOptions", [(0, "bool", True)]),
+        "mean_last_axis": models.single_op("MEAN", [((2, 5, 12), "int8", q, None), ((1,), "int32", None, np.array([2], i32))],
+                                           [((2, 5), "int8", (0.02, -3))], "ReducerOptions", [(0, "bool", False)]),
+        "quantize_f32_13": models.single_op("QUANTIZE", [((3, 13), "float32", None, None)], [((3, 13), "int8", q)]),
+        "requantize_13": models.single_op("QUANTIZE", [((3, 13), "int8", q, None)], [((3, 13), "int8", (0.05, 9))]),
+        "logistic": models.single_op("LOGISTIC", [((4, 9), "int8", q, None)], [((4, 9), "int8", (1 / 256, -128))]),
+        "tanh": models.single_op("TANH", [((4, 9), "int8", q, None)], [((4, 9), "int8", (1 / 128, 0))]),
+        "gelu": models.single_op("GELU", [((4, 9), "int8", q, None)], [((4, 9), "int8", (0.02, -20))], "GeluOptions",
+                                 [(0, "bool", False)]),
+        "gelu_tanh": models.single_op("GELU", [((4, 9), "int8", q, None)], [((4, 9), "int8", (0.02, -20))],
+                                      "GeluOptions", [(0, "bool", True)]),
+        "leaky_relu": models.single_op("LEAKY_RELU", [((4, 9), "int8", q, None)], [((4, 9), "int8", (0.02, 3))],
+                                       "LeakyReluOptions", [(0, "f", 0.2)]),
+    }
+    seeds = {f"op{k:02d}": m for k, m in enumerate(fuzzing.seed_models())}
+    return {**seeds, **tails}
+
+
 @dataclass
 class TableCalls:
     """Every element-wise table the planner asked the binding for, with the bytes it got."""
@@ -137,9 +166,9 @@ def table_file(calls: TableCalls) -> bytes:
 
 
 def write_vectors(out_dir: Path, cases: int = 2, names: list[str] | None = None, seed: int = 1,
-                  sweep_per_kind: int = 64, keep: bool = True) -> list[Path]:
-    """Writes one plan file per model (every zoo model the engine supports, and the thin path
-    unless `names` picks some) and one tables file; returns the paths written."""
+                  sweep_per_kind: int = 64, keep: bool = True, extra: dict[str, bytes] | None = None) -> list[Path]:
+    """Writes one plan file per model (the zoo and the thin path, or those `names` picks, then
+    the `extra` models by name) and one tables file; returns the paths written."""
     if platform.machine() not in ("x86_64", "AMD64"):
         # The oracle is LiteRT's x86-64 builtin kernels; another host would produce other bytes.
         raise RuntimeError(f"vectors are made on x86-64, this is {platform.machine()}")
@@ -147,12 +176,10 @@ def write_vectors(out_dir: Path, cases: int = 2, names: list[str] | None = None,
     rng = np.random.default_rng(seed)
     calls = TableCalls()
     written = []
-    for path in model_paths():
-        if names is not None and path.stem not in names:
-            continue
-        blob = plan_vector(path.read_bytes(), path.stem, cases, rng, calls, keep)
-        dst = out_dir / f"{path.stem}.plan"
-        dst.write_bytes(blob)
+    todo = {p.stem: p.read_bytes() for p in model_paths() if names is None or p.stem in names}
+    for name, data in {**todo, **(extra or {})}.items():
+        dst = out_dir / f"{name}.plan"
+        dst.write_bytes(plan_vector(data, name, cases, rng, calls, keep))
         written.append(dst)
     table_sweep(calls, rng, sweep_per_kind)
     dst = out_dir / "tables.tabl"
@@ -176,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cases", type=int, default=2, help="random inputs per model")
     ap.add_argument("--models", default="", help="comma-separated model names (default: all)")
     ap.add_argument("--reuse-arena", action="store_true", help="the production plan (seeds of the plan fuzzer)")
+    ap.add_argument("--op-models", action="store_true", help="also the one-op models (every op family)")
     args = ap.parse_args(argv)
     names = [n for n in args.models.split(",") if n]
     if not names:
@@ -183,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         skipped = [p.stem for p in model_paths() if p.stem not in names]
         if skipped:
             print(f"not supported by the engine, no vectors: {', '.join(skipped)}", file=sys.stderr)
-    for p in write_vectors(args.out_dir, args.cases, names, keep=not args.reuse_arena):
+    extra = op_models() if args.op_models else None
+    for p in write_vectors(args.out_dir, args.cases, names, keep=not args.reuse_arena, extra=extra):
         print(p)
     return 0
 

@@ -6,9 +6,10 @@ mutant must satisfy (`check`): load_model either raises a ModelError subclass wi
 returns a model whose run on valid inputs either works or raises a ModelError subclass. Any
 other exception is a bug; a crash, a sanitizer report or a hang is a bug.
 
-tests/inference/test_loader_fuzz.py runs a thousand mutants in-process. `make fuzz` runs this
-module as a program over 100,000 mutants, in worker processes that load the binding and the C
-library built with AddressSanitizer and UndefinedBehaviorSanitizer (native/Makefile):
+tests/inference/test_loader_fuzz.py runs 1,500 mutants of the zoo and thin-path models
+in-process. `make fuzz` runs this module as a program over 100,000 mutants of those and of the
+one-op models of every op family, in worker processes that load the binding and the C library
+built with AddressSanitizer and UndefinedBehaviorSanitizer (native/Makefile):
 
     python -m tests.inference.loader_fuzz --models 100000 --jobs 2 --native-dir DIR --preload LIBS
 
@@ -36,6 +37,17 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 SEEDS = sorted((ROOT / "models" / "zoo").glob("*.tflite")) + [ROOT / "agent" / "inference" / "models" / "thin_path.tflite"]
+
+
+def seed_models(op_models: bool = False) -> dict[str, bytes]:
+    """The zoo and thin-path models by name; with op_models, also the one-op model of every op
+    family (tests.inference.fuzzing), which reach kernels and checks the zoo does not use."""
+    seeds = {p.stem: p.read_bytes() for p in SEEDS}
+    if op_models:
+        from tests.inference import fuzzing
+
+        seeds.update({f"op{k:02d}": m for k, m in enumerate(fuzzing.seed_models())})
+    return seeds
 ARENA_LIMIT = 64 << 20  # a car's loader always sets one; without it a mutant may ask for gigabytes
 RUN_DEADLINE_S = 20.0  # a run still going after this is a hang (the zoo's runs take milliseconds)
 INTERESTING_U32 = (0, 1, 2, 3, 4, 7, 8, 0x7F, 0x80, 0xFF, 0x100, 0xFFFF, 0x10000, 0x7FFFFFFF,
@@ -137,9 +149,9 @@ def layout_of(data: bytes) -> Layout:
 class Mutator:
     """Applies 1-3 random mutations of the kinds below to a seed model."""
 
-    def __init__(self, seeds: Sequence[Path]) -> None:
-        self.seeds = [p.read_bytes() for p in seeds]
-        self.names = [p.stem for p in seeds]
+    def __init__(self, seeds: dict[str, bytes]) -> None:
+        self.seeds = list(seeds.values())
+        self.names = list(seeds)
         self.layouts = [layout_of(d) for d in self.seeds]
         self.structure = [lay.structural() for lay in self.layouts]
         # Small models are picked more often: they cost less per mutant, and their structure
@@ -331,7 +343,7 @@ MAX_REPORTED = 20  # failures kept in full per worker; all are counted
 
 def worker(seed: int, start: int, count: int, status: Path) -> dict[str, Any]:
     """Checks mutants [start, start+count); returns outcome counts and the failures seen."""
-    mut = Mutator(SEEDS)
+    mut = Mutator(seed_models(op_models=True))
     outcomes: collections.Counter[str] = collections.Counter()
     failures: list[dict[str, Any]] = []
     fd = os.open(status, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -361,7 +373,7 @@ def _worker_main(args: argparse.Namespace) -> int:
 
 def _replay(args: argparse.Namespace) -> int:
     _use_native(args.native_dir)
-    data, what = Mutator(SEEDS).mutant(args.seed, args.replay)
+    data, what = Mutator(seed_models(op_models=True)).mutant(args.seed, args.replay)
     out = Path(f"mutant-{args.seed}-{args.replay}.tflite")
     out.write_bytes(data)
     print(f"{out}: {what}")

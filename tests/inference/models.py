@@ -55,10 +55,30 @@ def fully_connected(rng: np.random.Generator, *, batch: int = 2, depth: int = 8,
                    data=rng.integers(-127, 128, size=(units, depth), dtype=np.int8))
     ins = [x, wt]
     if bias:
-        bs = s_in * (scales if per_channel else np.full(units, scales[0]))
-        ins.append(mb.tensor((units,), "int32", scale=bs, zero_point=[0] * units,
+        bs = s_in * scales
+        ins.append(mb.tensor((units,), "int32", scale=bs, zero_point=[0] * len(bs),
                              data=rng.integers(-5000, 5000, size=units).astype(np.int32)))
     y = mb.tensor((batch, units), "int8", scale=s_out, zero_point=z_out)
     mb.op("FULLY_CONNECTED", ins, [y], "FullyConnectedOptions",
           [(0, "b", act), (1, "b", 0), (2, "bool", keep_num_dims), (3, "bool", False)])
     return mb.build([x], [y])
+
+
+QParams = tuple[float, int]
+
+
+def single_op(op: str, inputs: list[tuple[tuple[int, ...], str, QParams | None, np.ndarray | None]],
+              outputs: list[tuple[tuple[int, ...], str, QParams | None]], options_name: str | None = None,
+              options: list[tuple[int, str, object]] | None = None) -> bytes:
+    """A one-operator model; inputs without data become graph inputs, with data constants."""
+    mb = ModelBuilder()
+    ins, graph_ins = [], []
+    for shape, dtype, q, data in inputs:
+        t = mb.tensor(shape, dtype, scale=q[0] if q else None, zero_point=q[1] if q else None, data=data)
+        ins.append(t)
+        if data is None:
+            graph_ins.append(t)
+    outs = [mb.tensor(shape, dtype, scale=q[0] if q else None, zero_point=q[1] if q else None)
+            for shape, dtype, q in outputs]
+    mb.op(op, ins, outs, options_name, options or [])
+    return mb.build(graph_ins, outs)

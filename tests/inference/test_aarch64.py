@@ -1,7 +1,8 @@
 """The C library on aarch64 (cross-built, run under qemu-aarch64) computes LiteRT's x86-64 bytes.
 
 The vectors are made here on x86-64 (tests.inference.aarch64_vectors): the plan tables of every
-zoo model and the thin-path model as the planner builds them, random inputs, LiteRT's builtin
+zoo model, the thin-path model and one-op models of every op family (with channel counts that
+split LiteRT's vector blocks from their tails) as the planner builds them, random inputs, LiteRT's builtin
 outputs and our engine's arena after the same run. native/tests/fn_vector_runner.c, compiled by
 aarch64-linux-gnu-gcc with the library's strict flags and linked statically, runs them under
 qemu-aarch64 and compares every graph output and every intermediate tensor byte for byte.
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.inference.aarch64_vectors import ROOT, THIN_PATH, model_paths, supported, write_vectors
+from tests.inference.aarch64_vectors import ROOT, THIN_PATH, model_paths, op_models, supported, write_vectors
 
 NATIVE = ROOT / "native"
 CASES = 3
@@ -35,8 +36,7 @@ def build(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def vectors(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    names = [p.stem for p in model_paths() if supported(p)]
-    return write_vectors(tmp_path_factory.mktemp("vectors"), cases=CASES, names=names)
+    return write_vectors(tmp_path_factory.mktemp("vectors"), cases=CASES, extra=op_models())
 
 
 def run(runner: list[str], files: list[Path]) -> subprocess.CompletedProcess[str]:
@@ -57,12 +57,10 @@ def test_cross_built_runner_is_a_static_aarch64_executable(build: Path) -> None:
     assert PT_INTERP not in types  # static: no dynamic loader, no aarch64 sysroot needed at run time
 
 
-def test_vectors_cover_the_zoo_and_the_thin_path(vectors: list[Path]) -> None:
+def test_vectors_cover_the_zoo_the_thin_path_and_every_op_family(vectors: list[Path]) -> None:
     names = {p.stem for p in vectors}
-    assert THIN_PATH.stem in names and "tables" in names
-    # Six zoo models carry every op family the engine had first (convolutions, pooling, MEAN,
-    # SOFTMAX, ADD, MUL, HARD_SWISH, LUTs, FC); a zoo model the engine refuses is not a vector.
-    assert len(names & {p.stem for p in model_paths()}) >= 7, names
+    assert {p.stem for p in model_paths()} | set(op_models()) | {"tables"} == names
+    assert all(supported(p) for p in model_paths())
 
 
 def test_aarch64_computes_litert_x86_bytes_for_every_model(build: Path, vectors: list[Path]) -> None:

@@ -85,3 +85,12 @@ def test_cancelled_token_refuses_to_start_and_model_stays_usable() -> None:
     with pytest.raises(Cancelled):
         m.run([np.zeros((1, 16), np.int8)], cancel=tok)
     assert m.run([np.zeros((1, 16), np.int8)])[0].shape == (1, 4)
+
+
+def test_convolutions_without_bias_are_refused() -> None:
+    # LiteRT refuses CONV_2D without a bias and crashes on DEPTHWISE_CONV_2D without one; we
+    # refuse both with a ModelError rather than invent an answer LiteRT cannot confirm.
+    rng = np.random.default_rng(0)
+    for depthwise in (False, True):
+        with pytest.raises(ModelError, match="bias"):
+            load_model(models.conv2d(rng, depthwise=depthwise, bias=False))

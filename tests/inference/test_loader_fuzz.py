@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from agent.inference import ModelError, load_model
-from tests.inference.loader_fuzz import SEEDS, Mutator, check
+from tests.inference.loader_fuzz import SEEDS, Mutator, check, seed_models
 
 MUTANTS = 1500
 SEED = 20261123
@@ -21,7 +21,7 @@ SEED = 20261123
 
 @pytest.fixture(scope="module")
 def mutator() -> Mutator:
-    return Mutator(SEEDS)
+    return Mutator(seed_models())
 
 
 def test_mutants_load_and_run_or_raise_a_model_error(mutator: Mutator) -> None:

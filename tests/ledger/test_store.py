@@ -7,6 +7,8 @@ import threading
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent.clock import FakeClock
 from agent.governor.policy import Period, Tariff, Window
@@ -131,3 +133,58 @@ def test_departure_tracker_reports_soc_against_the_scheduled_target() -> None:
     # An unscheduled drive in the afternoon is not a departure against a target.
     tr.observe(state(MONO0 + 3), MONO0 + 3, T0 + 6 * H)
     assert tr.observe(state(MONO0 + 4, gear="R"), MONO0 + 4, T0 + 6 * H) is None
+
+
+def test_ledger_sink_splits_by_the_charger_and_records_departures(tmp_path: Path) -> None:
+    from agent.governor.policy import Departure, Policy, Vehicle
+    from agent.ledger import LedgerSink
+    from agent.runner.power import PowerModel
+
+    clock = FakeClock(start_wall=T0, start_mono=MONO0)
+    p = Policy(vehicle=Vehicle(base_load_w=300.0),
+               departure=Departure(weekly=tuple((d, 8 * 60 + 20) for d in range(7))))
+    with Ledger(tmp_path / "l.sqlite") as led:
+        sink = LedgerSink(led, clock, p, PowerModel(watts_per_core=100.0))
+        o = JobOutcome("a", Outcome.DONE, b"", None, MONO0 - 60, MONO0, 1.0)
+        sink.outcome(o, state(MONO0, charging_power_kw=0.35), credits=0.2)  # 50 W surplus of 100 W
+        sink.outcome(JobOutcome("b", Outcome.DONE, b"", None, MONO0 - 60, MONO0, 1.0),
+                     state(MONO0, charge_cable=False))
+        s = led.summary(T0 - H, T0 + H)
+        assert (s.grid_wh, s.battery_wh, s.credits) == pytest.approx((0.5, 1.5, 0.2))
+        sink.observe(state(MONO0, soc_percent=77.0))
+        clock.advance(10)
+        sink.observe(state(MONO0 + 10, gear="D", soc_percent=77.0))
+        [dep] = led.departures(T0 - H, T0 + H)
+        assert (dep.soc_percent, dep.target_percent, dep.met) == (77.0, 80.0, False)
+        assert sink.energy_today() == pytest.approx((2.0, 2.0 / 1000 * 0.30)) and sink.errors == 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(jobs=st.lists(st.tuples(st.floats(0, 3 * 86400), st.floats(0, 5 * 3600), st.floats(0, 2000),
+                               st.floats(0, 1), st.sampled_from(list(Outcome))), min_size=1, max_size=12))
+def test_hours_add_up_to_the_jobs_whatever_their_spans(tmp_path_factory: pytest.TempPathFactory,
+                                                      jobs: list[tuple[float, float, float, float, Outcome]]) -> None:
+    tariff = Tariff(default_per_kwh=0.30, periods=(Period(Window(0, 6 * 60), 0.10),))
+    path = tmp_path_factory.mktemp("l") / "l.sqlite"
+    with Ledger(path, tariff) as led:
+        for i, (start, dur, wh, grid, outcome) in enumerate(jobs):
+            led.record_job(f"j{i}", outcome, T0 + start, T0 + start + dur, wh, grid_fraction=grid,
+                           credits=1.0)
+        s = led.summary(T0 - H, T0 + 4 * 86400)
+        assert s.energy_wh == pytest.approx(sum(j[2] for j in jobs), rel=1e-9, abs=1e-6)
+        assert s.grid_wh + s.battery_wh == pytest.approx(s.energy_wh, rel=1e-9, abs=1e-6)
+        assert s.busy_s == pytest.approx(sum(j[1] for j in jobs), rel=1e-9, abs=1e-6)
+        assert s.credits == pytest.approx(sum(1.0 for j in jobs if j[4] is Outcome.DONE))
+        # Every kWh costs between the cheapest and the dearest price of the tariff.
+        assert 0.10 * s.energy_wh / 1000 - 1e-9 <= s.cost <= 0.30 * s.energy_wh / 1000 + 1e-9
+        assert sum(s.outcomes.values()) == len(jobs)
+
+
+def test_an_empty_ledger_reports_and_plots(tmp_path: Path) -> None:
+    from agent.ledger.report import build, plot, render_text
+
+    with Ledger(tmp_path / "l.sqlite") as led:
+        r = build(led, T0)
+        text = render_text(r, led)
+        assert "0.0 h" in text and "no departures recorded" in text
+        assert plot(r, led, tmp_path / "empty.png").stat().st_size > 1000

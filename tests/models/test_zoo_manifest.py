@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import importlib.util
 import json
 import platform
 import re
+import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,24 +27,38 @@ MODELS: list[dict[str, Any]] = MANIFEST["models"]
 BY_NAME = {m["name"]: m for m in MODELS}
 # Every architecture the zoo promises; a model that silently failed to build must fail here.
 EXPECTED = {
-    "mobilenet_v1_025_64", "mobilenet_v2_035_64", "mobilenet_v3_small_050_64", "resnet8_32",
-    "ds_cnn_kws", "fc_autoencoder", "transformer_tiny",
+    "mobilenet_v1_025_64",
+    "mobilenet_v2_035_64",
+    "mobilenet_v3_small_050_64",
+    "resnet8_32",
+    "ds_cnn_kws",
+    "fc_autoencoder",
+    "transformer_tiny",
+    "resnet8_32_dynbatch",
+    "transformer_tiny_dynbatch",
 }
 
 
 def interpreter(model: dict[str, Any]) -> Interpreter:
-    interp = Interpreter(model_path=str(ZOO / model["file"]), num_threads=1,
-                         experimental_op_resolver_type=(
-                             OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
+    interp = Interpreter(
+        model_path=str(ZOO / model["file"]),
+        num_threads=1,
+        experimental_op_resolver_type=(OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES),
+    )
     interp.allocate_tensors()
     return interp
 
 
 def spec(detail: dict[str, Any]) -> dict[str, Any]:
     scale, zero_point = detail["quantization"]
-    return {"name": detail["name"], "dtype": np.dtype(detail["dtype"]).name,
-            "shape": [int(d) for d in detail["shape"]], "scale": float(scale),
-            "zero_point": int(zero_point)}
+    return {
+        "name": detail["name"],
+        "dtype": np.dtype(detail["dtype"]).name,
+        "shape": [int(d) for d in detail["shape"]],
+        "shape_signature": [int(d) for d in detail["shape_signature"]],
+        "scale": float(scale),
+        "zero_point": int(zero_point),
+    }
 
 
 def run(interp: Interpreter, seed: int) -> list[np.ndarray]:
@@ -144,8 +161,10 @@ def test_readme_table_lists_every_model() -> None:
         assert re.search(rf"\| `{m['name']}` \| .* \| {m['size_bytes']:,} \|", readme), m["name"]
 
 
-@pytest.mark.skipif(platform.machine() != "x86_64",
-                    reason="the digests are of x86-64 LiteRT; its ARM path rounds differently")
+@pytest.mark.skipif(
+    platform.machine() != "x86_64",
+    reason="the digests are of x86-64 LiteRT; its ARM path rounds differently",
+)
 @pytest.mark.parametrize("name", sorted(BY_NAME))
 def test_reference_output_digest(name: str) -> None:
     m = BY_NAME[name]
@@ -154,14 +173,36 @@ def test_reference_output_digest(name: str) -> None:
     assert digest.hexdigest() == m["reference_output_sha256"]
 
 
-def test_resnet8_macs_match_hand_count() -> None:
-    # MLPerf Tiny's ResNet-8 on 32x32x3: output pixels x output channels x kernel volume.
-    stem = 32 * 32 * 16 * (3 * 3 * 3)
-    stack1 = 2 * 32 * 32 * 16 * (3 * 3 * 16)
-    stack2 = 16 * 16 * 32 * (3 * 3 * 16) + 16 * 16 * 32 * (3 * 3 * 32) + 16 * 16 * 32 * 16
-    stack3 = 8 * 8 * 64 * (3 * 3 * 32) + 8 * 8 * 64 * (3 * 3 * 64) + 8 * 8 * 64 * 32
-    dense = 64 * 10
-    assert BY_NAME["resnet8_32"]["macs"] == stem + stack1 + stack2 + stack3 + dense == 12_501_632
+# MACs counted by hand from the architectures: output elements x reduction depth.
+HAND_MACS = {
+    # MLPerf Tiny's ResNet-8 on 32x32x3: stem, 3 stacks (1x1 shortcuts in 2 and 3), dense.
+    "resnet8_32": {
+        "CONV_2D": 32 * 32 * 16 * 27
+        + 2 * 32 * 32 * 16 * 144
+        + (16 * 16 * 32 * 144 + 16 * 16 * 32 * 288 + 16 * 16 * 32 * 16)
+        + (8 * 8 * 64 * 288 + 8 * 8 * 64 * 576 + 8 * 8 * 64 * 32),
+        "FULLY_CONNECTED": 64 * 10,
+    },
+    # DS-CNN: 10x4 stride-2 stem to 25x5x64, 4 x (3x3 depthwise + 1x1 to 64), dense to 12.
+    "ds_cnn_kws": {
+        "CONV_2D": 25 * 5 * 64 * (10 * 4) + 4 * 25 * 5 * 64 * 64,
+        "DEPTHWISE_CONV_2D": 4 * 25 * 5 * 64 * 9,
+        "FULLY_CONNECTED": 64 * 12,
+    },
+    # 16 steps: projection 12->32, Q K V O 32->32, feed-forward 32->64->32, classifier 32->4;
+    # attention: 2 heads x (QK^T 16x16 over 16 + AV 16x16 over 16).
+    "transformer_tiny": {
+        "BATCH_MATMUL": 2 * (2 * 16 * 16 * 16),
+        "FULLY_CONNECTED": 16 * 12 * 32 + 4 * 16 * 32 * 32 + 2 * 16 * 32 * 64 + 32 * 4,
+    },
+}
+HAND_MACS["transformer_tiny_dynbatch"] = HAND_MACS["transformer_tiny"]
+
+
+@pytest.mark.parametrize("name", sorted(HAND_MACS))
+def test_macs_match_hand_count(name: str) -> None:
+    assert BY_NAME[name]["macs_by_op"] == HAND_MACS[name]
+    assert BY_NAME[name]["macs"] == sum(HAND_MACS[name].values())
 
 
 def test_union_of_signatures_is_the_sum_over_models() -> None:
@@ -169,3 +210,27 @@ def test_union_of_signatures_is_the_sum_over_models() -> None:
     for m in MODELS:
         union.update(m["op_signatures"])
     assert dict(union) == MANIFEST["op_signature_union"]
+
+
+def test_cards_manifest_and_readme_are_what_make_zoo_describe_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The committed text must be regenerated, not hand-edited: rerun the describe phase on a
+    # copy of the models and compare every file it writes.
+    spec = importlib.util.spec_from_file_location("make_zoo", ZOO.parent / "make_zoo.py")
+    assert spec is not None and spec.loader is not None
+    make_zoo = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "make_zoo", make_zoo)  # dataclasses look their module up
+    spec.loader.exec_module(make_zoo)
+    copy = tmp_path / "zoo"
+    copy.mkdir()
+    for p in [*ZOO.glob("*.tflite"), ZOO / "build.json"]:
+        shutil.copy(p, copy / p.name)
+    readme = tmp_path / "README.md"
+    shutil.copy(ZOO.parent / "README.md", readme)
+    make_zoo.describe(copy, readme)
+    written = sorted(p.name for p in copy.iterdir() if p.suffix in (".md", ".json"))
+    assert written == sorted(p.name for p in ZOO.iterdir() if p.suffix in (".md", ".json"))
+    for name in written:
+        assert (copy / name).read_text() == (ZOO / name).read_text(), name
+    assert readme.read_text() == (ZOO.parent / "README.md").read_text()

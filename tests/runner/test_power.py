@@ -53,3 +53,14 @@ def test_model_round_trips_and_rejects_hostile_files(tmp_path) -> None:
         p.write_text(bad)
         with pytest.raises(PowerModelError):
             PowerModel.load(p)
+
+
+def test_the_default_model_is_the_calibrated_one_and_a_damaged_file_is_ignored(
+        tmp_path, monkeypatch) -> None:
+    path = tmp_path / "power.json"
+    monkeypatch.setenv("FLEETNODE_POWER_MODEL", str(path))
+    assert PowerModel.default().watts_per_core == PowerModel.watts_per_core  # nothing calibrated
+    PowerModel(watts_per_core=4.5, cores=3).save(path)
+    assert PowerModel.default() == PowerModel(watts_per_core=4.5, cores=3)
+    path.write_text("{broken")
+    assert PowerModel.default().watts_per_core == PowerModel.watts_per_core

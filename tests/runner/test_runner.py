@@ -104,7 +104,7 @@ def test_nothing_starts_until_the_governor_says_run(make_runner) -> None:
     r, out = make_runner()
     assert r.submit(Job("j1", returns(b"x")))
     r.poke()
-    assert r.running() == [] and r.queued() == ["j1"] and out.items == []
+    assert r.running == [] and r.queued == ["j1"] and out.items == []
     r.set_decision(RUN_ONE)
     assert out.wait(1)[0].outcome is Outcome.DONE
 
@@ -115,7 +115,7 @@ def test_stop_decision_preempts_running_job_before_set_decision_returns(make_run
     r.set_decision(RUN_ALL)
     r.submit(Job("long", blocking(started)))
     assert started.wait(WAIT_S)
-    tokens_before = r.running()
+    tokens_before = r.running
     r.set_decision(STANDBY)
     [o] = out.wait(1)
     assert tokens_before == ["long"]
@@ -202,8 +202,10 @@ def test_full_queue_pushes_back_and_duplicates_are_held_once(make_runner) -> Non
     assert r.submit(Job("a", returns(b"")))  # already held: accepted once
     assert not r.submit(Job("c", returns(b"")))
     assert (r.stats.rejected_full, r.stats.duplicates) == (1, 1)
-    with pytest.raises(RunnerError):
-        r.submit(Job("", returns(b"")))
+    for bad in (Job("", returns(b"")), Job("p", returns(b""), priority="high"),  # type: ignore[arg-type]
+                Job("d", returns(b""), deadline=float("nan")), Job("w", "not callable")):  # type: ignore[arg-type]
+        with pytest.raises(RunnerError):
+            r.submit(bad)
 
 
 def test_lower_budget_preempts_lowest_priority_running_jobs(make_runner) -> None:
@@ -216,7 +218,7 @@ def test_lower_budget_preempts_lowest_priority_running_jobs(make_runner) -> None
     r.set_decision(Decision(Mode.RUN, 20.0, ()))  # two cores
     [o] = out.wait(1)
     assert o.job_id == "p0" and o.outcome is Outcome.PREEMPTED
-    assert sorted(r.running()) == ["p1", "p2"]
+    assert sorted(r.running) == ["p1", "p2"]
 
 
 def test_drain_lets_running_jobs_finish_and_starts_none(make_runner) -> None:
@@ -236,7 +238,7 @@ def test_drain_lets_running_jobs_finish_and_starts_none(make_runner) -> None:
     release.set()
     [o] = out.wait(1)
     assert (o.job_id, o.outcome, o.result) == ("inflight", Outcome.DONE, b"finished")
-    assert r.wait_idle(WAIT_S) and r.queued() == ["new"]
+    assert r.wait_idle(WAIT_S) and r.queued == ["new"]
 
 
 def test_stop_hands_back_every_job_exactly_once(make_runner) -> None:
@@ -293,7 +295,100 @@ def test_fractional_budget_holds_the_queue_for_the_duty_cycle_rest(make_runner) 
     r.submit(Job("second", w("second")))
     out.wait(1)
     r.poke()
-    assert r.queued() == ["second"]  # owes 4 s of rest after 4 s busy
+    assert r.queued == ["second"]  # owes 4 s of rest after 4 s busy
     clock.advance(4.0)
     r.poke()
     assert [o.job_id for o in out.wait(2)] == ["first", "second"]
+
+
+def test_job_threads_can_run_at_a_lower_priority_than_the_stop_path(make_runner) -> None:
+    import os
+    r, out = make_runner(job_nice=10)
+    seen: list[int] = []
+
+    def w(tok: CancelToken) -> bytes:
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return b""
+
+    r.set_decision(RUN_ALL)
+    r.submit(Job("nice", w))
+    out.wait(1)
+    assert seen == [min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10)]
+
+
+def stubborn(started: threading.Event, release: threading.Event) -> Callable[[CancelToken], bytes]:
+    """Work that ignores its token (a kernel without cancel checks) until released."""
+    def work(tok: CancelToken) -> bytes:
+        started.set()
+        release.wait(WAIT_S * 4)
+        return b"too late"
+    return work
+
+
+def test_a_job_that_ignores_its_cancel_is_handed_back_and_keeps_its_core(make_runner) -> None:
+    clock = FakeClock()
+    r, out = make_runner(clock, stop_grace_s=2.0)
+    started, release = threading.Event(), threading.Event()
+    r.set_decision(RUN_ONE)
+    r.submit(Job("stuck", stubborn(started, release)))
+    assert started.wait(WAIT_S)
+    r.set_decision(STANDBY)
+    clock.advance(2.5)
+    r.poke()
+    [o] = out.wait(1)  # reported while its thread is still inside the work
+    assert o.outcome is Outcome.PREEMPTED and "did not stop" in (o.error or "")
+    assert r.stats.stuck == 1 and r.running == []
+    # Its thread still burns the one core the budget allows: nothing else may start.
+    r.set_decision(RUN_ONE)
+    r.submit(Job("next", returns(b"ok")))
+    r.poke()
+    assert not r.wait_idle(0.0) and r.queued == ["next"]
+    release.set()
+    got = out.wait(2)
+    assert [x.job_id for x in got] == ["stuck", "next"]  # the late result is dropped, not reported
+    assert r.stats.late_returns == 1
+
+
+def test_stop_hands_back_a_job_that_never_returns(make_runner) -> None:
+    r, out = make_runner()
+    started, release = threading.Event(), threading.Event()
+    r.set_decision(RUN_ONE)
+    r.submit(Job("stuck", stubborn(started, release)))
+    assert started.wait(WAIT_S)
+    r.stop(timeout=0.2)
+    [o] = out.wait(1)
+    assert o.outcome is Outcome.PREEMPTED and "did not stop" in (o.error or "")
+    release.set()
+
+
+def test_jobs_get_the_engines_token_and_its_cancelled_is_preemption() -> None:
+    import numpy as np
+
+    from agent.inference import Cancelled as EngineCancelled
+    from agent.inference import CancelToken as EngineToken
+    from agent.inference import load_model
+    from bench.bench_preempt import conv_model
+
+    model = load_model(conv_model(h=64, w=64, c=32, o=32))
+    x = np.zeros(model.inputs[0].shape, dtype=np.int8)
+    out, started = Outcomes(), threading.Event()
+    seen: list[object] = []
+
+    def work(tok: CancelToken) -> bytes:
+        seen.append(tok)
+        started.set()
+        while True:
+            model.run([x], cancel=tok)  # type: ignore[arg-type]
+
+    r = Runner(SystemClock(), out, MODEL)  # default token factory
+    r.start()
+    try:
+        r.set_decision(RUN_ONE)
+        r.submit(Job("engine", work))
+        assert started.wait(WAIT_S)
+        r.set_decision(STANDBY)
+        [o] = out.wait(1)
+    finally:
+        r.stop()
+    assert isinstance(seen[0], EngineToken)
+    assert o.outcome is Outcome.PREEMPTED and EngineCancelled.__name__ in (o.error or "")

@@ -1,0 +1,117 @@
+"""`fleetnode fleet submit MODEL INPUTS`: send one job per input to the fleet, wait for every
+result, cross-check replicas from different cars, and report per task."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agent.fleet import protocol as p
+from agent.fleet.fleetside import FleetClient, Task
+from agent.fleet.models import load_private, sign_manifest
+
+
+class SubmitError(Exception):
+    pass
+
+
+def load_inputs(path: Path) -> list[tuple[str, list[np.ndarray]]]:
+    """A .npy is one job with one input; a .npz is one job per array (named by its key)."""
+    if path.suffix == ".npy":
+        return [(p.check_job_id(path.stem) if _ok_id(path.stem) else "job0",
+                 [np.load(path, allow_pickle=False)])]
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as z:
+            return [(k if _ok_id(k) else f"job{i}", [z[k]]) for i, k in enumerate(z.files)]
+    raise SubmitError(f"{path}: inputs must be a .npy or .npz file")
+
+
+def _ok_id(s: str) -> bool:
+    try:
+        p.check_job_id(s)
+        return len(s) <= 64
+    except p.ProtocolError:
+        return False
+
+
+def resolve_model(client: FleetClient, spec: str, key: Path | None) -> p.ModelRef:
+    if spec.startswith("builtin:"):
+        return p.ModelRef.from_obj({"builtin": spec.split(":", 1)[1]})
+    if len(spec) == 64 and all(c in "0123456789abcdef" for c in spec):
+        return p.ModelRef(sha256=spec)
+    path = Path(spec)
+    if not path.is_file():
+        raise SubmitError(f"{spec}: not a file, a sha256 or builtin:NAME")
+    data = path.read_bytes()
+    manifest = Path(f"{path}.manifest.json")
+    if key is not None:
+        signed = sign_manifest(load_private(key), data, _name(path), 1, time.time())
+    elif manifest.exists():
+        signed = p.SignedManifest.decode(manifest.read_bytes())
+    else:
+        raise SubmitError(f"{path}: needs --key or {manifest} (fleetnode fleet keys sign)")
+    if signed.manifest.sha256 != hashlib.sha256(data).hexdigest():
+        raise SubmitError(f"{manifest} is for another model")
+    client.publish_model(data, signed)
+    return p.ModelRef(sha256=signed.manifest.sha256)
+
+
+def _name(path: Path) -> str:
+    stem = "".join(c if c.isalnum() or c in "._-" else "_" for c in path.stem)[:64]
+    return stem or "model"
+
+
+def task_report(t: Task) -> dict[str, Any]:
+    return {"task": t.task_id, "status": t.status, "cars": t.cars, "attempts": t.attempts,
+            "error": t.error,
+            "outputs_sha256": hashlib.sha256(p.tensor_bytes(t.outputs)).hexdigest() if t.outputs else None}
+
+
+def submit_command(args: Any) -> int:
+    from agent.fleet.cli import client_kwargs
+    try:
+        jobs = load_inputs(args.inputs)
+    except (OSError, ValueError, SubmitError) as e:
+        print(f"cannot read inputs: {e}", file=sys.stderr)
+        return 2
+    submitter = args.submitter or "".join(
+        c if c.isalnum() or c in "_-" else "-" for c in f"submit-{socket.gethostname()}")[:64]
+    run = time.strftime("%H%M%S")
+    with FleetClient(**client_kwargs(args), submitter=submitter, job_timeout_s=args.job_timeout) as fc:
+        if not fc.wait_connected(10):
+            print(f"cannot reach the broker at {args.host}:{args.port}: {fc.session.last_error}",
+                  file=sys.stderr)
+            return 2
+        try:
+            model = resolve_model(fc, args.model, args.key)
+        except (SubmitError, OSError, ValueError, p.ProtocolError) as e:
+            print(f"model: {e}", file=sys.stderr)
+            return 2
+        tasks = [fc.submit(f"{run}-{name}"[:100], model, inputs, args.redundancy, args.max_run_s)
+                 for name, inputs in jobs]
+        finished = fc.wait(args.timeout)
+        if args.out is not None:
+            args.out.mkdir(parents=True, exist_ok=True)
+        worst = 0
+        for t in tasks:
+            rep = task_report(t)
+            if args.json:
+                print(json.dumps(rep, separators=(",", ":")))
+            else:
+                print(f"{t.task_id}: {t.status} cars={','.join(t.cars) or '-'}"
+                      f"{' ' + t.error if t.error else ''}")
+            if args.out is not None and t.status == "ok":
+                np.savez(args.out / f"{t.task_id}.npz", *t.outputs)
+            worst = max(worst, {"ok": 0, "mismatch": 3}.get(t.status, 1))
+        if not args.json:
+            print(f"-- {sum(t.status == 'ok' for t in tasks)}/{len(tasks)} ok, "
+                  f"{sum(t.status == 'mismatch' for t in tasks)} mismatched, "
+                  f"{'all finished' if finished else 'timed out'}")
+        return worst

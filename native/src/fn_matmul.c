@@ -1,0 +1,64 @@
+/* BATCH_MATMUL int8: out[b, m, n] = requant(sum_k (lhs[b, m, k] - zp_l) * (rhs[b, k, n] - zp_r)).
+ * Batch dimensions broadcast through zero strides; transposed operands through their strides. */
+#include "fn_kernels.h"
+
+enum { BM_BATCH = 0, BM_LSTR = 4, BM_RSTR = 8, BM_M = 12, BM_N, BM_K, BM_L_MS, BM_L_KS, BM_R_KS, BM_R_NS,
+       BM_ZP_L, BM_ZP_R, BM_ZP_OUT, BM_MULT, BM_SHIFT, BM_MODE, BM_MIN, BM_MAX };
+
+static int64_t reach(const int32_t *dims, const int32_t *str, int nd) {
+    int64_t r = 0;
+    for (int d = 0; d < nd; d++) r += (int64_t)(dims[d] - 1) * str[d];
+    return r;
+}
+
+int fn_check_batch_matmul_s8(const fn_node *n, const fn_tensor *t, int32_t nt) {
+    if (n->n_in != 2 || n->n_out != 1) return -1;
+    if (!fn_tensor_ok(t, nt, n->in[0], FN_I8) || !fn_tensor_ok(t, nt, n->in[1], FN_I8)) return -1;
+    if (!fn_tensor_ok(t, nt, n->out[0], FN_I8)) return -1;
+    const int32_t *p = n->p;
+    int64_t batches = 1;
+    for (int d = 0; d < 4; d++) {
+        if (p[BM_BATCH + d] < 1 || p[BM_LSTR + d] < 0 || p[BM_RSTR + d] < 0) return -1;
+        batches *= p[BM_BATCH + d];
+    }
+    if (p[BM_M] < 1 || p[BM_N] < 1 || p[BM_K] < 1) return -1;
+    if (p[BM_L_MS] < 0 || p[BM_L_KS] < 0 || p[BM_R_KS] < 0 || p[BM_R_NS] < 0) return -1;
+    const int64_t l_last = reach(&p[BM_BATCH], &p[BM_LSTR], 4) + (int64_t)(p[BM_M] - 1) * p[BM_L_MS] +
+                           (int64_t)(p[BM_K] - 1) * p[BM_L_KS];
+    const int64_t r_last = reach(&p[BM_BATCH], &p[BM_RSTR], 4) + (int64_t)(p[BM_K] - 1) * p[BM_R_KS] +
+                           (int64_t)(p[BM_N] - 1) * p[BM_R_NS];
+    if (l_last >= t[n->in[0]].count || r_last >= t[n->in[1]].count) return -1;
+    if (batches * p[BM_M] * p[BM_N] != t[n->out[0]].count) return -1;
+    if (p[BM_SHIFT] < -31 || p[BM_SHIFT] > 31 || p[BM_MIN] > p[BM_MAX]) return -1;
+    if (p[BM_MODE] != FN_RQ_DOUBLE_ROUND && p[BM_MODE] != FN_RQ_RUY_X86) return -1;
+    return 0;
+}
+
+int fn_run_batch_matmul_s8(const fn_node *n, fn_tensor *t, const volatile int32_t *cancel) {
+    const int32_t *p = n->p;
+    const int8_t *l = (const int8_t *)t[n->in[0]].data, *r = (const int8_t *)t[n->in[1]].data;
+    int8_t *y = (int8_t *)t[n->out[0]].data;
+    int64_t o = 0;
+    for (int64_t b0 = 0; b0 < p[BM_BATCH]; b0++)
+    for (int64_t b1 = 0; b1 < p[BM_BATCH + 1]; b1++)
+    for (int64_t b2 = 0; b2 < p[BM_BATCH + 2]; b2++)
+    for (int64_t b3 = 0; b3 < p[BM_BATCH + 3]; b3++) {
+        const int8_t *lb = l + b0 * p[BM_LSTR] + b1 * p[BM_LSTR + 1] + b2 * p[BM_LSTR + 2] + b3 * p[BM_LSTR + 3];
+        const int8_t *rb = r + b0 * p[BM_RSTR] + b1 * p[BM_RSTR + 1] + b2 * p[BM_RSTR + 2] + b3 * p[BM_RSTR + 3];
+        for (int64_t m = 0; m < p[BM_M]; m++) {
+            if (FN_CANCEL_REQUESTED(cancel)) return FN_CANCELLED;
+            for (int64_t j = 0; j < p[BM_N]; j++, o++) {
+                if ((j & 63) == 63 && FN_CANCEL_REQUESTED(cancel)) return FN_CANCELLED;
+                uint32_t acc = 0;
+                for (int64_t k = 0; k < p[BM_K]; k++) {
+                    const int32_t a = lb[m * p[BM_L_MS] + k * p[BM_L_KS]] - p[BM_ZP_L];
+                    const int32_t c = rb[k * p[BM_R_KS] + j * p[BM_R_NS]] - p[BM_ZP_R];
+                    acc += (uint32_t)(a * c);
+                }
+                const int32_t v = fn_requant((int32_t)acc, p[BM_MODE], p[BM_MULT], p[BM_SHIFT], 0.0);
+                y[o] = fn_out_s8(v, p[BM_ZP_OUT], p[BM_MIN], p[BM_MAX]);
+            }
+        }
+    }
+    return FN_OK;
+}

@@ -1,0 +1,84 @@
+"""The plan: Python and C agree on op kinds, the C side re-checks every table row, the arena
+reuses memory between tensors whose lifetimes do not overlap."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent.inference import _native, load_model, tflite
+from agent.inference.models import make_thin_path
+from agent.inference.planner import NativeOp, Planner
+from tests.inference import models
+
+HEADER = Path(__file__).resolve().parents[2] / "native" / "include" / "fn_engine.h"
+
+
+def test_python_op_kinds_mirror_the_c_enum() -> None:
+    body = re.search(r"enum fn_op \{(.*?)\};", HEADER.read_text(), re.DOTALL)
+    assert body is not None
+    names = re.findall(r"FN_OP_([A-Z0-9_]+)", body.group(1))
+    assert names[-1] == "COUNT"
+    assert names[:-1] == [op.name for op in NativeOp]
+
+
+def _thin_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    t = Planner(tflite.parse(make_thin_path.build())).plan()
+    return t.tensor_rows.copy(), t.node_rows.copy(), t.consts, t.arena_bytes
+
+
+def test_c_refuses_a_tensor_outside_its_region() -> None:
+    rows, nodes, consts, arena = _thin_tables()
+    _native.Plan(rows, nodes, np.zeros(arena, np.uint8), consts)  # the genuine tables are accepted
+    rows[0, 9] = arena  # offset past the arena
+    with pytest.raises(_native.PlanError):
+        _native.Plan(rows, nodes, np.zeros(arena, np.uint8), consts)
+
+
+def test_c_refuses_a_node_whose_shapes_do_not_fit_its_kernel() -> None:
+    rows, nodes, consts, arena = _thin_tables()
+    nodes[0, 3 + 8] = nodes[0, 3]  # FC output := its own input (16 elements, not 32)
+    with pytest.raises(_native.PlanError) as e:
+        _native.Plan(rows, nodes, np.zeros(arena, np.uint8), consts)
+    assert e.value.index == 0
+
+
+def test_c_refuses_an_unknown_op_kind() -> None:
+    rows, nodes, consts, arena = _thin_tables()
+    nodes[1, 0] = 999
+    with pytest.raises(_native.PlanError):
+        _native.Plan(rows, nodes, np.zeros(arena, np.uint8), consts)
+
+
+def test_arena_reuses_memory_of_dead_tensors() -> None:
+    # a chain of 6 elementwise ops on 64 KiB tensors needs 2-3 live buffers, not 7
+    mb_model = models.single_op("RELU", [((256, 256), "int8", (0.1, 0), None)], [((256, 256), "int8", (0.1, 0))])
+    chain = _relu_chain(6)
+    m = load_model(chain)
+    assert m.arena_bytes <= 3 * 65536  # type: ignore[attr-defined]
+    assert load_model(mb_model).arena_bytes <= 2 * 65536  # type: ignore[attr-defined]
+
+
+def _relu_chain(n: int) -> bytes:
+    from agent.inference.builder import ModelBuilder
+
+    mb = ModelBuilder()
+    t = [mb.tensor((256, 256), "int8", scale=0.1, zero_point=0) for _ in range(n + 1)]
+    for a, b in itertools.pairwise(t):
+        mb.op("RELU", [a], [b])
+    return mb.build([t[0]], [t[-1]])
+
+
+def test_intermediate_results_survive_reuse() -> None:
+    # the same chain computed with and without memory reuse gives the same bytes
+    from agent.inference.native_backend import NativeModel
+
+    data = _relu_chain(6)
+    x = np.random.default_rng(0).integers(-128, 128, (256, 256), dtype=np.int8)
+    a = load_model(data).run([x])[0]
+    b = NativeModel(tflite.parse(data), keep_intermediates=True).run([x])[0]
+    assert a.tobytes() == b.tobytes()
