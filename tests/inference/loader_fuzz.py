@@ -6,7 +6,7 @@ mutant must satisfy (`check`): load_model either raises a ModelError subclass wi
 returns a model whose run on valid inputs either works or raises a ModelError subclass. Any
 other exception is a bug; a crash, a sanitizer report or a hang is a bug.
 
-tests/inference/test_loader_fuzz.py runs 1,500 mutants of the zoo and thin-path models
+tests/inference/test_loader_fuzz.py runs 3,000 mutants of the zoo and thin-path models
 in-process. `make fuzz` runs this module as a program over 100,000 mutants of those and of the
 one-op models of every op family, in worker processes that load the binding and the C library
 built with AddressSanitizer and UndefinedBehaviorSanitizer (native/Makefile):
@@ -48,8 +48,12 @@ def seed_models(op_models: bool = False) -> dict[str, bytes]:
 
         seeds.update({f"op{k:02d}": m for k, m in enumerate(fuzzing.seed_models())})
     return seeds
-ARENA_LIMIT = 64 << 20  # a car's loader always sets one; without it a mutant may ask for gigabytes
-RUN_DEADLINE_S = 20.0  # a run still going after this is a hang (the zoo's runs take milliseconds)
+ARENA_LIMIT = 8 << 20  # a car's loader sets one; the seeds need at most a few hundred KiB
+# The seeds run in milliseconds. A mutant may still be a valid model with much more work (a batch
+# of 1000): after RUN_DEADLINE_S the run is cancelled, and it must then stop within
+# CANCEL_GRACE_S, or it counts as a hang.
+RUN_DEADLINE_S = 10.0
+CANCEL_GRACE_S = 5.0
 INTERESTING_U32 = (0, 1, 2, 3, 4, 7, 8, 0x7F, 0x80, 0xFF, 0x100, 0xFFFF, 0x10000, 0x7FFFFFFF,
                    0x80000000, 0xFFFFFFFF, 0xFFFFFFFE, 0x0FFFFFFF, 0x10000000)
 INTERESTING_I32 = (-1, 0, 1, 2, 3, -2147483648, 2147483647, 65535, 65536, 1 << 20, -129, 128, 255)
@@ -154,9 +158,10 @@ class Mutator:
         self.names = list(seeds)
         self.layouts = [layout_of(d) for d in self.seeds]
         self.structure = [lay.structural() for lay in self.layouts]
-        # Small models are picked more often: they cost less per mutant, and their structure
-        # is as rich as the big ones'; every seed is still picked often.
-        w = np.array([1.0 / np.sqrt(len(d)) for d in self.seeds])
+        # Half the mutants come from the big models (the zoo: real graphs, real weights), half
+        # from the small ones (the thin path, one-op models: cheap, and every op's checks).
+        big = np.array([len(d) >= 16384 for d in self.seeds])
+        w = np.where(big, 0.5 / max(int(big.sum()), 1), 0.5 / max(int((~big).sum()), 1))
         self.weights = w / w.sum()
         self.kinds: list[Callable[[np.random.Generator, bytearray, int], str]] = [
             self.bit_flip, self.byte_set, self.truncate, self.offset, self.length, self.vtable,
@@ -285,36 +290,43 @@ def valid_inputs(model: Any, rng: np.random.Generator) -> list[np.ndarray]:
     return xs
 
 
+def _refusal(outcome: str, e: Exception) -> str:
+    """A ModelError subclass with a message is the outcome; anything else is a failure."""
+    from agent.inference import ModelError
+
+    if not isinstance(e, ModelError):
+        raise AssertionError(f"{outcome}: {type(e).__name__} is not a ModelError: {e}") from e  # noqa: TRY004
+    if not str(e).strip():
+        raise AssertionError(f"{type(e).__name__} without a message") from e
+    return f"{outcome}: {type(e).__name__}"
+
+
 def check(data: bytes, rng: np.random.Generator) -> str:
-    """The property. Returns the outcome ("refused: <error>", "ran", "run refused: <error>");
-    raises AssertionError for anything else."""
-    from agent.inference import Cancelled, CancelToken, ModelError, load_model
+    """The property. Returns the outcome ("refused: <error>", "ran", "run refused: <error>",
+    "cancelled ..."); raises AssertionError for anything else."""
+    from agent.inference import Cancelled, CancelToken, load_model
 
     try:
         model = load_model(data, arena_limit_bytes=ARENA_LIMIT)
-    except ModelError as e:
-        if not str(e).strip():
-            raise AssertionError(f"{type(e).__name__} without a message") from e
-        return f"refused: {type(e).__name__}"
-    except Exception as e:
-        raise AssertionError(f"load raised {type(e).__name__}: {e}") from e
+    except Exception as e:  # noqa: BLE001 - every exception is classified, only ModelError passes
+        return _refusal("refused", e)
     try:
         xs = valid_inputs(model, rng)
     except (ValueError, MemoryError) as e:  # a spec numpy cannot even build is the model's fault
         raise AssertionError(f"loaded a model whose input specs are unusable: {e}") from e
     token = CancelToken()
     watchdog = threading.Timer(RUN_DEADLINE_S, token.cancel)
+    started = time.monotonic()
     watchdog.start()
     try:
         outs = model.run(xs, cancel=token)
     except Cancelled as e:
-        raise AssertionError(f"run still going after {RUN_DEADLINE_S} s") from e
-    except ModelError as e:
-        if not str(e).strip():
-            raise AssertionError(f"{type(e).__name__} without a message") from e
-        return f"run refused: {type(e).__name__}"
-    except Exception as e:
-        raise AssertionError(f"run raised {type(e).__name__}: {e}") from e
+        late = time.monotonic() - started - RUN_DEADLINE_S
+        if late > CANCEL_GRACE_S:
+            raise AssertionError(f"the run went on {late:.1f} s after its cancel") from e
+        return f"cancelled after {RUN_DEADLINE_S:.0f} s (a big valid model)"
+    except Exception as e:  # noqa: BLE001 - as above
+        return _refusal("run refused", e)
     finally:
         watchdog.cancel()
     if len(outs) != len(model.outputs) or any(o.shape != s.shape for o, s in zip(outs, model.outputs)):
@@ -368,6 +380,18 @@ def _worker_main(args: argparse.Namespace) -> int:
     native = _use_native(args.native_dir)
     report = worker(args.seed, args.start, args.count, Path(args.status))
     print(json.dumps({"native": native, **report}), flush=True)
+    return 0
+
+
+def _canary(args: argparse.Namespace) -> int:
+    """Writes one float past a 255-float heap buffer through the library: a sanitizer build must
+    abort here. The parent runs this first, so a campaign cannot pass with the sanitizer off."""
+    import ctypes
+
+    lib = ctypes.CDLL(_use_native(args.native_dir))
+    short = np.zeros(255, dtype=np.float32)  # fn_softmax_table writes 256
+    lib.fn_softmax_table(ctypes.c_float(0.1), ctypes.c_float(1.0), short.ctypes.data_as(ctypes.c_void_p))
+    print("canary: the out-of-bounds write went unnoticed", flush=True)
     return 0
 
 
@@ -445,6 +469,14 @@ def _parent_main(args: argparse.Namespace) -> int:
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     work_dir = Path(args.work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
+    if args.native_dir:
+        canary = subprocess.run([sys.executable, "-m", "tests.inference.loader_fuzz", "--canary", "--native-dir",
+                                 args.native_dir], env=env, capture_output=True, text=True, check=False, timeout=120)
+        if canary.returncode == 0 or "AddressSanitizer: heap-buffer-overflow" not in canary.stderr:
+            print("the sanitizer is not active in the workers (the canary overflow was not reported):",
+                  canary.stdout, canary.stderr[-2000:], sep="\n")
+            return 1
+        print("canary: a one-float heap overflow in the library is reported and aborts the worker")
     chunk = -(-args.models // args.jobs)
     jobs = [_Job(j, j * chunk, min(args.models, (j + 1) * chunk)) for j in range(args.jobs) if j * chunk < args.models]
     deadline = t0 + args.timeout
@@ -485,12 +517,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=3600, help="seconds for the whole run; a worker still going then is hung")
     ap.add_argument("--replay", type=int, default=None, help="rebuild mutant I, write it out and check it here")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--canary", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--start", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--status", default="", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
         return _worker_main(args)
+    if args.canary:
+        return _canary(args)
     if args.replay is not None:
         return _replay(args)
     return _parent_main(args)

@@ -15,7 +15,7 @@ import pytest
 from agent.inference import ModelError, load_model
 from tests.inference.loader_fuzz import SEEDS, Mutator, check, seed_models
 
-MUTANTS = 1500
+MUTANTS = 3000
 SEED = 20261123
 
 
