@@ -17,7 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.inference.aarch64_vectors import ROOT, THIN_PATH, model_paths, op_models, supported, write_vectors
+from tests.inference.aarch64_vectors import (
+    ROOT,
+    THIN_PATH,
+    model_paths,
+    op_models,
+    supported,
+    write_vectors,
+)
 
 NATIVE = ROOT / "native"
 CASES = 3
