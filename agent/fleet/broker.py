@@ -70,7 +70,6 @@ class Broker:
             # Mosquitto drops messages silently past this limit; the fleet's queues are bounded
             # by the agent and the dispatcher instead, so the broker's limit is set well above.
             f"max_queued_messages {max_queued_messages}",
-            "max_inflight_messages 100",
             f"log_dest file {self.log_path}",
             "log_type error",
             "log_type warning",

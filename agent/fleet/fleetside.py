@@ -214,8 +214,15 @@ class FleetClient:
         now = self.clock.monotonic()
         to_send: list[tuple[Task, Replica]] = []
         with self._cond:
-            if not self.session.connected or not self.available():
+            available = self.available()
+            if not self.session.connected or not available:
                 return
+            # Credit-based flow control: no more jobs in flight than the available cars
+            # advertise they take at once (their queues), so none is refused for a full queue.
+            in_flight = sum(1 for t in self.tasks.values() if not t.finished for r in t.replicas
+                            if not r.done and r.sent_at is not None
+                            and now - r.sent_at < self.job_timeout_s)
+            credit = sum(max(1, c.capacity) for c in available) - in_flight
             for task in self.tasks.values():
                 if task.finished:
                     continue
@@ -224,6 +231,9 @@ class FleetClient:
                         continue
                     if r.sent_at is not None and now - r.sent_at < self.job_timeout_s:
                         continue
+                    if credit <= 0:
+                        break
+                    credit -= 1
                     if r.sent_at is not None:
                         self.counters["attempts_timed_out"] += 1
                     if task.attempts >= self.max_attempts * task.redundancy:

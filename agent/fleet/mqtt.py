@@ -129,6 +129,7 @@ class MqttSession:
         self._generation = 0  # increases with every CONNACK: message ids are per connection
         self.last_loop = time.monotonic()  # for the service watchdog: the loop is turning
         self.last_error = ""
+        self.topic_alias_max = 0  # from the broker's CONNACK
         self._connect_props = props(PacketTypes.CONNECT)
         self._connect_props.SessionExpiryInterval = session_expiry_s
         if receive_maximum is not None:
@@ -184,6 +185,7 @@ class MqttSession:
             return
         self._generation += 1
         self.counters["connects"] += 1
+        self.topic_alias_max = int(getattr(properties, "TopicAliasMaximum", 0) or 0)
         self._connected.set()
         if self._on_connect_cb is not None:
             self._on_connect_cb(bool(flags.session_present))

@@ -132,7 +132,7 @@ def test_malformed_jobs_get_error_replies_and_the_car_keeps_working(
     assert fleet.wait(10)
 
 
-def test_backpressure_the_broker_holds_jobs_beyond_the_queue(make_link: MakeLink,
+def test_backpressure_the_fleet_sends_no_more_than_the_car_takes(make_link: MakeLink,
                                                              make_client: MakeClient) -> None:
     car = make_link("car1", job_queue_size=3)
     run_car(car)
@@ -141,7 +141,7 @@ def test_backpressure_the_broker_holds_jobs_beyond_the_queue(make_link: MakeLink
     for i in range(10):
         fleet.submit(f"t{i}", BUILTIN, [np.full(1, i, np.int8)])
     assert fleet.wait_for(lambda c: car.jobs().qsize() == 3, 10)
-    # Receive Maximum: nothing beyond the queue's size is in flight to the car, nothing refused.
+    # The state advertises capacity 3: nothing beyond it is in flight to the car, nothing refused.
     assert not fleet.wait_for(lambda c: car.stats().get("jobs_received", 0) > 3, 0.5)
     done = threading.Event()
 
