@@ -176,7 +176,7 @@ def start_broker(
     tmpdir: str | Path,
     tls: BrokerTls | None = None,
     acl_file: str | Path | None = None,
-    **kwargs: int,
+    max_queued_messages: int = 100_000,
 ) -> Broker:
     """Start mosquitto on a free 127.0.0.1 port with its config and persistence under tmpdir."""
-    return Broker(tmpdir, tls=tls, acl_file=acl_file, **kwargs).start()
+    return Broker(tmpdir, tls=tls, acl_file=acl_file, max_queued_messages=max_queued_messages).start()

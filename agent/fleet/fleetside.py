@@ -307,14 +307,14 @@ class FleetClient:
             if kind == "state":
                 self._on_state(car, msg)
             elif kind == "telemetry":
-                t = p.Telemetry.decode(msg.payload)
+                t = p.Telemetry.decode(bytes(msg.payload))
                 with self._cond:
                     self.telemetry.setdefault(car, {}).update(t.fields)
                     self._cond.notify_all()
             elif kind == "results":
                 self._on_result(car, msg)
             elif kind == "errors":
-                e = p.ErrorReply.decode(msg.payload)
+                e = p.ErrorReply.decode(bytes(msg.payload))
                 with self._cond:
                     self.errors.append(e)
                     self.counters["error_replies"] += 1
@@ -329,7 +329,7 @@ class FleetClient:
                 self.cars.pop(car, None)
                 self._cond.notify_all()
             return
-        st = p.CarState.decode(msg.payload)
+        st = p.CarState.decode(bytes(msg.payload))
         if st.car != car:
             raise p.ProtocolError("forged", f"state on {car}'s topic names {st.car}")
         with self._cond:
@@ -338,7 +338,7 @@ class FleetClient:
             self._cond.notify_all()
 
     def _on_result(self, car: str, msg: paho.MQTTMessage) -> None:
-        res = p.JobResult.decode(msg.payload)
+        res = p.JobResult.decode(bytes(msg.payload))
         if res.car != car:
             raise p.ProtocolError("forged", f"result on {car}'s topic names {res.car}")
         # Acknowledge first, duplicates included: that is what empties the car's outbox. The ack

@@ -63,7 +63,7 @@ class JobQueue:
             return None
 
     def drain(self) -> list[p.JobRequest]:
-        out = []
+        out: list[p.JobRequest] = []
         while True:
             try:
                 j = self._q.get_nowait()
@@ -392,9 +392,9 @@ class FleetLink:
                         self._apply_subscription()
                 self._expire_model_fetches()
                 self._send_due()
-            except Exception as e:  # the sender must outlive a bad row or a full paho queue
+            except Exception:  # the sender must outlive a bad row or a full paho queue
                 self.counters["sender_errors"] += 1
-                log.exception("outbox sender: %s", e)
+                log.exception("outbox sender")
             self._wake.wait(0.2)
             self._wake.clear()
 
@@ -487,7 +487,7 @@ class FleetLink:
 
     def _on_ack(self, msg: paho.MQTTMessage) -> None:
         try:
-            ids = p.decode_ack(msg.payload)
+            ids = p.decode_ack(bytes(msg.payload))
         except p.ProtocolError:
             self.counters["acks_invalid"] += 1
         else:
@@ -651,13 +651,13 @@ class FleetLink:
     def _reject(self, msg: paho.MQTTMessage, payload: bytes, code: str, text: str,
                 corr: bytes | None) -> None:
         job_id, submitter = p.peek_job_ids(payload)
-        if job_id is not None and submitter is not None and self.outbox.status(job_id) == "new":
-            # Enough of the job survives to answer it like any other: through the outbox.
-            if self.outbox.accept(job_id, submitter, self.clock.time()):
-                with self._lock:
-                    self._pending[job_id] = _Pending(self.session.generation, msg.mid)
-                self._answer(job_id, "rejected", None, (code, text), None, submitter)
-                return
+        # Enough of the job survives to answer it like any other: through the outbox.
+        if (job_id is not None and submitter is not None and self.outbox.status(job_id) == "new"
+                and self.outbox.accept(job_id, submitter, self.clock.time())):
+            with self._lock:
+                self._pending[job_id] = _Pending(self.session.generation, msg.mid)
+            self._answer(job_id, "rejected", None, (code, text), None, submitter)
+            return
         with self._lock:
             self._error_seq += 1
             seq = self._error_seq

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -55,7 +56,7 @@ class Will:
 def props(packet: int, *, expiry_s: int | None = None, response_topic: str | None = None,
           correlation: bytes | None = None, content_type: str | None = None,
           user: list[tuple[str, str]] | None = None) -> Properties:
-    p = Properties(packet)
+    p = Properties(packet)  # type: ignore[no-untyped-call]
     if expiry_s is not None:
         p.MessageExpiryInterval = int(expiry_s)
     if response_topic is not None:
@@ -139,7 +140,7 @@ class MqttSession:
         if maximum_packet_size is not None:
             self._connect_props.MaximumPacketSize = maximum_packet_size
 
-        c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id,
+        c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                         protocol=paho.MQTTv5, manual_ack=manual_ack)
         c.suppress_exceptions = True  # our wrappers already catch; this is the second net
         c.max_inflight_messages_set(20)
@@ -276,6 +277,13 @@ class MqttSession:
             deadline = time.monotonic() + timeout
             while self.client.socket() is not None and time.monotonic() < deadline:
                 self._stop.wait(0.01)
+        self._end_thread()
+
+    def abort(self) -> None:
+        """Drop the connection without DISCONNECT, as a crash would: the broker sends the will."""
+        self._end_thread()
+
+    def _end_thread(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
@@ -286,17 +294,6 @@ class MqttSession:
                 sock.close()
             except OSError:
                 pass
-        self._connected.clear()
-
-    def abort(self) -> None:
-        """Drop the connection without DISCONNECT, as a crash would: the broker sends the will."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-        sock = self.client.socket()
-        if sock is not None:
-            sock.close()
         self._connected.clear()
 
     # -- operations (any thread) ---------------------------------------------------------------

@@ -35,7 +35,7 @@ class CertificateAuthority:
         self.cert_path = self.dir / "ca.pem"
         self._key = ec.generate_private_key(ec.SECP256R1())
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         self._cert = (
             x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
             .public_key(self._key.public_key()).serial_number(x509.random_serial_number())
@@ -53,7 +53,7 @@ class CertificateAuthority:
         if not server:
             check_id("certificate common name", common_name)
         key = ec.generate_private_key(ec.SECP256R1())
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         b = (x509.CertificateBuilder()
              .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
              .issuer_name(self._cert.subject).public_key(key.public_key())

@@ -693,7 +693,7 @@ class ModelManifest:
         return _dumps(self.as_dict())
 
     @classmethod
-    def from_obj(cls, o: object) -> "ModelManifest":
+    def from_obj(cls, o: object) -> ModelManifest:
         if not isinstance(o, dict):
             raise ProtocolError("bad_schema", "manifest must be an object")
         _version(o)
@@ -725,7 +725,7 @@ class SignedManifest:
                        "sig": base64.b64encode(self.signature).decode()})
 
     @classmethod
-    def decode(cls, payload: bytes) -> "SignedManifest":
+    def decode(cls, payload: bytes) -> SignedManifest:
         import base64
         import binascii
         o = _loads(payload)
