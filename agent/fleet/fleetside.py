@@ -322,6 +322,19 @@ class FleetClient:
         except p.ProtocolError as e:
             self.counters[f"invalid_{kind}"] += 1
             log.warning("invalid %s from %s: %s", kind, car, e)
+            if kind == "results":
+                self._ack_unreadable(car, msg)
+
+    def _ack_unreadable(self, car: str, msg: paho.MQTTMessage) -> None:
+        """A result we cannot read is still acknowledged, by its correlation data, or the car's
+        outbox would send it forever; it counts as nothing else."""
+        corr = getattr(msg.properties, "CorrelationData", None) if msg.properties else None
+        try:
+            job_id = p.check_job_id(bytes(corr).decode("ascii")) if corr else None
+        except (p.ProtocolError, UnicodeDecodeError):
+            job_id = None
+        if job_id is not None:
+            self.session.publish(p.Topics.acks(car), p.encode_ack([job_id]), p.QOS_ACK, False)
 
     def _on_state(self, car: str, msg: paho.MQTTMessage) -> None:
         if not msg.payload:  # a cleared retained state: the car is gone from the fleet
@@ -386,14 +399,10 @@ class FleetClient:
                     self.counters["mismatches"] += 1
                     task.error = "replicas disagree: " + ", ".join(
                         f"{o.car}={_short_hash(o.output_bytes)}" for o in task.replicas)
-        elif res.outcome == "rejected":
-            task.status, task.error = "rejected", f"{res.error_code}: {res.error_text}"
-        elif res.outcome == "failed" and r.attempt >= 3:
-            task.status, task.error = "failed", f"{res.error_code}: {res.error_text}"
-        else:  # preempted (or a failure worth another car): send it again
+        elif res.outcome in ("rejected", "failed"):  # final: the job or the engine said no
+            task.status, task.error = res.outcome, f"{res.error_code}: {res.error_text}"
+        else:  # preempted: the car could not run it now; another car (or later) can
             self.counters[f"attempts_{res.outcome}"] += 1
-            if res.outcome == "failed" or res.error_code == "excluded":
-                r.exclude.add(res.car)
             r.sent_at = None
             # A car that refuses (busy, stopping) is not asked again at once: no ping-pong.
             r.not_before = self.clock.monotonic() + min(0.05 * r.attempt, 2.0)

@@ -21,6 +21,7 @@ import logging
 import queue
 import secrets
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -127,7 +128,9 @@ class FleetLink:
         self.pool = p.check_id("pool", pool)
         self.clock = clock or SystemClock()
         self.outbox = Outbox(outbox_path)
-        self.audit = AuditLog(audit_path) if audit_path is not None else None
+        # The owner's audit log is always on: next to the outbox unless placed elsewhere.
+        self.audit = AuditLog(audit_path if audit_path is not None
+                              else Path(outbox_path).parent / "fleetnode-audit.sqlite")
         self.counters: Counter[str] = Counter()
         self.max_job_bytes = max_job_bytes
         self.ack_timeout_s = ack_timeout_s
@@ -170,6 +173,7 @@ class FleetLink:
         self._sub_generation = -1  # the connection the subscription was last (re)made on
         self._alias_generation = -1  # the connection the telemetry alias was registered on
         self._error_seq = 0
+        self._last_prune = -1e18
         self._inflight: list[paho.MQTTMessageInfo] = []  # results not yet PUBACKed
         self._wake = threading.Event()
         self._closing = threading.Event()
@@ -272,7 +276,10 @@ class FleetLink:
 
     def publish_telemetry(self, values: Mapping[str, float | int | str | None]) -> bool:
         """Offer current values; sends only what moved beyond its deadband, or a heartbeat."""
-        out = self._telemetry.offer(values, self.clock.monotonic())
+        known = {k: v for k, v in values.items() if k in p.TELEMETRY_FIELDS}
+        if len(known) != len(values):  # nothing undocumented leaves the car
+            self.counters["telemetry_fields_dropped"] += len(values) - len(known)
+        out = self._telemetry.offer(known, self.clock.monotonic())
         if out is None:
             return False
         hb, fields = out
@@ -353,6 +360,13 @@ class FleetLink:
         else:
             arrays = list(outputs)
         topic = p.Topics.results(self.car_id, sub)
+        size = sum(a.nbytes for a in arrays)
+        if size > p.MAX_RESULT_BYTES - p.MAX_HEADER_BYTES:
+            # The fleet would refuse it, never acknowledge it, and the outbox would resend it
+            # forever: it becomes a failure with a reason instead.
+            self.counters["results_too_large"] += 1
+            outcome, arrays = "failed", []
+            error = ("result_too_large", f"outputs of {size} bytes exceed the result limit")
 
         def build(seq: int) -> bytes:
             return p.JobResult(job_id, self.car_id, outcome, seq, arrays,
@@ -391,12 +405,34 @@ class FleetLink:
                     else:
                         self._apply_subscription()
                 self._expire_model_fetches()
+                self._housekeeping()
                 self._send_due()
             except Exception:  # the sender must outlive a bad row or a full paho queue
                 self.counters["sender_errors"] += 1
                 log.exception("outbox sender")
             self._wake.wait(0.2)
             self._wake.clear()
+
+    def _housekeeping(self) -> None:
+        """Hourly: forget answered job ids past the dedup window; restart a dead network thread."""
+        now = self.clock.monotonic()
+        if now - self._last_prune >= 3600.0:
+            self._last_prune = now
+            self.outbox.prune(self.clock.time())
+            if self.audit is not None:
+                self.audit.prune(self.clock.time())
+        if not self._closing.is_set() and not self.session.alive:
+            self.counters["network_thread_restarts"] += 1
+            self.session.start()
+
+    def health(self) -> dict[str, object]:
+        """For the service's watchdog: is every part of the link making progress?"""
+        loop_age = time.monotonic() - self.session.last_loop
+        sender_alive = self._sender is not None and self._sender.is_alive()
+        return {"ok": sender_alive and self.session.alive and loop_age < 10.0,
+                "connected": self.session.connected, "network_loop_age_s": round(loop_age, 3),
+                "sender_alive": sender_alive, "outbox_depth": self.outbox.depth(),
+                "last_error": self.session.last_error}
 
     def _send_due(self) -> None:
         if not self.session.connected:

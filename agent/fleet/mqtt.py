@@ -134,8 +134,9 @@ class MqttSession:
         self._connect_props = props(PacketTypes.CONNECT)
         self._connect_props.SessionExpiryInterval = session_expiry_s
         if receive_maximum is not None:
-            # The broker never has more than this many unacknowledged QoS 1 messages in flight
-            # to us: with manual acks this is the backpressure on jobs.
+            # Asks the broker to keep no more unacknowledged QoS 1 messages in flight to us.
+            # mosquitto 2.0.11 overruns it once acks flow (docs/protocol.md, section 12), so
+            # callers bound their queues themselves.
             self._connect_props.ReceiveMaximum = receive_maximum
         if maximum_packet_size is not None:
             self._connect_props.MaximumPacketSize = maximum_packet_size
@@ -227,7 +228,7 @@ class MqttSession:
     # -- the network thread --------------------------------------------------------------------
 
     def start(self) -> MqttSession:
-        if self._thread is None:
+        if self._thread is None or not self._thread.is_alive():
             self._stop.clear()
             self._thread = threading.Thread(target=self._run, name=f"mqtt-{self.client_id}",
                                             daemon=True)
@@ -301,6 +302,11 @@ class MqttSession:
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    @property
+    def alive(self) -> bool:
+        """The network thread runs (it only ends on stop() or abort())."""
+        return self._thread is not None and self._thread.is_alive()
 
     @property
     def generation(self) -> int:

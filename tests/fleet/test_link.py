@@ -157,7 +157,38 @@ def test_backpressure_the_fleet_sends_no_more_than_the_car_takes(make_link: Make
     assert car.stats().get("jobs_preempted", 0) == 0, repr(car.stats())
 
 
-def test_a_car_cannot_read_its_own_topics_it_does_not_own(mosquitto: Broker) -> None:
-    """Without TLS/ACL anyone may subscribe anywhere; the ACL test (test_security) closes it."""
-    assert mosquitto.running
-    _ = paho  # the ACL test uses raw paho clients
+def test_an_oversized_result_becomes_a_failure_not_an_endless_resend(
+        make_link: MakeLink, make_client: MakeClient) -> None:
+    car = make_link("car1")
+    run_car(car)
+    fleet = make_client(submitter="sub")
+    assert fleet.wait_for(lambda c: len(c.available()) == 1, 10)
+    fleet.submit("big", BUILTIN, [np.ones(1, np.int8)])
+    j = car.jobs().get(10)
+    assert j is not None
+    car.send_result(j.job_id, "ok", [np.zeros(p.MAX_RESULT_BYTES, np.int8)])
+    assert fleet.wait(10)
+    r = fleet.deliveries[0].result
+    assert (r.outcome, r.error_code) == ("failed", "result_too_large")
+    assert fleet.wait_for(lambda c: car.outbox.depth() == 0, 10)
+
+
+def test_undocumented_telemetry_fields_never_leave_the_car(make_link: MakeLink) -> None:
+    car = make_link("car1")
+    assert car.publish_telemetry({"soc_percent": 50.0, "latitude": 48.1, "longitude": 11.5})
+    assert car.stats()["telemetry_fields_dropped"] == 2
+    assert car.audit is not None
+    sent = [e.content for e in car.audit.entries() if e.topic.endswith("/telemetry")]
+    assert len(sent) == 1 and "48.1" not in sent[0] and "soc_percent" in sent[0]
+
+
+def test_health_reports_every_part_of_the_link(make_link: MakeLink, mosquitto: Broker) -> None:
+    car = make_link("car1")
+    h = car.health()
+    assert h["ok"] and h["connected"] and h["sender_alive"]
+    mosquitto.stop()
+    assert car.session.wait_for(lambda: not car.connected, 10)
+    h = car.health()
+    assert h["ok"] and not h["connected"]  # the loop keeps turning, retrying the broker
+    mosquitto.start()
+    assert car.wait_connected(10)
