@@ -259,6 +259,11 @@ class FleetLink:
             # The sender thread may have published it meanwhile (on a reconnect).
             return self._send_state() if self._state_dirty else True
 
+    def apply_decision(self, decision: Mapping[str, Any], vehicle: Mapping[str, Any]) -> None:
+        """The governor's decision in one call: take jobs only in RUN, and publish the state."""
+        self.set_accepting_jobs(decision.get("mode") == "RUN")
+        self.publish_state(decision, vehicle)
+
     def _send_state(self) -> bool:
         """Publish the current state (caller holds `_sub_lock`)."""
         with self._lock:

@@ -57,5 +57,4 @@ def make_client(mosquitto: Broker) -> Iterator[Callable[..., FleetClient]]:
 
 
 def run_car(link: FleetLink) -> None:
-    link.publish_state(RUN, VEHICLE)
-    link.set_accepting_jobs(True)
+    link.apply_decision(RUN, VEHICLE)
