@@ -31,7 +31,7 @@ import paho.mqtt.client as paho
 from agent.clock import Clock, SystemClock
 from agent.fleet import protocol as p
 from agent.fleet.models import chunks_of
-from agent.fleet.mqtt import MqttSession, TlsConfig, publish_props
+from agent.fleet.mqtt import MqttSession, TlsConfig, wait_until, publish_props
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +113,7 @@ class FleetClient:
         self.errors: list[p.ErrorReply] = []
         self.tasks: dict[str, Task] = {}
         self.deliveries: list[Delivery] = []  # every first arrival of a job id, in order
+        self.completed: list[str] = []  # task ids as they finish, each once: the consumer's view
         self._seen_jobs: set[str] = set()
         self._job_index: dict[str, tuple[str, int]] = {}  # job id -> (task, replica)
         self._cond = threading.Condition(threading.RLock())
@@ -188,8 +189,9 @@ class FleetClient:
             return self.counters["states"]
 
     def wait_for(self, predicate: Callable[[FleetClient], bool], timeout: float) -> bool:
-        with self._cond:
-            return self._cond.wait_for(lambda: predicate(self), timeout)
+        """Wait until predicate(self) holds or `timeout` passes. Re-checked on every message and
+        at least every 0.1 s, since a predicate may look at things this client is not told of."""
+        return wait_until(self._cond, lambda: predicate(self), timeout)
 
     # -- dispatch -------------------------------------------------------------------------------
 
@@ -370,7 +372,11 @@ class FleetClient:
                 return
             self._seen_jobs.add(res.job_id)
             self.deliveries.append(Delivery(res))
+            where = self._job_index.get(res.job_id)
+            was_finished = where is not None and self.tasks[where[0]].finished
             self._apply_result(res)
+            if where is not None and not was_finished and self.tasks[where[0]].finished:
+                self.completed.append(where[0])
             self._cond.notify_all()
 
     def _apply_result(self, res: p.JobResult) -> None:

@@ -81,6 +81,17 @@ def _no_op(*_: object) -> None:
     pass
 
 
+def wait_until(cond: threading.Condition, predicate: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    with cond:
+        while not predicate():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            cond.wait(min(left, 0.1))
+        return True
+
+
 class MqttSession:
     """One MQTT 5 connection kept alive by its own thread until `stop()`.
 
@@ -316,9 +327,8 @@ class MqttSession:
         return self._connected.wait(timeout)
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
-        """Wait until predicate() holds, re-checking whenever a message arrives."""
-        with self._sub_done:
-            return self._sub_done.wait_for(predicate, timeout)
+        """Wait until predicate() holds, re-checked on every message and every 0.1 s."""
+        return wait_until(self._sub_done, predicate, timeout)
 
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool = False,
                 properties: Properties | None = None) -> paho.MQTTMessageInfo | None:
