@@ -280,10 +280,13 @@ class FleetLink:
                                            user=[(p.SCHEMA_PROPERTY, "state/1")])) is not None
 
     def publish_telemetry(self, values: Mapping[str, float | int | str | None]) -> bool:
-        """Offer current values; sends only what moved beyond its deadband, or a heartbeat."""
+        """Offer current values; sends only what moved beyond its deadband, or a heartbeat.
+        While disconnected nothing is offered, so what changed meanwhile goes out on return."""
         known = {k: v for k, v in values.items() if k in p.TELEMETRY_FIELDS}
         if len(known) != len(values):  # nothing undocumented leaves the car
             self.counters["telemetry_fields_dropped"] += len(values) - len(known)
+        if not self.session.connected:
+            return False
         out = self._telemetry.offer(known, self.clock.monotonic())
         if out is None:
             return False
