@@ -31,7 +31,7 @@ import paho.mqtt.client as paho
 from agent.clock import Clock, SystemClock
 from agent.fleet import protocol as p
 from agent.fleet.models import chunks_of
-from agent.fleet.mqtt import MqttSession, TlsConfig, wait_until, publish_props
+from agent.fleet.mqtt import MqttSession, TlsConfig, publish_props, wait_until
 
 log = logging.getLogger(__name__)
 

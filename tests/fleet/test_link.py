@@ -7,14 +7,13 @@ import threading
 from collections.abc import Callable
 
 import numpy as np
-import paho.mqtt.client as paho
 
 from agent.fleet import protocol as p
 from agent.fleet.broker import Broker
 from agent.fleet.fleetside import FleetClient
 from agent.fleet.link import FleetLink
 from agent.fleet.mqtt import publish_props
-from tests.fleet.conftest import RUN, STANDBY, VEHICLE, run_car
+from tests.fleet.conftest import RUN, STANDBY, VEHICLE, car_and_fleet, run_car
 
 MakeLink = Callable[..., FleetLink]
 MakeClient = Callable[..., FleetClient]
@@ -66,10 +65,7 @@ def test_jobs_reach_only_cars_that_accept(make_link: MakeLink, make_client: Make
 
 
 def test_giving_up_the_subscription_preempts_queued_jobs(make_link: MakeLink, make_client: MakeClient) -> None:
-    car = make_link("car1")
-    run_car(car)
-    fleet = make_client(submitter="sub")
-    assert fleet.wait_for(lambda c: len(c.available()) == 1, 10)
+    car, fleet = car_and_fleet(make_link, make_client)
     fleet.submit("t0", BUILTIN, [np.zeros(2, np.int8)])
     assert fleet.wait_for(lambda c: car.jobs().qsize() == 1, 10)
     car.set_accepting_jobs(False)
@@ -87,10 +83,7 @@ def test_giving_up_the_subscription_preempts_queued_jobs(make_link: MakeLink, ma
 
 def test_a_job_delivered_twice_is_answered_once(mosquitto: Broker, make_link: MakeLink,
                                                make_client: MakeClient) -> None:
-    car = make_link("car1")
-    run_car(car)
-    fleet = make_client(submitter="sub")
-    assert fleet.wait_for(lambda c: len(c.available()) == 1, 10)
+    car, fleet = car_and_fleet(make_link, make_client)
     payload = p.JobRequest("dup-1", "sub", BUILTIN, [np.ones(2, np.int8)]).encode()
     for _ in range(3):
         fleet.session.publish(p.Topics.jobs("default"), payload, 1, False,
@@ -109,10 +102,7 @@ def test_a_job_delivered_twice_is_answered_once(mosquitto: Broker, make_link: Ma
 
 def test_malformed_jobs_get_error_replies_and_the_car_keeps_working(
         make_link: MakeLink, make_client: MakeClient) -> None:
-    car = make_link("car1")
-    run_car(car)
-    fleet = make_client(submitter="sub")
-    assert fleet.wait_for(lambda c: len(c.available()) == 1, 10)
+    car, fleet = car_and_fleet(make_link, make_client)
     pub = fleet.session.publish
     pub(p.Topics.jobs("default"), b"garbage", 1, False, publish_props(correlation=b"c-1"))
     bad_tensor = p.JobRequest("bad-1", "sub", BUILTIN, [np.ones(4, np.int8)]).encode()[:-1]
@@ -134,10 +124,8 @@ def test_malformed_jobs_get_error_replies_and_the_car_keeps_working(
 
 def test_backpressure_the_fleet_sends_no_more_than_the_car_takes(make_link: MakeLink,
                                                              make_client: MakeClient) -> None:
-    car = make_link("car1", job_queue_size=3)
-    run_car(car)
-    fleet = make_client(submitter="sub", job_timeout_s=600)
-    assert fleet.wait_for(lambda c: len(c.available()) == 1, 10)
+    car, fleet = car_and_fleet(make_link, make_client, fleet_kw={"job_timeout_s": 600},
+                               job_queue_size=3)
     for i in range(10):
         fleet.submit(f"t{i}", BUILTIN, [np.full(1, i, np.int8)])
     assert fleet.wait_for(lambda c: car.jobs().qsize() == 3, 10)
@@ -159,10 +147,7 @@ def test_backpressure_the_fleet_sends_no_more_than_the_car_takes(make_link: Make
 
 def test_an_oversized_result_becomes_a_failure_not_an_endless_resend(
         make_link: MakeLink, make_client: MakeClient) -> None:
-    car = make_link("car1")
-    run_car(car)
-    fleet = make_client(submitter="sub")
-    assert fleet.wait_for(lambda c: len(c.available()) == 1, 10)
+    car, fleet = car_and_fleet(make_link, make_client)
     fleet.submit("big", BUILTIN, [np.ones(1, np.int8)])
     j = car.jobs().get(10)
     assert j is not None
