@@ -89,6 +89,9 @@ class Broker:
                 f"keyfile {tls.keyfile}",
                 "require_certificate true",
                 "use_identity_as_username true",
+                # The client id is the certificate's CN too: a car cannot connect under another
+                # car's client id and take over its session (its queued jobs and acks).
+                "use_username_as_clientid true",
                 "allow_anonymous false",
             ]
         else:

@@ -125,3 +125,18 @@ def test_no_certificate_or_a_foreign_ca_gets_no_connection(secure: SecureFleet, 
         assert not plain.wait_connected(2)
     finally:
         plain.stop()
+
+
+def test_a_car_cannot_take_over_another_cars_session(secure: SecureFleet, tmp_path: Path) -> None:
+    b = secure.broker
+    with FleetLink("car1", b.host, b.port, outbox_path=tmp_path / "o.sqlite",
+                   tls=secure.tls["car1"]) as car:
+        assert car.wait_connected(10)
+        # car2 presents car1's client id: the broker names the session after car2's certificate.
+        thief = session(secure, "car2", "car-car1")
+        try:
+            assert thief.wait_connected(10)
+            assert not car.session.wait_for(lambda: car.session.counters["disconnects"] > 0, 1.0)
+            assert car.connected and car.session.counters["connects"] == 1
+        finally:
+            thief.stop()
