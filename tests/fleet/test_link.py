@@ -177,3 +177,19 @@ def test_health_reports_every_part_of_the_link(make_link: MakeLink, mosquitto: B
     assert h["ok"] and not h["connected"]  # the loop keeps turning, retrying the broker
     mosquitto.start()
     assert car.wait_connected(10)
+
+
+def test_an_unreadable_result_is_acknowledged_by_its_correlation_data(
+        make_link: MakeLink, make_client: MakeClient) -> None:
+    fleet = make_client(submitter="sub")
+    acks: list[bytes] = []
+    listener = make_client()
+    listener.session._on_message_cb = lambda m: acks.append(bytes(m.payload))
+    mid = listener.session.subscribe(p.Topics.acks("car9"), 0)
+    assert mid is not None and listener.session.wait_subscribed(mid, 10)
+    info = fleet.session.publish(p.Topics.results("car9", "sub"), b"\x00garbage", 1, False,
+                                 publish_props(correlation=b"job-7"))
+    assert info is not None
+    # Without the ack the car's outbox would send it forever; it counts as nothing else.
+    assert listener.session.wait_for(lambda: p.encode_ack(["job-7"]) in acks, 10)
+    assert fleet.counters["invalid_results"] == 1 and fleet.deliveries == []
