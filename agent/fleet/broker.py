@@ -50,7 +50,7 @@ class Broker:
         tls: BrokerTls | None = None,
         acl_file: str | Path | None = None,
         max_queued_messages: int = 100_000,
-        message_size_limit: int = 0,
+        max_packet_bytes: int = 4 << 20,
     ) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -80,8 +80,10 @@ class Broker:
             # the private persistence directory.
             "user root" if os.geteuid() == 0 else "",
         ]
-        if message_size_limit:
-            lines.append(f"max_packet_size {message_size_limit}")
+        if max_packet_bytes:
+            # No client, car or fleet, can push a packet bigger than this through the broker
+            # (jobs and results are limited to 1 MiB, model chunks default to 256 KiB).
+            lines.append(f"max_packet_size {max_packet_bytes}")
         if tls is not None:
             lines += [
                 f"cafile {tls.cafile}",

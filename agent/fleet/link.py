@@ -130,7 +130,7 @@ class FleetLink:
         self.outbox = Outbox(outbox_path)
         # The owner's audit log is always on: next to the outbox unless placed elsewhere.
         self.audit = AuditLog(audit_path if audit_path is not None
-                              else Path(outbox_path).parent / "fleetnode-audit.sqlite")
+                              else Path(outbox_path).parent / "audit.sqlite")
         self.counters: Counter[str] = Counter()
         self.max_job_bytes = max_job_bytes
         self.ack_timeout_s = ack_timeout_s

@@ -193,3 +193,12 @@ def test_an_unreadable_result_is_acknowledged_by_its_correlation_data(
     # Without the ack the car's outbox would send it forever; it counts as nothing else.
     assert listener.session.wait_for(lambda: p.encode_ack(["job-7"]) in acks, 10)
     assert fleet.counters["invalid_results"] == 1 and fleet.deliveries == []
+
+
+def test_the_broker_drops_packets_over_its_limit_before_any_car_sees_them(
+        make_link: MakeLink, make_client: MakeClient) -> None:
+    car, fleet = car_and_fleet(make_link, make_client)
+    fleet.session.publish(p.Topics.jobs("default"), bytes(5 << 20), 1, False)  # over 4 MiB
+    assert fleet.session.wait_for(lambda: fleet.session.counters["disconnects"] >= 1, 10)
+    assert car.jobs().get(0.5) is None and car.stats().get("jobs_received", 0) == 0
+    assert car.connected
