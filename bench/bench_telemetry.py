@@ -197,6 +197,7 @@ def _measure(d: Path, proxy: CountingProxy, tls: TlsConfig) -> dict[str, Any]:
         "telemetry_upstream_bytes_per_car_day": day_up,
         "telemetry_downstream_bytes_per_car_day": day_down,
         "keepalive_bytes_per_car_day": pings * (ping_up + ping_down),
+        "messages_per_car_day": states + telemetry,
         "state_messages_per_day": states,
         "telemetry_messages_per_day": telemetry,
         "connect_bytes_per_connection": up0 + down0,
