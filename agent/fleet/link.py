@@ -260,8 +260,9 @@ class FleetLink:
             return self._send_state() if self._state_dirty else True
 
     def apply_decision(self, decision: Mapping[str, Any], vehicle: Mapping[str, Any]) -> None:
-        """The governor's decision in one call: take jobs only in RUN, and publish the state."""
-        self.set_accepting_jobs(decision.get("mode") == "RUN")
+        """The governor's decision in one call: take jobs only in RUN (and not while draining
+        before a departure), and publish the state."""
+        self.set_accepting_jobs(decision.get("mode") == "RUN" and not decision.get("drain"))
         self.publish_state(decision, vehicle)
 
     def _send_state(self) -> bool:
