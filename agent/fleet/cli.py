@@ -36,7 +36,7 @@ def client_kwargs(args: Any) -> dict[str, Any]:
 def _cmd_watch(args: argparse.Namespace) -> int:
     from agent.fleet.fleetside import FleetClient
     from agent.fleet.watch import watch
-    with FleetClient(**client_kwargs(args)) as client:
+    with FleetClient(**client_kwargs(args), watch_results=True) as client:
         if not client.wait_connected(args.connect_timeout):
             print(f"cannot reach the broker at {args.host}:{args.port}: {client.session.last_error}",
                   file=sys.stderr)

@@ -16,6 +16,8 @@ cars from their retained state, and, for a submitter, runs tasks to completion:
 
 from __future__ import annotations
 
+import collections
+
 import hashlib
 import logging
 import secrets
@@ -101,6 +103,7 @@ class FleetClient:
         persistent: bool | None = None,
         session_expiry_s: int = 3600,
         watch_telemetry: bool = False,
+        watch_results: bool = False,
     ) -> None:
         self.submitter = p.check_id("submitter", submitter) if submitter else None
         self.pool = p.check_id("pool", pool)
@@ -118,6 +121,9 @@ class FleetClient:
         self._job_index: dict[str, tuple[str, int]] = {}  # job id -> (task, replica)
         self._cond = threading.Condition(threading.RLock())
         self._watch_telemetry = watch_telemetry
+        self._watch_results = watch_results
+        # Results seen passively (a watcher): never acknowledged, only shown; the newest last.
+        self.seen_results: collections.deque[tuple[str, str, str, float | None]] = collections.deque(maxlen=50)
         self._closing = threading.Event()
         self._pumper: threading.Thread | None = None
         # A submitter keeps its session across disconnects: results published while it is away
@@ -295,6 +301,9 @@ class FleetClient:
         self.session.subscribe(p.Topics.ALL_STATES, 1)
         if self._watch_telemetry:
             self.session.subscribe(p.Topics.ALL_TELEMETRY, 0)
+        if self._watch_results and not self.submitter:
+            # QoS 0 and no ack: a watcher must never take a result from its submitter's car outbox.
+            self.session.subscribe(p.Topics.ALL_RESULTS, 0)
         if self.submitter:
             self.session.subscribe(p.Topics.all_results(self.submitter), 1)
             self.session.subscribe(p.Topics.ALL_ERRORS, 1)
@@ -312,6 +321,12 @@ class FleetClient:
                 t = p.Telemetry.decode(bytes(msg.payload))
                 with self._cond:
                     self.telemetry.setdefault(car, {}).update(t.fields)
+                    self._cond.notify_all()
+            elif kind == "results" and not self.submitter:
+                res = p.JobResult.decode(bytes(msg.payload))
+                with self._cond:
+                    self.seen_results.append((car, res.job_id, res.outcome, res.run_s))
+                    self.counters["results_seen"] += 1
                     self._cond.notify_all()
             elif kind == "results":
                 self._on_result(car, msg)

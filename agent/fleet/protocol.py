@@ -155,6 +155,7 @@ class Topics:
     ALL_STATES = f"{ROOT}/cars/+/state"
     ALL_TELEMETRY = f"{ROOT}/cars/+/telemetry"
     ALL_ERRORS = f"{ROOT}/cars/+/errors"
+    ALL_RESULTS = f"{ROOT}/cars/+/results/+"
 
     @staticmethod
     def all_results(submitter: str) -> str:
