@@ -11,6 +11,7 @@ from collections.abc import Callable
 import numpy as np
 
 from agent.inference import quant
+from agent.inference.errors import UnsupportedOpError
 from agent.inference.planner import (
     BMM_REQUANT,
     CONV_REQUANT,
@@ -517,10 +518,12 @@ def float_lut(pl: Planner, op: OperatorDef) -> None:
     pl.counts(op, (1, 1))
     x, y = op.inputs[0], op.outputs[0]
     if pl.t(x).type == "float32":
-        pl.require(name in ("RSQRT", "TANH", "LOGISTIC"), f"float32 {name}")
+        if name != "RSQRT":
+            # LiteRT's float TANH/LOGISTIC/GELU are vectorized approximations we do not reproduce.
+            raise UnsupportedOpError(name, "float32 variant (only int8 is bit-exact here)")
         pl.expect_type(y, "float32")
         pl.same_shape(x, y)
-        pl.node(NativeOp.UNARY_F32, [pl.pid(x)], [pl.pid(y)], [{"RSQRT": 1, "TANH": 5, "LOGISTIC": 6}[name]])
+        pl.node(NativeOp.UNARY_F32, [pl.pid(x)], [pl.pid(y)], [1])
         return
     s_in, z_in = pl.qp(x)
     s_out, z_out = pl.qp(y)
@@ -567,7 +570,7 @@ def relu(pl: Planner, op: OperatorDef) -> None:
         pl.require(name in ("RELU", "RELU6"), f"float32 {name}")
         pl.expect_type(y, "float32")
         pl.same_shape(x, y)
-        pl.node(NativeOp.UNARY_F32, [pl.pid(x)], [pl.pid(y)], [7 if name == "RELU" else 8])
+        pl.node(NativeOp.UNARY_F32, [pl.pid(x)], [pl.pid(y)], [2 if name == "RELU" else 3])
         return
     s_in, z_in = pl.qp(x)
     s_out, z_out = pl.qp(y)

@@ -154,9 +154,10 @@ int fn_run_binary_i32(const fn_node *n, fn_tensor *t, const volatile int32_t *ca
     return FN_OK;
 }
 
-/* Unary float32 ops of float islands. */
+/* Unary float32 ops of float islands (only those LiteRT computes exactly; its float TANH and
+ * LOGISTIC use polynomial approximations we do not reproduce). */
 enum { U_KIND = 0 };
-enum { U_NEG = 0, U_RSQRT, U_SQRT, U_ABS, U_EXP, U_TANH, U_LOGISTIC, U_RELU, U_RELU6 };
+enum { U_NEG = 0, U_RSQRT, U_RELU, U_RELU6 };
 
 int fn_check_unary_f32(const fn_node *n, const fn_tensor *t, int32_t nt) {
     if (n->n_in != 1 || n->n_out != 1) return -1;
@@ -177,11 +178,6 @@ int fn_run_unary_f32(const fn_node *n, fn_tensor *t, const volatile int32_t *can
         switch (kind) {
         case U_NEG: r = -v; break;
         case U_RSQRT: r = 1.0f / sqrtf(v); break;
-        case U_SQRT: r = sqrtf(v); break;
-        case U_ABS: r = fabsf(v); break;
-        case U_EXP: r = expf(v); break;
-        case U_TANH: r = tanhf(v); break;
-        case U_LOGISTIC: r = 1.0f / (1.0f + expf(-v)); break;
         case U_RELU: r = v > 0.0f ? v : 0.0f; break;
         default: r = v > 0.0f ? (v < 6.0f ? v : 6.0f) : 0.0f; break;
         }

@@ -326,3 +326,50 @@ def test_reshape_neg_shape(shape: tuple[int, ...], seed: int) -> None:
     assert_bit_exact(models.single_op("NEG", [(shape, "float32", None, None)], [(shape, "float32", None)]), rng)
     assert_bit_exact(models.single_op("SHAPE", [(shape, "int8", (0.1, 1), None)], [((len(shape),), "int32", None)],
                                       "ShapeOptions", [(0, "B", 2)]), rng)
+
+
+@PROPS
+@given(op=st.sampled_from(["ADD", "SUB", "MUL", "SQUARED_DIFFERENCE"]), case=binary_cases(),
+       dtype=st.sampled_from(["float32", "int32"]), seed=seeds)
+def test_binary_float_and_int32(op: str, case: tuple[tuple[int, ...], tuple[int, ...], list[tuple[float, int]]],
+                                dtype: str, seed: int) -> None:
+    if dtype == "int32" and op == "SQUARED_DIFFERENCE":
+        op = "SUB"
+    a, b, _ = case
+    out = tuple(np.broadcast_shapes(a, b))
+    opts: dict[str, tuple[str | None, list[tuple[int, str, object]]]] = {
+        "ADD": ("AddOptions", [(0, "b", 0)]), "SUB": ("SubOptions", [(0, "b", 0)]),
+        "MUL": ("MulOptions", [(0, "b", 0)]), "SQUARED_DIFFERENCE": (None, [])}
+    data = models.single_op(op, [(a, dtype, None, None), (b, dtype, None, None)], [(out, dtype, None)], *opts[op])
+    assert_bit_exact(data, np.random.default_rng(seed), runs=2)
+
+
+@PROPS
+@given(op=st.sampled_from(["NEG", "RSQRT", "RELU", "RELU6"]),
+       shape=st.lists(st.integers(1, 9), min_size=1, max_size=4).map(tuple), seed=seeds)
+def test_unary_float(op: str, shape: tuple[int, ...], seed: int) -> None:
+    data = models.single_op(op, [(shape, "float32", None, None)], [(shape, "float32", None)])
+    rng = np.random.default_rng(seed)
+    from agent.inference import load_model
+    from tests.inference.oracle import litert_run
+    m = load_model(data)
+    for _ in range(2):
+        x = rng.uniform(-6, 6, size=shape).astype(np.float32)
+        if op == "RSQRT":
+            x = np.abs(x) + np.float32(0.01)
+        assert m.run([x])[0].tobytes() == litert_run(data, [x])[0].tobytes()
+
+
+@PROPS
+@given(op=st.sampled_from(["REDUCE_PROD", "SUM", "REDUCE_MAX", "REDUCE_MIN"]), case=mean_cases(), seed=seeds)
+def test_reduce_int32(op: str, case: tuple[tuple[int, ...], list[int], bool], seed: int) -> None:
+    shape, axes, keep = case
+    out = tuple((1 if i in axes else d) for i, d in enumerate(shape) if keep or i not in axes)
+    data = models.single_op(op, [(shape, "int32", None, None), ((len(axes),), "int32", None, np.array(axes, np.int32))],
+                            [(out, "int32", None)], "ReducerOptions", [(0, "bool", keep)])
+    rng = np.random.default_rng(seed)
+    from agent.inference import load_model
+    from tests.inference.oracle import litert_run
+    m = load_model(data)
+    x = rng.integers(-3, 4, size=shape, dtype=np.int32)  # small values: products stay meaningful
+    assert m.run([x])[0].tobytes() == litert_run(data, [x])[0].tobytes()
