@@ -225,12 +225,17 @@ def reshape_target(pl: Planner, op: OperatorDef) -> tuple[int, ...]:
         pl.require(all(shape[d] == 1 for d in dims), f"squeezing a dimension that is not 1 in {shape}")
         return tuple(d for i, d in enumerate(shape) if (i not in dims if dims else d != 1))
     if name == "EXPAND_DIMS":
-        axis = int(pl.const(op.inputs[1], "axis").ravel()[0])
+        pl.require(len(op.inputs) == 2, "EXPAND_DIMS needs an axis input")
+        ax = pl.const(op.inputs[1], "axis")
+        pl.require(ax.size == 1, "axis must be a single value")
+        axis = int(ax.ravel()[0])
         axis = axis + len(shape) + 1 if axis < 0 else axis
         pl.require(0 <= axis <= len(shape), f"axis {axis} for rank {len(shape)}")
         return shape[:axis] + (1,) + shape[axis:]
-    if len(op.inputs) > 1 and op.inputs[1] >= 0:
-        v = pl.data(op.inputs[1])
+    shape_in = op.inputs[1] if len(op.inputs) > 1 and op.inputs[1] >= 0 else -1
+    if shape_in >= 0 and len(pl.t(shape_in).shape) == 1 and pl.t(shape_in).shape[0] > 0:
+        # reshape.cc: a non-empty 1-D shape tensor wins; otherwise the options' new_shape
+        v = pl.data(shape_in)
         pl.require(v is not None, "the new shape must be known at load time")
         assert v is not None
         spec = [int(d) for d in v.ravel()]
@@ -938,8 +943,8 @@ def fold_pack(pl: Planner, op: OperatorDef) -> list[np.ndarray]:
 
 @folds("STRIDED_SLICE", "SLICE")
 def fold_slice(pl: Planner, op: OperatorDef) -> list[np.ndarray]:
-    x = _known(pl, op.inputs[0])
     starts, steps, counts, keep = slice_geometry(pl, op)
+    x = _known(pl, op.inputs[0])
     idx = tuple(np.arange(c) * s + b for b, s, c in zip(starts, steps, counts))
     out = x[np.ix_(*idx)] if idx else x
     return [out.reshape(tuple(c for c, k in zip(counts, keep) if k)).astype(_out_dtype(pl, op))]
@@ -947,6 +952,7 @@ def fold_slice(pl: Planner, op: OperatorDef) -> list[np.ndarray]:
 
 @folds("RESHAPE", "SQUEEZE", "EXPAND_DIMS")
 def fold_reshape(pl: Planner, op: OperatorDef) -> list[np.ndarray]:
+    pl.require(len(op.inputs) >= 1 and op.inputs[0] >= 0 and len(op.outputs) == 1, "needs one input and one output")
     return [_known(pl, op.inputs[0]).reshape(reshape_target(pl, op)).astype(_out_dtype(pl, op))]
 
 
