@@ -218,12 +218,30 @@ def test_transpose(case: tuple[tuple[int, ...], list[int]], dtype: str, seed: in
 
 
 @PROPS
-@given(shape=st.lists(st.integers(1, 5), min_size=1, max_size=4).map(tuple), data_=st.data(), seed=seeds, z=zps)
-def test_pad(shape: tuple[int, ...], data_: st.DataObject, seed: int, z: int) -> None:
+@given(shape=st.lists(st.integers(1, 5), min_size=1, max_size=4).map(tuple), data_=st.data(), seed=seeds, z=zps,
+       v2=st.booleans(), value=st.integers(-128, 127))
+def test_pad(shape: tuple[int, ...], data_: st.DataObject, seed: int, z: int, v2: bool, value: int) -> None:
     pads = np.array([[data_.draw(st.integers(0, 3)), data_.draw(st.integers(0, 3))] for _ in shape], np.int32)
     out = tuple(d + int(a) + int(b) for d, (a, b) in zip(shape, pads))
-    data = models.single_op("PAD", [(shape, "int8", (0.05, z), None), ((len(shape), 2), "int32", None, pads)],
-                            [(out, "int8", (0.05, z))], "PadOptions", [])
+    ins = [(shape, "int8", (0.05, z), None), ((len(shape), 2), "int32", None, pads)]
+    if v2:  # PADV2: an explicit pad value, quantized like the input
+        ins.append(((1,), "int8", (0.05, z), np.array([value], np.int8)))
+        data = models.single_op("PADV2", ins, [(out, "int8", (0.05, z))])
+    else:
+        data = models.single_op("PAD", ins, [(out, "int8", (0.05, z))], "PadOptions", [])
+    assert_bit_exact(data, np.random.default_rng(seed), runs=1)
+
+
+@PROPS
+@given(data_=st.data(), seed=seeds)
+def test_slice(data_: st.DataObject, seed: int) -> None:
+    rank = data_.draw(st.integers(1, 4))
+    shape = tuple(data_.draw(st.integers(1, 6)) for _ in range(rank))
+    begin = [data_.draw(st.integers(0, d - 1)) for d in shape]
+    size = [data_.draw(st.sampled_from([-1, *range(1, d - b + 1)])) for d, b in zip(shape, begin)]
+    out = tuple(d - b if s == -1 else s for d, b, s in zip(shape, begin, size))
+    data = models.single_op("SLICE", [(shape, "int8", (0.1, 0), None), ((rank,), "int32", None, np.array(begin, np.int32)),
+                                      ((rank,), "int32", None, np.array(size, np.int32))], [(out, "int8", (0.1, 0))])
     assert_bit_exact(data, np.random.default_rng(seed), runs=1)
 
 
@@ -294,9 +312,10 @@ def test_concatenation_and_pack(rank: int, data_: st.DataObject, n: int, pack: b
 def test_gather(rank: int, data_: st.DataObject, seed: int) -> None:
     shape = tuple(data_.draw(st.integers(1, 6)) for _ in range(rank))
     axis = data_.draw(st.integers(0, rank - 1))
-    idx = np.array(data_.draw(st.lists(st.integers(0, shape[axis] - 1), min_size=1, max_size=5)), np.int32)
+    idx_type = data_.draw(st.sampled_from(["int32", "int64"]))
+    idx = np.array(data_.draw(st.lists(st.integers(0, shape[axis] - 1), min_size=1, max_size=5)), idx_type)
     out = shape[:axis] + idx.shape + shape[axis + 1:]
-    data = models.single_op("GATHER", [(shape, "int8", (0.1, 2), None), (idx.shape, "int32", None, idx)],
+    data = models.single_op("GATHER", [(shape, "int8", (0.1, 2), None), (idx.shape, idx_type, None, idx)],
                             [(out, "int8", (0.1, 2))], "GatherOptions", [(0, "i", axis), (1, "i", 0)])
     assert_bit_exact(data, np.random.default_rng(seed), runs=1)
 
@@ -324,6 +343,13 @@ def test_reshape_neg_shape(shape: tuple[int, ...], seed: int) -> None:
     assert_bit_exact(models.single_op("RESHAPE", [(shape, "int8", (0.1, 1), None), ((1,), "int32", None, new_shape)],
                                       [(flat, "int8", (0.1, 1))], "ReshapeOptions", [(0, "ivec", list(flat))]), rng)
     assert_bit_exact(models.single_op("NEG", [(shape, "float32", None, None)], [(shape, "float32", None)]), rng)
+    squeezed = tuple(d for d in shape if d != 1)
+    assert_bit_exact(models.single_op("SQUEEZE", [(shape, "int8", (0.1, 1), None)], [(squeezed, "int8", (0.1, 1))],
+                                      "SqueezeOptions", [(0, "ivec", [])]), rng)
+    axis = len(shape)
+    assert_bit_exact(models.single_op("EXPAND_DIMS", [(shape, "int8", (0.1, 1), None),
+                                                      ((1,), "int32", None, np.array([axis], np.int32))],
+                                      [(shape + (1,), "int8", (0.1, 1))]), rng)
     assert_bit_exact(models.single_op("SHAPE", [(shape, "int8", (0.1, 1), None)], [((len(shape),), "int32", None)],
                                       "ShapeOptions", [(0, "B", 2)]), rng)
 
