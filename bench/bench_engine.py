@@ -49,7 +49,7 @@ def bench_models() -> dict[str, bytes]:
 
 def cancel_latency_ms(trials: int = 20) -> list[float]:
     """Time from cancel() in another thread to run() raising Cancelled, on a long native run."""
-    m = load_model(models.conv2d(np.random.default_rng(1), h=64, w=64, c=64, o=64, padding=0))
+    m = load_model(models.conv2d(np.random.default_rng(1), h=160, w=160, c=64, o=64, padding=0))
     x = np.zeros(m.inputs[0].shape, np.int8)
     lat = []
     for _ in range(trials):

@@ -168,6 +168,7 @@ def conv2d(pl: Planner, op: OperatorDef) -> None:
         pl.require(c > 0 and out_c % c == 0, f"filter channels {out_c} vs input channels {c}")
         mult = out_c // c
         kh, kw = wt.shape[1], wt.shape[2]
+        cg = c
     else:
         # conv.cc: "the optimized versions require 'bias'", so LiteRT refuses a CONV_2D without one.
         pl.require(len(op.inputs) == 3 and op.inputs[2] >= 0, "CONV_2D needs a bias tensor")
@@ -180,8 +181,12 @@ def conv2d(pl: Planner, op: OperatorDef) -> None:
     mt, st = _per_channel_multipliers(pl, s_in, scales, s_out)
     lo, hi = _act(pl, act, y)
     ins = [pl.pid(x), pl.pid(w)] + _bias(pl, op, out_c)
+    packed = -1
+    if not dw and cg == c:
+        # pre-packed [KH, KW, Cin, Cout] copy of the filter for the vectorized kernel path
+        packed = pl.add_const(np.ascontiguousarray(pl.const(w, "filter").transpose(1, 2, 3, 0)))
     params = [z_in, z_out, lo, hi, stride_h, stride_w, dil_h, dil_w, pad_t, pad_l, mt, st, mult,
-              int(DWCONV_REQUANT if dw else CONV_REQUANT), out_c // 8 * 8 if dw else 0]
+              int(DWCONV_REQUANT if dw else CONV_REQUANT), out_c // 8 * 8 if dw else 0, packed]
     pl.node(NativeOp.DEPTHWISE_CONV_2D if dw else NativeOp.CONV_2D, ins, [pl.pid(y)], params)
 
 

@@ -1,9 +1,11 @@
 /* CONV_2D and DEPTHWISE_CONV_2D, int8 NHWC, per-channel requantization (TFLite ConvPerChannel
  * and DepthwiseConvPerChannel): taps outside the image are skipped, i.e. padded with zp_in. */
+#include <stdlib.h>
+
 #include "fn_kernels.h"
 
 enum { P_ZP_IN, P_ZP_OUT, P_ACT_MIN, P_ACT_MAX, P_STRIDE_H, P_STRIDE_W, P_DIL_H, P_DIL_W,
-       P_PAD_TOP, P_PAD_LEFT, P_MULT, P_SHIFT, P_DEPTH_MULT, P_MODE, P_HALF_UP_CH };
+       P_PAD_TOP, P_PAD_LEFT, P_MULT, P_SHIFT, P_DEPTH_MULT, P_MODE, P_HALF_UP_CH, P_PACKED };
 
 static int check_common(const fn_node *n, const fn_tensor *t, int32_t nt, int64_t out_ch) {
     if (n->n_in < 2 || n->n_in > 3 || n->n_out != 1) return -1;
@@ -33,6 +35,7 @@ int fn_check_conv2d_s8(const fn_node *n, const fn_tensor *t, int32_t nt) {
     if (x->dims[3] % w->dims[3] != 0) return -1;
     const int64_t groups = x->dims[3] / w->dims[3];
     if (groups <= 0 || w->dims[0] % groups != 0) return -1;
+    if (n->p[P_PACKED] >= 0 && (groups != 1 || !fn_param_tensor_ok(t, nt, n->p[P_PACKED], FN_I8, w->count))) return -1;
     return check_common(n, t, nt, w->dims[0]);
 }
 
@@ -50,28 +53,59 @@ int fn_run_conv2d_s8(const fn_node *n, fn_tensor *t, const volatile int32_t *can
     const int32_t *shift = (const int32_t *)t[n->p[P_SHIFT]].data;
     int8_t *y = (int8_t *)yt->data;
     const int mode = n->p[P_MODE];
+    const int8_t *packed = n->p[P_PACKED] >= 0 ? (const int8_t *)t[n->p[P_PACKED]].data : NULL;
+    int64_t *tap_w = malloc(sizeof(int64_t) * (size_t)KH * (size_t)KW + 1);
+    int64_t *tap_x = malloc(sizeof(int64_t) * (size_t)KH * (size_t)KW + 1);
+    uint32_t *accv = malloc(sizeof(uint32_t) * (size_t)O + 1);
+    if (!tap_w || !tap_x || !accv) { free(tap_w); free(tap_x); free(accv); return FN_E_NOMEM; }
     for (int32_t b = 0; b < N; b++) {
         for (int32_t oy = 0; oy < OH; oy++) {
             for (int32_t ox = 0; ox < OW; ox++) {
                 /* one output pixel is the tile: a cancel is seen within microseconds */
-                if (FN_CANCEL_REQUESTED(cancel)) return FN_CANCELLED;
+                if (FN_CANCEL_REQUESTED(cancel)) { free(tap_w); free(tap_x); free(accv); return FN_CANCELLED; }
                 const int64_t iy0 = (int64_t)oy * sh - pt, ix0 = (int64_t)ox * sw - pl;
                 int8_t *yp = y + (((int64_t)b * OH + oy) * OW + ox) * O;
-                for (int32_t oc = 0; oc < O; oc++) {
-                    const int32_t g = oc / OG;
-                    uint32_t acc = 0;
-                    for (int32_t ky = 0; ky < KH; ky++) {
-                        const int64_t iy = iy0 + (int64_t)ky * dh;
-                        if (iy < 0 || iy >= H) continue;
-                        for (int32_t kx = 0; kx < KW; kx++) {
-                            const int64_t ix = ix0 + (int64_t)kx * dw;
-                            if (ix < 0 || ix >= W) continue;
-                            const int8_t *xp = x + (((int64_t)b * H + iy) * W + ix) * C + (int64_t)g * CG;
-                            const int8_t *wp = w + (((int64_t)oc * KH + ky) * KW + kx) * CG;
-                            for (int32_t ic = 0; ic < CG; ic++)
-                                acc += (uint32_t)((int32_t)wp[ic] * ((int32_t)xp[ic] - zp_in));
+                /* the in-image taps of this pixel, found once for every output channel */
+                int32_t ntaps = 0;
+                for (int32_t ky = 0; ky < KH; ky++) {
+                    const int64_t iy = iy0 + (int64_t)ky * dh;
+                    if (iy < 0 || iy >= H) continue;
+                    for (int32_t kx = 0; kx < KW; kx++) {
+                        const int64_t ix = ix0 + (int64_t)kx * dw;
+                        if (ix < 0 || ix >= W) continue;
+                        tap_w[ntaps] = (ky * KW + kx) * (int64_t)CG;
+                        tap_x[ntaps] = (((int64_t)b * H + iy) * W + ix) * C;
+                        ntaps++;
+                    }
+                }
+                if (packed) {
+                    /* weights pre-packed as [tap][ic][oc]: the inner loop runs over output
+                     * channels, contiguous, and |x - zp| * |w| <= 255 * 128 fits int16 */
+                    for (int32_t oc = 0; oc < O; oc++) accv[oc] = bias ? (uint32_t)bias[oc] : 0u;
+                    for (int32_t k = 0; k < ntaps; k++) {
+                        const int8_t *xp = x + tap_x[k];
+                        const int8_t *wt = packed + tap_w[k] * O;
+                        for (int32_t ic = 0; ic < CG; ic++) {
+                            const int16_t xv = (int16_t)((int32_t)xp[ic] - zp_in);
+                            const int8_t *wr = wt + (int64_t)ic * O;
+                            for (int32_t oc = 0; oc < O; oc++)
+                                accv[oc] += (uint32_t)(int32_t)(int16_t)(xv * (int16_t)wr[oc]);
                         }
                     }
+                    for (int32_t oc = 0; oc < O; oc++) {
+                        const int32_t r = fn_requant((int32_t)accv[oc], mode, mult[oc], shift[oc], 0.0);
+                        yp[oc] = fn_out_s8(r, n->p[P_ZP_OUT], n->p[P_ACT_MIN], n->p[P_ACT_MAX]);
+                    }
+                    continue;
+                }
+                for (int32_t oc = 0; oc < O; oc++) {
+                    const int64_t goff = (int64_t)(oc / OG) * CG;
+                    const int8_t *wo = w + (int64_t)oc * KH * KW * CG;
+                    /* sum w * (x - zp) == sum w*x - zp * sum w, modulo 2^32 like TFLite's int32 */
+                    uint32_t acc = 0, wsum = 0;
+                    for (int32_t k = 0; k < ntaps; k++)
+                        fn_dot_s8(wo + tap_w[k], x + tap_x[k] + goff, CG, &acc, &wsum);
+                    acc -= (uint32_t)zp_in * wsum;
                     if (bias) acc += (uint32_t)bias[oc];
                     const int32_t r = fn_requant((int32_t)acc, mode, mult[oc], shift[oc], 0.0);
                     yp[oc] = fn_out_s8(r, n->p[P_ZP_OUT], n->p[P_ACT_MIN], n->p[P_ACT_MAX]);
@@ -79,6 +113,9 @@ int fn_run_conv2d_s8(const fn_node *n, fn_tensor *t, const volatile int32_t *can
             }
         }
     }
+    free(tap_w);
+    free(tap_x);
+    free(accv);
     return FN_OK;
 }
 
@@ -105,36 +142,43 @@ int fn_run_dwconv2d_s8(const fn_node *n, fn_tensor *t, const volatile int32_t *c
     int8_t *y = (int8_t *)yt->data;
     const int mode = n->p[P_MODE];
     const int32_t half_up = n->p[P_HALF_UP_CH];
+    uint32_t *acc = malloc(sizeof(uint32_t) * (size_t)O + 1);
+    if (!acc) return FN_E_NOMEM;
     for (int32_t b = 0; b < N; b++) {
         for (int32_t oy = 0; oy < OH; oy++) {
             for (int32_t ox = 0; ox < OW; ox++) {
-                /* one output pixel is the tile: a cancel is seen within microseconds */
-                if (FN_CANCEL_REQUESTED(cancel)) return FN_CANCELLED;
+                if (FN_CANCEL_REQUESTED(cancel)) { free(acc); return FN_CANCELLED; }
                 const int64_t iy0 = (int64_t)oy * sh - pt, ix0 = (int64_t)ox * sw - pl;
                 int8_t *yp = y + (((int64_t)b * OH + oy) * OW + ox) * O;
-                for (int32_t oc = 0; oc < O; oc++) {
-                    const int32_t ic = oc / M;
-                    uint32_t acc = 0;
-                    for (int32_t ky = 0; ky < KH; ky++) {
-                        const int64_t iy = iy0 + (int64_t)ky * dh;
-                        if (iy < 0 || iy >= H) continue;
-                        for (int32_t kx = 0; kx < KW; kx++) {
-                            const int64_t ix = ix0 + (int64_t)kx * dw;
-                            if (ix < 0 || ix >= W) continue;
-                            const int32_t xv = x[(((int64_t)b * H + iy) * W + ix) * C + ic];
-                            const int32_t wv = w[((int64_t)ky * KW + kx) * O + oc];
-                            acc += (uint32_t)(wv * (xv - zp_in));
+                for (int32_t oc = 0; oc < O; oc++) acc[oc] = bias ? (uint32_t)bias[oc] : 0u;
+                for (int32_t ky = 0; ky < KH; ky++) {
+                    const int64_t iy = iy0 + (int64_t)ky * dh;
+                    if (iy < 0 || iy >= H) continue;
+                    for (int32_t kx = 0; kx < KW; kx++) {
+                        const int64_t ix = ix0 + (int64_t)kx * dw;
+                        if (ix < 0 || ix >= W) continue;
+                        const int8_t *xp = x + (((int64_t)b * H + iy) * W + ix) * C;
+                        const int8_t *wp = w + ((int64_t)ky * KW + kx) * O;
+                        /* channels innermost and contiguous; |x - zp| * |w| fits int16 */
+                        if (M == 1) {
+                            for (int32_t oc = 0; oc < O; oc++)
+                                acc[oc] += (uint32_t)(int32_t)(int16_t)((int16_t)((int32_t)xp[oc] - zp_in) * (int16_t)wp[oc]);
+                        } else {
+                            for (int32_t oc = 0; oc < O; oc++)
+                                acc[oc] += (uint32_t)(int32_t)(int16_t)((int16_t)((int32_t)xp[oc / M] - zp_in) * (int16_t)wp[oc]);
                         }
                     }
-                    if (bias) acc += (uint32_t)bias[oc];
+                }
+                for (int32_t oc = 0; oc < O; oc++) {
                     /* LiteRT's depthwise output stage: blocks of 8 channels through NEON code
                      * (rounding half up), the remaining channels through gemmlowp rounding. */
                     const int m = oc < half_up ? FN_RQ_RUY_X86 : mode;
-                    const int32_t r = fn_requant((int32_t)acc, m, mult[oc], shift[oc], 0.0);
+                    const int32_t r = fn_requant((int32_t)acc[oc], m, mult[oc], shift[oc], 0.0);
                     yp[oc] = fn_out_s8(r, n->p[P_ZP_OUT], n->p[P_ACT_MIN], n->p[P_ACT_MAX]);
                 }
             }
         }
     }
+    free(acc);
     return FN_OK;
 }
