@@ -7,6 +7,7 @@ activation ranges, padding) and hands the kernel only integers it can trust.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 
@@ -32,16 +33,21 @@ from agent.inference.schema import (
 )
 from agent.inference.tflite import OperatorDef
 
+F = TypeVar("F")
 Handler = Callable[[Planner, OperatorDef], None]
 HANDLERS: dict[str, Handler] = {}
 
 
-def handles(*names: str) -> Callable[[Handler], Handler]:
-    def deco(f: Handler) -> Handler:
+def _register(table: dict[str, F], names: tuple[str, ...]) -> Callable[[F], F]:
+    def deco(f: F) -> F:
         for n in names:
-            HANDLERS[n] = f
+            table[n] = f
         return f
     return deco
+
+
+def handles(*names: str) -> Callable[[Handler], Handler]:
+    return _register(HANDLERS, names)
 
 
 def _act(pl: Planner, act: int, out: int) -> tuple[int, int]:
@@ -310,11 +316,11 @@ def add_sub(pl: Planner, op: OperatorDef) -> None:
     a, b, y = op.inputs[0], op.inputs[1], op.outputs[0]
     if pl.t(a).type == "float32":
         kind = {"ADD": 0, "SUB": 1, "SQUARED_DIFFERENCE": 4}[name]
-        _binary_float(pl, op, kind, None if name == "SQUARED_DIFFERENCE" else f"{name.title()}Options")
+        _binary_plain(pl, op, kind, None if name == "SQUARED_DIFFERENCE" else f"{name.title()}Options", "float32")
         return
     if pl.t(a).type == "int32":
         pl.require(name != "SQUARED_DIFFERENCE", "int32 SQUARED_DIFFERENCE")
-        _binary_int(pl, op, {"ADD": 0, "SUB": 1}[name], f"{name.title()}Options")
+        _binary_plain(pl, op, {"ADD": 0, "SUB": 1}[name], f"{name.title()}Options", "int32")
         return
     s1, z1 = pl.qp(a)
     s2, z2 = pl.qp(b)
@@ -346,10 +352,10 @@ def mul(pl: Planner, op: OperatorDef) -> None:
     pl.counts(op, (2, 2))
     a, b, y = op.inputs[0], op.inputs[1], op.outputs[0]
     if pl.t(a).type == "float32":
-        _binary_float(pl, op, 2, "MulOptions")
+        _binary_plain(pl, op, 2, "MulOptions", "float32")
         return
     if pl.t(a).type == "int32":
-        _binary_int(pl, op, 2, "MulOptions")
+        _binary_plain(pl, op, 2, "MulOptions", "int32")
         return
     s1, z1 = pl.qp(a)
     s2, z2 = pl.qp(b)
@@ -362,24 +368,16 @@ def mul(pl: Planner, op: OperatorDef) -> None:
     pl.node(NativeOp.MUL_S8, [pl.pid(a), pl.pid(b)], [pl.pid(y)], bc + [0, z1, z2, z_out, m, sh, lo, hi])
 
 
-def _binary_float(pl: Planner, op: OperatorDef, kind: int, options: str | None) -> None:
+def _binary_plain(pl: Planner, op: OperatorDef, kind: int, options: str | None, dtype: str) -> None:
+    """float32 / int32 ADD, SUB, MUL, SQUARED_DIFFERENCE: no quantization, no fused activation."""
     a, b, y = op.inputs[0], op.inputs[1], op.outputs[0]
     for i in (a, b, y):
-        pl.expect_type(i, "float32")
+        pl.expect_type(i, dtype)
     if options is not None:
-        pl.require(_fused_act(pl, op, options) == ACT_NONE, "fused activation on a float op")
+        pl.require(_fused_act(pl, op, options) == ACT_NONE, f"fused activation on a {dtype} op")
     bc = broadcast_params(pl, a, b, y)
-    pl.node(NativeOp.BINARY_F32, [pl.pid(a), pl.pid(b)], [pl.pid(y)], bc + [kind])
-
-
-def _binary_int(pl: Planner, op: OperatorDef, kind: int, options: str | None) -> None:
-    a, b, y = op.inputs[0], op.inputs[1], op.outputs[0]
-    for i in (a, b, y):
-        pl.expect_type(i, "int32")
-    if options is not None:
-        pl.require(_fused_act(pl, op, options) == ACT_NONE, "fused activation on an int32 op")
-    bc = broadcast_params(pl, a, b, y)
-    pl.node(NativeOp.BINARY_I32, [pl.pid(a), pl.pid(b)], [pl.pid(y)], bc + [kind])
+    native = NativeOp.BINARY_F32 if dtype == "float32" else NativeOp.BINARY_I32
+    pl.node(native, [pl.pid(a), pl.pid(b)], [pl.pid(y)], bc + [kind])
 
 
 # ---- pooling ----------------------------------------------------------------------------------
@@ -880,11 +878,7 @@ FOLDERS: dict[str, Folder] = {}
 
 
 def folds(*names: str) -> Callable[[Folder], Folder]:
-    def deco(f: Folder) -> Folder:
-        for n in names:
-            FOLDERS[n] = f
-        return f
-    return deco
+    return _register(FOLDERS, names)
 
 
 def _out_dtype(pl: Planner, op: OperatorDef, k: int = 0) -> type:

@@ -55,6 +55,9 @@ static inline void fn_dot_s8(const int8_t *a, const int8_t *b, int32_t n, uint32
     *wsum += ws;
 }
 
+/* One input, one output, same element count, the given types. */
+int fn_check_unary(const fn_node *n, const fn_tensor *t, int32_t nt, int32_t in_type, int32_t out_type);
+
 /* Checks that a parameter names a tensor of the given type and element count. */
 int fn_param_tensor_ok(const fn_tensor *t, int32_t n, int32_t idx, int32_t type, int64_t count);
 

@@ -28,6 +28,50 @@ static int check_common(const fn_node *n, const fn_tensor *t, int32_t nt, int64_
     return 0;
 }
 
+/* What both convolution kernels read from a node, in one place. */
+typedef struct {
+    int32_t N, H, W, C, OH, OW, sh, sw, dh, dw, pt, pl, zp_in, mode;
+    const int8_t *x, *w;
+    const int32_t *bias, *mult, *shift;
+    int8_t *y;
+} conv_args;
+
+static conv_args load_args(const fn_node *n, const fn_tensor *t) {
+    const fn_tensor *xt = &t[n->in[0]], *yt = &t[n->out[0]];
+    conv_args a;
+    a.N = xt->dims[0], a.H = xt->dims[1], a.W = xt->dims[2], a.C = xt->dims[3];
+    a.OH = yt->dims[1], a.OW = yt->dims[2];
+    a.sh = n->p[P_STRIDE_H], a.sw = n->p[P_STRIDE_W], a.dh = n->p[P_DIL_H], a.dw = n->p[P_DIL_W];
+    a.pt = n->p[P_PAD_TOP], a.pl = n->p[P_PAD_LEFT], a.zp_in = n->p[P_ZP_IN], a.mode = n->p[P_MODE];
+    a.x = (const int8_t *)xt->data;
+    a.w = (const int8_t *)t[n->in[1]].data;
+    a.bias = (n->n_in == 3 && n->in[2] >= 0) ? (const int32_t *)t[n->in[2]].data : NULL;
+    a.mult = (const int32_t *)t[n->p[P_MULT]].data;
+    a.shift = (const int32_t *)t[n->p[P_SHIFT]].data;
+    a.y = (int8_t *)yt->data;
+    return a;
+}
+
+/* The filter taps of output pixel (b, oy, ox) that fall inside the image: tap index ky*KW+kx
+ * and the offset of the input pixel they read. Returns how many. */
+static int32_t find_taps(const conv_args *a, int32_t KH, int32_t KW, int32_t b, int32_t oy, int32_t ox,
+                         int64_t *tap, int64_t *tap_x) {
+    const int64_t iy0 = (int64_t)oy * a->sh - a->pt, ix0 = (int64_t)ox * a->sw - a->pl;
+    int32_t ntaps = 0;
+    for (int32_t ky = 0; ky < KH; ky++) {
+        const int64_t iy = iy0 + (int64_t)ky * a->dh;
+        if (iy < 0 || iy >= a->H) continue;
+        for (int32_t kx = 0; kx < KW; kx++) {
+            const int64_t ix = ix0 + (int64_t)kx * a->dw;
+            if (ix < 0 || ix >= a->W) continue;
+            tap[ntaps] = (int64_t)ky * KW + kx;
+            tap_x[ntaps] = (((int64_t)b * a->H + iy) * a->W + ix) * a->C;
+            ntaps++;
+        }
+    }
+    return ntaps;
+}
+
 int fn_check_conv2d_s8(const fn_node *n, const fn_tensor *t, int32_t nt) {
     if (n->n_in < 2 || !fn_tensor_ok(t, nt, n->in[0], FN_I8) || !fn_tensor_ok(t, nt, n->in[1], FN_I8)) return -1;
     const fn_tensor *x = &t[n->in[0]], *w = &t[n->in[1]];
@@ -40,19 +84,14 @@ int fn_check_conv2d_s8(const fn_node *n, const fn_tensor *t, int32_t nt) {
 }
 
 int fn_run_conv2d_s8(const fn_node *n, fn_tensor *t, const volatile int32_t *cancel) {
-    const fn_tensor *xt = &t[n->in[0]], *wt = &t[n->in[1]], *yt = &t[n->out[0]];
-    const int32_t N = xt->dims[0], H = xt->dims[1], W = xt->dims[2], C = xt->dims[3];
+    const conv_args a = load_args(n, t);
+    const fn_tensor *wt = &t[n->in[1]];
+    const int32_t N = a.N, OH = a.OH, OW = a.OW, zp_in = a.zp_in, mode = a.mode;
     const int32_t O = wt->dims[0], KH = wt->dims[1], KW = wt->dims[2], CG = wt->dims[3];
-    const int32_t OH = yt->dims[1], OW = yt->dims[2];
-    const int32_t groups = C / CG, OG = O / groups;
-    const int32_t sh = n->p[P_STRIDE_H], sw = n->p[P_STRIDE_W], dh = n->p[P_DIL_H], dw = n->p[P_DIL_W];
-    const int32_t pt = n->p[P_PAD_TOP], pl = n->p[P_PAD_LEFT], zp_in = n->p[P_ZP_IN];
-    const int8_t *x = (const int8_t *)xt->data, *w = (const int8_t *)wt->data;
-    const int32_t *bias = (n->n_in == 3 && n->in[2] >= 0) ? (const int32_t *)t[n->in[2]].data : NULL;
-    const int32_t *mult = (const int32_t *)t[n->p[P_MULT]].data;
-    const int32_t *shift = (const int32_t *)t[n->p[P_SHIFT]].data;
-    int8_t *y = (int8_t *)yt->data;
-    const int mode = n->p[P_MODE];
+    const int32_t groups = a.C / CG, OG = O / groups;
+    const int8_t *x = a.x, *w = a.w;
+    const int32_t *bias = a.bias, *mult = a.mult, *shift = a.shift;
+    int8_t *y = a.y;
     const int8_t *packed = n->p[P_PACKED] >= 0 ? (const int8_t *)t[n->p[P_PACKED]].data : NULL;
     int64_t *tap_w = malloc(sizeof(int64_t) * (size_t)KH * (size_t)KW + 1);
     int64_t *tap_x = malloc(sizeof(int64_t) * (size_t)KH * (size_t)KW + 1);
@@ -63,21 +102,10 @@ int fn_run_conv2d_s8(const fn_node *n, fn_tensor *t, const volatile int32_t *can
             for (int32_t ox = 0; ox < OW; ox++) {
                 /* one output pixel is the tile: a cancel is seen within microseconds */
                 if (FN_CANCEL_REQUESTED(cancel)) { free(tap_w); free(tap_x); free(accv); return FN_CANCELLED; }
-                const int64_t iy0 = (int64_t)oy * sh - pt, ix0 = (int64_t)ox * sw - pl;
                 int8_t *yp = y + (((int64_t)b * OH + oy) * OW + ox) * O;
                 /* the in-image taps of this pixel, found once for every output channel */
-                int32_t ntaps = 0;
-                for (int32_t ky = 0; ky < KH; ky++) {
-                    const int64_t iy = iy0 + (int64_t)ky * dh;
-                    if (iy < 0 || iy >= H) continue;
-                    for (int32_t kx = 0; kx < KW; kx++) {
-                        const int64_t ix = ix0 + (int64_t)kx * dw;
-                        if (ix < 0 || ix >= W) continue;
-                        tap_w[ntaps] = (ky * KW + kx) * (int64_t)CG;
-                        tap_x[ntaps] = (((int64_t)b * H + iy) * W + ix) * C;
-                        ntaps++;
-                    }
-                }
+                const int32_t ntaps = find_taps(&a, KH, KW, b, oy, ox, tap_w, tap_x);
+                for (int32_t k = 0; k < ntaps; k++) tap_w[k] *= CG;
                 if (packed) {
                     /* weights pre-packed as [tap][ic][oc]: the inner loop runs over output
                      * channels, contiguous, and |x - zp| * |w| <= 255 * 128 fits int16 */
@@ -129,44 +157,35 @@ int fn_check_dwconv2d_s8(const fn_node *n, const fn_tensor *t, int32_t nt) {
 }
 
 int fn_run_dwconv2d_s8(const fn_node *n, fn_tensor *t, const volatile int32_t *cancel) {
-    const fn_tensor *xt = &t[n->in[0]], *wt = &t[n->in[1]], *yt = &t[n->out[0]];
-    const int32_t N = xt->dims[0], H = xt->dims[1], W = xt->dims[2], C = xt->dims[3];
-    const int32_t KH = wt->dims[1], KW = wt->dims[2], O = wt->dims[3];
-    const int32_t OH = yt->dims[1], OW = yt->dims[2], M = n->p[P_DEPTH_MULT];
-    const int32_t sh = n->p[P_STRIDE_H], sw = n->p[P_STRIDE_W], dh = n->p[P_DIL_H], dw = n->p[P_DIL_W];
-    const int32_t pt = n->p[P_PAD_TOP], pl = n->p[P_PAD_LEFT], zp_in = n->p[P_ZP_IN];
-    const int8_t *x = (const int8_t *)xt->data, *w = (const int8_t *)wt->data;
-    const int32_t *bias = (n->n_in == 3 && n->in[2] >= 0) ? (const int32_t *)t[n->in[2]].data : NULL;
-    const int32_t *mult = (const int32_t *)t[n->p[P_MULT]].data;
-    const int32_t *shift = (const int32_t *)t[n->p[P_SHIFT]].data;
-    int8_t *y = (int8_t *)yt->data;
-    const int mode = n->p[P_MODE];
+    const conv_args a = load_args(n, t);
+    const fn_tensor *wt = &t[n->in[1]];
+    const int32_t N = a.N, OH = a.OH, OW = a.OW, zp_in = a.zp_in, mode = a.mode;
+    const int32_t KH = wt->dims[1], KW = wt->dims[2], O = wt->dims[3], M = n->p[P_DEPTH_MULT];
+    const int8_t *x = a.x, *w = a.w;
+    const int32_t *bias = a.bias, *mult = a.mult, *shift = a.shift;
+    int8_t *y = a.y;
     const int32_t half_up = n->p[P_HALF_UP_CH];
     uint32_t *acc = malloc(sizeof(uint32_t) * (size_t)O + 1);
-    if (!acc) return FN_E_NOMEM;
+    int64_t *tap = malloc(sizeof(int64_t) * (size_t)KH * (size_t)KW + 1);
+    int64_t *tap_x = malloc(sizeof(int64_t) * (size_t)KH * (size_t)KW + 1);
+    if (!acc || !tap || !tap_x) { free(acc); free(tap); free(tap_x); return FN_E_NOMEM; }
     for (int32_t b = 0; b < N; b++) {
         for (int32_t oy = 0; oy < OH; oy++) {
             for (int32_t ox = 0; ox < OW; ox++) {
-                if (FN_CANCEL_REQUESTED(cancel)) { free(acc); return FN_CANCELLED; }
-                const int64_t iy0 = (int64_t)oy * sh - pt, ix0 = (int64_t)ox * sw - pl;
+                if (FN_CANCEL_REQUESTED(cancel)) { free(acc); free(tap); free(tap_x); return FN_CANCELLED; }
                 int8_t *yp = y + (((int64_t)b * OH + oy) * OW + ox) * O;
                 for (int32_t oc = 0; oc < O; oc++) acc[oc] = bias ? (uint32_t)bias[oc] : 0u;
-                for (int32_t ky = 0; ky < KH; ky++) {
-                    const int64_t iy = iy0 + (int64_t)ky * dh;
-                    if (iy < 0 || iy >= H) continue;
-                    for (int32_t kx = 0; kx < KW; kx++) {
-                        const int64_t ix = ix0 + (int64_t)kx * dw;
-                        if (ix < 0 || ix >= W) continue;
-                        const int8_t *xp = x + (((int64_t)b * H + iy) * W + ix) * C;
-                        const int8_t *wp = w + ((int64_t)ky * KW + kx) * O;
-                        /* channels innermost and contiguous; |x - zp| * |w| fits int16 */
-                        if (M == 1) {
-                            for (int32_t oc = 0; oc < O; oc++)
-                                acc[oc] += (uint32_t)(int32_t)(int16_t)((int16_t)((int32_t)xp[oc] - zp_in) * (int16_t)wp[oc]);
-                        } else {
-                            for (int32_t oc = 0; oc < O; oc++)
-                                acc[oc] += (uint32_t)(int32_t)(int16_t)((int16_t)((int32_t)xp[oc / M] - zp_in) * (int16_t)wp[oc]);
-                        }
+                const int32_t ntaps = find_taps(&a, KH, KW, b, oy, ox, tap, tap_x);
+                for (int32_t k = 0; k < ntaps; k++) {
+                    const int8_t *xp = x + tap_x[k];
+                    const int8_t *wp = w + tap[k] * O;
+                    /* channels innermost and contiguous; |x - zp| * |w| fits int16 */
+                    if (M == 1) {
+                        for (int32_t oc = 0; oc < O; oc++)
+                            acc[oc] += (uint32_t)(int32_t)(int16_t)((int16_t)((int32_t)xp[oc] - zp_in) * (int16_t)wp[oc]);
+                    } else {
+                        for (int32_t oc = 0; oc < O; oc++)
+                            acc[oc] += (uint32_t)(int32_t)(int16_t)((int16_t)((int32_t)xp[oc / M] - zp_in) * (int16_t)wp[oc]);
                     }
                 }
                 for (int32_t oc = 0; oc < O; oc++) {
@@ -180,5 +199,7 @@ int fn_run_dwconv2d_s8(const fn_node *n, fn_tensor *t, const volatile int32_t *c
         }
     }
     free(acc);
+    free(tap);
+    free(tap_x);
     return FN_OK;
 }

@@ -160,9 +160,7 @@ enum { U_KIND = 0 };
 enum { U_NEG = 0, U_RSQRT, U_RELU, U_RELU6 };
 
 int fn_check_unary_f32(const fn_node *n, const fn_tensor *t, int32_t nt) {
-    if (n->n_in != 1 || n->n_out != 1) return -1;
-    if (!fn_tensor_ok(t, nt, n->in[0], FN_F32) || !fn_tensor_ok(t, nt, n->out[0], FN_F32)) return -1;
-    if (t[n->in[0]].count != t[n->out[0]].count) return -1;
+    if (fn_check_unary(n, t, nt, FN_F32, FN_F32) != 0) return -1;
     return (n->p[U_KIND] >= U_NEG && n->p[U_KIND] <= U_RELU6) ? 0 : -1;
 }
 

@@ -26,9 +26,7 @@ static int32_t cvt_rne_sat(float v) {
 }
 
 int fn_check_quantize_f32_s8(const fn_node *n, const fn_tensor *t, int32_t nt) {
-    if (n->n_in != 1 || n->n_out != 1) return -1;
-    if (!fn_tensor_ok(t, nt, n->in[0], FN_F32) || !fn_tensor_ok(t, nt, n->out[0], FN_I8)) return -1;
-    if (t[n->in[0]].count != t[n->out[0]].count) return -1;
+    if (fn_check_unary(n, t, nt, FN_F32, FN_I8) != 0) return -1;
     return (n->p[Q_BLOCKED] < 0 || n->p[Q_BLOCKED] > t[n->in[0]].count) ? -1 : 0;
 }
 
@@ -50,9 +48,7 @@ int fn_run_quantize_f32_s8(const fn_node *n, fn_tensor *t, const volatile int32_
 }
 
 int fn_check_dequantize_s8_f32(const fn_node *n, const fn_tensor *t, int32_t nt) {
-    if (n->n_in != 1 || n->n_out != 1) return -1;
-    if (!fn_tensor_ok(t, nt, n->in[0], FN_I8) || !fn_tensor_ok(t, nt, n->out[0], FN_F32)) return -1;
-    if (t[n->in[0]].count != t[n->out[0]].count) return -1;
+    if (fn_check_unary(n, t, nt, FN_I8, FN_F32) != 0) return -1;
     return (n->p[Q_BLOCKED] < 0 || n->p[Q_BLOCKED] > t[n->in[0]].count) ? -1 : 0;
 }
 
@@ -78,9 +74,7 @@ int fn_run_dequantize_s8_f32(const fn_node *n, fn_tensor *t, const volatile int3
 enum { R_ZP_IN, R_ZP_OUT, R_MULT, R_SHIFT, R_BLOCKED };
 
 int fn_check_requantize_s8(const fn_node *n, const fn_tensor *t, int32_t nt) {
-    if (n->n_in != 1 || n->n_out != 1) return -1;
-    if (!fn_tensor_ok(t, nt, n->in[0], FN_I8) || !fn_tensor_ok(t, nt, n->out[0], FN_I8)) return -1;
-    if (t[n->in[0]].count != t[n->out[0]].count) return -1;
+    if (fn_check_unary(n, t, nt, FN_I8, FN_I8) != 0) return -1;
     if (n->p[R_SHIFT] < -31 || n->p[R_SHIFT] > 31) return -1;
     return (n->p[R_BLOCKED] < 0 || n->p[R_BLOCKED] > t[n->in[0]].count) ? -1 : 0;
 }
