@@ -82,7 +82,7 @@ class NativeModel(Model):
             rc, node = self._plan.run(token.flag)
             if rc == 1:
                 counters.bump("cancelled")
-                raise Cancelled("cancelled")
+                raise Cancelled("cancelled during the run")
             if rc != 0:
                 counters.bump("run_failed")
                 op = self.node_ops[node] if 0 <= node < len(self.node_ops) else "?"
