@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from agent.inference import Cancelled, CancelToken, Model, load_model
+from agent.inference import builder as models
 from agent.inference.models import make_thin_path
-from tests.inference import models
 
 ROOT = Path(__file__).resolve().parents[1]
 
