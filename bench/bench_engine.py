@@ -3,6 +3,7 @@ median latency of each, their ratio, and how long a cancel takes to stop a nativ
 
 from __future__ import annotations
 
+import os
 import statistics
 import threading
 import time
@@ -41,7 +42,7 @@ def bench_models() -> dict[str, bytes]:
         "dwconv3x3_32x32x32": models.conv2d(rng, h=32, w=32, c=32, depthwise=True, padding=0),
         "fc_256x256_b8": models.fully_connected(rng, batch=8, depth=256, units=256),
     }
-    zoo = ROOT / "models" / "zoo"
+    zoo = Path(os.environ.get("FLEETNODE_ZOO_DIR", ROOT / "models" / "zoo"))
     for p in sorted(zoo.glob("*.tflite")) if zoo.is_dir() else []:
         out[p.stem] = p.read_bytes()
     return out
