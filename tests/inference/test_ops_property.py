@@ -197,6 +197,9 @@ def test_quantize_dequantize_requantize(shape: tuple[int, ...], s: float, z: int
     assert_bit_exact(models.single_op("QUANTIZE", [(shape, "float32", None, None)], [(shape, "int8", (s, z))]), rng)
     assert_bit_exact(models.single_op("DEQUANTIZE", [(shape, "int8", (s, z), None)], [(shape, "float32", None)]), rng)
     assert_bit_exact(models.single_op("QUANTIZE", [(shape, "int8", (s, z), None)], [(shape, "int8", (s2, z2))]), rng)
+    # uint8 model inputs/outputs: the converter brackets the int8 graph with these
+    assert_bit_exact(models.single_op("QUANTIZE", [(shape, "uint8", (s, z + 128), None)], [(shape, "int8", (s2, z2))]), rng)
+    assert_bit_exact(models.single_op("QUANTIZE", [(shape, "int8", (s, z), None)], [(shape, "uint8", (s2, z2 + 128))]), rng)
 
 
 @st.composite
