@@ -101,3 +101,10 @@ def test_convolutions_without_bias_are_refused() -> None:
     for depthwise in (False, True):
         with pytest.raises(ModelError, match="bias"):
             load_model(models.conv2d(rng, depthwise=depthwise, bias=False))
+
+
+def test_a_model_asking_for_a_huge_arena_is_refused_without_allocating_it() -> None:
+    huge = (1, 1 << 30)  # two 1 GiB activations: over the default cap for untrusted models
+    data = models.single_op("RELU", [(huge, "int8", (0.1, 0), None)], [(huge, "int8", (0.1, 0))])
+    with pytest.raises(ModelError, match="arena"):
+        load_model(data)
