@@ -284,6 +284,15 @@ def _pad6(shape: tuple[int, ...]) -> tuple[int, ...]:
     return (1,) * (6 - len(shape)) + tuple(shape)
 
 
+def _strides6(dims: tuple[int, ...] | list[int]) -> list[int]:
+    """Row-major element strides of 6 padded dims; 0 where a dimension is 1 (broadcast)."""
+    st, acc = [0] * 6, 1
+    for k in range(5, -1, -1):
+        st[k] = 0 if dims[k] == 1 else acc
+        acc *= dims[k]
+    return st
+
+
 def broadcast_params(pl: Planner, a: int, b: int, y: int) -> list[int]:
     """Output dims and per-input strides (0 where broadcast), all padded to 6 dimensions."""
     sa, sb = pl.t(a).shape, pl.t(b).shape
@@ -297,14 +306,7 @@ def broadcast_params(pl: Planner, a: int, b: int, y: int) -> list[int]:
     want = tuple(out[6 - max(len(sa), len(sb)):])
     pl.expect_shape(y, want)
 
-    def strides(d: tuple[int, ...]) -> list[int]:
-        st, acc = [0] * 6, 1
-        for k in range(5, -1, -1):
-            st[k] = 0 if d[k] == 1 else acc
-            acc *= d[k]
-        return st
-
-    return list(out) + strides(da) + strides(db)
+    return list(out) + _strides6(da) + _strides6(db)
 
 
 def _fused_act(pl: Planner, op: OperatorDef, options: str, field: int = 0) -> int:
@@ -483,7 +485,8 @@ def reduce_int(pl: Planner, op: OperatorDef) -> None:
     pl.counts(op, (2, 2))
     name = pl.current_op.split()[-1]
     x, y = op.inputs[0], op.outputs[0]
-    pl.expect_type(x, "int32")
+    if pl.t(x).type != "int32":
+        raise UnsupportedOpError(name, f"{pl.t(x).type} variant (int32 only)")
     pl.expect_type(y, "int32")
     rp, _, _, _ = reduce_params(pl, op)
     kind = {"SUM": 0, "REDUCE_PROD": 1, "REDUCE_MAX": 2, "REDUCE_MIN": 3}[name]
@@ -608,10 +611,20 @@ def relu(pl: Planner, op: OperatorDef) -> None:
 def neg(pl: Planner, op: OperatorDef) -> None:
     pl.counts(op, (1, 1))
     x, y = op.inputs[0], op.outputs[0]
-    pl.expect_type(x, "float32")
-    pl.expect_type(y, "float32")
+    t = pl.expect_type(x, "float32", "int8", "int32").type
+    pl.expect_type(y, t)
     pl.same_shape(x, y)
-    pl.node(NativeOp.UNARY_F32, [pl.pid(x)], [pl.pid(y)], [0])
+    if t == "float32":
+        pl.node(NativeOp.UNARY_F32, [pl.pid(x)], [pl.pid(y)], [0])
+    elif t == "int8":
+        # neg.cc negates the raw int8 values (quantization is ignored); -(-128) wraps to -128
+        table = (-np.arange(-128, 128, dtype=np.int32)).astype(np.int8)
+        table = np.roll(table, -128)  # index by the uint8 bits of the input
+        pl.node(NativeOp.LUT_S8, [pl.pid(x)], [pl.pid(y)], [pl.add_const(table), -128])
+    else:  # int32: 0 - x, wrapping
+        zero = pl.add_const(np.zeros((), np.int32))
+        dims = list(_pad6(pl.t(x).shape))
+        pl.node(NativeOp.BINARY_I32, [zero, pl.pid(x)], [pl.pid(y)], dims + [0] * 6 + _strides6(dims) + [1])
 
 
 # ---- data movement -----------------------------------------------------------------------------

@@ -402,3 +402,19 @@ def test_reduce_int32(op: str, case: tuple[tuple[int, ...], list[int], bool], se
     m = load_model(data)
     x = rng.integers(-3, 4, size=shape, dtype=np.int32)  # small values: products stay meaningful
     assert m.run([x])[0].tobytes() == litert_run(data, [x])[0].tobytes()
+
+
+@PROPS
+@given(shape=st.lists(st.integers(1, 9), min_size=1, max_size=4).map(tuple), dtype=st.sampled_from(["int8", "int32"]),
+       seed=seeds)
+def test_neg_integer(shape: tuple[int, ...], dtype: str, seed: int) -> None:
+    q = (0.1, 3) if dtype == "int8" else None
+    data = models.single_op("NEG", [(shape, dtype, q, None)], [(shape, dtype, q)])
+    rng = np.random.default_rng(seed)
+    from agent.inference import load_model
+    from tests.inference.oracle import litert_run
+    m = load_model(data)
+    info = np.iinfo(dtype)
+    x = rng.integers(info.min, info.max, size=shape, dtype=dtype, endpoint=True)
+    x.flat[0] = info.min  # the value whose negation wraps
+    assert m.run([x])[0].tobytes() == litert_run(data, [x])[0].tobytes()
