@@ -191,8 +191,10 @@ def conv2d(pl: Planner, op: OperatorDef) -> None:
     if not dw and cg == c:
         # pre-packed [KH, KW, Cin, Cout] copy of the filter for the vectorized kernel path
         packed = pl.add_const(np.ascontiguousarray(pl.const(w, "filter").transpose(1, 2, 3, 0)))
+    # Grouped CONV_2D is not ruy's: LiteRT runs it through the reference kernel (double rounding).
+    mode = DWCONV_REQUANT if dw else (CONV_REQUANT if cg == c else Requant.DOUBLE_ROUND)
     params = [z_in, z_out, lo, hi, stride_h, stride_w, dil_h, dil_w, pad_t, pad_l, mt, st, mult,
-              int(DWCONV_REQUANT if dw else CONV_REQUANT), out_c // 8 * 8 if dw else 0, packed]
+              int(mode), out_c // 8 * 8 if dw else 0, packed]
     pl.node(NativeOp.DEPTHWISE_CONV_2D if dw else NativeOp.CONV_2D, ins, [pl.pid(y)], params)
 
 

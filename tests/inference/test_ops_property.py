@@ -27,16 +27,18 @@ seeds = st.integers(0, 2**32 - 1)
        o=st.integers(1, 20), k=st.tuples(st.integers(1, 4), st.integers(1, 4)),
        stride=st.tuples(st.integers(1, 3), st.integers(1, 3)), dil=st.tuples(st.integers(1, 2), st.integers(1, 2)),
        padding=st.integers(0, 1), act=acts, s_in=scales, z_in=zps, s_out=scales, z_out=zps,
-       per_channel=st.booleans(), seed=seeds)
+       per_channel=st.booleans(), groups=st.sampled_from([1, 1, 2, 3]), seed=seeds)
 def test_conv2d(n: int, h: int, w: int, c: int, o: int, k: tuple[int, int], stride: tuple[int, int],
                 dil: tuple[int, int], padding: int, act: int, s_in: float, z_in: int, s_out: float, z_out: int,
-                per_channel: bool, seed: int) -> None:
+                per_channel: bool, groups: int, seed: int) -> None:
+    c, o = max(1, c // groups) * groups, max(1, o // groups) * groups
     eff = ((k[0] - 1) * dil[0] + 1, (k[1] - 1) * dil[1] + 1)
     if padding == 1 and (h < eff[0] or w < eff[1]):
         h, w = max(h, eff[0]), max(w, eff[1])
     rng = np.random.default_rng(seed)
     data = models.conv2d(rng, n=n, h=h, w=w, c=c, o=o, kh=k[0], kw=k[1], stride=stride, dil=dil, padding=padding,
-                         act=act, s_in=s_in, z_in=z_in, s_out=s_out, z_out=z_out, per_channel=per_channel)
+                         act=act, s_in=s_in, z_in=z_in, s_out=s_out, z_out=z_out, per_channel=per_channel,
+                         groups=groups)
     assert_bit_exact(data, rng, runs=2)
 
 
