@@ -31,6 +31,8 @@ def vector_models() -> list[bytes]:
                          [((2, 5), "int8", (0.02, -3))], "ReducerOptions", [(0, "bool", False)]),
         models.single_op("QUANTIZE", [((3, 13), "float32", None, None)], [((3, 13), "int8", q)]),
         models.single_op("QUANTIZE", [((3, 13), "int8", q, None)], [((3, 13), "int8", (0.05, 9))]),
+        models.single_op("QUANTIZE", [((3, 13), "uint8", (0.03, 121), None)], [((3, 13), "int8", (0.05, 9))]),
+        models.single_op("QUANTIZE", [((3, 13), "int8", q, None)], [((3, 13), "uint8", (0.05, 137))]),
         models.single_op("LOGISTIC", [((4, 9), "int8", q, None)], [((4, 9), "int8", (1 / 256, -128))]),
         models.single_op("TANH", [((4, 9), "int8", q, None)], [((4, 9), "int8", (1 / 128, 0))]),
         models.single_op("GELU", [((4, 9), "int8", q, None)], [((4, 9), "int8", (0.02, -20))], "GeluOptions",
