@@ -16,14 +16,12 @@ cars from their retained state, and, for a submitter, runs tasks to completion:
 
 from __future__ import annotations
 
-import collections
-
 import hashlib
 import logging
 import secrets
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -123,7 +121,7 @@ class FleetClient:
         self._watch_telemetry = watch_telemetry
         self._watch_results = watch_results
         # Results seen passively (a watcher): never acknowledged, only shown; the newest last.
-        self.seen_results: collections.deque[tuple[str, str, str, float | None]] = collections.deque(maxlen=50)
+        self.seen_results: deque[tuple[str, str, str, float | None]] = deque(maxlen=50)
         self._closing = threading.Event()
         self._pumper: threading.Thread | None = None
         # A submitter keeps its session across disconnects: results published while it is away
