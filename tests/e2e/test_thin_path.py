@@ -54,8 +54,10 @@ def test_jobs_return_litert_bytes_and_state_is_retained(rig: tuple[CarOnBus, Age
     oracle = load_model(THIN_PATH, backend="litert")
     rng = np.random.default_rng(1)
     xs = {f"t{i}": rng.integers(-128, 128, size=oracle.inputs[0].shape, dtype=np.int8) for i in range(4)}
-    with FleetClient("127.0.0.1", mosquitto.port, submitter="e2e", job_timeout_s=5.0) as fleet:
+    with FleetClient("127.0.0.1", mosquitto.port, submitter="e2e", job_timeout_s=5.0) as fleet, \
+            FleetClient("127.0.0.1", mosquitto.port, watch_results=True) as watcher:
         assert fleet.wait_for(lambda f: CAR in f.cars and f.cars[CAR].mode == "RUN", 20), fleet.cars
+        assert watcher.wait_connected(10)
         for tid, x in xs.items():
             fleet.submit(tid, p.ModelRef(builtin="thin_path"), [x])
         assert fleet.wait(30, list(xs)), {t: fleet.tasks[t].status for t in xs}
@@ -64,6 +66,9 @@ def test_jobs_return_litert_bytes_and_state_is_retained(rig: tuple[CarOnBus, Age
             assert task.status == "ok" and task.cars == [CAR]
             want = oracle.run([x])
             assert [o.tobytes() for o in task.outputs] == [w.tobytes() for w in want]
+        # `fleet watch` sees every result pass, without taking any from the submitter.
+        assert watcher.wait_for(lambda w: len(w.seen_results) >= len(xs), 10)
+        assert sorted(job.split(".")[0] for _, job, _, _ in watcher.seen_results) == sorted(xs)
     # A consumer that connects later still learns the car's state: it was retained.
     with FleetClient("127.0.0.1", mosquitto.port) as late:
         assert late.wait_for(lambda f: CAR in f.cars, 10)
