@@ -34,7 +34,7 @@ class AgentConfig:
     tls_key: str = ""
     state_dir: str = "/var/lib/fleetnode"
     policy_file: str = ""
-    models_dir: str = ""
+    trusted_keys: str = ""  # a directory (or file) of Ed25519 public keys that sign fleet models
     status_interval_s: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -41,6 +41,8 @@ def register(sub: Any) -> None:
     p.add_argument("--pool", help="job pool (shared subscription group)")
     p.add_argument("--state-dir", dest="state_dir", help="where the outbox, ledger and model cache live")
     p.add_argument("--policy", dest="policy_file", help="owner policy (TOML)")
+    p.add_argument("--trusted-keys", dest="trusted_keys",
+                   help="directory of Ed25519 public keys (*.pub) whose signed models this car runs")
     p.add_argument("--json", action="store_true", help="print each status as one JSON line")
     p.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: run until signalled)")
     p.set_defaults(func=_cmd_run)
@@ -65,7 +67,8 @@ def _cmd_unit(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     overrides = {k: getattr(args, k) for k in (
-        "serial_port", "profile", "dbc", "car_id", "broker_host", "broker_port", "pool", "state_dir", "policy_file")}
+        "serial_port", "profile", "dbc", "car_id", "broker_host", "broker_port", "pool", "state_dir", "policy_file",
+        "trusted_keys")}
     try:
         base = AgentConfig.load(args.config) if args.config else AgentConfig()
         cfg = AgentConfig.from_mapping({}, **{**_asdict(base), **{k: v for k, v in overrides.items() if v is not None}})
@@ -126,6 +129,7 @@ class Agent:
         from agent.bus.reader import BusReader
         from agent.bus.state import StateStore
         from agent.fleet.link import FleetLink
+        from agent.fleet.models import TrustStore
         from agent.fleet.mqtt import TlsConfig
         from agent.ledger import Ledger, LedgerSink
         from agent.runner import Runner
@@ -137,9 +141,12 @@ class Agent:
         tls = None
         if self.cfg.tls_ca:
             tls = TlsConfig(Path(self.cfg.tls_ca), Path(self.cfg.tls_cert), Path(self.cfg.tls_key))
+        keys = TrustStore.from_paths([self.cfg.trusted_keys]) if self.cfg.trusted_keys else TrustStore()
         link = FleetLink(self.cfg.car_id, self.cfg.broker_host, self.cfg.broker_port, self.clock,
                          outbox_path=self.state_dir / "outbox.sqlite", pool=self.cfg.pool, tls=tls,
-                         audit_path=self.state_dir / "audit.sqlite")
+                         audit_path=self.state_dir / "audit.sqlite",
+                         model_dir=self.state_dir / "models", trusted_keys=keys)
+        self.models.cache = link.models
         ledger = Ledger(self.state_dir / "ledger.sqlite", self.policy.tariff, self.policy.timezone)
         sink = LedgerSink(ledger, self.clock, self.policy)
         runner = Runner(self.clock, on_outcome=lambda o: self._on_outcome(link, sink, store, o))
@@ -179,7 +186,6 @@ class Agent:
                 stop.wait(1.0)
 
     def _tick(self, store: Any, reader: Any, decision: Any, link: Any, runner: Any, sink: Any) -> None:
-        from agent.governor import Mode
 
         if decision is None:
             return
@@ -190,9 +196,8 @@ class Agent:
             self.watchdog.progress("runner")
         snap = store.snapshot()
         sink.observe(snap)
-        link.set_accepting_jobs(decision.mode is Mode.RUN and not decision.drain)
         vehicle = {role: snap.value(role, now, self.profile.max_age(role)) for role in self.profile.roles}
-        link.publish_state(decision.as_dict(), vehicle)
+        link.apply_decision(decision.as_dict(), vehicle)
         link.publish_telemetry({
             **{k: vehicle.get(k) for k in TELEMETRY_ROLES},
             "mode": decision.mode.value,
@@ -201,7 +206,8 @@ class Agent:
         })
         while (request := link.jobs().get(timeout=0)) is not None:
             self._accept(request, link, runner)
-        self.watchdog.progress("fleet")
+        if link.health()["ok"]:
+            self.watchdog.progress("fleet")
         self.watchdog.maybe_ping()
         key = (decision.mode, decision.codes)
         if key != self._last_key or now - self._last_print >= self.cfg.status_interval_s:
@@ -267,13 +273,16 @@ def _brief(decision: Any, most: int = 2) -> str:
 
 
 class ModelStore:
-    """Models the agent can run, loaded once: the built-in ones shipped in agent/inference/models."""
+    """Models the agent can run, each loaded once: the built-in ones shipped in
+    agent/inference/models, and the fleet's, verified and kept by the link's model cache."""
 
     BUILTIN_DIR = Path(__file__).parent / "inference" / "models"
+    MAX_LOADED = 8
 
     def __init__(self) -> None:
         self._loaded: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self.cache: Any = None  # agent.fleet.models.ModelCache, set once the link exists
 
     def get(self, ref: Any) -> Any:
         from agent.inference import ModelError, load_model
@@ -286,6 +295,10 @@ class ModelStore:
                     if not path.is_file():
                         raise ModelError(f"no built-in model named {ref.builtin!r}")
                     self._loaded[key] = load_model(path)
+                elif self.cache is not None and self.cache.has(ref.sha256):
+                    if len(self._loaded) >= self.MAX_LOADED:
+                        self._loaded.pop(next(iter(self._loaded)))
+                    self._loaded[key] = load_model(self.cache.path(ref.sha256))
                 else:
                     raise ModelError(f"model {ref.sha256} is not in this car's cache")
             return self._loaded[key]

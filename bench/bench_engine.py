@@ -3,6 +3,7 @@ median latency of each, their ratio, and how long a cancel takes to stop a nativ
 
 from __future__ import annotations
 
+import os
 import statistics
 import threading
 import time
@@ -11,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from agent.inference import Cancelled, CancelToken, Model, load_model
+from agent.inference import builder as models
 from agent.inference.models import make_thin_path
-from tests.inference import models
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,7 +42,7 @@ def bench_models() -> dict[str, bytes]:
         "dwconv3x3_32x32x32": models.conv2d(rng, h=32, w=32, c=32, depthwise=True, padding=0),
         "fc_256x256_b8": models.fully_connected(rng, batch=8, depth=256, units=256),
     }
-    zoo = ROOT / "models" / "zoo"
+    zoo = Path(os.environ.get("FLEETNODE_ZOO_DIR", ROOT / "models" / "zoo"))
     for p in sorted(zoo.glob("*.tflite")) if zoo.is_dir() else []:
         out[p.stem] = p.read_bytes()
     return out
@@ -49,7 +50,7 @@ def bench_models() -> dict[str, bytes]:
 
 def cancel_latency_ms(trials: int = 20) -> list[float]:
     """Time from cancel() in another thread to run() raising Cancelled, on a long native run."""
-    m = load_model(models.conv2d(np.random.default_rng(1), h=64, w=64, c=64, o=64, padding=0))
+    m = load_model(models.conv2d(np.random.default_rng(1), h=160, w=160, c=64, o=64, padding=0))
     x = np.zeros(m.inputs[0].shape, np.int8)
     lat = []
     for _ in range(trials):

@@ -90,7 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     agent: AgentProcess | None = None
     fleet = FleetClient("127.0.0.1", broker.port, submitter="demo", job_timeout_s=5.0)
     stack = contextlib.ExitStack()
+    watcher: subprocess.Popen[str] | None = None
     try:
+        watcher = subprocess.Popen([sys.executable, "-m", "agent.cli", "fleet", "watch", "--port", str(broker.port)],
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         car.start()
         say("car", f"parked in P, plugged in at 7.2 kW, SoC 62 %; serial line {car.port}")
         agent = AgentProcess(lambda line: say("agent", line), ["run", "--port", car.port, "--broker-port", str(broker.port), "--car-id", CAR,
@@ -157,10 +160,15 @@ def main(argv: list[str] | None = None) -> int:
         last = fleet.tasks[list(inputs)[-1]]
         if last.outputs:
             say("fleet", f"e.g. {last.task_id} from {', '.join(last.cars)}: output {last.outputs[0].tolist()}")
-        say("fleet", "what `fleetnode fleet watch` shows now:")
-        show([sys.executable, "-m", "agent.cli", "fleet", "watch", "--port", str(broker.port),
-              "--count", "1", "--timeout", "5"])
     finally:
+        if watcher is not None:
+            watcher.terminate()
+            out, _ = watcher.communicate(timeout=10)
+            blocks = [b for b in out.strip().split("\n\n") if b.strip()]
+            say("fleet", "what `fleetnode fleet watch` showed last:")
+            with _OUT:
+                for line in (blocks[-1] if blocks else "(nothing)").splitlines():
+                    sys.stdout.write(f"         | {line}\n")
         rc = agent.stop() if agent is not None else 0
         stack.close()
         car.stop()

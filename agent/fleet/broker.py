@@ -50,7 +50,7 @@ class Broker:
         tls: BrokerTls | None = None,
         acl_file: str | Path | None = None,
         max_queued_messages: int = 100_000,
-        message_size_limit: int = 0,
+        max_packet_bytes: int = 4 << 20,
     ) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -70,7 +70,6 @@ class Broker:
             # Mosquitto drops messages silently past this limit; the fleet's queues are bounded
             # by the agent and the dispatcher instead, so the broker's limit is set well above.
             f"max_queued_messages {max_queued_messages}",
-            "max_inflight_messages 100",
             f"log_dest file {self.log_path}",
             "log_type error",
             "log_type warning",
@@ -81,8 +80,10 @@ class Broker:
             # the private persistence directory.
             "user root" if os.geteuid() == 0 else "",
         ]
-        if message_size_limit:
-            lines.append(f"max_packet_size {message_size_limit}")
+        if max_packet_bytes:
+            # No client, car or fleet, can push a packet bigger than this through the broker
+            # (jobs and results are limited to 1 MiB, model chunks default to 256 KiB).
+            lines.append(f"max_packet_size {max_packet_bytes}")
         if tls is not None:
             lines += [
                 f"cafile {tls.cafile}",
@@ -90,6 +91,9 @@ class Broker:
                 f"keyfile {tls.keyfile}",
                 "require_certificate true",
                 "use_identity_as_username true",
+                # The client id is the certificate's CN too: a car cannot connect under another
+                # car's client id and take over its session (its queued jobs and acks).
+                "use_username_as_clientid true",
                 "allow_anonymous false",
             ]
         else:
@@ -177,7 +181,7 @@ def start_broker(
     tmpdir: str | Path,
     tls: BrokerTls | None = None,
     acl_file: str | Path | None = None,
-    **kwargs: int,
+    max_queued_messages: int = 100_000,
 ) -> Broker:
     """Start mosquitto on a free 127.0.0.1 port with its config and persistence under tmpdir."""
-    return Broker(tmpdir, tls=tls, acl_file=acl_file, **kwargs).start()
+    return Broker(tmpdir, tls=tls, acl_file=acl_file, max_queued_messages=max_queued_messages).start()

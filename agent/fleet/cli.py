@@ -36,7 +36,7 @@ def client_kwargs(args: Any) -> dict[str, Any]:
 def _cmd_watch(args: argparse.Namespace) -> int:
     from agent.fleet.fleetside import FleetClient
     from agent.fleet.watch import watch
-    with FleetClient(**client_kwargs(args)) as client:
+    with FleetClient(**client_kwargs(args), watch_results=True) as client:
         if not client.wait_connected(args.connect_timeout):
             print(f"cannot reach the broker at {args.host}:{args.port}: {client.session.last_error}",
                   file=sys.stderr)
@@ -106,7 +106,8 @@ def register(subparsers: Any) -> None:
     s.add_argument("inputs", type=Path, help=".npy (one job) or .npz (one job per array)")
     s.add_argument("--redundancy", type=int, default=1, help="cars per job, cross-checked (default 1)")
     s.add_argument("--key", type=Path, help="signing key (from `fleet keys create`) for a .tflite model")
-    s.add_argument("--submitter", default=None, help="submitter id (default: derived from the host name)")
+    s.add_argument("--submitter", default=None,
+                   help="submitter id (default: submit-<host>-<pid>)")
     s.add_argument("--timeout", type=float, default=300.0, help="give up after S seconds")
     s.add_argument("--job-timeout", type=float, default=30.0, help="resend a job unanswered after S seconds")
     s.add_argument("--max-run-s", type=float, default=60.0, help="run-time limit per job on the car")

@@ -21,7 +21,7 @@ import logging
 import secrets
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -31,7 +31,7 @@ import paho.mqtt.client as paho
 from agent.clock import Clock, SystemClock
 from agent.fleet import protocol as p
 from agent.fleet.models import chunks_of
-from agent.fleet.mqtt import MqttSession, TlsConfig, publish_props
+from agent.fleet.mqtt import MqttSession, TlsConfig, publish_props, wait_until
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,7 @@ class FleetClient:
         persistent: bool | None = None,
         session_expiry_s: int = 3600,
         watch_telemetry: bool = False,
+        watch_results: bool = False,
     ) -> None:
         self.submitter = p.check_id("submitter", submitter) if submitter else None
         self.pool = p.check_id("pool", pool)
@@ -113,10 +114,14 @@ class FleetClient:
         self.errors: list[p.ErrorReply] = []
         self.tasks: dict[str, Task] = {}
         self.deliveries: list[Delivery] = []  # every first arrival of a job id, in order
+        self.completed: list[str] = []  # task ids as they finish, each once: the consumer's view
         self._seen_jobs: set[str] = set()
         self._job_index: dict[str, tuple[str, int]] = {}  # job id -> (task, replica)
         self._cond = threading.Condition(threading.RLock())
         self._watch_telemetry = watch_telemetry
+        self._watch_results = watch_results
+        # Results seen passively (a watcher): never acknowledged, only shown; the newest last.
+        self.seen_results: deque[tuple[str, str, str, float | None]] = deque(maxlen=50)
         self._closing = threading.Event()
         self._pumper: threading.Thread | None = None
         # A submitter keeps its session across disconnects: results published while it is away
@@ -188,8 +193,9 @@ class FleetClient:
             return self.counters["states"]
 
     def wait_for(self, predicate: Callable[[FleetClient], bool], timeout: float) -> bool:
-        with self._cond:
-            return self._cond.wait_for(lambda: predicate(self), timeout)
+        """Wait until predicate(self) holds or `timeout` passes. Re-checked on every message and
+        at least every 0.1 s, since a predicate may look at things this client is not told of."""
+        return wait_until(self._cond, lambda: predicate(self), timeout)
 
     # -- dispatch -------------------------------------------------------------------------------
 
@@ -214,8 +220,15 @@ class FleetClient:
         now = self.clock.monotonic()
         to_send: list[tuple[Task, Replica]] = []
         with self._cond:
-            if not self.session.connected or not self.available():
+            available = self.available()
+            if not self.session.connected or not available:
                 return
+            # Credit-based flow control: no more jobs in flight than the available cars
+            # advertise they take at once (their queues), so none is refused for a full queue.
+            in_flight = sum(1 for t in self.tasks.values() if not t.finished for r in t.replicas
+                            if not r.done and r.sent_at is not None
+                            and now - r.sent_at < self.job_timeout_s)
+            credit = sum(max(1, c.capacity) for c in available) - in_flight
             for task in self.tasks.values():
                 if task.finished:
                     continue
@@ -224,6 +237,9 @@ class FleetClient:
                         continue
                     if r.sent_at is not None and now - r.sent_at < self.job_timeout_s:
                         continue
+                    if credit <= 0:
+                        break
+                    credit -= 1
                     if r.sent_at is not None:
                         self.counters["attempts_timed_out"] += 1
                     if task.attempts >= self.max_attempts * task.redundancy:
@@ -283,6 +299,9 @@ class FleetClient:
         self.session.subscribe(p.Topics.ALL_STATES, 1)
         if self._watch_telemetry:
             self.session.subscribe(p.Topics.ALL_TELEMETRY, 0)
+        if self._watch_results and not self.submitter:
+            # QoS 0 and no ack: a watcher must never take a result from its submitter's car outbox.
+            self.session.subscribe(p.Topics.ALL_RESULTS, 0)
         if self.submitter:
             self.session.subscribe(p.Topics.all_results(self.submitter), 1)
             self.session.subscribe(p.Topics.ALL_ERRORS, 1)
@@ -297,14 +316,20 @@ class FleetClient:
             if kind == "state":
                 self._on_state(car, msg)
             elif kind == "telemetry":
-                t = p.Telemetry.decode(msg.payload)
+                t = p.Telemetry.decode(bytes(msg.payload))
                 with self._cond:
                     self.telemetry.setdefault(car, {}).update(t.fields)
+                    self._cond.notify_all()
+            elif kind == "results" and not self.submitter:
+                res = p.JobResult.decode(bytes(msg.payload))
+                with self._cond:
+                    self.seen_results.append((car, res.job_id, res.outcome, res.run_s))
+                    self.counters["results_seen"] += 1
                     self._cond.notify_all()
             elif kind == "results":
                 self._on_result(car, msg)
             elif kind == "errors":
-                e = p.ErrorReply.decode(msg.payload)
+                e = p.ErrorReply.decode(bytes(msg.payload))
                 with self._cond:
                     self.errors.append(e)
                     self.counters["error_replies"] += 1
@@ -312,6 +337,19 @@ class FleetClient:
         except p.ProtocolError as e:
             self.counters[f"invalid_{kind}"] += 1
             log.warning("invalid %s from %s: %s", kind, car, e)
+            if kind == "results":
+                self._ack_unreadable(car, msg)
+
+    def _ack_unreadable(self, car: str, msg: paho.MQTTMessage) -> None:
+        """A result we cannot read is still acknowledged, by its correlation data, or the car's
+        outbox would send it forever; it counts as nothing else."""
+        corr = getattr(msg.properties, "CorrelationData", None) if msg.properties else None
+        try:
+            job_id = p.check_job_id(bytes(corr).decode("ascii")) if corr else None
+        except (p.ProtocolError, UnicodeDecodeError):
+            job_id = None
+        if job_id is not None:
+            self.session.publish(p.Topics.acks(car), p.encode_ack([job_id]), p.QOS_ACK, False)
 
     def _on_state(self, car: str, msg: paho.MQTTMessage) -> None:
         if not msg.payload:  # a cleared retained state: the car is gone from the fleet
@@ -319,7 +357,7 @@ class FleetClient:
                 self.cars.pop(car, None)
                 self._cond.notify_all()
             return
-        st = p.CarState.decode(msg.payload)
+        st = p.CarState.decode(bytes(msg.payload))
         if st.car != car:
             raise p.ProtocolError("forged", f"state on {car}'s topic names {st.car}")
         with self._cond:
@@ -328,7 +366,7 @@ class FleetClient:
             self._cond.notify_all()
 
     def _on_result(self, car: str, msg: paho.MQTTMessage) -> None:
-        res = p.JobResult.decode(msg.payload)
+        res = p.JobResult.decode(bytes(msg.payload))
         if res.car != car:
             raise p.ProtocolError("forged", f"result on {car}'s topic names {res.car}")
         # Acknowledge first, duplicates included: that is what empties the car's outbox. The ack
@@ -347,7 +385,11 @@ class FleetClient:
                 return
             self._seen_jobs.add(res.job_id)
             self.deliveries.append(Delivery(res))
+            where = self._job_index.get(res.job_id)
+            was_finished = where is not None and self.tasks[where[0]].finished
             self._apply_result(res)
+            if where is not None and not was_finished and self.tasks[where[0]].finished:
+                self.completed.append(where[0])
             self._cond.notify_all()
 
     def _apply_result(self, res: p.JobResult) -> None:
@@ -376,14 +418,10 @@ class FleetClient:
                     self.counters["mismatches"] += 1
                     task.error = "replicas disagree: " + ", ".join(
                         f"{o.car}={_short_hash(o.output_bytes)}" for o in task.replicas)
-        elif res.outcome == "rejected":
-            task.status, task.error = "rejected", f"{res.error_code}: {res.error_text}"
-        elif res.outcome == "failed" and r.attempt >= 3:
-            task.status, task.error = "failed", f"{res.error_code}: {res.error_text}"
-        else:  # preempted (or a failure worth another car): send it again
+        elif res.outcome in ("rejected", "failed"):  # final: the job or the engine said no
+            task.status, task.error = res.outcome, f"{res.error_code}: {res.error_text}"
+        else:  # preempted: the car could not run it now; another car (or later) can
             self.counters[f"attempts_{res.outcome}"] += 1
-            if res.outcome == "failed" or res.error_code == "excluded":
-                r.exclude.add(res.car)
             r.sent_at = None
             # A car that refuses (busy, stopping) is not asked again at once: no ping-pong.
             r.not_before = self.clock.monotonic() + min(0.05 * r.attempt, 2.0)

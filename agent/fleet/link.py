@@ -7,8 +7,8 @@ sockets, callbacks and retries stay inside. Its promises:
 - state is retained, and a last will marks the car offline when the connection dies;
 - telemetry goes out by exception (deadbands) with a heartbeat, each message numbered;
 - jobs arrive through the pool's shared subscription, held only while accepting, so the broker
-  sends work only to cars that may compute; the broker never has more than `job_queue_size`
-  jobs in flight to this car (Receive Maximum + acks sent only once a job is answered);
+  sends work only to cars that may compute; the state advertises the car's capacity, which
+  the dispatcher honours, and a job's PUBLISH is acknowledged only once the job is answered;
 - every accepted job ends in exactly one reply (result, failure, preempted or rejected), stored
   in the SQLite outbox before the job's PUBLISH is acknowledged, and re-sent until the fleet
   acknowledges it, across broker outages and agent restarts;
@@ -21,6 +21,7 @@ import logging
 import queue
 import secrets
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -63,7 +64,7 @@ class JobQueue:
             return None
 
     def drain(self) -> list[p.JobRequest]:
-        out = []
+        out: list[p.JobRequest] = []
         while True:
             try:
                 j = self._q.get_nowait()
@@ -114,8 +115,8 @@ class FleetLink:
         outbox_limit: int = 10_000,
         ack_timeout_s: float = 10.0,
         max_ack_timeout_s: float = 120.0,
-        heartbeat_s: float = 300.0,
-        keepalive_s: int = 30,
+        heartbeat_s: float = 900.0,
+        keepalive_s: int = 120,
         session_expiry_s: int = 3600,
         max_job_bytes: int = p.MAX_JOB_BYTES,
         model_dir: str | Path | None = None,
@@ -127,7 +128,9 @@ class FleetLink:
         self.pool = p.check_id("pool", pool)
         self.clock = clock or SystemClock()
         self.outbox = Outbox(outbox_path)
-        self.audit = AuditLog(audit_path) if audit_path is not None else None
+        # The owner's audit log is always on: next to the outbox unless placed elsewhere.
+        self.audit = AuditLog(audit_path if audit_path is not None
+                              else Path(outbox_path).parent / "audit.sqlite")
         self.counters: Counter[str] = Counter()
         self.max_job_bytes = max_job_bytes
         self.ack_timeout_s = ack_timeout_s
@@ -143,9 +146,13 @@ class FleetLink:
         self._model_started: dict[str, float] = {}
         self._assembly: dict[str, ModelAssembly] = {}
         self._early_chunks: dict[str, dict[int, bytes]] = {}
-        # The broker keeps at most `job_queue_size` jobs unacknowledged in flight to us (Receive
-        # Maximum); the queue has room for twice that, because mosquitto's flow-control
-        # accounting can run a message or two ahead while acks and deliveries cross.
+        # Flow control: the state advertises `job_queue_size` as the car's capacity and the
+        # dispatcher keeps no more jobs in flight than the available cars' capacities add up to.
+        # The CONNECT also asks for Receive Maximum = job_queue_size, but mosquitto 2.0.11 was
+        # measured sending far past it once acks flow, so it is not relied on. The queue holds
+        # twice the capacity (two dispatchers, retries crossing); beyond that a job is answered
+        # "preempted"/"busy" and goes elsewhere.
+        self.job_queue_size = job_queue_size
         self._jobs = JobQueue(2 * job_queue_size)
         # Lock order: `_lock` guards plain fields and is never held while calling paho (paho
         # calls back into us holding its own mutexes). `_sub_lock` serialises subscription
@@ -163,7 +170,10 @@ class FleetLink:
         self._state_dirty = False  # changed since last published
         self._telemetry = p.TelemetryFilter(heartbeat_s)
         self._telemetry_seq = 0
+        self._sub_generation = -1  # the connection the subscription was last (re)made on
+        self._alias_generation = -1  # the connection the telemetry alias was registered on
         self._error_seq = 0
+        self._last_prune = -1e18
         self._inflight: list[paho.MQTTMessageInfo] = []  # results not yet PUBACKed
         self._wake = threading.Event()
         self._closing = threading.Event()
@@ -238,7 +248,7 @@ class FleetLink:
             st = p.CarState(
                 car=self.car_id, online=True, mode=mode if mode in p.MODES else "OFF",
                 reasons=reasons, available_w=budget if mode == "RUN" else 0.0,
-                accepting_jobs=accepting,
+                accepting_jobs=accepting, capacity=self.job_queue_size,
                 soc_percent=None if soc is None else max(0.0, min(100.0, float(soc))),
                 charging=None if kw is None else float(kw) > 0.0, pool=self.pool)
             if self._state is not None and _same_state(self._state, st):
@@ -248,6 +258,12 @@ class FleetLink:
         with self._sub_lock:
             # The sender thread may have published it meanwhile (on a reconnect).
             return self._send_state() if self._state_dirty else True
+
+    def apply_decision(self, decision: Mapping[str, Any], vehicle: Mapping[str, Any]) -> None:
+        """The governor's decision in one call: take jobs only in RUN (and not while draining
+        before a departure), and publish the state."""
+        self.set_accepting_jobs(decision.get("mode") == "RUN" and not decision.get("drain"))
+        self.publish_state(decision, vehicle)
 
     def _send_state(self) -> bool:
         """Publish the current state (caller holds `_sub_lock`)."""
@@ -265,18 +281,36 @@ class FleetLink:
                                            user=[(p.SCHEMA_PROPERTY, "state/1")])) is not None
 
     def publish_telemetry(self, values: Mapping[str, float | int | str | None]) -> bool:
-        """Offer current values; sends only what moved beyond its deadband, or a heartbeat."""
-        out = self._telemetry.offer(values, self.clock.monotonic())
+        """Offer current values; sends only what moved beyond its deadband, or a heartbeat.
+        While disconnected nothing is offered, so what changed meanwhile goes out on return."""
+        known = {k: v for k, v in values.items() if k in p.TELEMETRY_FIELDS}
+        if len(known) != len(values):  # nothing undocumented leaves the car
+            self.counters["telemetry_fields_dropped"] += len(values) - len(known)
+        if not self.session.connected:
+            return False
+        out = self._telemetry.offer(known, self.clock.monotonic())
         if out is None:
             return False
         hb, fields = out
+        topic = p.Topics.telemetry(self.car_id)
         with self._lock:
             self._telemetry_seq += 1
             msg = p.Telemetry(self.car_id, self._telemetry_seq, self.boot, self.clock.time(), hb, fields)
+            # Telemetry is the car's most frequent message: it carries no properties but a topic
+            # alias (MQTT 5), the full topic only on a connection's first telemetry message.
+            gen = self.session.generation
+            use_alias = self.session.topic_alias_max >= p.TELEMETRY_TOPIC_ALIAS
+            first = self._alias_generation != gen
+        props = publish_props()
+        if use_alias:
+            props.TopicAlias = p.TELEMETRY_TOPIC_ALIAS
+        wire_topic = "" if use_alias and not first else topic
         self.counters["telemetry_sent"] += 1
-        return self._publish(p.Topics.telemetry(self.car_id), msg.encode(), p.QOS_TELEMETRY, False,
-                             publish_props(expiry_s=3600, content_type=p.CT_JSON,
-                                           user=[(p.SCHEMA_PROPERTY, "telemetry/1")])) is not None
+        info = self._publish(topic, msg.encode(), p.QOS_TELEMETRY, False, props, wire_topic)
+        if info is not None and use_alias:
+            with self._lock:
+                self._alias_generation = gen
+        return info is not None
 
     def set_accepting_jobs(self, accepting: bool) -> None:
         """Hold the pool's shared subscription (True) or give it up (False). Giving it up also
@@ -335,6 +369,13 @@ class FleetLink:
         else:
             arrays = list(outputs)
         topic = p.Topics.results(self.car_id, sub)
+        size = sum(a.nbytes for a in arrays)
+        if size > p.MAX_RESULT_BYTES - p.MAX_HEADER_BYTES:
+            # The fleet would refuse it, never acknowledge it, and the outbox would resend it
+            # forever: it becomes a failure with a reason instead.
+            self.counters["results_too_large"] += 1
+            outcome, arrays = "failed", []
+            error = ("result_too_large", f"outputs of {size} bytes exceed the result limit")
 
         def build(seq: int) -> bytes:
             return p.JobResult(job_id, self.car_id, outcome, seq, arrays,
@@ -373,12 +414,34 @@ class FleetLink:
                     else:
                         self._apply_subscription()
                 self._expire_model_fetches()
+                self._housekeeping()
                 self._send_due()
-            except Exception as e:  # the sender must outlive a bad row or a full paho queue
+            except Exception:  # the sender must outlive a bad row or a full paho queue
                 self.counters["sender_errors"] += 1
-                log.exception("outbox sender: %s", e)
+                log.exception("outbox sender")
             self._wake.wait(0.2)
             self._wake.clear()
+
+    def _housekeeping(self) -> None:
+        """Hourly: forget answered job ids past the dedup window; restart a dead network thread."""
+        now = self.clock.monotonic()
+        if now - self._last_prune >= 3600.0:
+            self._last_prune = now
+            self.outbox.prune(self.clock.time())
+            if self.audit is not None:
+                self.audit.prune(self.clock.time())
+        if not self._closing.is_set() and not self.session.alive:
+            self.counters["network_thread_restarts"] += 1
+            self.session.start()
+
+    def health(self) -> dict[str, object]:
+        """For the service's watchdog: is every part of the link making progress?"""
+        loop_age = time.monotonic() - self.session.last_loop
+        sender_alive = self._sender is not None and self._sender.is_alive()
+        return {"ok": sender_alive and self.session.alive and loop_age < 10.0,
+                "connected": self.session.connected, "network_loop_age_s": round(loop_age, 3),
+                "sender_alive": sender_alive, "outbox_depth": self.outbox.depth(),
+                "last_error": self.session.last_error}
 
     def _send_due(self) -> None:
         if not self.session.connected:
@@ -405,8 +468,9 @@ class FleetLink:
                 self.counters["results_resent"] += 1
 
     def _publish(self, topic: str, payload: bytes, qos: int, retain: bool,
-                 properties: Any = None) -> paho.MQTTMessageInfo | None:
-        info = self.session.publish(topic, payload, qos, retain, properties)
+                 properties: Any = None, wire_topic: str | None = None) -> paho.MQTTMessageInfo | None:
+        info = self.session.publish(topic if wire_topic is None else wire_topic, payload, qos,
+                                    retain, properties)
         if info is not None and self.audit is not None:
             self.audit.record(self.clock.time(), topic, qos, retain, payload)
         return info
@@ -420,9 +484,13 @@ class FleetLink:
                 # Backpressure: with the outbox full the car takes no work until the fleet acks.
                 want = self._want_accepting and self.outbox.depth() < self.outbox_limit
                 changed = want != self._subscribed
-                if (not changed and not force) or not self.session.connected:
+                # After a reconnect (force) the subscription is renewed once per connection, in
+                # case the broker lost the session; not again for every state change.
+                fresh = force and self._sub_generation != self.session.generation
+                if (not changed and not fresh) or not self.session.connected:
                     return
                 self._subscribed = want
+                self._sub_generation = self.session.generation
             if want:
                 self.session.subscribe(p.Topics.shared_jobs(self.pool), p.QOS_JOB)
             else:
@@ -464,7 +532,7 @@ class FleetLink:
 
     def _on_ack(self, msg: paho.MQTTMessage) -> None:
         try:
-            ids = p.decode_ack(msg.payload)
+            ids = p.decode_ack(bytes(msg.payload))
         except p.ProtocolError:
             self.counters["acks_invalid"] += 1
         else:
@@ -628,13 +696,13 @@ class FleetLink:
     def _reject(self, msg: paho.MQTTMessage, payload: bytes, code: str, text: str,
                 corr: bytes | None) -> None:
         job_id, submitter = p.peek_job_ids(payload)
-        if job_id is not None and submitter is not None and self.outbox.status(job_id) == "new":
-            # Enough of the job survives to answer it like any other: through the outbox.
-            if self.outbox.accept(job_id, submitter, self.clock.time()):
-                with self._lock:
-                    self._pending[job_id] = _Pending(self.session.generation, msg.mid)
-                self._answer(job_id, "rejected", None, (code, text), None, submitter)
-                return
+        # Enough of the job survives to answer it like any other: through the outbox.
+        if (job_id is not None and submitter is not None and self.outbox.status(job_id) == "new"
+                and self.outbox.accept(job_id, submitter, self.clock.time())):
+            with self._lock:
+                self._pending[job_id] = _Pending(self.session.generation, msg.mid)
+            self._answer(job_id, "rejected", None, (code, text), None, submitter)
+            return
         with self._lock:
             self._error_seq += 1
             seq = self._error_seq
@@ -649,7 +717,8 @@ class FleetLink:
 
 def _same_state(a: p.CarState, b: p.CarState) -> bool:
     def key(s: p.CarState) -> tuple[object, ...]:
-        soc = None if s.soc_percent is None else round(s.soc_percent)
+        # SoC in the retained state moves in 5 % steps; telemetry carries it to 1 %.
+        soc = None if s.soc_percent is None else round(s.soc_percent / 5.0)
         return (s.online, s.mode, s.reasons, round(s.available_w / 50.0), s.accepting_jobs,
                 soc, s.charging, s.pool)
     return key(a) == key(b)

@@ -82,7 +82,7 @@ class TrustStore:
         self._keys = {key_id(k): k for k in keys or []}
 
     @classmethod
-    def from_paths(cls, paths: list[str | Path]) -> "TrustStore":
+    def from_paths(cls, paths: list[str | Path]) -> TrustStore:
         files: list[Path] = []
         for pth in map(Path, paths):
             files += sorted(pth.glob("*.pub")) if pth.is_dir() else [pth]

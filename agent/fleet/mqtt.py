@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -55,7 +56,7 @@ class Will:
 def props(packet: int, *, expiry_s: int | None = None, response_topic: str | None = None,
           correlation: bytes | None = None, content_type: str | None = None,
           user: list[tuple[str, str]] | None = None) -> Properties:
-    p = Properties(packet)
+    p = Properties(packet)  # type: ignore[no-untyped-call]
     if expiry_s is not None:
         p.MessageExpiryInterval = int(expiry_s)
     if response_topic is not None:
@@ -78,6 +79,17 @@ MessageHandler = Callable[[paho.MQTTMessage], None]
 
 def _no_op(*_: object) -> None:
     pass
+
+
+def wait_until(cond: threading.Condition, predicate: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    with cond:
+        while not predicate():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            cond.wait(min(left, 0.1))
+        return True
 
 
 class MqttSession:
@@ -129,16 +141,18 @@ class MqttSession:
         self._generation = 0  # increases with every CONNACK: message ids are per connection
         self.last_loop = time.monotonic()  # for the service watchdog: the loop is turning
         self.last_error = ""
+        self.topic_alias_max = 0  # from the broker's CONNACK
         self._connect_props = props(PacketTypes.CONNECT)
         self._connect_props.SessionExpiryInterval = session_expiry_s
         if receive_maximum is not None:
-            # The broker never has more than this many unacknowledged QoS 1 messages in flight
-            # to us: with manual acks this is the backpressure on jobs.
+            # Asks the broker to keep no more unacknowledged QoS 1 messages in flight to us.
+            # mosquitto 2.0.11 overruns it once acks flow (docs/protocol.md, section 12), so
+            # callers bound their queues themselves.
             self._connect_props.ReceiveMaximum = receive_maximum
         if maximum_packet_size is not None:
             self._connect_props.MaximumPacketSize = maximum_packet_size
 
-        c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id,
+        c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                         protocol=paho.MQTTv5, manual_ack=manual_ack)
         c.suppress_exceptions = True  # our wrappers already catch; this is the second net
         c.max_inflight_messages_set(20)
@@ -184,6 +198,7 @@ class MqttSession:
             return
         self._generation += 1
         self.counters["connects"] += 1
+        self.topic_alias_max = int(getattr(properties, "TopicAliasMaximum", 0) or 0)
         self._connected.set()
         if self._on_connect_cb is not None:
             self._on_connect_cb(bool(flags.session_present))
@@ -224,7 +239,7 @@ class MqttSession:
     # -- the network thread --------------------------------------------------------------------
 
     def start(self) -> MqttSession:
-        if self._thread is None:
+        if self._thread is None or not self._thread.is_alive():
             self._stop.clear()
             self._thread = threading.Thread(target=self._run, name=f"mqtt-{self.client_id}",
                                             daemon=True)
@@ -274,6 +289,13 @@ class MqttSession:
             deadline = time.monotonic() + timeout
             while self.client.socket() is not None and time.monotonic() < deadline:
                 self._stop.wait(0.01)
+        self._end_thread()
+
+    def abort(self) -> None:
+        """Drop the connection without DISCONNECT, as a crash would: the broker sends the will."""
+        self._end_thread()
+
+    def _end_thread(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
@@ -286,22 +308,16 @@ class MqttSession:
                 pass
         self._connected.clear()
 
-    def abort(self) -> None:
-        """Drop the connection without DISCONNECT, as a crash would: the broker sends the will."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-        sock = self.client.socket()
-        if sock is not None:
-            sock.close()
-        self._connected.clear()
-
     # -- operations (any thread) ---------------------------------------------------------------
 
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    @property
+    def alive(self) -> bool:
+        """The network thread runs (it only ends on stop() or abort())."""
+        return self._thread is not None and self._thread.is_alive()
 
     @property
     def generation(self) -> int:
@@ -311,9 +327,8 @@ class MqttSession:
         return self._connected.wait(timeout)
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
-        """Wait until predicate() holds, re-checking whenever a message arrives."""
-        with self._sub_done:
-            return self._sub_done.wait_for(predicate, timeout)
+        """Wait until predicate() holds, re-checked on every message and every 0.1 s."""
+        return wait_until(self._sub_done, predicate, timeout)
 
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool = False,
                 properties: Properties | None = None) -> paho.MQTTMessageInfo | None:

@@ -60,11 +60,13 @@ CT_RESULT = "application/vnd.fleetnode.result.v1"
 CT_CHUNK = "application/octet-stream"
 SCHEMA_PROPERTY = "fleetnode-schema"
 
+TELEMETRY_TOPIC_ALIAS = 1  # MQTT 5 topic alias of a car's telemetry topic, per connection
+
 QOS_STATE = 1
 QOS_TELEMETRY = 0
 QOS_JOB = 1
 QOS_RESULT = 1
-QOS_ACK = 1
+QOS_ACK = 0
 QOS_ERROR = 1
 QOS_MODEL = 1
 
@@ -153,6 +155,7 @@ class Topics:
     ALL_STATES = f"{ROOT}/cars/+/state"
     ALL_TELEMETRY = f"{ROOT}/cars/+/telemetry"
     ALL_ERRORS = f"{ROOT}/cars/+/errors"
+    ALL_RESULTS = f"{ROOT}/cars/+/results/+"
 
     @staticmethod
     def all_results(submitter: str) -> str:
@@ -255,12 +258,13 @@ class CarState:
     pool: str = "default"
     seq: int = 0
     t: float = 0.0  # wall seconds when published
+    capacity: int = 0  # jobs the car takes at once; the dispatcher keeps no more in flight
 
     def encode(self) -> bytes:
         return _dumps({
             "v": VERSION, "car": self.car, "online": self.online, "mode": self.mode,
             "reasons": list(self.reasons), "available_w": round(self.available_w, 1),
-            "accepting_jobs": self.accepting_jobs,
+            "accepting_jobs": self.accepting_jobs, "capacity": self.capacity,
             "soc_percent": None if self.soc_percent is None else round(self.soc_percent, 1),
             "charging": self.charging, "pool": self.pool, "seq": self.seq, "t": round(self.t, 3),
         })
@@ -270,7 +274,7 @@ class CarState:
         o = _loads(payload)
         _version(o)
         _only(o, {"v", "car", "online", "mode", "reasons", "available_w", "accepting_jobs",
-                  "soc_percent", "charging", "pool", "seq", "t"}, "state")
+                  "capacity", "soc_percent", "charging", "pool", "seq", "t"}, "state")
         mode = o.get("mode")
         if mode not in MODES:
             raise ProtocolError("bad_schema", f"mode must be one of {MODES}")
@@ -287,7 +291,7 @@ class CarState:
             accepting_jobs=_bool(o, "accepting_jobs"),
             soc_percent=_num(o, "soc_percent", 0, 100, optional=True), charging=charging,
             pool=check_id("pool", o.get("pool")), seq=_int(o, "seq"),
-            t=_num(o, "t", 0, 1e11) or 0.0,
+            t=_num(o, "t", 0, 1e11) or 0.0, capacity=_int(o, "capacity", 0, 4096),
         )
 
     @classmethod
@@ -355,7 +359,7 @@ class TelemetryFilter:
     QoS 0 message heals and the fleet knows the car is alive.
     """
 
-    def __init__(self, heartbeat_s: float = 300.0,
+    def __init__(self, heartbeat_s: float = 900.0,
                  deadbands: Mapping[str, float] | None = None) -> None:
         self.heartbeat_s = heartbeat_s
         self.deadbands = {k: d for k, (_, d) in TELEMETRY_FIELDS.items()}
@@ -690,7 +694,7 @@ class ModelManifest:
         return _dumps(self.as_dict())
 
     @classmethod
-    def from_obj(cls, o: object) -> "ModelManifest":
+    def from_obj(cls, o: object) -> ModelManifest:
         if not isinstance(o, dict):
             raise ProtocolError("bad_schema", "manifest must be an object")
         _version(o)
@@ -722,7 +726,7 @@ class SignedManifest:
                        "sig": base64.b64encode(self.signature).decode()})
 
     @classmethod
-    def decode(cls, payload: bytes) -> "SignedManifest":
+    def decode(cls, payload: bytes) -> SignedManifest:
         import base64
         import binascii
         o = _loads(payload)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import secrets
 import socket
 import sys
 import time
@@ -81,9 +83,12 @@ def submit_command(args: Any) -> int:
     except (OSError, ValueError, SubmitError) as e:
         print(f"cannot read inputs: {e}", file=sys.stderr)
         return 2
+    # Two runs at once must not share a session; job ids must never repeat within the cars'
+    # dedup window (they would be taken for duplicates and not run), hence the random run id.
     submitter = args.submitter or "".join(
-        c if c.isalnum() or c in "_-" else "-" for c in f"submit-{socket.gethostname()}")[:64]
-    run = time.strftime("%H%M%S")
+        c if c.isalnum() or c in "_-" else "-" for c in f"submit-{socket.gethostname()}")[:56] + \
+        f"-{os.getpid() % 100000}"
+    run = secrets.token_hex(4)
     with FleetClient(**client_kwargs(args), submitter=submitter, job_timeout_s=args.job_timeout) as fc:
         if not fc.wait_connected(10):
             print(f"cannot reach the broker at {args.host}:{args.port}: {fc.session.last_error}",

@@ -1,6 +1,7 @@
 """`fleetnode fleet watch`: the live table of cars (mode, reasons, SoC, available power) and the
 fleet's totals, from the cars' retained state. For people, a table; for scripts, JSON lines and
-an exit after `--count` state messages or `--timeout` seconds."""
+an exit after `--count` state messages or `--timeout` seconds. The last results the cars sent
+are listed too, seen passively: a watcher never acknowledges (takes) a result."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ def snapshot(client: FleetClient) -> dict[str, Any]:
                   "available_w": c.available_w, "accepting_jobs": c.accepting_jobs,
                   "pool": c.pool, "seq": c.seq, "t": c.t} for c in client.car_states()],
         "totals": client.totals(),
+        "results": [{"car": car, "job_id": job, "outcome": outcome, "run_s": run_s}
+                    for car, job, outcome, run_s in list(client.seen_results)[-5:]],
     }
 
 
@@ -35,6 +38,9 @@ def render_table(snap: dict[str, Any]) -> str:
     t = snap["totals"]
     lines.append(f"cars available: {t['cars_available']} of {t['cars']} ({t['cars_online']} online), "
                  f"kW available: {t['kw_available']:.2f}")
+    for r in snap.get("results", []):
+        took = "" if r["run_s"] is None else f" in {r['run_s'] * 1000:.1f} ms"
+        lines.append(f"result: {r['job_id']} from {r['car']}: {r['outcome']}{took}")
     return "\n".join(lines)
 
 
@@ -45,8 +51,11 @@ def watch(client: FleetClient, out: TextIO, as_json: bool = False, count: int | 
     deadline = None if timeout is None else time.monotonic() + timeout
     printed = -1
     clear = not as_json and out.isatty()
+    def progress(c: FleetClient) -> int:
+        return c.states_received + c.counters["results_seen"]
+
     while True:
-        seen = client.states_received
+        seen = progress(client)
         if seen != printed:
             snap = snapshot(client)
             printed = seen
@@ -55,9 +64,9 @@ def watch(client: FleetClient, out: TextIO, as_json: bool = False, count: int | 
             else:
                 out.write(("\x1b[H\x1b[2J" if clear else "") + render_table(snap) + "\n\n")
             out.flush()
-        if count is not None and seen >= count:
+        if count is not None and client.states_received >= count:
             return 0
         left = None if deadline is None else deadline - time.monotonic()
         if left is not None and left <= 0:
             return 0 if count is None else 1
-        client.wait_states(seen, interval if left is None else min(interval, left))
+        client.wait_for(lambda c: progress(c) != seen, interval if left is None else min(interval, left))

@@ -61,6 +61,9 @@ def load_model(path_or_bytes: str | os.PathLike[str] | bytes | bytearray | memor
                delegate: str | None = None) -> Model:
     """Loads a model. backend: "native" (ours) or "litert"; delegate: a LiteRT delegate .so.
 
+    arena_limit_bytes caps the native engine's activation memory (None: 1 GiB, the default for
+    untrusted models); a model that needs more is refused with a ModelError.
+
     Raises ModelError (ModelFormatError, UnsupportedOpError naming the op) for a model that
     cannot be used; never crashes on malformed input."""
     data = _read(path_or_bytes)

@@ -18,6 +18,10 @@ class ArenaLimitError(ModelError):
     """The model's activations need more memory than the configured cap."""
 
 
+# A model is untrusted input: without an explicit cap, its arena may not exceed this.
+DEFAULT_ARENA_LIMIT_BYTES = 1 << 30
+
+
 def spec_of(t: TensorDef, shape: tuple[int, ...]) -> TensorSpec:
     return TensorSpec(t.name, DTYPES[t.type][1], shape, t.scales[0] if t.scales else 0.0,
                       t.zero_points[0] if t.zero_points else 0)
@@ -27,13 +31,19 @@ class NativeModel(Model):
     def __init__(self, model: ModelDef, arena_limit_bytes: int | None = None,
                  keep_intermediates: bool = False) -> None:
         tables: PlanTables = Planner(model, reuse_memory=not keep_intermediates).plan()
+        if arena_limit_bytes is None:
+            arena_limit_bytes = DEFAULT_ARENA_LIMIT_BYTES
         self._tables = tables
         self._keep = keep_intermediates
         if arena_limit_bytes is not None and tables.arena_bytes > arena_limit_bytes:
             counters.bump("arena_limit")
             raise ArenaLimitError(f"model needs a {tables.arena_bytes}-byte arena, limit is {arena_limit_bytes}")
         self.arena_bytes = tables.arena_bytes
-        self._arena = np.zeros(max(tables.arena_bytes, 1), dtype=np.uint8)
+        try:
+            self._arena = np.zeros(max(tables.arena_bytes, 1), dtype=np.uint8)
+        except MemoryError as e:
+            counters.bump("arena_alloc")
+            raise ArenaLimitError(f"cannot allocate a {tables.arena_bytes}-byte arena") from e
         try:
             self._plan = _native.Plan(tables.tensor_rows, tables.node_rows, self._arena, tables.consts)
         except _native.PlanError as e:
@@ -82,7 +92,7 @@ class NativeModel(Model):
             rc, node = self._plan.run(token.flag)
             if rc == 1:
                 counters.bump("cancelled")
-                raise Cancelled("cancelled")
+                raise Cancelled("cancelled during the run")
             if rc != 0:
                 counters.bump("run_failed")
                 op = self.node_ops[node] if 0 <= node < len(self.node_ops) else "?"

@@ -7,10 +7,12 @@ activation ranges, padding) and hands the kernel only integers it can trust.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 
 from agent.inference import quant
+from agent.inference.errors import UnsupportedOpError
 from agent.inference.planner import (
     BMM_REQUANT,
     CONV_REQUANT,
@@ -31,16 +33,21 @@ from agent.inference.schema import (
 )
 from agent.inference.tflite import OperatorDef
 
+F = TypeVar("F")
 Handler = Callable[[Planner, OperatorDef], None]
 HANDLERS: dict[str, Handler] = {}
 
 
-def handles(*names: str) -> Callable[[Handler], Handler]:
-    def deco(f: Handler) -> Handler:
+def _register(table: dict[str, F], names: tuple[str, ...]) -> Callable[[F], F]:
+    def deco(f: F) -> F:
         for n in names:
-            HANDLERS[n] = f
+            table[n] = f
         return f
     return deco
+
+
+def handles(*names: str) -> Callable[[Handler], Handler]:
+    return _register(HANDLERS, names)
 
 
 def _act(pl: Planner, act: int, out: int) -> tuple[int, int]:
@@ -167,6 +174,7 @@ def conv2d(pl: Planner, op: OperatorDef) -> None:
         pl.require(c > 0 and out_c % c == 0, f"filter channels {out_c} vs input channels {c}")
         mult = out_c // c
         kh, kw = wt.shape[1], wt.shape[2]
+        cg = c
     else:
         # conv.cc: "the optimized versions require 'bias'", so LiteRT refuses a CONV_2D without one.
         pl.require(len(op.inputs) == 3 and op.inputs[2] >= 0, "CONV_2D needs a bias tensor")
@@ -179,8 +187,14 @@ def conv2d(pl: Planner, op: OperatorDef) -> None:
     mt, st = _per_channel_multipliers(pl, s_in, scales, s_out)
     lo, hi = _act(pl, act, y)
     ins = [pl.pid(x), pl.pid(w)] + _bias(pl, op, out_c)
+    packed = -1
+    if not dw and cg == c:
+        # pre-packed [KH, KW, Cin, Cout] copy of the filter for the vectorized kernel path
+        packed = pl.add_const(np.ascontiguousarray(pl.const(w, "filter").transpose(1, 2, 3, 0)))
+    # Grouped CONV_2D is not ruy's: LiteRT runs it through the reference kernel (double rounding).
+    mode = DWCONV_REQUANT if dw else (CONV_REQUANT if cg == c else Requant.DOUBLE_ROUND)
     params = [z_in, z_out, lo, hi, stride_h, stride_w, dil_h, dil_w, pad_t, pad_l, mt, st, mult,
-              int(DWCONV_REQUANT if dw else CONV_REQUANT), out_c // 8 * 8 if dw else 0]
+              int(mode), out_c // 8 * 8 if dw else 0, packed]
     pl.node(NativeOp.DEPTHWISE_CONV_2D if dw else NativeOp.CONV_2D, ins, [pl.pid(y)], params)
 
 
@@ -189,13 +203,16 @@ def quantize(pl: Planner, op: OperatorDef) -> None:
     pl.counts(op, (1, 1))
     x, y = op.inputs[0], op.outputs[0]
     pl.same_shape(x, y)
-    s_out, z_out = pl.qp(y)
+    out_type = pl.expect_type(y, "int8", "uint8").type
+    s_out, z_out = pl.qp(y, out_type)
     if pl.t(x).type == "float32":
+        pl.require(out_type == "int8", "float32 -> uint8 QUANTIZE is not supported")
         count = _prod(pl.t(x).shape)
         pl.node(NativeOp.QUANTIZE_F32_S8, [pl.pid(x)], [pl.pid(y)],
                 [z_out, quant.f32_bits(s_out), quant.f32_bits(1.0 / s_out), count // 8 * 8])
         return
-    s_in, z_in = pl.qp(x)
+    in_type = pl.expect_type(x, "int8", "uint8").type
+    s_in, z_in = pl.qp(x, in_type)
     m, sh = quant.quantize_multiplier(s_in / s_out)
     count = _prod(pl.t(x).shape)
     pl.node(NativeOp.REQUANTIZE_S8, [pl.pid(x)], [pl.pid(y)], [z_in, z_out, m, sh, count // 16 * 16])
@@ -224,12 +241,17 @@ def reshape_target(pl: Planner, op: OperatorDef) -> tuple[int, ...]:
         pl.require(all(shape[d] == 1 for d in dims), f"squeezing a dimension that is not 1 in {shape}")
         return tuple(d for i, d in enumerate(shape) if (i not in dims if dims else d != 1))
     if name == "EXPAND_DIMS":
-        axis = int(pl.const(op.inputs[1], "axis").ravel()[0])
+        pl.require(len(op.inputs) == 2, "EXPAND_DIMS needs an axis input")
+        ax = pl.const(op.inputs[1], "axis")
+        pl.require(ax.size == 1, "axis must be a single value")
+        axis = int(ax.ravel()[0])
         axis = axis + len(shape) + 1 if axis < 0 else axis
         pl.require(0 <= axis <= len(shape), f"axis {axis} for rank {len(shape)}")
         return shape[:axis] + (1,) + shape[axis:]
-    if len(op.inputs) > 1 and op.inputs[1] >= 0:
-        v = pl.data(op.inputs[1])
+    shape_in = op.inputs[1] if len(op.inputs) > 1 and op.inputs[1] >= 0 else -1
+    if shape_in >= 0 and len(pl.t(shape_in).shape) == 1 and pl.t(shape_in).shape[0] > 0:
+        # reshape.cc: a non-empty 1-D shape tensor wins; otherwise the options' new_shape
+        v = pl.data(shape_in)
         pl.require(v is not None, "the new shape must be known at load time")
         assert v is not None
         spec = [int(d) for d in v.ravel()]
@@ -264,6 +286,15 @@ def _pad6(shape: tuple[int, ...]) -> tuple[int, ...]:
     return (1,) * (6 - len(shape)) + tuple(shape)
 
 
+def _strides6(dims: tuple[int, ...] | list[int]) -> list[int]:
+    """Row-major element strides of 6 padded dims; 0 where a dimension is 1 (broadcast)."""
+    st, acc = [0] * 6, 1
+    for k in range(5, -1, -1):
+        st[k] = 0 if dims[k] == 1 else acc
+        acc *= dims[k]
+    return st
+
+
 def broadcast_params(pl: Planner, a: int, b: int, y: int) -> list[int]:
     """Output dims and per-input strides (0 where broadcast), all padded to 6 dimensions."""
     sa, sb = pl.t(a).shape, pl.t(b).shape
@@ -277,14 +308,7 @@ def broadcast_params(pl: Planner, a: int, b: int, y: int) -> list[int]:
     want = tuple(out[6 - max(len(sa), len(sb)):])
     pl.expect_shape(y, want)
 
-    def strides(d: tuple[int, ...]) -> list[int]:
-        st, acc = [0] * 6, 1
-        for k in range(5, -1, -1):
-            st[k] = 0 if d[k] == 1 else acc
-            acc *= d[k]
-        return st
-
-    return list(out) + strides(da) + strides(db)
+    return list(out) + _strides6(da) + _strides6(db)
 
 
 def _fused_act(pl: Planner, op: OperatorDef, options: str, field: int = 0) -> int:
@@ -299,11 +323,11 @@ def add_sub(pl: Planner, op: OperatorDef) -> None:
     a, b, y = op.inputs[0], op.inputs[1], op.outputs[0]
     if pl.t(a).type == "float32":
         kind = {"ADD": 0, "SUB": 1, "SQUARED_DIFFERENCE": 4}[name]
-        _binary_float(pl, op, kind, None if name == "SQUARED_DIFFERENCE" else f"{name.title()}Options")
+        _binary_plain(pl, op, kind, None if name == "SQUARED_DIFFERENCE" else f"{name.title()}Options", "float32")
         return
     if pl.t(a).type == "int32":
         pl.require(name != "SQUARED_DIFFERENCE", "int32 SQUARED_DIFFERENCE")
-        _binary_int(pl, op, {"ADD": 0, "SUB": 1}[name], f"{name.title()}Options")
+        _binary_plain(pl, op, {"ADD": 0, "SUB": 1}[name], f"{name.title()}Options", "int32")
         return
     s1, z1 = pl.qp(a)
     s2, z2 = pl.qp(b)
@@ -335,10 +359,10 @@ def mul(pl: Planner, op: OperatorDef) -> None:
     pl.counts(op, (2, 2))
     a, b, y = op.inputs[0], op.inputs[1], op.outputs[0]
     if pl.t(a).type == "float32":
-        _binary_float(pl, op, 2, "MulOptions")
+        _binary_plain(pl, op, 2, "MulOptions", "float32")
         return
     if pl.t(a).type == "int32":
-        _binary_int(pl, op, 2, "MulOptions")
+        _binary_plain(pl, op, 2, "MulOptions", "int32")
         return
     s1, z1 = pl.qp(a)
     s2, z2 = pl.qp(b)
@@ -351,24 +375,16 @@ def mul(pl: Planner, op: OperatorDef) -> None:
     pl.node(NativeOp.MUL_S8, [pl.pid(a), pl.pid(b)], [pl.pid(y)], bc + [0, z1, z2, z_out, m, sh, lo, hi])
 
 
-def _binary_float(pl: Planner, op: OperatorDef, kind: int, options: str | None) -> None:
+def _binary_plain(pl: Planner, op: OperatorDef, kind: int, options: str | None, dtype: str) -> None:
+    """float32 / int32 ADD, SUB, MUL, SQUARED_DIFFERENCE: no quantization, no fused activation."""
     a, b, y = op.inputs[0], op.inputs[1], op.outputs[0]
     for i in (a, b, y):
-        pl.expect_type(i, "float32")
+        pl.expect_type(i, dtype)
     if options is not None:
-        pl.require(_fused_act(pl, op, options) == ACT_NONE, "fused activation on a float op")
+        pl.require(_fused_act(pl, op, options) == ACT_NONE, f"fused activation on a {dtype} op")
     bc = broadcast_params(pl, a, b, y)
-    pl.node(NativeOp.BINARY_F32, [pl.pid(a), pl.pid(b)], [pl.pid(y)], bc + [kind])
-
-
-def _binary_int(pl: Planner, op: OperatorDef, kind: int, options: str | None) -> None:
-    a, b, y = op.inputs[0], op.inputs[1], op.outputs[0]
-    for i in (a, b, y):
-        pl.expect_type(i, "int32")
-    if options is not None:
-        pl.require(_fused_act(pl, op, options) == ACT_NONE, "fused activation on an int32 op")
-    bc = broadcast_params(pl, a, b, y)
-    pl.node(NativeOp.BINARY_I32, [pl.pid(a), pl.pid(b)], [pl.pid(y)], bc + [kind])
+    native = NativeOp.BINARY_F32 if dtype == "float32" else NativeOp.BINARY_I32
+    pl.node(native, [pl.pid(a), pl.pid(b)], [pl.pid(y)], bc + [kind])
 
 
 # ---- pooling ----------------------------------------------------------------------------------
@@ -471,7 +487,8 @@ def reduce_int(pl: Planner, op: OperatorDef) -> None:
     pl.counts(op, (2, 2))
     name = pl.current_op.split()[-1]
     x, y = op.inputs[0], op.outputs[0]
-    pl.expect_type(x, "int32")
+    if pl.t(x).type != "int32":
+        raise UnsupportedOpError(name, f"{pl.t(x).type} variant (int32 only)")
     pl.expect_type(y, "int32")
     rp, _, _, _ = reduce_params(pl, op)
     kind = {"SUM": 0, "REDUCE_PROD": 1, "REDUCE_MAX": 2, "REDUCE_MIN": 3}[name]
@@ -517,10 +534,12 @@ def float_lut(pl: Planner, op: OperatorDef) -> None:
     pl.counts(op, (1, 1))
     x, y = op.inputs[0], op.outputs[0]
     if pl.t(x).type == "float32":
-        pl.require(name in ("RSQRT", "TANH", "LOGISTIC"), f"float32 {name}")
+        if name != "RSQRT":
+            # LiteRT's float TANH/LOGISTIC/GELU are vectorized approximations we do not reproduce.
+            raise UnsupportedOpError(name, "float32 variant (only int8 is bit-exact here)")
         pl.expect_type(y, "float32")
         pl.same_shape(x, y)
-        pl.node(NativeOp.UNARY_F32, [pl.pid(x)], [pl.pid(y)], [{"RSQRT": 1, "TANH": 5, "LOGISTIC": 6}[name]])
+        pl.node(NativeOp.UNARY_F32, [pl.pid(x)], [pl.pid(y)], [1])
         return
     s_in, z_in = pl.qp(x)
     s_out, z_out = pl.qp(y)
@@ -567,7 +586,7 @@ def relu(pl: Planner, op: OperatorDef) -> None:
         pl.require(name in ("RELU", "RELU6"), f"float32 {name}")
         pl.expect_type(y, "float32")
         pl.same_shape(x, y)
-        pl.node(NativeOp.UNARY_F32, [pl.pid(x)], [pl.pid(y)], [7 if name == "RELU" else 8])
+        pl.node(NativeOp.UNARY_F32, [pl.pid(x)], [pl.pid(y)], [2 if name == "RELU" else 3])
         return
     s_in, z_in = pl.qp(x)
     s_out, z_out = pl.qp(y)
@@ -594,10 +613,20 @@ def relu(pl: Planner, op: OperatorDef) -> None:
 def neg(pl: Planner, op: OperatorDef) -> None:
     pl.counts(op, (1, 1))
     x, y = op.inputs[0], op.outputs[0]
-    pl.expect_type(x, "float32")
-    pl.expect_type(y, "float32")
+    t = pl.expect_type(x, "float32", "int8", "int32").type
+    pl.expect_type(y, t)
     pl.same_shape(x, y)
-    pl.node(NativeOp.UNARY_F32, [pl.pid(x)], [pl.pid(y)], [0])
+    if t == "float32":
+        pl.node(NativeOp.UNARY_F32, [pl.pid(x)], [pl.pid(y)], [0])
+    elif t == "int8":
+        # neg.cc negates the raw int8 values (quantization is ignored); -(-128) wraps to -128
+        table = (-np.arange(-128, 128, dtype=np.int32)).astype(np.int8)
+        table = np.roll(table, -128)  # index by the uint8 bits of the input
+        pl.node(NativeOp.LUT_S8, [pl.pid(x)], [pl.pid(y)], [pl.add_const(table), -128])
+    else:  # int32: 0 - x, wrapping
+        zero = pl.add_const(np.zeros((), np.int32))
+        dims = list(_pad6(pl.t(x).shape))
+        pl.node(NativeOp.BINARY_I32, [zero, pl.pid(x)], [pl.pid(y)], dims + [0] * 6 + _strides6(dims) + [1])
 
 
 # ---- data movement -----------------------------------------------------------------------------
@@ -867,11 +896,7 @@ FOLDERS: dict[str, Folder] = {}
 
 
 def folds(*names: str) -> Callable[[Folder], Folder]:
-    def deco(f: Folder) -> Folder:
-        for n in names:
-            FOLDERS[n] = f
-        return f
-    return deco
+    return _register(FOLDERS, names)
 
 
 def _out_dtype(pl: Planner, op: OperatorDef, k: int = 0) -> type:
@@ -935,8 +960,8 @@ def fold_pack(pl: Planner, op: OperatorDef) -> list[np.ndarray]:
 
 @folds("STRIDED_SLICE", "SLICE")
 def fold_slice(pl: Planner, op: OperatorDef) -> list[np.ndarray]:
-    x = _known(pl, op.inputs[0])
     starts, steps, counts, keep = slice_geometry(pl, op)
+    x = _known(pl, op.inputs[0])
     idx = tuple(np.arange(c) * s + b for b, s, c in zip(starts, steps, counts))
     out = x[np.ix_(*idx)] if idx else x
     return [out.reshape(tuple(c for c, k in zip(counts, keep) if k)).astype(_out_dtype(pl, op))]
@@ -944,6 +969,7 @@ def fold_slice(pl: Planner, op: OperatorDef) -> list[np.ndarray]:
 
 @folds("RESHAPE", "SQUEEZE", "EXPAND_DIMS")
 def fold_reshape(pl: Planner, op: OperatorDef) -> list[np.ndarray]:
+    pl.require(len(op.inputs) >= 1 and op.inputs[0] >= 0 and len(op.outputs) == 1, "needs one input and one output")
     return [_known(pl, op.inputs[0]).reshape(reshape_target(pl, op)).astype(_out_dtype(pl, op))]
 
 

@@ -185,7 +185,8 @@ class Planner:
         t = self.t(i)
         raw = self.model.buffers[t.buffer] if t.buffer < len(self.model.buffers) else b""
         if not raw:
-            return None
+            # a tensor without elements has no contents to wait for: it is known now
+            return np.zeros(t.shape, DTYPES[t.type][1]) if _prod(t.shape) == 0 else None
         return np.frombuffer(raw, dtype=DTYPES[t.type][1]).reshape(t.shape)
 
     def const(self, i: int, what: str) -> np.ndarray:
@@ -301,7 +302,7 @@ class Planner:
 
     def _foldable(self, op: OperatorDef, name: str) -> bool:
         """Integer shape arithmetic whose inputs are all known is computed here, not at run time."""
-        if not all(self.sg.tensors[o].type in ("int32", "int64") for o in op.outputs):
+        if not op.outputs or not all(self.sg.tensors[o].type in ("int32", "int64") for o in op.outputs):
             return False
         ins = op.inputs[:1] if name == "SHAPE" else op.inputs
         if name == "SHAPE":

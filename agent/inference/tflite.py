@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from agent.inference.errors import ModelFormatError
 
 FILE_IDENTIFIER = b"TFL3"
-MAX_VECTOR = 1 << 28  # no sane model has more elements in one flatbuffer vector
+MAX_VECTOR = 1 << 24  # no sane model has more entries in one table or scalar vector (bytes excepted)
 MAX_RANK = 6
 
 # TensorType enum of the schema
@@ -98,7 +98,7 @@ class Table:
         if pos is None:
             return None
         n = struct.unpack_from("<I", self._buf, pos)[0]
-        if n > MAX_VECTOR:
+        if elem > 1 and n > MAX_VECTOR:
             raise ModelFormatError(f"vector of {n} elements")
         _need(self._buf, pos + 4, n * elem)
         return pos + 4, n

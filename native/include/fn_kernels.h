@@ -43,6 +43,21 @@ static inline int8_t fn_out_s8(int32_t v, int32_t zp, int32_t lo, int32_t hi) {
     return (int8_t)fn_clamp32(fn_wrap32((int64_t)v + zp), lo, hi);
 }
 
+/* acc += sum a[i]*b[i], wsum += sum a[i], in wrapping 32-bit arithmetic. Written so compilers
+ * vectorize it at the baseline ISA; exact because integer sums do not depend on order. */
+static inline void fn_dot_s8(const int8_t *a, const int8_t *b, int32_t n, uint32_t *acc, uint32_t *wsum) {
+    uint32_t s = 0, ws = 0;
+    for (int32_t i = 0; i < n; i++) {
+        s += (uint32_t)((int32_t)a[i] * (int32_t)b[i]);
+        ws += (uint32_t)(int32_t)a[i];
+    }
+    *acc += s;
+    *wsum += ws;
+}
+
+/* One input, one output, same element count, the given types. */
+int fn_check_unary(const fn_node *n, const fn_tensor *t, int32_t nt, int32_t in_type, int32_t out_type);
+
 /* Checks that a parameter names a tensor of the given type and element count. */
 int fn_param_tensor_ok(const fn_tensor *t, int32_t n, int32_t idx, int32_t type, int64_t count);
 

@@ -1,9 +1,11 @@
 /* CONV_2D and DEPTHWISE_CONV_2D, int8 NHWC, per-channel requantization (TFLite ConvPerChannel
  * and DepthwiseConvPerChannel): taps outside the image are skipped, i.e. padded with zp_in. */
+#include <stdlib.h>
+
 #include "fn_kernels.h"
 
 enum { P_ZP_IN, P_ZP_OUT, P_ACT_MIN, P_ACT_MAX, P_STRIDE_H, P_STRIDE_W, P_DIL_H, P_DIL_W,
-       P_PAD_TOP, P_PAD_LEFT, P_MULT, P_SHIFT, P_DEPTH_MULT, P_MODE, P_HALF_UP_CH };
+       P_PAD_TOP, P_PAD_LEFT, P_MULT, P_SHIFT, P_DEPTH_MULT, P_MODE, P_HALF_UP_CH, P_PACKED };
 
 static int check_common(const fn_node *n, const fn_tensor *t, int32_t nt, int64_t out_ch) {
     if (n->n_in < 2 || n->n_in > 3 || n->n_out != 1) return -1;
@@ -26,6 +28,50 @@ static int check_common(const fn_node *n, const fn_tensor *t, int32_t nt, int64_
     return 0;
 }
 
+/* What both convolution kernels read from a node, in one place. */
+typedef struct {
+    int32_t N, H, W, C, OH, OW, sh, sw, dh, dw, pt, pl, zp_in, mode;
+    const int8_t *x, *w;
+    const int32_t *bias, *mult, *shift;
+    int8_t *y;
+} conv_args;
+
+static conv_args load_args(const fn_node *n, const fn_tensor *t) {
+    const fn_tensor *xt = &t[n->in[0]], *yt = &t[n->out[0]];
+    conv_args a;
+    a.N = xt->dims[0], a.H = xt->dims[1], a.W = xt->dims[2], a.C = xt->dims[3];
+    a.OH = yt->dims[1], a.OW = yt->dims[2];
+    a.sh = n->p[P_STRIDE_H], a.sw = n->p[P_STRIDE_W], a.dh = n->p[P_DIL_H], a.dw = n->p[P_DIL_W];
+    a.pt = n->p[P_PAD_TOP], a.pl = n->p[P_PAD_LEFT], a.zp_in = n->p[P_ZP_IN], a.mode = n->p[P_MODE];
+    a.x = (const int8_t *)xt->data;
+    a.w = (const int8_t *)t[n->in[1]].data;
+    a.bias = (n->n_in == 3 && n->in[2] >= 0) ? (const int32_t *)t[n->in[2]].data : NULL;
+    a.mult = (const int32_t *)t[n->p[P_MULT]].data;
+    a.shift = (const int32_t *)t[n->p[P_SHIFT]].data;
+    a.y = (int8_t *)yt->data;
+    return a;
+}
+
+/* The filter taps of output pixel (b, oy, ox) that fall inside the image: tap index ky*KW+kx
+ * and the offset of the input pixel they read. Returns how many. */
+static int32_t find_taps(const conv_args *a, int32_t KH, int32_t KW, int32_t b, int32_t oy, int32_t ox,
+                         int64_t *tap, int64_t *tap_x) {
+    const int64_t iy0 = (int64_t)oy * a->sh - a->pt, ix0 = (int64_t)ox * a->sw - a->pl;
+    int32_t ntaps = 0;
+    for (int32_t ky = 0; ky < KH; ky++) {
+        const int64_t iy = iy0 + (int64_t)ky * a->dh;
+        if (iy < 0 || iy >= a->H) continue;
+        for (int32_t kx = 0; kx < KW; kx++) {
+            const int64_t ix = ix0 + (int64_t)kx * a->dw;
+            if (ix < 0 || ix >= a->W) continue;
+            tap[ntaps] = (int64_t)ky * KW + kx;
+            tap_x[ntaps] = (((int64_t)b * a->H + iy) * a->W + ix) * a->C;
+            ntaps++;
+        }
+    }
+    return ntaps;
+}
+
 int fn_check_conv2d_s8(const fn_node *n, const fn_tensor *t, int32_t nt) {
     if (n->n_in < 2 || !fn_tensor_ok(t, nt, n->in[0], FN_I8) || !fn_tensor_ok(t, nt, n->in[1], FN_I8)) return -1;
     const fn_tensor *x = &t[n->in[0]], *w = &t[n->in[1]];
@@ -33,45 +79,61 @@ int fn_check_conv2d_s8(const fn_node *n, const fn_tensor *t, int32_t nt) {
     if (x->dims[3] % w->dims[3] != 0) return -1;
     const int64_t groups = x->dims[3] / w->dims[3];
     if (groups <= 0 || w->dims[0] % groups != 0) return -1;
+    if (n->p[P_PACKED] >= 0 && (groups != 1 || !fn_param_tensor_ok(t, nt, n->p[P_PACKED], FN_I8, w->count))) return -1;
     return check_common(n, t, nt, w->dims[0]);
 }
 
 int fn_run_conv2d_s8(const fn_node *n, fn_tensor *t, const volatile int32_t *cancel) {
-    const fn_tensor *xt = &t[n->in[0]], *wt = &t[n->in[1]], *yt = &t[n->out[0]];
-    const int32_t N = xt->dims[0], H = xt->dims[1], W = xt->dims[2], C = xt->dims[3];
+    const conv_args a = load_args(n, t);
+    const fn_tensor *wt = &t[n->in[1]];
+    const int32_t N = a.N, OH = a.OH, OW = a.OW, zp_in = a.zp_in, mode = a.mode;
     const int32_t O = wt->dims[0], KH = wt->dims[1], KW = wt->dims[2], CG = wt->dims[3];
-    const int32_t OH = yt->dims[1], OW = yt->dims[2];
-    const int32_t groups = C / CG, OG = O / groups;
-    const int32_t sh = n->p[P_STRIDE_H], sw = n->p[P_STRIDE_W], dh = n->p[P_DIL_H], dw = n->p[P_DIL_W];
-    const int32_t pt = n->p[P_PAD_TOP], pl = n->p[P_PAD_LEFT], zp_in = n->p[P_ZP_IN];
-    const int8_t *x = (const int8_t *)xt->data, *w = (const int8_t *)wt->data;
-    const int32_t *bias = (n->n_in == 3 && n->in[2] >= 0) ? (const int32_t *)t[n->in[2]].data : NULL;
-    const int32_t *mult = (const int32_t *)t[n->p[P_MULT]].data;
-    const int32_t *shift = (const int32_t *)t[n->p[P_SHIFT]].data;
-    int8_t *y = (int8_t *)yt->data;
-    const int mode = n->p[P_MODE];
+    const int32_t groups = a.C / CG, OG = O / groups;
+    const int8_t *x = a.x, *w = a.w;
+    const int32_t *bias = a.bias, *mult = a.mult, *shift = a.shift;
+    int8_t *y = a.y;
+    const int8_t *packed = n->p[P_PACKED] >= 0 ? (const int8_t *)t[n->p[P_PACKED]].data : NULL;
+    int64_t *tap_w = malloc(sizeof(int64_t) * (size_t)KH * (size_t)KW + 1);
+    int64_t *tap_x = malloc(sizeof(int64_t) * (size_t)KH * (size_t)KW + 1);
+    uint32_t *accv = malloc(sizeof(uint32_t) * (size_t)O + 1);
+    if (!tap_w || !tap_x || !accv) { free(tap_w); free(tap_x); free(accv); return FN_E_NOMEM; }
     for (int32_t b = 0; b < N; b++) {
         for (int32_t oy = 0; oy < OH; oy++) {
             for (int32_t ox = 0; ox < OW; ox++) {
                 /* one output pixel is the tile: a cancel is seen within microseconds */
-                if (FN_CANCEL_REQUESTED(cancel)) return FN_CANCELLED;
-                const int64_t iy0 = (int64_t)oy * sh - pt, ix0 = (int64_t)ox * sw - pl;
+                if (FN_CANCEL_REQUESTED(cancel)) { free(tap_w); free(tap_x); free(accv); return FN_CANCELLED; }
                 int8_t *yp = y + (((int64_t)b * OH + oy) * OW + ox) * O;
-                for (int32_t oc = 0; oc < O; oc++) {
-                    const int32_t g = oc / OG;
-                    uint32_t acc = 0;
-                    for (int32_t ky = 0; ky < KH; ky++) {
-                        const int64_t iy = iy0 + (int64_t)ky * dh;
-                        if (iy < 0 || iy >= H) continue;
-                        for (int32_t kx = 0; kx < KW; kx++) {
-                            const int64_t ix = ix0 + (int64_t)kx * dw;
-                            if (ix < 0 || ix >= W) continue;
-                            const int8_t *xp = x + (((int64_t)b * H + iy) * W + ix) * C + (int64_t)g * CG;
-                            const int8_t *wp = w + (((int64_t)oc * KH + ky) * KW + kx) * CG;
-                            for (int32_t ic = 0; ic < CG; ic++)
-                                acc += (uint32_t)((int32_t)wp[ic] * ((int32_t)xp[ic] - zp_in));
+                /* the in-image taps of this pixel, found once for every output channel */
+                const int32_t ntaps = find_taps(&a, KH, KW, b, oy, ox, tap_w, tap_x);
+                for (int32_t k = 0; k < ntaps; k++) tap_w[k] *= CG;
+                if (packed) {
+                    /* weights pre-packed as [tap][ic][oc]: the inner loop runs over output
+                     * channels, contiguous, and |x - zp| * |w| <= 255 * 128 fits int16 */
+                    for (int32_t oc = 0; oc < O; oc++) accv[oc] = bias ? (uint32_t)bias[oc] : 0u;
+                    for (int32_t k = 0; k < ntaps; k++) {
+                        const int8_t *xp = x + tap_x[k];
+                        const int8_t *wt = packed + tap_w[k] * O;
+                        for (int32_t ic = 0; ic < CG; ic++) {
+                            const int16_t xv = (int16_t)((int32_t)xp[ic] - zp_in);
+                            const int8_t *wr = wt + (int64_t)ic * O;
+                            for (int32_t oc = 0; oc < O; oc++)
+                                accv[oc] += (uint32_t)(int32_t)(int16_t)(xv * (int16_t)wr[oc]);
                         }
                     }
+                    for (int32_t oc = 0; oc < O; oc++) {
+                        const int32_t r = fn_requant((int32_t)accv[oc], mode, mult[oc], shift[oc], 0.0);
+                        yp[oc] = fn_out_s8(r, n->p[P_ZP_OUT], n->p[P_ACT_MIN], n->p[P_ACT_MAX]);
+                    }
+                    continue;
+                }
+                for (int32_t oc = 0; oc < O; oc++) {
+                    const int64_t goff = (int64_t)(oc / OG) * CG;
+                    const int8_t *wo = w + (int64_t)oc * KH * KW * CG;
+                    /* sum w * (x - zp) == sum w*x - zp * sum w, modulo 2^32 like TFLite's int32 */
+                    uint32_t acc = 0, wsum = 0;
+                    for (int32_t k = 0; k < ntaps; k++)
+                        fn_dot_s8(wo + tap_w[k], x + tap_x[k] + goff, CG, &acc, &wsum);
+                    acc -= (uint32_t)zp_in * wsum;
                     if (bias) acc += (uint32_t)bias[oc];
                     const int32_t r = fn_requant((int32_t)acc, mode, mult[oc], shift[oc], 0.0);
                     yp[oc] = fn_out_s8(r, n->p[P_ZP_OUT], n->p[P_ACT_MIN], n->p[P_ACT_MAX]);
@@ -79,6 +141,9 @@ int fn_run_conv2d_s8(const fn_node *n, fn_tensor *t, const volatile int32_t *can
             }
         }
     }
+    free(tap_w);
+    free(tap_x);
+    free(accv);
     return FN_OK;
 }
 
@@ -92,49 +157,49 @@ int fn_check_dwconv2d_s8(const fn_node *n, const fn_tensor *t, int32_t nt) {
 }
 
 int fn_run_dwconv2d_s8(const fn_node *n, fn_tensor *t, const volatile int32_t *cancel) {
-    const fn_tensor *xt = &t[n->in[0]], *wt = &t[n->in[1]], *yt = &t[n->out[0]];
-    const int32_t N = xt->dims[0], H = xt->dims[1], W = xt->dims[2], C = xt->dims[3];
-    const int32_t KH = wt->dims[1], KW = wt->dims[2], O = wt->dims[3];
-    const int32_t OH = yt->dims[1], OW = yt->dims[2], M = n->p[P_DEPTH_MULT];
-    const int32_t sh = n->p[P_STRIDE_H], sw = n->p[P_STRIDE_W], dh = n->p[P_DIL_H], dw = n->p[P_DIL_W];
-    const int32_t pt = n->p[P_PAD_TOP], pl = n->p[P_PAD_LEFT], zp_in = n->p[P_ZP_IN];
-    const int8_t *x = (const int8_t *)xt->data, *w = (const int8_t *)wt->data;
-    const int32_t *bias = (n->n_in == 3 && n->in[2] >= 0) ? (const int32_t *)t[n->in[2]].data : NULL;
-    const int32_t *mult = (const int32_t *)t[n->p[P_MULT]].data;
-    const int32_t *shift = (const int32_t *)t[n->p[P_SHIFT]].data;
-    int8_t *y = (int8_t *)yt->data;
-    const int mode = n->p[P_MODE];
+    const conv_args a = load_args(n, t);
+    const fn_tensor *wt = &t[n->in[1]];
+    const int32_t N = a.N, OH = a.OH, OW = a.OW, zp_in = a.zp_in, mode = a.mode;
+    const int32_t KH = wt->dims[1], KW = wt->dims[2], O = wt->dims[3], M = n->p[P_DEPTH_MULT];
+    const int8_t *x = a.x, *w = a.w;
+    const int32_t *bias = a.bias, *mult = a.mult, *shift = a.shift;
+    int8_t *y = a.y;
     const int32_t half_up = n->p[P_HALF_UP_CH];
+    uint32_t *acc = malloc(sizeof(uint32_t) * (size_t)O + 1);
+    int64_t *tap = malloc(sizeof(int64_t) * (size_t)KH * (size_t)KW + 1);
+    int64_t *tap_x = malloc(sizeof(int64_t) * (size_t)KH * (size_t)KW + 1);
+    if (!acc || !tap || !tap_x) { free(acc); free(tap); free(tap_x); return FN_E_NOMEM; }
     for (int32_t b = 0; b < N; b++) {
         for (int32_t oy = 0; oy < OH; oy++) {
             for (int32_t ox = 0; ox < OW; ox++) {
-                /* one output pixel is the tile: a cancel is seen within microseconds */
-                if (FN_CANCEL_REQUESTED(cancel)) return FN_CANCELLED;
-                const int64_t iy0 = (int64_t)oy * sh - pt, ix0 = (int64_t)ox * sw - pl;
+                if (FN_CANCEL_REQUESTED(cancel)) { free(acc); free(tap); free(tap_x); return FN_CANCELLED; }
                 int8_t *yp = y + (((int64_t)b * OH + oy) * OW + ox) * O;
-                for (int32_t oc = 0; oc < O; oc++) {
-                    const int32_t ic = oc / M;
-                    uint32_t acc = 0;
-                    for (int32_t ky = 0; ky < KH; ky++) {
-                        const int64_t iy = iy0 + (int64_t)ky * dh;
-                        if (iy < 0 || iy >= H) continue;
-                        for (int32_t kx = 0; kx < KW; kx++) {
-                            const int64_t ix = ix0 + (int64_t)kx * dw;
-                            if (ix < 0 || ix >= W) continue;
-                            const int32_t xv = x[(((int64_t)b * H + iy) * W + ix) * C + ic];
-                            const int32_t wv = w[((int64_t)ky * KW + kx) * O + oc];
-                            acc += (uint32_t)(wv * (xv - zp_in));
-                        }
+                for (int32_t oc = 0; oc < O; oc++) acc[oc] = bias ? (uint32_t)bias[oc] : 0u;
+                const int32_t ntaps = find_taps(&a, KH, KW, b, oy, ox, tap, tap_x);
+                for (int32_t k = 0; k < ntaps; k++) {
+                    const int8_t *xp = x + tap_x[k];
+                    const int8_t *wp = w + tap[k] * O;
+                    /* channels innermost and contiguous; |x - zp| * |w| fits int16 */
+                    if (M == 1) {
+                        for (int32_t oc = 0; oc < O; oc++)
+                            acc[oc] += (uint32_t)(int32_t)(int16_t)((int16_t)((int32_t)xp[oc] - zp_in) * (int16_t)wp[oc]);
+                    } else {
+                        for (int32_t oc = 0; oc < O; oc++)
+                            acc[oc] += (uint32_t)(int32_t)(int16_t)((int16_t)((int32_t)xp[oc / M] - zp_in) * (int16_t)wp[oc]);
                     }
-                    if (bias) acc += (uint32_t)bias[oc];
+                }
+                for (int32_t oc = 0; oc < O; oc++) {
                     /* LiteRT's depthwise output stage: blocks of 8 channels through NEON code
                      * (rounding half up), the remaining channels through gemmlowp rounding. */
                     const int m = oc < half_up ? FN_RQ_RUY_X86 : mode;
-                    const int32_t r = fn_requant((int32_t)acc, m, mult[oc], shift[oc], 0.0);
+                    const int32_t r = fn_requant((int32_t)acc[oc], m, mult[oc], shift[oc], 0.0);
                     yp[oc] = fn_out_s8(r, n->p[P_ZP_OUT], n->p[P_ACT_MIN], n->p[P_ACT_MAX]);
                 }
             }
         }
     }
+    free(acc);
+    free(tap);
+    free(tap_x);
     return FN_OK;
 }

@@ -154,14 +154,13 @@ int fn_run_binary_i32(const fn_node *n, fn_tensor *t, const volatile int32_t *ca
     return FN_OK;
 }
 
-/* Unary float32 ops of float islands. */
+/* Unary float32 ops of float islands (only those LiteRT computes exactly; its float TANH and
+ * LOGISTIC use polynomial approximations we do not reproduce). */
 enum { U_KIND = 0 };
-enum { U_NEG = 0, U_RSQRT, U_SQRT, U_ABS, U_EXP, U_TANH, U_LOGISTIC, U_RELU, U_RELU6 };
+enum { U_NEG = 0, U_RSQRT, U_RELU, U_RELU6 };
 
 int fn_check_unary_f32(const fn_node *n, const fn_tensor *t, int32_t nt) {
-    if (n->n_in != 1 || n->n_out != 1) return -1;
-    if (!fn_tensor_ok(t, nt, n->in[0], FN_F32) || !fn_tensor_ok(t, nt, n->out[0], FN_F32)) return -1;
-    if (t[n->in[0]].count != t[n->out[0]].count) return -1;
+    if (fn_check_unary(n, t, nt, FN_F32, FN_F32) != 0) return -1;
     return (n->p[U_KIND] >= U_NEG && n->p[U_KIND] <= U_RELU6) ? 0 : -1;
 }
 
@@ -177,11 +176,6 @@ int fn_run_unary_f32(const fn_node *n, fn_tensor *t, const volatile int32_t *can
         switch (kind) {
         case U_NEG: r = -v; break;
         case U_RSQRT: r = 1.0f / sqrtf(v); break;
-        case U_SQRT: r = sqrtf(v); break;
-        case U_ABS: r = fabsf(v); break;
-        case U_EXP: r = expf(v); break;
-        case U_TANH: r = tanhf(v); break;
-        case U_LOGISTIC: r = 1.0f / (1.0f + expf(-v)); break;
         case U_RELU: r = v > 0.0f ? v : 0.0f; break;
         default: r = v > 0.0f ? (v < 6.0f ? v : 6.0f) : 0.0f; break;
         }

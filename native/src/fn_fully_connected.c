@@ -51,8 +51,14 @@ int fn_run_fully_connected_s8(const fn_node *n, fn_tensor *t, const volatile int
             if ((u & 63) == 0 && FN_CANCEL_REQUESTED(cancel)) return FN_CANCELLED;
             const int8_t *wr = wd + u * depth;
             uint32_t acc = 0; /* int32 wrap-around semantics without signed overflow */
-            for (int64_t k = 0; k < depth; k++)
-                acc += (uint32_t)(((int32_t)wr[k] - zp_w) * ((int32_t)xr[k] - zp_in));
+            if (zp_w == 0 && depth <= INT32_MAX) {
+                uint32_t wsum = 0; /* sum w*(x - zp) == sum w*x - zp * sum w, modulo 2^32 */
+                fn_dot_s8(wr, xr, (int32_t)depth, &acc, &wsum);
+                acc -= (uint32_t)zp_in * wsum;
+            } else {
+                for (int64_t k = 0; k < depth; k++)
+                    acc += (uint32_t)(((int32_t)wr[k] - zp_w) * ((int32_t)xr[k] - zp_in));
+            }
             if (bias) acc += (uint32_t)bias[u];
             const int32_t r = fn_requant((int32_t)acc, mode, mult ? mult[u] : 0, shift ? shift[u] : 0,
                                          scale ? scale[u] : 0.0);

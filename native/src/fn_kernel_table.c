@@ -39,3 +39,9 @@ const fn_kernel *fn_kernel_for(int32_t op) {
 int fn_param_tensor_ok(const fn_tensor *t, int32_t n, int32_t idx, int32_t type, int64_t count) {
     return fn_tensor_ok(t, n, idx, type) && t[idx].count == count;
 }
+
+int fn_check_unary(const fn_node *n, const fn_tensor *t, int32_t nt, int32_t in_type, int32_t out_type) {
+    if (n->n_in != 1 || n->n_out != 1) return -1;
+    if (!fn_tensor_ok(t, nt, n->in[0], in_type) || !fn_tensor_ok(t, nt, n->out[0], out_type)) return -1;
+    return t[n->in[0]].count == t[n->out[0]].count ? 0 : -1;
+}

@@ -7,9 +7,7 @@
 enum { L_TABLE, L_MIN_VALID };
 
 int fn_check_lut_s8(const fn_node *n, const fn_tensor *t, int32_t nt) {
-    if (n->n_in != 1 || n->n_out != 1) return -1;
-    if (!fn_tensor_ok(t, nt, n->in[0], FN_I8) || !fn_tensor_ok(t, nt, n->out[0], FN_I8)) return -1;
-    if (t[n->in[0]].count != t[n->out[0]].count) return -1;
+    if (fn_check_unary(n, t, nt, FN_I8, FN_I8) != 0) return -1;
     if (n->p[L_MIN_VALID] < -128 || n->p[L_MIN_VALID] > 128) return -1;
     return fn_param_tensor_ok(t, nt, n->p[L_TABLE], FN_I8, 256) ? 0 : -1;
 }

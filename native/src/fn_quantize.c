@@ -26,9 +26,7 @@ static int32_t cvt_rne_sat(float v) {
 }
 
 int fn_check_quantize_f32_s8(const fn_node *n, const fn_tensor *t, int32_t nt) {
-    if (n->n_in != 1 || n->n_out != 1) return -1;
-    if (!fn_tensor_ok(t, nt, n->in[0], FN_F32) || !fn_tensor_ok(t, nt, n->out[0], FN_I8)) return -1;
-    if (t[n->in[0]].count != t[n->out[0]].count) return -1;
+    if (fn_check_unary(n, t, nt, FN_F32, FN_I8) != 0) return -1;
     return (n->p[Q_BLOCKED] < 0 || n->p[Q_BLOCKED] > t[n->in[0]].count) ? -1 : 0;
 }
 
@@ -50,9 +48,7 @@ int fn_run_quantize_f32_s8(const fn_node *n, fn_tensor *t, const volatile int32_
 }
 
 int fn_check_dequantize_s8_f32(const fn_node *n, const fn_tensor *t, int32_t nt) {
-    if (n->n_in != 1 || n->n_out != 1) return -1;
-    if (!fn_tensor_ok(t, nt, n->in[0], FN_I8) || !fn_tensor_ok(t, nt, n->out[0], FN_F32)) return -1;
-    if (t[n->in[0]].count != t[n->out[0]].count) return -1;
+    if (fn_check_unary(n, t, nt, FN_I8, FN_F32) != 0) return -1;
     return (n->p[Q_BLOCKED] < 0 || n->p[Q_BLOCKED] > t[n->in[0]].count) ? -1 : 0;
 }
 
@@ -75,26 +71,33 @@ int fn_run_dequantize_s8_f32(const fn_node *n, fn_tensor *t, const volatile int3
     return FN_OK;
 }
 
+/* int8/uint8 -> int8/uint8 (the converter's uint8 model inputs and outputs are such QUANTIZE ops). */
 enum { R_ZP_IN, R_ZP_OUT, R_MULT, R_SHIFT, R_BLOCKED };
+
+static int byte_type(int32_t type) { return type == FN_I8 || type == FN_U8; }
 
 int fn_check_requantize_s8(const fn_node *n, const fn_tensor *t, int32_t nt) {
     if (n->n_in != 1 || n->n_out != 1) return -1;
-    if (!fn_tensor_ok(t, nt, n->in[0], FN_I8) || !fn_tensor_ok(t, nt, n->out[0], FN_I8)) return -1;
+    if (!fn_tensor_ok(t, nt, n->in[0], -1) || !fn_tensor_ok(t, nt, n->out[0], -1)) return -1;
+    if (!byte_type(t[n->in[0]].type) || !byte_type(t[n->out[0]].type)) return -1;
     if (t[n->in[0]].count != t[n->out[0]].count) return -1;
     if (n->p[R_SHIFT] < -31 || n->p[R_SHIFT] > 31) return -1;
     return (n->p[R_BLOCKED] < 0 || n->p[R_BLOCKED] > t[n->in[0]].count) ? -1 : 0;
 }
 
 int fn_run_requantize_s8(const fn_node *n, fn_tensor *t, const volatile int32_t *cancel) {
-    const int8_t *x = (const int8_t *)t[n->in[0]].data;
-    int8_t *y = (int8_t *)t[n->out[0]].data;
+    const uint8_t *x = t[n->in[0]].data;
+    uint8_t *y = t[n->out[0]].data;
+    const int in_signed = t[n->in[0]].type == FN_I8, out_signed = t[n->out[0]].type == FN_I8;
+    const int32_t lo = out_signed ? -128 : 0, hi = out_signed ? 127 : 255;
     const int64_t count = t[n->in[0]].count, blocked = n->p[R_BLOCKED];
     for (int64_t i = 0; i < count; i++) {
         if ((i % FN_CHUNK) == 0 && FN_CANCEL_REQUESTED(cancel)) return FN_CANCELLED;
-        const int32_t d = (int32_t)x[i] - n->p[R_ZP_IN];
+        const int32_t v = in_signed ? (int32_t)(int8_t)x[i] : (int32_t)x[i];
+        const int32_t d = v - n->p[R_ZP_IN];
         const int32_t r = i < blocked ? fn_mul_ruy_x86(d, n->p[R_MULT], n->p[R_SHIFT])
                                       : fn_mbqm(d, n->p[R_MULT], n->p[R_SHIFT]);
-        y[i] = fn_out_s8(r, n->p[R_ZP_OUT], -128, 127);
+        y[i] = (uint8_t)fn_clamp32(fn_wrap32((int64_t)r + n->p[R_ZP_OUT]), lo, hi);
     }
     return FN_OK;
 }

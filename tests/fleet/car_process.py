@@ -11,10 +11,12 @@ import argparse
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 
 from agent.fleet.link import FleetLink
+from agent.fleet.mqtt import TlsConfig
 
 RUN = {"mode": "RUN", "power_budget_w": 800.0, "reasons": []}
 
@@ -31,9 +33,11 @@ def main() -> int:
     ap.add_argument("--outbox", required=True)
     ap.add_argument("--work-ms", type=float, default=20.0)
     ap.add_argument("--queue", type=int, default=4)
+    ap.add_argument("--tls", nargs=3, metavar=("CA", "CERT", "KEY"))
     args = ap.parse_args()
+    tls = TlsConfig(*map(Path, args.tls)) if args.tls else None
     link = FleetLink(args.car, args.host, args.port, outbox_path=args.outbox,
-                     job_queue_size=args.queue, ack_timeout_s=2.0)
+                     job_queue_size=args.queue, ack_timeout_s=2.0, tls=tls)
     with link:
         if not link.wait_connected(20):
             print("NOCONNECT", link.session.last_error, flush=True)

@@ -57,5 +57,15 @@ def make_client(mosquitto: Broker) -> Iterator[Callable[..., FleetClient]]:
 
 
 def run_car(link: FleetLink) -> None:
-    link.publish_state(RUN, VEHICLE)
-    link.set_accepting_jobs(True)
+    link.apply_decision(RUN, VEHICLE)
+
+
+def car_and_fleet(make_link: Callable[..., FleetLink], make_client: Callable[..., FleetClient],
+                  car_id: str = "car1", fleet_kw: dict[str, Any] | None = None,
+                  **car_kw: Any) -> tuple[FleetLink, FleetClient]:
+    """One car taking jobs and a submitter "sub" that sees it available."""
+    car = make_link(car_id, **car_kw)
+    run_car(car)
+    fleet = make_client(submitter="sub", **(fleet_kw or {}))
+    assert fleet.wait_for(lambda c: car_id in {s.car for s in c.available()}, 10)
+    return car, fleet

@@ -7,14 +7,13 @@ import threading
 from collections.abc import Callable
 
 import numpy as np
-import paho.mqtt.client as paho
 
 from agent.fleet import protocol as p
 from agent.fleet.broker import Broker
 from agent.fleet.fleetside import FleetClient
 from agent.fleet.link import FleetLink
 from agent.fleet.mqtt import publish_props
-from tests.fleet.conftest import RUN, STANDBY, VEHICLE, run_car
+from tests.fleet.conftest import RUN, STANDBY, VEHICLE, car_and_fleet, run_car
 
 MakeLink = Callable[..., FleetLink]
 MakeClient = Callable[..., FleetClient]
@@ -66,10 +65,7 @@ def test_jobs_reach_only_cars_that_accept(make_link: MakeLink, make_client: Make
 
 
 def test_giving_up_the_subscription_preempts_queued_jobs(make_link: MakeLink, make_client: MakeClient) -> None:
-    car = make_link("car1")
-    run_car(car)
-    fleet = make_client(submitter="sub")
-    assert fleet.wait_for(lambda c: len(c.available()) == 1, 10)
+    car, fleet = car_and_fleet(make_link, make_client)
     fleet.submit("t0", BUILTIN, [np.zeros(2, np.int8)])
     assert fleet.wait_for(lambda c: car.jobs().qsize() == 1, 10)
     car.set_accepting_jobs(False)
@@ -87,10 +83,7 @@ def test_giving_up_the_subscription_preempts_queued_jobs(make_link: MakeLink, ma
 
 def test_a_job_delivered_twice_is_answered_once(mosquitto: Broker, make_link: MakeLink,
                                                make_client: MakeClient) -> None:
-    car = make_link("car1")
-    run_car(car)
-    fleet = make_client(submitter="sub")
-    assert fleet.wait_for(lambda c: len(c.available()) == 1, 10)
+    car, fleet = car_and_fleet(make_link, make_client)
     payload = p.JobRequest("dup-1", "sub", BUILTIN, [np.ones(2, np.int8)]).encode()
     for _ in range(3):
         fleet.session.publish(p.Topics.jobs("default"), payload, 1, False,
@@ -109,10 +102,7 @@ def test_a_job_delivered_twice_is_answered_once(mosquitto: Broker, make_link: Ma
 
 def test_malformed_jobs_get_error_replies_and_the_car_keeps_working(
         make_link: MakeLink, make_client: MakeClient) -> None:
-    car = make_link("car1")
-    run_car(car)
-    fleet = make_client(submitter="sub")
-    assert fleet.wait_for(lambda c: len(c.available()) == 1, 10)
+    car, fleet = car_and_fleet(make_link, make_client)
     pub = fleet.session.publish
     pub(p.Topics.jobs("default"), b"garbage", 1, False, publish_props(correlation=b"c-1"))
     bad_tensor = p.JobRequest("bad-1", "sub", BUILTIN, [np.ones(4, np.int8)]).encode()[:-1]
@@ -132,16 +122,14 @@ def test_malformed_jobs_get_error_replies_and_the_car_keeps_working(
     assert fleet.wait(10)
 
 
-def test_backpressure_the_broker_holds_jobs_beyond_the_queue(make_link: MakeLink,
+def test_backpressure_the_fleet_sends_no_more_than_the_car_takes(make_link: MakeLink,
                                                              make_client: MakeClient) -> None:
-    car = make_link("car1", job_queue_size=3)
-    run_car(car)
-    fleet = make_client(submitter="sub", job_timeout_s=600)
-    assert fleet.wait_for(lambda c: len(c.available()) == 1, 10)
+    car, fleet = car_and_fleet(make_link, make_client, fleet_kw={"job_timeout_s": 600},
+                               job_queue_size=3)
     for i in range(10):
         fleet.submit(f"t{i}", BUILTIN, [np.full(1, i, np.int8)])
     assert fleet.wait_for(lambda c: car.jobs().qsize() == 3, 10)
-    # Receive Maximum: nothing beyond the queue's size is in flight to the car, nothing refused.
+    # The state advertises capacity 3: nothing beyond it is in flight to the car, nothing refused.
     assert not fleet.wait_for(lambda c: car.stats().get("jobs_received", 0) > 3, 0.5)
     done = threading.Event()
 
@@ -157,7 +145,60 @@ def test_backpressure_the_broker_holds_jobs_beyond_the_queue(make_link: MakeLink
     assert car.stats().get("jobs_preempted", 0) == 0, repr(car.stats())
 
 
-def test_a_car_cannot_read_its_own_topics_it_does_not_own(mosquitto: Broker) -> None:
-    """Without TLS/ACL anyone may subscribe anywhere; the ACL test (test_security) closes it."""
-    assert mosquitto.running
-    _ = paho  # the ACL test uses raw paho clients
+def test_an_oversized_result_becomes_a_failure_not_an_endless_resend(
+        make_link: MakeLink, make_client: MakeClient) -> None:
+    car, fleet = car_and_fleet(make_link, make_client)
+    fleet.submit("big", BUILTIN, [np.ones(1, np.int8)])
+    j = car.jobs().get(10)
+    assert j is not None
+    car.send_result(j.job_id, "ok", [np.zeros(p.MAX_RESULT_BYTES, np.int8)])
+    assert fleet.wait(10)
+    r = fleet.deliveries[0].result
+    assert (r.outcome, r.error_code) == ("failed", "result_too_large")
+    assert fleet.wait_for(lambda c: car.outbox.depth() == 0, 10)
+
+
+def test_undocumented_telemetry_fields_never_leave_the_car(make_link: MakeLink) -> None:
+    car = make_link("car1")
+    assert car.publish_telemetry({"soc_percent": 50.0, "latitude": 48.1, "longitude": 11.5})
+    assert car.stats()["telemetry_fields_dropped"] == 2
+    assert car.audit is not None
+    sent = [e.content for e in car.audit.entries() if e.topic.endswith("/telemetry")]
+    assert len(sent) == 1 and "48.1" not in sent[0] and "soc_percent" in sent[0]
+
+
+def test_health_reports_every_part_of_the_link(make_link: MakeLink, mosquitto: Broker) -> None:
+    car = make_link("car1")
+    h = car.health()
+    assert h["ok"] and h["connected"] and h["sender_alive"]
+    mosquitto.stop()
+    assert car.session.wait_for(lambda: not car.connected, 10)
+    h = car.health()
+    assert h["ok"] and not h["connected"]  # the loop keeps turning, retrying the broker
+    mosquitto.start()
+    assert car.wait_connected(10)
+
+
+def test_an_unreadable_result_is_acknowledged_by_its_correlation_data(
+        make_link: MakeLink, make_client: MakeClient) -> None:
+    fleet = make_client(submitter="sub")
+    acks: list[bytes] = []
+    listener = make_client()
+    listener.session._on_message_cb = lambda m: acks.append(bytes(m.payload))
+    mid = listener.session.subscribe(p.Topics.acks("car9"), 0)
+    assert mid is not None and listener.session.wait_subscribed(mid, 10)
+    info = fleet.session.publish(p.Topics.results("car9", "sub"), b"\x00garbage", 1, False,
+                                 publish_props(correlation=b"job-7"))
+    assert info is not None
+    # Without the ack the car's outbox would send it forever; it counts as nothing else.
+    assert listener.session.wait_for(lambda: p.encode_ack(["job-7"]) in acks, 10)
+    assert fleet.counters["invalid_results"] == 1 and fleet.deliveries == []
+
+
+def test_the_broker_drops_packets_over_its_limit_before_any_car_sees_them(
+        make_link: MakeLink, make_client: MakeClient) -> None:
+    car, fleet = car_and_fleet(make_link, make_client)
+    fleet.session.publish(p.Topics.jobs("default"), bytes(5 << 20), 1, False)  # over 4 MiB
+    assert fleet.session.wait_for(lambda: fleet.session.counters["disconnects"] >= 1, 10)
+    assert car.jobs().get(0.5) is None and car.stats().get("jobs_received", 0) == 0
+    assert car.connected

@@ -4,8 +4,8 @@ checked against the signed sha256, a size-capped content-addressed cache, clear 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -14,8 +14,16 @@ from agent.fleet import protocol as p
 from agent.fleet.cli import main as cli_main
 from agent.fleet.fleetside import FleetClient
 from agent.fleet.link import FleetLink
-from agent.fleet.models import (ModelAssembly, ModelCache, ModelRefused, TrustStore, create_key,
-                                load_private, load_public, sign_manifest)
+from agent.fleet.models import (
+    ModelAssembly,
+    ModelCache,
+    ModelRefused,
+    TrustStore,
+    create_key,
+    load_private,
+    load_public,
+    sign_manifest,
+)
 from agent.fleet.mqtt import publish_props
 from tests.fleet.conftest import run_car
 

@@ -14,9 +14,10 @@ from agent.fleet import protocol as p
 
 
 def job(**kw: object) -> p.JobRequest:
-    base: dict[str, object] = dict(job_id="task-1.r0.a1", submitter="sub", model=p.ModelRef(builtin="thin_path"),
-                                   inputs=[np.arange(6, dtype=np.int8).reshape(2, 3),
-                                           np.array([1.5, -2.0], dtype=np.float32)])
+    base: dict[str, object] = {
+        "job_id": "task-1.r0.a1", "submitter": "sub", "model": p.ModelRef(builtin="thin_path"),
+        "inputs": [np.arange(6, dtype=np.int8).reshape(2, 3), np.array([1.5, -2.0], dtype=np.float32)],
+    }
     base.update(kw)
     return p.JobRequest(**base)  # type: ignore[arg-type]
 

@@ -81,7 +81,7 @@ def secure_broker(workdir: Path, ca: Path, server: Identity, crl: Path | None = 
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "acl").write_text(acl_text or acl.acl_text(["dispatch"]))
     b = Broker(workdir, tls=BrokerTls(ca, server.cert, server.key), acl_file=workdir / "acl",
-               message_size_limit=acl.MAX_PACKET_BYTES)
+               max_packet_bytes=acl.MAX_PACKET_BYTES)
     extra = list(acl.BROKER_SETTINGS) + ([f"crlfile {crl}"] if crl is not None else [])
     with b.config_path.open("a") as f:
         f.write("".join(line + "\n" for line in extra))

@@ -59,8 +59,37 @@ def seed_models() -> list[bytes]:
                          [(0, "i", 0), (1, "i", 0), (2, "i", 0), (3, "i", 0), (4, "i", 0), (5, "bool", False)]),
         models.single_op("QUANTIZE", [((3, 4), "float32", None, None)], [((3, 4), "int8", q)]),
         models.single_op("DEQUANTIZE", [((3, 4), "int8", q, None)], [((3, 4), "float32", None)]),
+        dynamic_batch_reshape(),
     ]
     return seeds
+
+
+def dynamic_batch_reshape() -> bytes:
+    """RESHAPE whose target is computed from SHAPE, as converters emit for a dynamic batch."""
+    from agent.inference.builder import ModelBuilder
+
+    q = (0.05, 3)
+    mb = ModelBuilder()
+    x = mb.tensor((2, 3, 4), "int8", scale=q[0], zero_point=q[1])
+    shp = mb.tensor((3,), "int32")
+    mb.op("SHAPE", [x], [shp], "ShapeOptions", [(0, "B", 2)])
+    idx = mb.tensor((1,), "int32", data=np.array([0], np.int32))
+    batch = mb.tensor((1,), "int32")
+    mb.op("GATHER", [shp, idx], [batch], "GatherOptions", [(0, "i", 0), (1, "i", 0)])
+    rest_idx = mb.tensor((2,), "int32", data=np.array([1, 2], np.int32))
+    rest = mb.tensor((2,), "int32")
+    mb.op("GATHER", [shp, rest_idx], [rest], "GatherOptions", [(0, "i", 0), (1, "i", 0)])
+    ax = mb.tensor((1,), "int32", data=np.array([0], np.int32))
+    prod = mb.tensor((), "int32")
+    mb.op("REDUCE_PROD", [rest, ax], [prod], "ReducerOptions", [(0, "bool", False)])
+    b0 = mb.tensor((), "int32")
+    mb.op("RESHAPE", [batch, mb.tensor((0,), "int32", data=np.zeros(0, np.int32))], [b0], "ReshapeOptions",
+          [(0, "ivec", [])])
+    new_shape = mb.tensor((2,), "int32")
+    mb.op("PACK", [b0, prod], [new_shape], "PackOptions", [(0, "i", 2), (1, "i", 0)])
+    y = mb.tensor((1, 1), "int8", scale=q[0], zero_point=q[1])  # a placeholder shape, as converters write
+    mb.op("RESHAPE", [x, new_shape], [y], "ReshapeOptions", [(0, "ivec", [-1, 12])])
+    return mb.build([x], [y])
 
 
 def mutate(data: bytes, rng: np.random.Generator) -> bytes:

@@ -47,35 +47,42 @@ def test_arena_limit_refuses_a_model_that_needs_more() -> None:
 
 
 def _slow_model() -> bytes:
-    # ~0.6 G multiply-adds: seconds of work, so a cancel always lands mid-run.
+    # ~2.4 G multiply-adds (a good part of a second even vectorized): a cancel lands mid-run.
     rng = np.random.default_rng(0)
-    return models.conv2d(rng, h=96, w=96, c=64, o=64, kh=3, kw=3, padding=0)
+    return models.conv2d(rng, h=256, w=256, c=64, o=64, kh=3, kw=3, padding=0)
 
 
 def test_cancel_from_another_thread_stops_the_run() -> None:
     m = load_model(_slow_model())
     x = np.zeros(m.inputs[0].shape, np.int8)
-    tok = CancelToken()
-    started = threading.Event()
-    result: list[BaseException | None] = []
+    outcomes: list[str] = []
+    for _ in range(10):
+        tok = CancelToken()
+        entering = threading.Event()
+        result: list[BaseException | None] = []
 
-    def worker() -> None:
-        started.set()
-        try:
-            m.run([x], cancel=tok)
-            result.append(None)
-        except BaseException as e:  # noqa: BLE001 - hand every outcome to the test thread
-            result.append(e)
+        def worker(tok: CancelToken = tok, entering: threading.Event = entering,
+                   result: list[BaseException | None] = result) -> None:
+            entering.set()
+            try:
+                m.run([x], cancel=tok)
+                result.append(None)
+            except BaseException as e:  # noqa: BLE001 - hand every outcome to the test thread
+                result.append(e)
 
-    t = threading.Thread(target=worker)
-    t.start()
-    assert started.wait(10)
-    # The worker is inside run() with the GIL released; if it were not released, cancel()
-    # could only run after the whole run finished, and run() would return normally.
-    tok.cancel()
-    t.join(30)
-    assert not t.is_alive()
-    assert isinstance(result[0], Cancelled)
+        t = threading.Thread(target=worker)
+        t.start()
+        assert entering.wait(10)
+        tok.cancel()
+        t.join(60)
+        assert not t.is_alive() and len(result) == 1
+        assert isinstance(result[0], Cancelled)  # a long run never completes first
+        outcomes.append(str(result[0]))
+        if str(result[0]) == "cancelled during the run":
+            break
+    # The cancel reached the kernels while they ran. That needs the GIL released: a thread
+    # holding it in C would keep this thread from calling cancel() until the run was over.
+    assert "cancelled during the run" in outcomes, outcomes
 
 
 def test_cancelled_token_refuses_to_start_and_model_stays_usable() -> None:
@@ -94,3 +101,10 @@ def test_convolutions_without_bias_are_refused() -> None:
     for depthwise in (False, True):
         with pytest.raises(ModelError, match="bias"):
             load_model(models.conv2d(rng, depthwise=depthwise, bias=False))
+
+
+def test_a_model_asking_for_a_huge_arena_is_refused_without_allocating_it() -> None:
+    huge = (1, 1 << 30)  # two 1 GiB activations: over the default cap for untrusted models
+    data = models.single_op("RELU", [(huge, "int8", (0.1, 0), None)], [(huge, "int8", (0.1, 0))])
+    with pytest.raises(ModelError, match="arena"):
+        load_model(data)

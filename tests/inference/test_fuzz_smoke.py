@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.inference import fuzzing
 
 
@@ -15,3 +17,13 @@ def test_mutated_models_never_crash_and_only_raise_model_errors() -> None:
     assert sum(tally.values()) == 1200
     # the mutations must reach past the loader too, or the smoke would only test the parser
     assert tally["ok"] > 50 and tally["refused"] > 50
+
+
+def test_every_truncation_of_a_model_is_a_model_error() -> None:
+    from agent.inference import ModelError, load_model
+    from agent.inference.models import make_thin_path
+
+    data = make_thin_path.build()
+    for cut in range(len(data)):
+        with pytest.raises(ModelError):
+            load_model(data[:cut])

@@ -27,16 +27,18 @@ seeds = st.integers(0, 2**32 - 1)
        o=st.integers(1, 20), k=st.tuples(st.integers(1, 4), st.integers(1, 4)),
        stride=st.tuples(st.integers(1, 3), st.integers(1, 3)), dil=st.tuples(st.integers(1, 2), st.integers(1, 2)),
        padding=st.integers(0, 1), act=acts, s_in=scales, z_in=zps, s_out=scales, z_out=zps,
-       per_channel=st.booleans(), seed=seeds)
+       per_channel=st.booleans(), groups=st.sampled_from([1, 1, 2, 3]), seed=seeds)
 def test_conv2d(n: int, h: int, w: int, c: int, o: int, k: tuple[int, int], stride: tuple[int, int],
                 dil: tuple[int, int], padding: int, act: int, s_in: float, z_in: int, s_out: float, z_out: int,
-                per_channel: bool, seed: int) -> None:
+                per_channel: bool, groups: int, seed: int) -> None:
+    c, o = max(1, c // groups) * groups, max(1, o // groups) * groups
     eff = ((k[0] - 1) * dil[0] + 1, (k[1] - 1) * dil[1] + 1)
     if padding == 1 and (h < eff[0] or w < eff[1]):
         h, w = max(h, eff[0]), max(w, eff[1])
     rng = np.random.default_rng(seed)
     data = models.conv2d(rng, n=n, h=h, w=w, c=c, o=o, kh=k[0], kw=k[1], stride=stride, dil=dil, padding=padding,
-                         act=act, s_in=s_in, z_in=z_in, s_out=s_out, z_out=z_out, per_channel=per_channel)
+                         act=act, s_in=s_in, z_in=z_in, s_out=s_out, z_out=z_out, per_channel=per_channel,
+                         groups=groups)
     assert_bit_exact(data, rng, runs=2)
 
 
@@ -197,6 +199,9 @@ def test_quantize_dequantize_requantize(shape: tuple[int, ...], s: float, z: int
     assert_bit_exact(models.single_op("QUANTIZE", [(shape, "float32", None, None)], [(shape, "int8", (s, z))]), rng)
     assert_bit_exact(models.single_op("DEQUANTIZE", [(shape, "int8", (s, z), None)], [(shape, "float32", None)]), rng)
     assert_bit_exact(models.single_op("QUANTIZE", [(shape, "int8", (s, z), None)], [(shape, "int8", (s2, z2))]), rng)
+    # uint8 model inputs/outputs: the converter brackets the int8 graph with these
+    assert_bit_exact(models.single_op("QUANTIZE", [(shape, "uint8", (s, z + 128), None)], [(shape, "int8", (s2, z2))]), rng)
+    assert_bit_exact(models.single_op("QUANTIZE", [(shape, "int8", (s, z), None)], [(shape, "uint8", (s2, z2 + 128))]), rng)
 
 
 @st.composite
@@ -218,12 +223,30 @@ def test_transpose(case: tuple[tuple[int, ...], list[int]], dtype: str, seed: in
 
 
 @PROPS
-@given(shape=st.lists(st.integers(1, 5), min_size=1, max_size=4).map(tuple), data_=st.data(), seed=seeds, z=zps)
-def test_pad(shape: tuple[int, ...], data_: st.DataObject, seed: int, z: int) -> None:
+@given(shape=st.lists(st.integers(1, 5), min_size=1, max_size=4).map(tuple), data_=st.data(), seed=seeds, z=zps,
+       v2=st.booleans(), value=st.integers(-128, 127))
+def test_pad(shape: tuple[int, ...], data_: st.DataObject, seed: int, z: int, v2: bool, value: int) -> None:
     pads = np.array([[data_.draw(st.integers(0, 3)), data_.draw(st.integers(0, 3))] for _ in shape], np.int32)
     out = tuple(d + int(a) + int(b) for d, (a, b) in zip(shape, pads))
-    data = models.single_op("PAD", [(shape, "int8", (0.05, z), None), ((len(shape), 2), "int32", None, pads)],
-                            [(out, "int8", (0.05, z))], "PadOptions", [])
+    ins = [(shape, "int8", (0.05, z), None), ((len(shape), 2), "int32", None, pads)]
+    if v2:  # PADV2: an explicit pad value, quantized like the input
+        ins.append(((1,), "int8", (0.05, z), np.array([value], np.int8)))
+        data = models.single_op("PADV2", ins, [(out, "int8", (0.05, z))])
+    else:
+        data = models.single_op("PAD", ins, [(out, "int8", (0.05, z))], "PadOptions", [])
+    assert_bit_exact(data, np.random.default_rng(seed), runs=1)
+
+
+@PROPS
+@given(data_=st.data(), seed=seeds)
+def test_slice(data_: st.DataObject, seed: int) -> None:
+    rank = data_.draw(st.integers(1, 4))
+    shape = tuple(data_.draw(st.integers(1, 6)) for _ in range(rank))
+    begin = [data_.draw(st.integers(0, d - 1)) for d in shape]
+    size = [data_.draw(st.sampled_from([-1, *range(1, d - b + 1)])) for d, b in zip(shape, begin)]
+    out = tuple(d - b if s == -1 else s for d, b, s in zip(shape, begin, size))
+    data = models.single_op("SLICE", [(shape, "int8", (0.1, 0), None), ((rank,), "int32", None, np.array(begin, np.int32)),
+                                      ((rank,), "int32", None, np.array(size, np.int32))], [(out, "int8", (0.1, 0))])
     assert_bit_exact(data, np.random.default_rng(seed), runs=1)
 
 
@@ -294,9 +317,10 @@ def test_concatenation_and_pack(rank: int, data_: st.DataObject, n: int, pack: b
 def test_gather(rank: int, data_: st.DataObject, seed: int) -> None:
     shape = tuple(data_.draw(st.integers(1, 6)) for _ in range(rank))
     axis = data_.draw(st.integers(0, rank - 1))
-    idx = np.array(data_.draw(st.lists(st.integers(0, shape[axis] - 1), min_size=1, max_size=5)), np.int32)
+    idx_type = data_.draw(st.sampled_from(["int32", "int64"]))
+    idx = np.array(data_.draw(st.lists(st.integers(0, shape[axis] - 1), min_size=1, max_size=5)), idx_type)
     out = shape[:axis] + idx.shape + shape[axis + 1:]
-    data = models.single_op("GATHER", [(shape, "int8", (0.1, 2), None), (idx.shape, "int32", None, idx)],
+    data = models.single_op("GATHER", [(shape, "int8", (0.1, 2), None), (idx.shape, idx_type, None, idx)],
                             [(out, "int8", (0.1, 2))], "GatherOptions", [(0, "i", axis), (1, "i", 0)])
     assert_bit_exact(data, np.random.default_rng(seed), runs=1)
 
@@ -324,5 +348,75 @@ def test_reshape_neg_shape(shape: tuple[int, ...], seed: int) -> None:
     assert_bit_exact(models.single_op("RESHAPE", [(shape, "int8", (0.1, 1), None), ((1,), "int32", None, new_shape)],
                                       [(flat, "int8", (0.1, 1))], "ReshapeOptions", [(0, "ivec", list(flat))]), rng)
     assert_bit_exact(models.single_op("NEG", [(shape, "float32", None, None)], [(shape, "float32", None)]), rng)
+    squeezed = tuple(d for d in shape if d != 1)
+    assert_bit_exact(models.single_op("SQUEEZE", [(shape, "int8", (0.1, 1), None)], [(squeezed, "int8", (0.1, 1))],
+                                      "SqueezeOptions", [(0, "ivec", [])]), rng)
+    axis = len(shape)
+    assert_bit_exact(models.single_op("EXPAND_DIMS", [(shape, "int8", (0.1, 1), None),
+                                                      ((1,), "int32", None, np.array([axis], np.int32))],
+                                      [(shape + (1,), "int8", (0.1, 1))]), rng)
     assert_bit_exact(models.single_op("SHAPE", [(shape, "int8", (0.1, 1), None)], [((len(shape),), "int32", None)],
                                       "ShapeOptions", [(0, "B", 2)]), rng)
+
+
+@PROPS
+@given(op=st.sampled_from(["ADD", "SUB", "MUL", "SQUARED_DIFFERENCE"]), case=binary_cases(),
+       dtype=st.sampled_from(["float32", "int32"]), seed=seeds)
+def test_binary_float_and_int32(op: str, case: tuple[tuple[int, ...], tuple[int, ...], list[tuple[float, int]]],
+                                dtype: str, seed: int) -> None:
+    if dtype == "int32" and op == "SQUARED_DIFFERENCE":
+        op = "SUB"
+    a, b, _ = case
+    out = tuple(np.broadcast_shapes(a, b))
+    opts: dict[str, tuple[str | None, list[tuple[int, str, object]]]] = {
+        "ADD": ("AddOptions", [(0, "b", 0)]), "SUB": ("SubOptions", [(0, "b", 0)]),
+        "MUL": ("MulOptions", [(0, "b", 0)]), "SQUARED_DIFFERENCE": (None, [])}
+    data = models.single_op(op, [(a, dtype, None, None), (b, dtype, None, None)], [(out, dtype, None)], *opts[op])
+    assert_bit_exact(data, np.random.default_rng(seed), runs=2)
+
+
+@PROPS
+@given(op=st.sampled_from(["NEG", "RSQRT", "RELU", "RELU6"]),
+       shape=st.lists(st.integers(1, 9), min_size=1, max_size=4).map(tuple), seed=seeds)
+def test_unary_float(op: str, shape: tuple[int, ...], seed: int) -> None:
+    data = models.single_op(op, [(shape, "float32", None, None)], [(shape, "float32", None)])
+    rng = np.random.default_rng(seed)
+    from agent.inference import load_model
+    from tests.inference.oracle import litert_run
+    m = load_model(data)
+    for _ in range(2):
+        x = rng.uniform(-6, 6, size=shape).astype(np.float32)
+        if op == "RSQRT":
+            x = np.abs(x) + np.float32(0.01)
+        assert m.run([x])[0].tobytes() == litert_run(data, [x])[0].tobytes()
+
+
+@PROPS
+@given(op=st.sampled_from(["REDUCE_PROD", "SUM", "REDUCE_MAX", "REDUCE_MIN"]), case=mean_cases(), seed=seeds)
+def test_reduce_int32(op: str, case: tuple[tuple[int, ...], list[int], bool], seed: int) -> None:
+    shape, axes, keep = case
+    out = tuple((1 if i in axes else d) for i, d in enumerate(shape) if keep or i not in axes)
+    data = models.single_op(op, [(shape, "int32", None, None), ((len(axes),), "int32", None, np.array(axes, np.int32))],
+                            [(out, "int32", None)], "ReducerOptions", [(0, "bool", keep)])
+    rng = np.random.default_rng(seed)
+    from agent.inference import load_model
+    from tests.inference.oracle import litert_run
+    m = load_model(data)
+    x = rng.integers(-3, 4, size=shape, dtype=np.int32)  # small values: products stay meaningful
+    assert m.run([x])[0].tobytes() == litert_run(data, [x])[0].tobytes()
+
+
+@PROPS
+@given(shape=st.lists(st.integers(1, 9), min_size=1, max_size=4).map(tuple), dtype=st.sampled_from(["int8", "int32"]),
+       seed=seeds)
+def test_neg_integer(shape: tuple[int, ...], dtype: str, seed: int) -> None:
+    q = (0.1, 3) if dtype == "int8" else None
+    data = models.single_op("NEG", [(shape, dtype, q, None)], [(shape, dtype, q)])
+    rng = np.random.default_rng(seed)
+    from agent.inference import load_model
+    from tests.inference.oracle import litert_run
+    m = load_model(data)
+    info = np.iinfo(dtype)
+    x = rng.integers(info.min, info.max, size=shape, dtype=dtype, endpoint=True)
+    x.flat[0] = info.min  # the value whose negation wraps
+    assert m.run([x])[0].tobytes() == litert_run(data, [x])[0].tobytes()

@@ -1,0 +1,1 @@
+"""Models committed with the engine (the thin-path smoke model) and the scripts that write them."""
