@@ -67,6 +67,7 @@ typedef struct {
     int64_t count;  /* number of elements */
     int64_t nbytes;
     uint8_t *data;  /* resolved at plan creation */
+    int32_t region; /* FN_REGION_ARENA or FN_REGION_CONST */
 } fn_tensor;
 
 struct fn_node;
