@@ -73,8 +73,9 @@ static const int64_t INTERESTING[] = {0, 1, -1, 2, 3, 4, 6, 7, 8, 31, 32, 63, 64
 static int64_t mutate_value(int64_t old, int64_t near) {
     switch (below(5)) {
     case 0: return INTERESTING[below(N_INTERESTING)];
-    case 1: return old + (int64_t)below(17) - 8;
-    case 2: return near + (int64_t)below(9) - 4; /* around a length the plan knows */
+    /* wrapping steps (via uint64, GCC's conversion back wraps): old may be INT64_MAX */
+    case 1: return (int64_t)((uint64_t)old + below(17) - 8u);
+    case 2: return (int64_t)((uint64_t)near + below(9) - 4u); /* around a length the plan knows */
     case 3: return old ^ ((int64_t)1 << below(63));
     default: return (int64_t)next_u64();
     }
