@@ -73,8 +73,9 @@ static const int64_t INTERESTING[] = {0, 1, -1, 2, 3, 4, 6, 7, 8, 31, 32, 63, 64
 static int64_t mutate_value(int64_t old, int64_t near) {
     switch (below(5)) {
     case 0: return INTERESTING[below(N_INTERESTING)];
-    case 1: return old + (int64_t)below(17) - 8;
-    case 2: return near + (int64_t)below(9) - 4; /* around a length the plan knows */
+    /* wrapping steps (via uint64, GCC's conversion back wraps): old may be INT64_MAX */
+    case 1: return (int64_t)((uint64_t)old + below(17) - 8u);
+    case 2: return (int64_t)((uint64_t)near + below(9) - 4u); /* around a length the plan knows */
     case 3: return old ^ ((int64_t)1 << below(63));
     default: return (int64_t)next_u64();
     }
@@ -147,11 +148,13 @@ static void fuzz_one(const fn_vec_plan *seed, const uint8_t *seed_inputs, size_t
         t->by_status[(-err) & 7]++;
     } else {
         t->created++;
-        /* Inputs go where the seed's graph inputs live; the arena is the plan's own. */
+        /* Inputs go where the seed's graph inputs live, in the arena only: the constants are
+         * immutable while a plan lives (fn_plan_create checked their values), and the binding
+         * writes inputs into the arena alone, so a mutated row naming a constant gets none. */
         size_t used = 0;
         for (int32_t k = 0; k < seed->n_in; k++) {
             int64_t nb = 0;
-            uint8_t *dst = fn_vec_tensor(rows, seed->n_tensors, seed->ids[k], arena, arena_len, consts, consts_len, &nb);
+            uint8_t *dst = fn_vec_tensor(rows, seed->n_tensors, seed->ids[k], arena, arena_len, consts, 0, &nb);
             if (!dst || (size_t)nb > inputs_len - used) break;
             if (input_mut) {
                 for (int64_t i = 0; i < nb; i++) dst[i] = (uint8_t)next_u64();

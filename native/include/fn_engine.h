@@ -67,6 +67,7 @@ typedef struct {
     int64_t count;  /* number of elements */
     int64_t nbytes;
     uint8_t *data;  /* resolved at plan creation */
+    int32_t region; /* FN_REGION_ARENA or FN_REGION_CONST */
 } fn_tensor;
 
 struct fn_node;
@@ -89,7 +90,8 @@ typedef struct {
 
 typedef struct fn_plan fn_plan;
 
-/* Checks both tables and binds kernels. Borrowed pointers (arena, consts) must outlive the plan.
+/* Checks both tables and binds kernels. Borrowed pointers (arena, consts) must outlive the plan,
+ * and consts must not change while it lives: values in it (per-channel shifts) are checked here only.
  * On failure returns NULL and writes the failing node index (or -1) and status to *err_node, *err. */
 fn_plan *fn_plan_create(const int64_t *tensor_rows, int32_t n_tensors, const int32_t *node_rows,
                         int32_t n_nodes, uint8_t *arena, int64_t arena_len, const uint8_t *consts,

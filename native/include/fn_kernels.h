@@ -61,6 +61,31 @@ int fn_check_unary(const fn_node *n, const fn_tensor *t, int32_t nt, int32_t in_
 /* Checks that a parameter names a tensor of the given type and element count. */
 int fn_param_tensor_ok(const fn_tensor *t, int32_t n, int32_t idx, int32_t type, int64_t count);
 
+/* As fn_param_tensor_ok, and the tensor lies in the constants (no kernel can rewrite values
+ * that were range-checked at plan creation) and every int32 in it is within [lo, hi]. */
+int fn_const_i32_ok(const fn_tensor *t, int32_t n, int32_t idx, int64_t count, int32_t lo, int32_t hi);
+
+/* The product of nd dimensions, or -1 if one is < 1 or the product passes limit (no overflow):
+ * plans bound a kernel's work by the sizes of its tensors this way. */
+int64_t fn_dims_count(const int32_t *dims, int nd, int64_t limit);
+
+/* 1 if every element offset off + sum_d i_d * str[d] (0 <= i_d < dims[d]) lies in [0, count),
+ * decided without overflow; 0 otherwise (also for a dimension < 1). */
+int fn_walk_ok(const int32_t *dims, const int32_t *str, int nd, int64_t off, int64_t count);
+
+/* A zero point an int8 (or, with FN_U8, uint8) tensor can have: then x - zp and products of
+ * two such differences stay far from int32 overflow. */
+static inline int fn_zp_ok(int32_t zp, int32_t type) {
+    return type == FN_U8 ? (zp >= 0 && zp <= 255) : (zp >= -128 && zp <= 127);
+}
+
+/* The shift range the fixed-point helpers (fn_mbqm, fn_mul_ruy_x86) are defined for. */
+static inline int fn_shift_ok(int32_t shift) { return shift >= -31 && shift <= 31; }
+
+/* Cancel polling inside element loops: once every FN_CANCEL_EVERY iterations of counter i. */
+#define FN_CANCEL_EVERY 65536
+#define FN_CANCEL_POLL(i, cancel) ((((i) & (FN_CANCEL_EVERY - 1)) == 0) && FN_CANCEL_REQUESTED(cancel))
+
 #define FN_DECLARE_KERNEL(name)                                                                 \
     int fn_check_##name(const fn_node *node, const fn_tensor *t, int32_t n_tensors);            \
     int fn_run_##name(const fn_node *node, fn_tensor *t, const volatile int32_t *cancel)

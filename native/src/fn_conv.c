@@ -21,10 +21,8 @@ static int check_common(const fn_node *n, const fn_tensor *t, int32_t nt, int64_
     if (n->p[P_HALF_UP_CH] < 0 || n->p[P_HALF_UP_CH] > out_ch) return -1;
     if (n->n_in == 3 && n->in[2] >= 0 && !fn_param_tensor_ok(t, nt, n->in[2], FN_I32, out_ch)) return -1;
     if (!fn_param_tensor_ok(t, nt, n->p[P_MULT], FN_I32, out_ch)) return -1;
-    if (!fn_param_tensor_ok(t, nt, n->p[P_SHIFT], FN_I32, out_ch)) return -1;
-    const int32_t *sh = (const int32_t *)t[n->p[P_SHIFT]].data;
-    for (int64_t i = 0; i < out_ch; i++)
-        if (sh[i] < -31 || sh[i] > 31) return -1;
+    if (!fn_const_i32_ok(t, nt, n->p[P_SHIFT], out_ch, -31, 31)) return -1;
+    if (!fn_zp_ok(n->p[P_ZP_IN], FN_I8) || !fn_zp_ok(n->p[P_ZP_OUT], FN_I8)) return -1;
     return 0;
 }
 

@@ -14,16 +14,12 @@ static int check_broadcast(const fn_node *n, const fn_tensor *t, int32_t nt, int
     if (n->n_in != 2 || n->n_out != 1) return -1;
     if (!fn_tensor_ok(t, nt, n->in[0], type_in) || !fn_tensor_ok(t, nt, n->in[1], type_in)) return -1;
     if (!fn_tensor_ok(t, nt, n->out[0], type_out)) return -1;
-    int64_t count = 1, reach_a = 0, reach_b = 0;
-    for (int d = 0; d < FN_MAX_DIMS; d++) {
-        const int64_t dim = n->p[B_DIMS + d], sa = n->p[B_STRIDE_A + d], sb = n->p[B_STRIDE_B + d];
-        if (dim < 1 || sa < 0 || sb < 0) return -1;
-        count *= dim;
-        reach_a += (dim - 1) * sa;
-        reach_b += (dim - 1) * sb;
-    }
-    if (count != t[n->out[0]].count) return -1;
-    if (reach_a >= t[n->in[0]].count || reach_b >= t[n->in[1]].count) return -1;
+    const int32_t *dims = &n->p[B_DIMS];
+    if (fn_dims_count(dims, FN_MAX_DIMS, t[n->out[0]].count) != t[n->out[0]].count) return -1;
+    for (int d = 0; d < FN_MAX_DIMS; d++)
+        if (n->p[B_STRIDE_A + d] < 0 || n->p[B_STRIDE_B + d] < 0) return -1;
+    if (!fn_walk_ok(dims, &n->p[B_STRIDE_A], FN_MAX_DIMS, 0, t[n->in[0]].count)) return -1;
+    if (!fn_walk_ok(dims, &n->p[B_STRIDE_B], FN_MAX_DIMS, 0, t[n->in[1]].count)) return -1;
     return 0;
 }
 
@@ -35,14 +31,14 @@ static int check_broadcast(const fn_node *n, const fn_tensor *t, int32_t nt, int
         int64_t o_ = 0;                                                                           \
         for (int64_t i0 = 0; i0 < dims_[0]; i0++)                                                 \
         for (int64_t i1 = 0; i1 < dims_[1]; i1++) {                                               \
-            if (FN_CANCEL_REQUESTED(cancel)) return FN_CANCELLED;                                 \
             for (int64_t i2 = 0; i2 < dims_[2]; i2++)                                             \
             for (int64_t i3 = 0; i3 < dims_[3]; i3++)                                             \
             for (int64_t i4 = 0; i4 < dims_[4]; i4++) {                                           \
                 int64_t ia = i0 * sa_[0] + i1 * sa_[1] + i2 * sa_[2] + i3 * sa_[3] + i4 * sa_[4]; \
                 int64_t ib = i0 * sb_[0] + i1 * sb_[1] + i2 * sb_[2] + i3 * sb_[3] + i4 * sb_[4]; \
                 for (int64_t i5 = 0; i5 < dims_[5]; i5++, o_++, ia += sa_[5], ib += sb_[5]) {     \
-                    __VA_ARGS__                                                                          \
+                    if (FN_CANCEL_POLL(o_, cancel)) return FN_CANCELLED;                          \
+                    __VA_ARGS__                                                                   \
                 }                                                                                 \
             }                                                                                     \
         }                                                                                         \
@@ -56,6 +52,8 @@ int fn_check_add_s8(const fn_node *n, const fn_tensor *t, int32_t nt) {
     if (n->p[ADD_LSHIFT] < 0 || n->p[ADD_LSHIFT] > 20) return -1;
     if (n->p[ADD_SA] > 0 || n->p[ADD_SB] > 0 || n->p[ADD_SA] < -31 || n->p[ADD_SB] < -31) return -1;
     if (n->p[ADD_SO] < -31 || n->p[ADD_SO] > 31 || n->p[ADD_MIN] > n->p[ADD_MAX]) return -1;
+    if (!fn_zp_ok(n->p[ADD_ZP_A], FN_I8) || !fn_zp_ok(n->p[ADD_ZP_B], FN_I8) || !fn_zp_ok(n->p[ADD_ZP_OUT], FN_I8))
+        return -1;
     return 0;
 }
 
@@ -80,7 +78,9 @@ int fn_run_add_s8(const fn_node *n, fn_tensor *t, const volatile int32_t *cancel
 
 int fn_check_mul_s8(const fn_node *n, const fn_tensor *t, int32_t nt) {
     if (check_broadcast(n, t, nt, FN_I8, FN_I8) != 0) return -1;
-    if (n->p[MUL_S] < -31 || n->p[MUL_S] > 31 || n->p[MUL_MIN] > n->p[MUL_MAX]) return -1;
+    if (!fn_shift_ok(n->p[MUL_S]) || n->p[MUL_MIN] > n->p[MUL_MAX]) return -1;
+    if (!fn_zp_ok(n->p[MUL_ZP_A], FN_I8) || !fn_zp_ok(n->p[MUL_ZP_B], FN_I8) || !fn_zp_ok(n->p[MUL_ZP_OUT], FN_I8))
+        return -1;
     return 0;
 }
 

@@ -20,14 +20,13 @@ int fn_check_fully_connected_s8(const fn_node *n, const fn_tensor *t, int32_t nt
         if (!fn_param_tensor_ok(t, nt, n->p[P_SCALE], FN_F64, units)) return -1;
     } else if (n->p[P_MODE] == FN_RQ_DOUBLE_ROUND || n->p[P_MODE] == FN_RQ_RUY_X86) {
         if (!fn_param_tensor_ok(t, nt, n->p[P_MULT], FN_I32, units)) return -1;
-        if (!fn_param_tensor_ok(t, nt, n->p[P_SHIFT], FN_I32, units)) return -1;
-        const int32_t *sh = (const int32_t *)t[n->p[P_SHIFT]].data;
-        for (int64_t i = 0; i < units; i++)
-            if (sh[i] < -31 || sh[i] > 31) return -1;
+        if (!fn_const_i32_ok(t, nt, n->p[P_SHIFT], units, -31, 31)) return -1;
     } else {
         return -1;
     }
     if (n->p[P_ACT_MIN] > n->p[P_ACT_MAX]) return -1;
+    if (!fn_zp_ok(n->p[P_ZP_IN], FN_I8) || !fn_zp_ok(n->p[P_ZP_W], FN_I8) || !fn_zp_ok(n->p[P_ZP_OUT], FN_I8))
+        return -1;
     return 0;
 }
 

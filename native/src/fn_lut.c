@@ -21,10 +21,12 @@ int fn_run_lut_s8(const fn_node *n, fn_tensor *t, const volatile int32_t *cancel
     /* An op undefined for some inputs (RSQRT below its zero point) fails the whole run, as in
      * LiteRT, before anything is written. */
     if (min_valid > -128)
-        for (int64_t i = 0; i < count; i++)
+        for (int64_t i = 0; i < count; i++) {
+            if (FN_CANCEL_POLL(i, cancel)) return FN_CANCELLED;
             if (x[i] < min_valid) return FN_E_RUNTIME;
+        }
     for (int64_t i = 0; i < count; i++) {
-        if ((i & 0xFFFF) == 0 && FN_CANCEL_REQUESTED(cancel)) return FN_CANCELLED;
+        if (FN_CANCEL_POLL(i, cancel)) return FN_CANCELLED;
         y[i] = table[(uint8_t)x[i]];
     }
     return FN_OK;
@@ -166,6 +168,8 @@ static int lut_rsqrt(const int32_t *ip, int8_t out[256]) {
 }
 
 int fn_lut_build(int32_t kind, const float *fp, const int32_t *ip, int8_t out[256]) {
+    /* every kind reads an input and an output zero point first; v - zp must not overflow */
+    if (!fn_zp_ok(ip[0], FN_I8) || !fn_zp_ok(ip[1], FN_I8)) return -1;
     switch (kind) {
     case FN_LUT_LOGISTIC: lut_float(tf_logistic, fp[0], ip[0], fp[1], ip[1], out); return 0;
     case FN_LUT_TANH: lut_float(tf_tanh, fp[0], ip[0], fp[1], ip[1], out); return 0;

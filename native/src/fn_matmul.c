@@ -5,31 +5,30 @@
 enum { BM_BATCH = 0, BM_LSTR = 4, BM_RSTR = 8, BM_M = 12, BM_N, BM_K, BM_L_MS, BM_L_KS, BM_R_KS, BM_R_NS,
        BM_ZP_L, BM_ZP_R, BM_ZP_OUT, BM_MULT, BM_SHIFT, BM_MODE, BM_MIN, BM_MAX };
 
-static int64_t reach(const int32_t *dims, const int32_t *str, int nd) {
-    int64_t r = 0;
-    for (int d = 0; d < nd; d++) r += (int64_t)(dims[d] - 1) * str[d];
-    return r;
-}
-
 int fn_check_batch_matmul_s8(const fn_node *n, const fn_tensor *t, int32_t nt) {
     if (n->n_in != 2 || n->n_out != 1) return -1;
     if (!fn_tensor_ok(t, nt, n->in[0], FN_I8) || !fn_tensor_ok(t, nt, n->in[1], FN_I8)) return -1;
     if (!fn_tensor_ok(t, nt, n->out[0], FN_I8)) return -1;
     const int32_t *p = n->p;
-    int64_t batches = 1;
-    for (int d = 0; d < 4; d++) {
-        if (p[BM_BATCH + d] < 1 || p[BM_LSTR + d] < 0 || p[BM_RSTR + d] < 0) return -1;
-        batches *= p[BM_BATCH + d];
-    }
-    if (p[BM_M] < 1 || p[BM_N] < 1 || p[BM_K] < 1) return -1;
+    for (int d = 0; d < 4; d++)
+        if (p[BM_LSTR + d] < 0 || p[BM_RSTR + d] < 0) return -1;
     if (p[BM_L_MS] < 0 || p[BM_L_KS] < 0 || p[BM_R_KS] < 0 || p[BM_R_NS] < 0) return -1;
-    const int64_t l_last = reach(&p[BM_BATCH], &p[BM_LSTR], 4) + (int64_t)(p[BM_M] - 1) * p[BM_L_MS] +
-                           (int64_t)(p[BM_K] - 1) * p[BM_L_KS];
-    const int64_t r_last = reach(&p[BM_BATCH], &p[BM_RSTR], 4) + (int64_t)(p[BM_K] - 1) * p[BM_R_KS] +
-                           (int64_t)(p[BM_N] - 1) * p[BM_R_NS];
-    if (l_last >= t[n->in[0]].count || r_last >= t[n->in[1]].count) return -1;
-    if (batches * p[BM_M] * p[BM_N] != t[n->out[0]].count) return -1;
-    if (p[BM_SHIFT] < -31 || p[BM_SHIFT] > 31 || p[BM_MIN] > p[BM_MAX]) return -1;
+    /* M, K and N are real extents of the operands: a stride 0 along one of them would let K
+     * (the work per output element) grow without the operands growing */
+    if ((p[BM_M] > 1 && p[BM_L_MS] == 0) || (p[BM_K] > 1 && (p[BM_L_KS] == 0 || p[BM_R_KS] == 0)) ||
+        (p[BM_N] > 1 && p[BM_R_NS] == 0))
+        return -1;
+    /* each operand's walk over (batch dims, rows, cols), and the output's element count */
+    const int32_t l_dims[6] = {p[BM_BATCH], p[BM_BATCH + 1], p[BM_BATCH + 2], p[BM_BATCH + 3], p[BM_M], p[BM_K]};
+    const int32_t l_str[6] = {p[BM_LSTR], p[BM_LSTR + 1], p[BM_LSTR + 2], p[BM_LSTR + 3], p[BM_L_MS], p[BM_L_KS]};
+    const int32_t r_dims[6] = {p[BM_BATCH], p[BM_BATCH + 1], p[BM_BATCH + 2], p[BM_BATCH + 3], p[BM_K], p[BM_N]};
+    const int32_t r_str[6] = {p[BM_RSTR], p[BM_RSTR + 1], p[BM_RSTR + 2], p[BM_RSTR + 3], p[BM_R_KS], p[BM_R_NS]};
+    const int32_t o_dims[6] = {p[BM_BATCH], p[BM_BATCH + 1], p[BM_BATCH + 2], p[BM_BATCH + 3], p[BM_M], p[BM_N]};
+    if (!fn_walk_ok(l_dims, l_str, 6, 0, t[n->in[0]].count)) return -1;
+    if (!fn_walk_ok(r_dims, r_str, 6, 0, t[n->in[1]].count)) return -1;
+    if (fn_dims_count(o_dims, 6, t[n->out[0]].count) != t[n->out[0]].count) return -1;
+    if (!fn_shift_ok(p[BM_SHIFT]) || p[BM_MIN] > p[BM_MAX]) return -1;
+    if (!fn_zp_ok(p[BM_ZP_L], FN_I8) || !fn_zp_ok(p[BM_ZP_R], FN_I8) || !fn_zp_ok(p[BM_ZP_OUT], FN_I8)) return -1;
     if (p[BM_MODE] != FN_RQ_DOUBLE_ROUND && p[BM_MODE] != FN_RQ_RUY_X86) return -1;
     return 0;
 }

@@ -47,6 +47,7 @@ static int load_tensor(const int64_t *row, fn_tensor *t, uint8_t *arena, int64_t
     if (limit < 0 || off > limit || nbytes > limit - off) return FN_E_TENSOR;
     if (off % fn_dtype_size((int32_t)type) != 0) return FN_E_TENSOR;  /* keep typed loads aligned */
     t->type = (int32_t)type;
+    t->region = (int32_t)region;
     t->ndim = (int32_t)ndim;
     t->count = count;
     t->nbytes = nbytes;
@@ -55,6 +56,33 @@ static int load_tensor(const int64_t *row, fn_tensor *t, uint8_t *arena, int64_t
         t->data = region == FN_REGION_ARENA ? arena + off : (uint8_t *)(uintptr_t)(consts + off);
     }
     return FN_OK;
+}
+
+/* Byte ranges of two tensors share a byte (empty tensors share none). */
+static int overlap(const fn_tensor *a, const fn_tensor *b) {
+    if (a->nbytes == 0 || b->nbytes == 0) return 0;
+    return a->data < b->data + b->nbytes && b->data < a->data + a->nbytes;
+}
+
+/* What every node's outputs must satisfy whatever its kernel: they lie in the arena (a kernel
+ * never writes the constants, nor parameters checked once here), and no output shares a byte
+ * with another output or with an input, except a copy onto itself (an in-place RESHAPE). So
+ * no kernel reads what it has already overwritten and no memcpy sees overlapping ranges. */
+static int outputs_ok(const fn_node *n, const fn_tensor *t, int32_t nt) {
+    for (int j = 0; j < n->n_out; j++) {
+        if (!fn_tensor_ok(t, nt, n->out[j], -1)) return 0;
+        const fn_tensor *o = &t[n->out[j]];
+        if (o->nbytes > 0 && o->region != FN_REGION_ARENA) return 0;
+        for (int k = 0; k < j; k++)
+            if (overlap(o, &t[n->out[k]])) return 0;
+        for (int k = 0; k < n->n_in; k++) {
+            if (n->in[k] < 0 || n->in[k] >= nt) continue; /* optional inputs; the kernel checks the rest */
+            const fn_tensor *x = &t[n->in[k]];
+            const int same = x->data == o->data && x->nbytes == o->nbytes;
+            if (overlap(o, x) && !(same && n->op == FN_OP_COPY)) return 0;
+        }
+    }
+    return 1;
 }
 
 fn_plan *fn_plan_create(const int64_t *tensor_rows, int32_t n_tensors, const int32_t *node_rows,
@@ -94,8 +122,7 @@ fn_plan *fn_plan_create(const int64_t *tensor_rows, int32_t n_tensors, const int
         else {
             for (int j = n->n_in; j < FN_MAX_IN; j++) n->in[j] = -1;
             for (int j = n->n_out; j < FN_MAX_OUT; j++) n->out[j] = -1;
-            for (int j = 0; j < n->n_out; j++)
-                if (!fn_tensor_ok(plan->tensors, n_tensors, n->out[j], -1)) rc = FN_E_NODE;
+            if (!outputs_ok(n, plan->tensors, n_tensors)) rc = FN_E_NODE;
             if (rc == FN_OK && k->check(n, plan->tensors, n_tensors) != 0) rc = FN_E_NODE;
         }
         if (rc != FN_OK) { *err = rc; *err_node = i; fn_plan_free(plan); return NULL; }

@@ -11,6 +11,10 @@ static int check_pool(const fn_node *n, const fn_tensor *t, int32_t nt) {
     if (x->ndim != 4 || y->ndim != 4 || x->dims[0] != y->dims[0] || x->dims[3] != y->dims[3]) return -1;
     if (n->p[P_STRIDE_H] < 1 || n->p[P_STRIDE_W] < 1 || n->p[P_FH] < 1 || n->p[P_FW] < 1) return -1;
     if (n->p[P_PAD_T] < 0 || n->p[P_PAD_L] < 0 || n->p[P_ACT_MIN] > n->p[P_ACT_MAX]) return -1;
+    /* the int32 window sum of AVERAGE_POOL: at most 128 * (window inside the image) */
+    const int64_t wh = n->p[P_FH] < x->dims[1] ? n->p[P_FH] : x->dims[1];
+    const int64_t ww = n->p[P_FW] < x->dims[2] ? n->p[P_FW] : x->dims[2];
+    if (wh * ww > (INT32_MAX / 128)) return -1;
     return 0;
 }
 
@@ -28,6 +32,7 @@ static int run_pool(const fn_node *n, fn_tensor *t, const volatile int32_t *canc
         for (int64_t oy = 0; oy < OH; oy++) {
             if (FN_CANCEL_REQUESTED(cancel)) return FN_CANCELLED;
             for (int64_t ox = 0; ox < OW; ox++) {
+                if (FN_CANCEL_REQUESTED(cancel)) return FN_CANCELLED;
                 const int64_t y0 = oy * p[P_STRIDE_H] - p[P_PAD_T], x0 = ox * p[P_STRIDE_W] - p[P_PAD_L];
                 const int64_t ys = y0 < 0 ? 0 : y0, ye = y0 + p[P_FH] > H ? H : y0 + p[P_FH];
                 const int64_t xs = x0 < 0 ? 0 : x0, xe = x0 + p[P_FW] > W ? W : x0 + p[P_FW];

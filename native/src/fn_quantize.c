@@ -26,7 +26,7 @@ static int32_t cvt_rne_sat(float v) {
 }
 
 int fn_check_quantize_f32_s8(const fn_node *n, const fn_tensor *t, int32_t nt) {
-    if (fn_check_unary(n, t, nt, FN_F32, FN_I8) != 0) return -1;
+    if (fn_check_unary(n, t, nt, FN_F32, FN_I8) != 0 || !fn_zp_ok(n->p[Q_ZP], FN_I8)) return -1;
     return (n->p[Q_BLOCKED] < 0 || n->p[Q_BLOCKED] > t[n->in[0]].count) ? -1 : 0;
 }
 
@@ -48,7 +48,7 @@ int fn_run_quantize_f32_s8(const fn_node *n, fn_tensor *t, const volatile int32_
 }
 
 int fn_check_dequantize_s8_f32(const fn_node *n, const fn_tensor *t, int32_t nt) {
-    if (fn_check_unary(n, t, nt, FN_I8, FN_F32) != 0) return -1;
+    if (fn_check_unary(n, t, nt, FN_I8, FN_F32) != 0 || !fn_zp_ok(n->p[Q_ZP], FN_I8)) return -1;
     return (n->p[Q_BLOCKED] < 0 || n->p[Q_BLOCKED] > t[n->in[0]].count) ? -1 : 0;
 }
 
@@ -81,7 +81,8 @@ int fn_check_requantize_s8(const fn_node *n, const fn_tensor *t, int32_t nt) {
     if (!fn_tensor_ok(t, nt, n->in[0], -1) || !fn_tensor_ok(t, nt, n->out[0], -1)) return -1;
     if (!byte_type(t[n->in[0]].type) || !byte_type(t[n->out[0]].type)) return -1;
     if (t[n->in[0]].count != t[n->out[0]].count) return -1;
-    if (n->p[R_SHIFT] < -31 || n->p[R_SHIFT] > 31) return -1;
+    if (!fn_shift_ok(n->p[R_SHIFT])) return -1;
+    if (!fn_zp_ok(n->p[R_ZP_IN], t[n->in[0]].type) || !fn_zp_ok(n->p[R_ZP_OUT], t[n->out[0]].type)) return -1;
     return (n->p[R_BLOCKED] < 0 || n->p[R_BLOCKED] > t[n->in[0]].count) ? -1 : 0;
 }
 
@@ -110,8 +111,14 @@ int fn_check_copy(const fn_node *n, const fn_tensor *t, int32_t nt) {
 }
 
 int fn_run_copy(const fn_node *n, fn_tensor *t, const volatile int32_t *cancel) {
-    (void)cancel;
-    if (t[n->in[0]].data != t[n->out[0]].data && t[n->out[0]].nbytes > 0)
-        memmove(t[n->out[0]].data, t[n->in[0]].data, (size_t)t[n->out[0]].nbytes);
+    uint8_t *y = t[n->out[0]].data;
+    const uint8_t *x = t[n->in[0]].data;
+    const int64_t nbytes = t[n->out[0]].nbytes;
+    if (x == y) return FN_OK; /* in place; fn_plan_create refuses any other overlap */
+    for (int64_t off = 0; off < nbytes; off += FN_CHUNK * 16) { /* 1 MiB between cancel checks */
+        if (FN_CANCEL_REQUESTED(cancel)) return FN_CANCELLED;
+        const int64_t len = nbytes - off < FN_CHUNK * 16 ? nbytes - off : FN_CHUNK * 16;
+        memcpy(y + off, x + off, (size_t)len);
+    }
     return FN_OK;
 }

@@ -9,14 +9,11 @@ enum { R_DIMS = 0, R_OSTRIDE = 6, R_ADD = 12, R_M, R_SHIFT, R_BIAS, R_CHANNELS, 
 static int check_reduce(const fn_node *n, const fn_tensor *t, int32_t nt, int32_t type, int need_scratch) {
     if (n->n_in != 1 || n->n_out != 1 + need_scratch) return -1;
     if (!fn_tensor_ok(t, nt, n->in[0], type) || !fn_tensor_ok(t, nt, n->out[0], type)) return -1;
-    int64_t count = 1, reach = 0;
-    for (int d = 0; d < FN_MAX_DIMS; d++) {
-        const int64_t dim = n->p[R_DIMS + d], os = n->p[R_OSTRIDE + d];
-        if (dim < 1 || os < 0) return -1;
-        count *= dim;
-        reach += (dim - 1) * os;
-    }
-    if (count != t[n->in[0]].count || reach >= t[n->out[0]].count) return -1;
+    for (int d = 0; d < FN_MAX_DIMS; d++)
+        if (n->p[R_OSTRIDE + d] < 0) return -1;
+    const int64_t in_count = t[n->in[0]].count;
+    if (fn_dims_count(&n->p[R_DIMS], FN_MAX_DIMS, in_count) != in_count) return -1;
+    if (!fn_walk_ok(&n->p[R_DIMS], &n->p[R_OSTRIDE], FN_MAX_DIMS, 0, t[n->out[0]].count)) return -1;
     if (need_scratch && !(fn_tensor_ok(t, nt, n->out[1], FN_I32) && t[n->out[1]].count == t[n->out[0]].count))
         return -1;
     return 0;
@@ -28,12 +25,14 @@ static int check_reduce(const fn_node *n, const fn_tensor *t, int32_t nt, int32_
         int64_t i_ = 0;                                                                     \
         for (int64_t a0 = 0; a0 < d_[0]; a0++)                                              \
         for (int64_t a1 = 0; a1 < d_[1]; a1++) {                                            \
-            if (FN_CANCEL_REQUESTED(cancel)) return FN_CANCELLED;                           \
             for (int64_t a2 = 0; a2 < d_[2]; a2++)                                          \
             for (int64_t a3 = 0; a3 < d_[3]; a3++)                                          \
             for (int64_t a4 = 0; a4 < d_[4]; a4++) {                                        \
                 int64_t o_ = a0 * s_[0] + a1 * s_[1] + a2 * s_[2] + a3 * s_[3] + a4 * s_[4]; \
-                for (int64_t a5 = 0; a5 < d_[5]; a5++, i_++, o_ += s_[5]) { __VA_ARGS__ }          \
+                for (int64_t a5 = 0; a5 < d_[5]; a5++, i_++, o_ += s_[5]) {                 \
+                    if (FN_CANCEL_POLL(i_, cancel)) return FN_CANCELLED;                    \
+                    __VA_ARGS__                                                             \
+                }                                                                           \
             }                                                                               \
         }                                                                                   \
     } while (0)
@@ -49,13 +48,17 @@ int fn_run_mean_s8(const fn_node *n, fn_tensor *t, const volatile int32_t *cance
     int8_t *y = (int8_t *)t[n->out[0]].data;
     uint32_t *acc = (uint32_t *)t[n->out[1]].data; /* int32 sums, wrapping like TFLite's */
     const int64_t m = t[n->out[0]].count;
-    for (int64_t i = 0; i < m; i++) acc[i] = 0;
+    for (int64_t i = 0; i < m; i++) {
+        if (FN_CANCEL_POLL(i, cancel)) return FN_CANCELLED;
+        acc[i] = 0;
+    }
     FN_REDUCE_LOOP(n, cancel, { acc[o_] += (uint32_t)(int32_t)x[i_]; });
     /* LiteRT's 4D spatial mean runs blocks of 16 channels through NEON code (emulated with SSE
      * on x86-64) whose rounding shift rounds half up; the channels left over take the scalar
      * path with gemmlowp rounding. R_HALF_UP_CHANNELS says how many lead each row. */
     const int64_t channels = n->p[R_CHANNELS], half_up = n->p[R_HALF_UP_CHANNELS];
     for (int64_t i = 0; i < m; i++) {
+        if (FN_CANCEL_POLL(i, cancel)) return FN_CANCELLED;
         const int32_t s = fn_wrap32((int64_t)(int32_t)acc[i] + n->p[R_ADD]);
         const int32_t r = (i % channels) < half_up ? fn_mul_ruy_x86(s, n->p[R_M], n->p[R_SHIFT])
                                                    : fn_mbqm(s, n->p[R_M], n->p[R_SHIFT]);
@@ -77,7 +80,10 @@ int fn_run_reduce_i32(const fn_node *n, fn_tensor *t, const volatile int32_t *ca
     const int kind = n->p[R_KIND];
     const int64_t m = t[n->out[0]].count;
     const int32_t init = kind == RI_SUM ? 0 : kind == RI_PROD ? 1 : kind == RI_MAX ? INT32_MIN : INT32_MAX;
-    for (int64_t i = 0; i < m; i++) y[i] = init;
+    for (int64_t i = 0; i < m; i++) {
+        if (FN_CANCEL_POLL(i, cancel)) return FN_CANCELLED;
+        y[i] = init;
+    }
     FN_REDUCE_LOOP(n, cancel, {
         const int32_t v = x[i_];
         switch (kind) {

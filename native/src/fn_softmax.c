@@ -17,6 +17,7 @@ int fn_check_softmax_s8(const fn_node *n, const fn_tensor *t, int32_t nt) {
     if (!fn_tensor_ok(t, nt, n->in[0], FN_I8) || !fn_tensor_ok(t, nt, n->out[0], FN_I8)) return -1;
     const fn_tensor *x = &t[n->in[0]];
     if (x->ndim < 1 || x->dims[x->ndim - 1] < 1 || t[n->out[0]].count != x->count) return -1;
+    if (!fn_zp_ok(n->p[S_ZP_OUT], FN_I8)) return -1;
     return fn_param_tensor_ok(t, nt, n->p[S_TABLE], FN_F32, 256) ? 0 : -1;
 }
 

@@ -56,7 +56,7 @@ def model_paths() -> list[Path]:
 def op_models() -> dict[str, bytes]:
     """One-op models: one per op family (the fuzzer's seeds), and shapes whose channel counts
     split LiteRT's vector blocks from its scalar tails, where the rounding differs."""
-    from tests.inference import fuzzing, models
+    from tests.inference import fuzz_seeds, models
 
     rng = np.random.default_rng(42)
     q = (0.03, -7)
@@ -82,7 +82,7 @@ def op_models() -> dict[str, bytes]:
         "leaky_relu": models.single_op("LEAKY_RELU", [((4, 9), "int8", q, None)], [((4, 9), "int8", (0.02, 3))],
                                        "LeakyReluOptions", [(0, "f", 0.2)]),
     }
-    seeds = {f"op{k:02d}": m for k, m in enumerate(fuzzing.seed_models())}
+    seeds = {f"op{k:02d}": m for k, m in enumerate(fuzz_seeds.seed_models())}
     return {**seeds, **tails}
 
 

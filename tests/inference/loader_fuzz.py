@@ -41,12 +41,12 @@ SEEDS = sorted((ROOT / "models" / "zoo").glob("*.tflite")) + [ROOT / "agent" / "
 
 def seed_models(op_models: bool = False) -> dict[str, bytes]:
     """The zoo and thin-path models by name; with op_models, also the one-op model of every op
-    family (tests.inference.fuzzing), which reach kernels and checks the zoo does not use."""
+    family (tests.inference.fuzz_seeds), which reach kernels and checks the zoo does not use."""
     seeds = {p.stem: p.read_bytes() for p in SEEDS}
     if op_models:
-        from tests.inference import fuzzing
+        from tests.inference import fuzz_seeds
 
-        seeds.update({f"op{k:02d}": m for k, m in enumerate(fuzzing.seed_models())})
+        seeds.update({f"op{k:02d}": m for k, m in enumerate(fuzz_seeds.seed_models())})
     return seeds
 ARENA_LIMIT = 8 << 20  # a car's loader sets one; the seeds need at most a few hundred KiB
 # The seeds run in milliseconds. A mutant may still be a valid model with much more work (a batch

@@ -1,7 +1,8 @@
-"""Mutated zoo and thin-path models: every load is a model or a ModelError, every run too.
+"""Mutated models (the zoo, the thin path and a one-op model of every op family): every load is
+a model or a ModelError, every run too.
 
-The mutator and the property live in tests.inference.loader_fuzz (`make fuzz` runs the same
-property over 100,000 mutants against a sanitizer build of the C library).
+The structure-aware mutator and the property live in tests.inference.loader_fuzz (`make fuzz`
+runs the same property over 100,000 mutants against a sanitizer build of the C library).
 """
 
 from __future__ import annotations
@@ -21,7 +22,14 @@ SEED = 20261123
 
 @pytest.fixture(scope="module")
 def mutator() -> Mutator:
-    return Mutator(seed_models())
+    return Mutator(seed_models(op_models=True))
+
+
+def test_every_seed_model_loads_and_runs(mutator: Mutator) -> None:
+    """Unmutated, each seed passes: a refusal here would make its mutants test nothing."""
+    outcomes = {name: check(data, np.random.default_rng(0)) for name, data in zip(mutator.names, mutator.seeds)}
+    assert set(outcomes.values()) == {"ran"}, outcomes
+    assert {p.stem for p in SEEDS} < set(outcomes) and sum(n.startswith("op") for n in outcomes) >= 15
 
 
 def test_mutants_load_and_run_or_raise_a_model_error(mutator: Mutator) -> None:
@@ -42,7 +50,7 @@ def test_mutants_load_and_run_or_raise_a_model_error(mutator: Mutator) -> None:
     # The mix must reach past the parser: some mutants load and run, most are refused.
     assert outcomes["ran"] >= MUTANTS // 20, outcomes
     assert sum(v for k, v in outcomes.items() if k.startswith("refused")) >= MUTANTS // 2, outcomes
-    assert set(seeds) == {p.stem for p in SEEDS}, seeds
+    assert set(seeds) == set(mutator.names), seeds  # every seed, zoo and one-op models alike
     assert all(kinds[k] >= 50 for k in ("flip", "byte", "truncate", "uoffset", "vector", "vtable", "int32",
                                         "float32", "field")), kinds
 
@@ -83,6 +91,6 @@ def test_every_offset_past_the_end_is_a_model_error(mutator: Mutator) -> None:
 
 def test_every_truncation_of_the_thin_path_is_a_model_error(mutator: Mutator) -> None:
     data, _ = _thin(mutator)
-    for n in range(0, len(data), 7):
+    for n in range(len(data)):
         with pytest.raises(ModelError, match=r"\w"):
             load_model(data[:n])

@@ -13,7 +13,7 @@ import pytest
 from agent.inference import _native, load_model, tflite
 from agent.inference.models import make_thin_path
 from agent.inference.planner import NativeOp, Planner
-from tests.inference import models
+from tests.inference import fuzz_seeds, models
 
 HEADER = Path(__file__).resolve().parents[2] / "native" / "include" / "fn_engine.h"
 
@@ -82,3 +82,56 @@ def test_intermediate_results_survive_reuse() -> None:
     a = load_model(data).run([x])[0]
     b = NativeModel(tflite.parse(data), keep_intermediates=True).run([x])[0]
     assert a.tobytes() == b.tobytes()
+
+
+PARAMS = 3 + 8 + 4  # node row: op, n_in, n_out, in[8], out[4], then the kernel's parameters
+
+
+def _seed_tables(index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    t = Planner(tflite.parse(fuzz_seeds.seed_models()[index])).plan()
+    return t.tensor_rows.copy(), t.node_rows.copy(), t.consts, t.arena_bytes
+
+
+def _refused(rows: np.ndarray, nodes: np.ndarray, consts: np.ndarray, arena: int) -> bool:
+    try:
+        _native.Plan(rows, nodes, np.zeros(arena, np.uint8), consts)
+    except _native.PlanError:
+        return True
+    return False
+
+
+def test_c_refuses_outputs_in_the_constants_or_overlapping_an_input() -> None:
+    rows, nodes, consts, arena = _thin_tables()
+    out, x = nodes[0, 3 + 8], nodes[0, 3]
+    assert not _refused(rows, nodes, consts, arena)
+    in_consts = rows.copy()
+    in_consts[out, 8:10] = (1, 0)  # the first FC writes over the start of the constant blob
+    assert _refused(in_consts, nodes, consts, arena)
+    overlapping = rows.copy()
+    overlapping[out, 9] = rows[x, 9]  # output placed on its own input: a kernel reads what it wrote
+    assert _refused(overlapping, nodes, consts, arena)
+
+
+@pytest.mark.parametrize("col, bad, good", [(19, 128, 127), (20, -129, -128), (21, 2**31 - 1, -5)])
+def test_c_refuses_zero_points_outside_int8(col: int, bad: int, good: int) -> None:
+    rows, nodes, consts, arena = _seed_tables(5)  # MUL: zero points of a, b and the output
+    assert nodes[0, 0] == NativeOp.MUL_S8
+    nodes[0, PARAMS + col] = good
+    assert not _refused(rows, nodes, consts, arena)
+    nodes[0, PARAMS + col] = bad
+    assert _refused(rows, nodes, consts, arena)
+
+
+def test_c_refuses_strided_copies_that_revisit_or_leave_their_output() -> None:
+    rows, nodes, consts, arena = _seed_tables(10)  # TRANSPOSE (2, 3, 4) -> (4, 2, 3)
+    assert nodes[0, 0] == NativeOp.STRIDED_COPY and not _refused(rows, nodes, consts, arena)
+    dims, out_str = PARAMS + 0, PARAMS + 14
+    d = next(k for k in range(6) if nodes[0, dims + k] > 1)
+    for change in ({out_str + d: 0},  # every step writes the same element: work unbounded by the output
+                   {dims + d: nodes[0, dims + d] + 1},  # one step too many: past both tensors
+                   {out_str + d: -nodes[0, out_str + d]},  # walks below element 0
+                   {dims + d: 1 << 30}):  # more elements than the output has
+        bad = nodes.copy()
+        for col, v in change.items():
+            bad[0, col] = v
+        assert _refused(rows, bad, consts, arena), change

@@ -1,24 +1,16 @@
-"""Loader and kernel fuzzing: mutate valid models, load and run them; anything but success or a
-ModelError is a failure. Used by the fuzz smoke test and by `make -C native fuzz` (sanitizers).
+"""One-op seed models of every op family, small enough to mutate by the thousand.
 
-    python -m tests.inference.fuzzing --count 100000 [--seed 1]
+The model fuzzer (tests.inference.loader_fuzz: the in-process smoke test and `make -C native
+fuzz`) mutates them next to the zoo, so its mutants reach the checks of kernels the zoo does not
+use; the aarch64 vectors (tests.inference.aarch64_vectors) run them as one-op plans.
 """
 
 from __future__ import annotations
 
-import argparse
-import struct
-import sys
-import time
-from collections.abc import Callable, Iterator
-
 import numpy as np
 
-from agent.inference import ModelError, load_model
 from agent.inference.models import make_thin_path
 from tests.inference import models
-
-INTERESTING = [0, 1, 2, 4, 8, 0x7F, 0x80, 0xFF, 0x7FFF, 0x8000, 0xFFFF, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF]
 
 
 def seed_models() -> list[bytes]:
@@ -90,85 +82,3 @@ def dynamic_batch_reshape() -> bytes:
     y = mb.tensor((1, 1), "int8", scale=q[0], zero_point=q[1])  # a placeholder shape, as converters write
     mb.op("RESHAPE", [x, new_shape], [y], "ReshapeOptions", [(0, "ivec", [-1, 12])])
     return mb.build([x], [y])
-
-
-def mutate(data: bytes, rng: np.random.Generator) -> bytes:
-    """One to four structure-blind mutations: flips, interesting 8/16/32-bit values, cuts, splices."""
-    b = bytearray(data)
-    for _ in range(int(rng.integers(1, 5))):
-        kind = int(rng.integers(0, 6))
-        if not b:
-            break
-        pos = int(rng.integers(0, len(b)))
-        if kind == 0:
-            b[pos] ^= 1 << int(rng.integers(0, 8))
-        elif kind == 1:
-            b[pos] = int(rng.integers(0, 256))
-        elif kind in (2, 3):
-            width = 4 if kind == 2 else 2
-            v = INTERESTING[int(rng.integers(0, len(INTERESTING)))] + int(rng.integers(-2, 3))
-            v &= (1 << (8 * width)) - 1
-            if pos + width <= len(b):
-                b[pos:pos + width] = struct.pack("<I" if width == 4 else "<H", v)
-        elif kind == 4:
-            del b[pos:pos + int(rng.integers(1, 64))]
-        else:
-            src = int(rng.integers(0, len(b)))
-            chunk = b[src:src + int(rng.integers(1, 32))]
-            b[pos:pos] = chunk
-    return bytes(b)
-
-
-def exercise(data: bytes, rng: np.random.Generator) -> str:
-    """Loads and runs one model; returns 'ok', 'refused' or 'run-refused'. Raises on anything else."""
-    try:
-        m = load_model(data)
-    except ModelError:
-        return "refused"
-    xs = []
-    for s in m.inputs:
-        if s.dtype == np.float32:
-            xs.append(rng.standard_normal(s.shape).astype(np.float32) * 10)
-        else:
-            info = np.iinfo(s.dtype)
-            xs.append(rng.integers(info.min, info.max + 1, size=s.shape, dtype=s.dtype))
-    try:
-        m.run(xs)
-    except ModelError:
-        return "run-refused"
-    return "ok"
-
-
-def cases(count: int, seed: int) -> Iterator[tuple[int, bytes]]:
-    rng = np.random.default_rng(seed)
-    seeds = seed_models()
-    for i in range(count):
-        yield i, mutate(seeds[i % len(seeds)], rng)
-
-
-def run(count: int, seed: int, report: Callable[[str], None] = print) -> dict[str, int]:
-    rng = np.random.default_rng(seed + 1)
-    tally = {"ok": 0, "refused": 0, "run-refused": 0}
-    t0 = time.time()
-    for i, data in cases(count, seed):
-        try:
-            tally[exercise(data, rng)] += 1
-        except Exception as e:  # anything but a ModelError is a bug: show the case
-            raise AssertionError(f"case {i}: {type(e).__name__}: {e}") from e
-        if report is not None and (i + 1) % 10000 == 0:
-            report(f"{i + 1} cases in {time.time() - t0:.0f} s: {tally}")
-    return tally
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--count", type=int, default=100000)
-    p.add_argument("--seed", type=int, default=1)
-    a = p.parse_args(argv)
-    tally = run(a.count, a.seed)
-    print(f"fuzz: {a.count} mutated models, no crash, no error other than ModelError: {tally}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
