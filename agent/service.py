@@ -186,7 +186,6 @@ class Agent:
                 stop.wait(1.0)
 
     def _tick(self, store: Any, reader: Any, decision: Any, link: Any, runner: Any, sink: Any) -> None:
-
         if decision is None:
             return
         now = self.clock.monotonic()
@@ -212,9 +211,9 @@ class Agent:
         key = (decision.mode, decision.codes)
         if key != self._last_key or now - self._last_print >= self.cfg.status_interval_s:
             self._last_key, self._last_print = key, now
-            self._status(now, decision, vehicle, link, runner)
+            self._status(decision, vehicle, link.connected)
 
-    def _status(self, now: float, decision: Any, vehicle: dict[str, Any], link: Any, runner: Any) -> None:
+    def _status(self, decision: Any, vehicle: dict[str, Any], broker_connected: bool) -> None:
         def fmt(role: str, unit: str = "", spec: str = "") -> str:
             v = vehicle.get(role)
             return "?" if v is None else f"{v:{spec}}{unit}"
@@ -224,7 +223,7 @@ class Agent:
                 f"charging {fmt('charging_power_kw', ' kW', '.1f')} pack {fmt('pack_temp_max_c', ' C', '.0f')} | "
                 f"jobs done {self.jobs_done} | {_brief(decision)}")
         self._say({"t": round(self.clock.time(), 3), "car": self.cfg.car_id, "decision": decision.as_dict(),
-                   "vehicle": vehicle, "jobs_done": self.jobs_done, "broker": link.connected}, text)
+                   "vehicle": vehicle, "jobs_done": self.jobs_done, "broker": broker_connected}, text)
 
     def _accept(self, request: Any, link: Any, runner: Any) -> None:
         from agent.inference import ModelError

@@ -35,11 +35,10 @@ from agent.fleet.pki import CertificateAuthority, PkiError, fleet_common_name
 # and its connection closed (DISCONNECT 0x95) before any subscriber sees a byte of it.
 MAX_PACKET_BYTES = max(p.MAX_JOB_BYTES, p.MAX_RESULT_BYTES) + (64 << 10)
 
-# mosquitto settings this ACL relies on, beyond agent/fleet/broker.py's TLS listener (which sets
-# require_certificate and use_identity_as_username). use_username_as_clientid binds the MQTT
-# client id to the certificate: without it car-b may connect with car-a's client id, which
-# disconnects car-a and takes over its persistent session (and loses the messages queued there).
-BROKER_SETTINGS = ("use_username_as_clientid true",)
+# This ACL relies on agent/fleet/broker.py's TLS listener settings: require_certificate,
+# use_identity_as_username, and use_username_as_clientid, which binds the MQTT client id to the
+# certificate (without it car-b may connect with car-a's client id, disconnect car-a and take
+# over its persistent session and the messages queued there).
 
 # A car id, or a fleet service's `fleet.<name>`: what may follow `user` in the file.
 _CN = re.compile(r"[A-Za-z0-9_-]{1,64}|fleet\.[a-z0-9_-]{1,48}")

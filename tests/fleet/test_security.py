@@ -82,7 +82,7 @@ def secure_broker(workdir: Path, ca: Path, server: Identity, crl: Path | None = 
     (workdir / "acl").write_text(acl_text or acl.acl_text(["dispatch"]))
     b = Broker(workdir, tls=BrokerTls(ca, server.cert, server.key), acl_file=workdir / "acl",
                max_packet_bytes=acl.MAX_PACKET_BYTES)
-    extra = list(acl.BROKER_SETTINGS) + ([f"crlfile {crl}"] if crl is not None else [])
+    extra = [f"crlfile {crl}"] if crl is not None else []
     with b.config_path.open("a") as f:
         f.write("".join(line + "\n" for line in extra))
     return b.start()
