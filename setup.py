@@ -1,9 +1,11 @@
 """Builds the native int8 kernel library (native/src/*.c) and its Cython binding.
 
-The C kernels are compiled as a static library with their own strict flags (C99, warnings as
+The C kernels are compiled as static libraries with their own strict flags (C99, warnings as
 errors); the Cython module that binds them is compiled with the compiler's defaults, because
-generated code is not ours to keep warning-free. No -march flag is passed: SIMD kernels opt in
-per function and are chosen at load time by CPU features.
+generated code is not ours to keep warning-free. No -march flag is passed to the library as a
+whole: a microkernel file names its ISA in its suffix (native/src/ukernels/*/NAME-avx2.c, ...),
+only that file gets the ISA's flags, and fn_cpu.c picks the kernels at run time, so one build
+runs on any machine of the architecture.
 """
 
 from __future__ import annotations
@@ -25,6 +27,18 @@ class BuildExtWithKernels(build_ext):
 
 HERE = Path(__file__).parent
 KERNEL_SOURCES = sorted(str(p.relative_to(HERE)) for p in (HERE / "native" / "src").rglob("*.c"))
+# The flags of each ISA suffix, and the machines whose builds carry it (native/Makefile agrees).
+ISA_FLAGS = {
+    "avx2": (["-mavx2", "-mfma"], ("x86_64", "AMD64")),
+    "avx512vnni": (["-mavx2", "-mfma", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512vnni"],
+                   ("x86_64", "AMD64")),
+    "neondot": (["-march=armv8.2-a+dotprod"], ("aarch64", "arm64")),
+}
+
+
+def isa_of(source: str) -> str | None:
+    stem = Path(source).stem
+    return next((isa for isa in ISA_FLAGS if stem.endswith("-" + isa)), None)
 KERNEL_HEADERS = sorted(str(p.relative_to(HERE)) for p in (HERE / "native" / "include").rglob("*.h"))
 BINDING = HERE / "native" / "_native.pyx"
 STRICT_CFLAGS = ["-std=c99", "-O3", "-Wall", "-Wextra", "-Werror", "-fPIC", "-D_POSIX_C_SOURCE=200809L"]
@@ -34,14 +48,25 @@ ext_modules = []
 if BINDING.exists():
     from Cython.Build import cythonize
 
-    if KERNEL_SOURCES:
+    import platform
+
+    machine = platform.machine()
+    groups: dict[str | None, list[str]] = {None: []}
+    for src in KERNEL_SOURCES:
+        isa = isa_of(src)
+        if isa is None or machine in ISA_FLAGS[isa][1]:
+            groups.setdefault(isa, []).append(src)
+    # the portable library first: it calls into the ISA libraries, which a static link needs after it
+    for isa, sources in groups.items():
+        extra = ISA_FLAGS[isa][0] if isa else []
+        defines = ["-DFN_HAVE_NEONDOT"] if "neondot" in groups else []
         libraries.append(
             (
-                "fleetnode_kernels",
+                "fleetnode_kernels" + (f"_{isa}" if isa else ""),
                 {
-                    "sources": KERNEL_SOURCES,
+                    "sources": sources,
                     "include_dirs": ["native/include"],
-                    "cflags": STRICT_CFLAGS,
+                    "cflags": STRICT_CFLAGS + extra + defines,
                     "depends": KERNEL_HEADERS,
                 },
             )

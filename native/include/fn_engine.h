@@ -71,8 +71,12 @@ typedef struct {
 } fn_tensor;
 
 struct fn_node;
+struct fn_exec;
 typedef int (*fn_run_fn)(const struct fn_node *node, fn_tensor *t, const volatile int32_t *cancel);
 typedef int (*fn_check_fn)(const struct fn_node *node, const fn_tensor *t, int32_t n_tensors);
+/* Optional, after check: packs constants for the chosen microkernel into node->state (freed with
+ * the plan) and says how many scratch bytes one thread needs while running the node. */
+typedef int (*fn_prepare_fn)(struct fn_node *node, const fn_tensor *t, int32_t n_tensors, size_t *scratch_bytes);
 
 typedef struct fn_node {
     int32_t op, n_in, n_out;
@@ -80,12 +84,15 @@ typedef struct fn_node {
     int32_t out[FN_MAX_OUT];
     int32_t p[FN_NODE_PARAMS];
     fn_run_fn run;
+    void *state;           /* what prepare made, or NULL */
+    struct fn_exec *exec;  /* the plan's threads and scratch */
 } fn_node;
 
 typedef struct {
     const char *name;
     fn_check_fn check;
     fn_run_fn run;
+    fn_prepare_fn prepare;
 } fn_kernel;
 
 typedef struct fn_plan fn_plan;
@@ -99,6 +106,15 @@ fn_plan *fn_plan_create(const int64_t *tensor_rows, int32_t n_tensors, const int
 /* Runs every node in order; returns FN_OK, FN_CANCELLED, or a negative status (node in *err_node). */
 int fn_plan_run(fn_plan *plan, const volatile int32_t *cancel, int32_t *err_node);
 void fn_plan_free(fn_plan *plan);
+/* Threads that run a plan's nodes (1 by default, at most FN_MAX_THREADS): returns 0, or
+ * FN_E_NOMEM (the plan keeps its previous count). Results are the same bytes for every count. */
+#define FN_MAX_THREADS 64
+int fn_plan_set_threads(fn_plan *plan, int32_t threads);
+/* As fn_plan_run, and writes each node's wall time in nanoseconds to ns[0..n_nodes). */
+int fn_plan_run_profile(fn_plan *plan, const volatile int32_t *cancel, int32_t *err_node, int64_t *ns);
+int32_t fn_plan_node_count(const fn_plan *plan);
+/* The ISA (fn_cpu.h) whose microkernels the plan was bound to. */
+int fn_plan_isa(const fn_plan *plan);
 
 /* The kernel table: the portable C reference kernel per op. */
 const fn_kernel *fn_kernel_for(int32_t op);

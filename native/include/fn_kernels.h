@@ -55,6 +55,22 @@ static inline void fn_dot_s8(const int8_t *a, const int8_t *b, int32_t n, uint32
     *wsum += ws;
 }
 
+/* What a plan gives its nodes to run with: threads and per-thread scratch (node->exec). */
+struct fn_pool;
+typedef struct fn_exec {
+    int32_t threads;
+    struct fn_pool *pool;   /* NULL with one thread */
+    uint8_t *scratch;       /* threads * scratch_stride bytes, 64-byte aligned */
+    size_t scratch_stride;  /* the largest scratch any node asked for, rounded to 64 */
+} fn_exec;
+
+/* One task of a node: task index, and the scratch of the thread that runs it. */
+typedef void (*fn_task_fn)(void *ctx, size_t task, uint8_t *scratch);
+/* Runs tasks 0..n_tasks-1 on the plan's threads; FN_CANCELLED if cancel stopped the hand-out. */
+int fn_parallel(const fn_exec *ex, size_t n_tasks, fn_task_fn fn, void *ctx, const volatile int32_t *cancel);
+struct fn_pool *fn_pool_create(int32_t n_workers);
+void fn_pool_free(struct fn_pool *p);
+
 /* One input, one output, same element count, the given types. */
 int fn_check_unary(const fn_node *n, const fn_tensor *t, int32_t nt, int32_t in_type, int32_t out_type);
 
@@ -90,8 +106,13 @@ static inline int fn_shift_ok(int32_t shift) { return shift >= -31 && shift <= 3
     int fn_check_##name(const fn_node *node, const fn_tensor *t, int32_t n_tensors);            \
     int fn_run_##name(const fn_node *node, fn_tensor *t, const volatile int32_t *cancel)
 
+#define FN_DECLARE_PREPARE(name) \
+    int fn_prepare_##name(fn_node *node, const fn_tensor *t, int32_t n_tensors, size_t *scratch_bytes)
+
 FN_DECLARE_KERNEL(fully_connected_s8);
+FN_DECLARE_PREPARE(fully_connected_s8);
 FN_DECLARE_KERNEL(conv2d_s8);
+FN_DECLARE_PREPARE(conv2d_s8);
 FN_DECLARE_KERNEL(dwconv2d_s8);
 FN_DECLARE_KERNEL(quantize_f32_s8);
 FN_DECLARE_KERNEL(dequantize_s8_f32);

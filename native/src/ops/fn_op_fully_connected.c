@@ -1,7 +1,9 @@
 /* FULLY_CONNECTED, int8 activations and weights, int32 bias, per-tensor or per-channel scales.
  * Semantics of TFLite's integer FullyConnected: acc = bias + sum w * (x - zp_in), then the
  * op's requantization rule, + zp_out, clamp to the fused activation range. */
-#include "fn_kernels.h"
+#include <string.h>
+
+#include "fn_gemm.h"
 
 enum { P_ZP_IN, P_ZP_OUT, P_ACT_MIN, P_ACT_MAX, P_MODE, P_MULT, P_SHIFT, P_SCALE, P_ZP_W };
 
@@ -30,10 +32,53 @@ int fn_check_fully_connected_s8(const fn_node *n, const fn_tensor *t, int32_t nt
     return 0;
 }
 
+/* FULLY_CONNECTED as a GEMM (M = batch, N = units, K = depth) when it rounds as ruy does and its
+ * weights, bias and multipliers are constants. */
+int fn_prepare_fully_connected_s8(fn_node *n, const fn_tensor *t, int32_t nt, size_t *scratch_bytes) {
+    (void)nt;
+    const fn_tensor *w = &t[n->in[1]];
+    const int32_t bias = n->n_in == 3 ? n->in[2] : -1;
+    if (n->p[P_MODE] != FN_RQ_RUY_X86 || n->p[P_ZP_W] != 0) return FN_OK;
+    if (w->region != FN_REGION_CONST || (bias >= 0 && t[bias].region != FN_REGION_CONST) ||
+        t[n->p[P_MULT]].region != FN_REGION_CONST || w->dims[1] > INT32_MAX / 2)
+        return FN_OK;
+    int rc = fn_gemm_prepare(n, w->dims[0], w->dims[1], (const int8_t *)w->data,
+                             bias >= 0 ? (const int32_t *)t[bias].data : NULL, (const int32_t *)t[n->p[P_MULT]].data,
+                             (const int32_t *)t[n->p[P_SHIFT]].data, n->p[P_ZP_IN]);
+    if (rc == FN_OK) *scratch_bytes = fn_gemm_scratch(n->state);
+    return rc;
+}
+
+typedef struct {
+    const int8_t *x;
+    size_t depth, kc;
+} fc_rows_ctx;
+
+static void fc_rows(const void *ctx, size_t m0, size_t mr, const int8_t **rows, int8_t *scratch) {
+    const fc_rows_ctx *r = ctx;
+    for (size_t i = 0; i < mr; i++) {
+        const int8_t *src = r->x + (m0 + i) * r->depth;
+        if (r->kc == r->depth) {
+            rows[i] = src;
+            continue;
+        }
+        int8_t *dst = scratch + i * r->kc;
+        memcpy(dst, src, r->depth);
+        memset(dst + r->depth, 0, r->kc - r->depth);
+        rows[i] = dst;
+    }
+}
+
 int fn_run_fully_connected_s8(const fn_node *n, fn_tensor *t, const volatile int32_t *cancel) {
     const fn_tensor *w = &t[n->in[1]];
     const int64_t units = w->dims[0], depth = w->dims[1];
     const int64_t batch = t[n->in[0]].count / depth;
+    if (n->state) {
+        const fn_gemm_state *g = n->state;
+        const fc_rows_ctx r = {(const int8_t *)t[n->in[0]].data, (size_t)depth, (size_t)g->kc};
+        const fn_qs8_out_params op = {n->p[P_ZP_OUT], n->p[P_ACT_MIN], n->p[P_ACT_MAX]};
+        return fn_gemm_run(n, (size_t)batch, fc_rows, &r, (int8_t *)t[n->out[0]].data, &op, cancel);
+    }
     const int8_t *x = (const int8_t *)t[n->in[0]].data;
     const int8_t *wd = (const int8_t *)w->data;
     const int32_t *bias = (n->n_in == 3 && n->in[2] >= 0) ? (const int32_t *)t[n->in[2]].data : NULL;

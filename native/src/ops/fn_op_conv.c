@@ -1,8 +1,9 @@
 /* CONV_2D and DEPTHWISE_CONV_2D, int8 NHWC, per-channel requantization (TFLite ConvPerChannel
  * and DepthwiseConvPerChannel): taps outside the image are skipped, i.e. padded with zp_in. */
 #include <stdlib.h>
+#include <string.h>
 
-#include "fn_kernels.h"
+#include "fn_gemm.h"
 
 enum { P_ZP_IN, P_ZP_OUT, P_ACT_MIN, P_ACT_MAX, P_STRIDE_H, P_STRIDE_W, P_DIL_H, P_DIL_W,
        P_PAD_TOP, P_PAD_LEFT, P_MULT, P_SHIFT, P_DEPTH_MULT, P_MODE, P_HALF_UP_CH, P_PACKED };
@@ -81,7 +82,77 @@ int fn_check_conv2d_s8(const fn_node *n, const fn_tensor *t, int32_t nt) {
     return check_common(n, t, nt, w->dims[0]);
 }
 
+static int is_const(const fn_tensor *t, int32_t idx) { return idx < 0 || t[idx].region == FN_REGION_CONST; }
+
+/* CONV_2D as a GEMM: M = output pixels, N = output channels, K = KH * KW * Cin in the filter's
+ * own [O][KH][KW][Cin] order. Taken when the op rounds as ruy does (every ungrouped CONV_2D of
+ * the builtin resolver) and the filter, bias and multipliers are constants to pack. */
+int fn_prepare_conv2d_s8(fn_node *n, const fn_tensor *t, int32_t nt, size_t *scratch_bytes) {
+    (void)nt;
+    const fn_tensor *w = &t[n->in[1]];
+    const int32_t groups = t[n->in[0]].dims[3] / w->dims[3];
+    const int32_t bias = n->n_in == 3 ? n->in[2] : -1;
+    if (groups != 1 || n->p[P_MODE] != FN_RQ_RUY_X86) return FN_OK;
+    if (!is_const(t, n->in[1]) || !is_const(t, bias) || !is_const(t, n->p[P_MULT])) return FN_OK;
+    const int64_t k = (int64_t)w->dims[1] * w->dims[2] * w->dims[3];
+    if (k > INT32_MAX / 2) return FN_OK;
+    int rc = fn_gemm_prepare(n, w->dims[0], (int32_t)k, (const int8_t *)w->data,
+                             bias >= 0 ? (const int32_t *)t[bias].data : NULL, (const int32_t *)t[n->p[P_MULT]].data,
+                             (const int32_t *)t[n->p[P_SHIFT]].data, n->p[P_ZP_IN]);
+    if (rc == FN_OK) *scratch_bytes = fn_gemm_scratch(n->state);
+    return rc;
+}
+
+typedef struct {
+    conv_args a;
+    int32_t KH, KW, kc;
+    int direct; /* 1x1 taps that all lie in the image and K a multiple of 4: read rows in place */
+} conv_rows_ctx;
+
+static void conv_rows(const void *ctx, size_t m0, size_t mr, const int8_t **rows, int8_t *scratch) {
+    const conv_rows_ctx *r = ctx;
+    const conv_args *a = &r->a;
+    const size_t C = (size_t)a->C, kc = (size_t)r->kc;
+    for (size_t i = 0; i < mr; i++) {
+        const size_t m = m0 + i, plane = (size_t)a->OH * (size_t)a->OW;
+        const int64_t b = (int64_t)(m / plane), oy = (int64_t)(m % plane / (size_t)a->OW), ox = (int64_t)(m % (size_t)a->OW);
+        const int64_t iy0 = oy * a->sh - a->pt, ix0 = ox * a->sw - a->pl;
+        if (r->direct) {
+            rows[i] = a->x + ((b * a->H + iy0) * a->W + ix0) * (int64_t)C;
+            continue;
+        }
+        int8_t *dst = scratch + i * kc;
+        for (int32_t ky = 0; ky < r->KH; ky++) {
+            const int64_t iy = iy0 + (int64_t)ky * a->dh;
+            for (int32_t kx = 0; kx < r->KW; kx++, dst += C) {
+                const int64_t ix = ix0 + (int64_t)kx * a->dw;
+                /* a tap outside the image reads zp_in: its term w * (zp - zp) is zero */
+                if (iy < 0 || iy >= a->H || ix < 0 || ix >= a->W) memset(dst, a->zp_in, C);
+                else memcpy(dst, a->x + ((b * a->H + iy) * a->W + ix) * (int64_t)C, C);
+            }
+        }
+        memset(dst, 0, kc - (size_t)r->KH * (size_t)r->KW * C); /* K tail: zero weights there */
+        rows[i] = scratch + i * kc;
+    }
+}
+
+static int run_conv_gemm(const fn_node *n, fn_tensor *t, const volatile int32_t *cancel) {
+    const fn_gemm_state *g = n->state;
+    const fn_tensor *wt = &t[n->in[1]];
+    conv_rows_ctx r;
+    r.a = load_args(n, t);
+    r.KH = wt->dims[1];
+    r.KW = wt->dims[2];
+    r.kc = g->kc;
+    r.direct = r.KH == 1 && r.KW == 1 && r.a.pt == 0 && r.a.pl == 0 && g->kc == g->k &&
+               (int64_t)(r.a.OH - 1) * r.a.sh < r.a.H && (int64_t)(r.a.OW - 1) * r.a.sw < r.a.W;
+    const fn_qs8_out_params op = {n->p[P_ZP_OUT], n->p[P_ACT_MIN], n->p[P_ACT_MAX]};
+    const size_t M = (size_t)r.a.N * (size_t)r.a.OH * (size_t)r.a.OW;
+    return fn_gemm_run(n, M, conv_rows, &r, r.a.y, &op, cancel);
+}
+
 int fn_run_conv2d_s8(const fn_node *n, fn_tensor *t, const volatile int32_t *cancel) {
+    if (n->state) return run_conv_gemm(n, t, cancel);
     const conv_args a = load_args(n, t);
     const fn_tensor *wt = &t[n->in[1]];
     const int32_t N = a.N, OH = a.OH, OW = a.OW, zp_in = a.zp_in, mode = a.mode;

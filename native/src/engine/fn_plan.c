@@ -2,29 +2,38 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fn_engine.h"
+#include <time.h>
+
+#include "fn_cpu.h"
+#include "fn_kernels.h"
+#include "fn_ukernels.h"
 
 struct fn_plan {
     fn_tensor *tensors;
     int32_t n_tensors;
     fn_node *nodes;
     int32_t n_nodes;
+    int32_t isa;
+    size_t scratch_need; /* the most scratch one thread needs for any node */
+    fn_exec exec;
 };
 
-int64_t fn_dtype_size(int32_t type) {
-    switch (type) {
-    case FN_F32: case FN_I32: return 4;
-    case FN_I8: case FN_U8: case FN_BOOL: return 1;
-    case FN_I64: case FN_F64: return 8;
-    case FN_I16: return 2;
-    default: return 0;
+static int alloc_exec(fn_exec *ex, int32_t threads, size_t need) {
+    const size_t stride = fn_round_up(need > 0 ? need : 1, 64);
+    void *scratch = NULL;
+    if (posix_memalign(&scratch, 64, stride * (size_t)threads + 64) != 0) return FN_E_NOMEM;
+    struct fn_pool *pool = NULL;
+    if (threads > 1 && (pool = fn_pool_create(threads - 1)) == NULL) {
+        free(scratch);
+        return FN_E_NOMEM;
     }
-}
-
-int fn_tensor_ok(const fn_tensor *t, int32_t n_tensors, int32_t idx, int32_t type) {
-    if (idx < 0 || idx >= n_tensors) return 0;
-    if (type >= 0 && t[idx].type != type) return 0;
-    return t[idx].data != NULL || t[idx].nbytes == 0;
+    fn_pool_free(ex->pool);
+    free(ex->scratch);
+    ex->threads = threads;
+    ex->pool = pool;
+    ex->scratch = scratch;
+    ex->scratch_stride = stride;
+    return FN_OK;
 }
 
 static int load_tensor(const int64_t *row, fn_tensor *t, uint8_t *arena, int64_t arena_len,
@@ -101,6 +110,7 @@ fn_plan *fn_plan_create(const int64_t *tensor_rows, int32_t n_tensors, const int
     if (!plan->tensors || !plan->nodes) { *err = FN_E_NOMEM; fn_plan_free(plan); return NULL; }
     plan->n_tensors = n_tensors;
     plan->n_nodes = n_nodes;
+    plan->isa = fn_isa();
     for (int32_t i = 0; i < n_tensors; i++) {
         int rc = load_tensor(tensor_rows + (int64_t)i * FN_TENSOR_COLS, &plan->tensors[i], arena,
                              arena_len, consts, consts_len);
@@ -124,11 +134,49 @@ fn_plan *fn_plan_create(const int64_t *tensor_rows, int32_t n_tensors, const int
             for (int j = n->n_out; j < FN_MAX_OUT; j++) n->out[j] = -1;
             if (!outputs_ok(n, plan->tensors, n_tensors)) rc = FN_E_NODE;
             if (rc == FN_OK && k->check(n, plan->tensors, n_tensors) != 0) rc = FN_E_NODE;
+            size_t need = 0;
+            if (rc == FN_OK && k->prepare) rc = k->prepare(n, plan->tensors, n_tensors, &need);
+            if (need > plan->scratch_need) plan->scratch_need = need;
         }
         if (rc != FN_OK) { *err = rc; *err_node = i; fn_plan_free(plan); return NULL; }
         n->run = k->run;
+        n->exec = &plan->exec;
+    }
+    if (alloc_exec(&plan->exec, 1, plan->scratch_need) != FN_OK) {
+        *err = FN_E_NOMEM;
+        fn_plan_free(plan);
+        return NULL;
     }
     return plan;
+}
+
+int fn_plan_set_threads(fn_plan *plan, int32_t threads) {
+    if (threads < 1 || threads > FN_MAX_THREADS) return FN_E_NODE;
+    if (threads == plan->exec.threads) return FN_OK;
+    return alloc_exec(&plan->exec, threads, plan->scratch_need);
+}
+
+int32_t fn_plan_node_count(const fn_plan *plan) { return plan->n_nodes; }
+
+int fn_plan_isa(const fn_plan *plan) { return plan->isa; }
+
+static int64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int fn_plan_run_profile(fn_plan *plan, const volatile int32_t *cancel, int32_t *err_node, int64_t *ns) {
+    *err_node = -1;
+    for (int32_t i = 0; i < plan->n_nodes; i++) ns[i] = 0;
+    for (int32_t i = 0; i < plan->n_nodes; i++) {
+        if (FN_CANCEL_REQUESTED(cancel)) return FN_CANCELLED;
+        const int64_t t0 = now_ns();
+        int rc = plan->nodes[i].run(&plan->nodes[i], plan->tensors, cancel);
+        ns[i] = now_ns() - t0;
+        if (rc != FN_OK) { *err_node = i; return rc; }
+    }
+    return FN_OK;
 }
 
 int fn_plan_run(fn_plan *plan, const volatile int32_t *cancel, int32_t *err_node) {
@@ -143,6 +191,10 @@ int fn_plan_run(fn_plan *plan, const volatile int32_t *cancel, int32_t *err_node
 
 void fn_plan_free(fn_plan *plan) {
     if (!plan) return;
+    if (plan->nodes)
+        for (int32_t i = 0; i < plan->n_nodes; i++) free(plan->nodes[i].state);
+    fn_pool_free(plan->exec.pool);
+    free(plan->exec.scratch);
     free(plan->tensors);
     free(plan->nodes);
     free(plan);

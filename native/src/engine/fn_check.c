@@ -1,39 +1,20 @@
-/* The kernel table: one portable reference kernel per op kind. A faster kernel for an ISA
- * replaces an entry here once, at plan creation; the reference stays as its test twin. */
-#include <stddef.h>
-
+/* Checks every kernel's check function shares: tensor rows, parameter tensors, walk bounds. */
 #include "fn_kernels.h"
 
-#define K(op, name) [op] = {#name, fn_check_##name, fn_run_##name}
+int64_t fn_dtype_size(int32_t type) {
+    switch (type) {
+    case FN_F32: case FN_I32: return 4;
+    case FN_I8: case FN_U8: case FN_BOOL: return 1;
+    case FN_I64: case FN_F64: return 8;
+    case FN_I16: return 2;
+    default: return 0;
+    }
+}
 
-static const fn_kernel KERNELS[FN_OP_COUNT] = {
-    K(FN_OP_FULLY_CONNECTED, fully_connected_s8),
-    K(FN_OP_CONV_2D, conv2d_s8),
-    K(FN_OP_DEPTHWISE_CONV_2D, dwconv2d_s8),
-    K(FN_OP_QUANTIZE_F32_S8, quantize_f32_s8),
-    K(FN_OP_DEQUANTIZE_S8_F32, dequantize_s8_f32),
-    K(FN_OP_REQUANTIZE_S8, requantize_s8),
-    K(FN_OP_COPY, copy),
-    K(FN_OP_ADD_S8, add_s8),
-    K(FN_OP_MUL_S8, mul_s8),
-    K(FN_OP_BINARY_F32, binary_f32),
-    K(FN_OP_BINARY_I32, binary_i32),
-    K(FN_OP_AVG_POOL_S8, avg_pool_s8),
-    K(FN_OP_MAX_POOL_S8, max_pool_s8),
-    K(FN_OP_MEAN_S8, mean_s8),
-    K(FN_OP_REDUCE_I32, reduce_i32),
-    K(FN_OP_SOFTMAX_S8, softmax_s8),
-    K(FN_OP_LUT_S8, lut_s8),
-    K(FN_OP_UNARY_F32, unary_f32),
-    K(FN_OP_STRIDED_COPY, strided_copy),
-    K(FN_OP_CONCAT, concat),
-    K(FN_OP_GATHER, gather),
-    K(FN_OP_BATCH_MATMUL_S8, batch_matmul_s8),
-};
-
-const fn_kernel *fn_kernel_for(int32_t op) {
-    if (op < 0 || op >= FN_OP_COUNT || KERNELS[op].run == NULL) return NULL;
-    return &KERNELS[op];
+int fn_tensor_ok(const fn_tensor *t, int32_t n_tensors, int32_t idx, int32_t type) {
+    if (idx < 0 || idx >= n_tensors) return 0;
+    if (type >= 0 && t[idx].type != type) return 0;
+    return t[idx].data != NULL || t[idx].nbytes == 0;
 }
 
 int fn_param_tensor_ok(const fn_tensor *t, int32_t n, int32_t idx, int32_t type, int64_t count) {

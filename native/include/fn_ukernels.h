@@ -1,0 +1,60 @@
+/* Microkernels: pure compute on packed data, one ISA and one tile per file, named as XNNPACK
+ * names its own: fn_<dtype>_<op>_ukernel_<MR>x<NR>c<KR>__<isa>. They never see tensors, nodes or
+ * the cancel flag; the operators in src/ops/ tile the work, poll cancel between tiles and call
+ * the microkernel that fn_gemm_config picked for this process's ISA. */
+#ifndef FN_UKERNELS_H
+#define FN_UKERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- qs8-qc8w-gemm: int8 activations x int8 per-channel weights -> int8, ruy's x86 output stage.
+ *
+ * Packed weights, per block of NR output channels (the last block zero-padded):
+ *   int32 bias[NR]   bias - (zp_in + a_offset) * sum_k w[n][k], wrapping (see fn_gemm_pack)
+ *   int32 mult[NR]   fixed-point multiplier M
+ *   int32 shl[NR]    max(shift, 0)
+ *   int32 shr[NR]    max(-shift, 0)
+ *   int8  w[KC/4][NR][4]
+ * KC is K rounded up to 4; padded k carry zero weights. a_offset is 128 when the microkernel
+ * reads activations as unsigned (x ^ 0x80, vpdpbusd), 0 when it reads them signed.
+ *
+ * C row i (0 <= i < mr) of nc channels is written at c + i * cm_stride; row i of A is a[i], kc
+ * readable bytes. The result is the reference kernels' byte for byte: integer sums are exact in
+ * any order, and every epilogue computes fn_mul_ruy_x86 lane by lane. */
+typedef struct {
+    int32_t zp_out, lo, hi;
+} fn_qs8_out_params;
+
+typedef void (*fn_qs8_gemm_ukernel)(size_t mr, size_t nc, size_t kc, const int8_t *const *a, const void *w,
+                                    int8_t *c, size_t cm_stride, const fn_qs8_out_params *p);
+
+#define FN_GEMM_BLOCK_BYTES(nr, kc) ((size_t)(nr) * 16u + (size_t)(kc) * (size_t)(nr))
+
+#define FN_DECLARE_QS8_GEMM_UKERNEL(fn)                                                                     \
+    void fn(size_t mr, size_t nc, size_t kc, const int8_t *const *a, const void *w, int8_t *c, size_t cm_stride, \
+            const fn_qs8_out_params *p)
+
+FN_DECLARE_QS8_GEMM_UKERNEL(fn_qs8_qc8w_gemm_ukernel_4x8c4__scalar);
+FN_DECLARE_QS8_GEMM_UKERNEL(fn_qs8_qc8w_gemm_ukernel_4x8c4__avx2);
+FN_DECLARE_QS8_GEMM_UKERNEL(fn_qs8_qc8w_gemm_ukernel_6x16c4__avx512vnni);
+FN_DECLARE_QS8_GEMM_UKERNEL(fn_qs8_qc8w_gemm_ukernel_4x8c4__neondot);
+
+typedef struct {
+    fn_qs8_gemm_ukernel ukernel;
+    int32_t mr, nr, kr;
+    int32_t a_offset; /* 128: activations are read as x ^ 0x80 */
+    int32_t isa;
+} fn_gemm_config;
+
+/* The gemm of the given ISA (fn_cpu.h), or NULL if this build has none for it. */
+const fn_gemm_config *fn_gemm_config_for(int isa);
+
+/* Packs w[n][k] (row stride k), bias (may be NULL), multipliers and shifts for cfg; out holds
+ * ceil(n / nr) blocks of FN_GEMM_BLOCK_BYTES(nr, round_up(k, 4)). */
+void fn_gemm_pack(const fn_gemm_config *cfg, int32_t n, int32_t k, const int8_t *w, const int32_t *bias,
+                  const int32_t *mult, const int32_t *shift, int32_t zp_in, uint8_t *out);
+
+static inline size_t fn_round_up(size_t v, size_t q) { return (v + q - 1) / q * q; }
+
+#endif

@@ -1,0 +1,77 @@
+/* The ISA-agnostic GEMM operator: packing at plan creation, tiling and threads at run time. */
+#include "fn_gemm.h"
+
+#include <stdlib.h>
+
+#include "fn_cpu.h"
+
+int fn_gemm_prepare(fn_node *node, int32_t n, int32_t k, const int8_t *w, const int32_t *bias,
+                    const int32_t *mult, const int32_t *shift, int32_t zp_in) {
+    const fn_gemm_config *cfg = fn_gemm_config_for(fn_isa());
+    const size_t kc = fn_round_up((size_t)k, (size_t)cfg->kr);
+    const size_t blk = FN_GEMM_BLOCK_BYTES(cfg->nr, kc);
+    const size_t nblocks = fn_round_up((size_t)n, (size_t)cfg->nr) / (size_t)cfg->nr;
+    const size_t head = fn_round_up(sizeof(fn_gemm_state), 64);
+    void *mem = NULL;
+    if (nblocks > SIZE_MAX / blk - 1 || posix_memalign(&mem, 64, head + nblocks * blk) != 0) return FN_E_NOMEM;
+    fn_gemm_state *g = mem;
+    g->cfg = cfg;
+    g->n = n;
+    g->k = k;
+    g->kc = (int32_t)kc;
+    g->blk_bytes = blk;
+    g->packed = (uint8_t *)mem + head;
+    fn_gemm_pack(cfg, n, k, w, bias, mult, shift, zp_in, g->packed);
+    node->state = g;
+    return FN_OK;
+}
+
+typedef struct {
+    const fn_gemm_state *g;
+    fn_gemm_rows_fn rows;
+    const void *rows_ctx;
+    int8_t *c;
+    const fn_qs8_out_params *op;
+    size_t M, m_tiles, n_chunk;
+} gemm_job;
+
+static void gemm_task(void *ctx, size_t task, uint8_t *scratch) {
+    const gemm_job *j = ctx;
+    const fn_gemm_state *g = j->g;
+    const size_t MR = (size_t)g->cfg->mr, NR = (size_t)g->cfg->nr;
+    const size_t m0 = (task % j->m_tiles) * MR, n0 = (task / j->m_tiles) * j->n_chunk;
+    const size_t mr = j->M - m0 < MR ? j->M - m0 : MR;
+    const size_t nc = (size_t)g->n - n0 < j->n_chunk ? (size_t)g->n - n0 : j->n_chunk;
+    const int8_t *a[16];
+    j->rows(j->rows_ctx, m0, mr, a, (int8_t *)scratch);
+    g->cfg->ukernel(mr, nc, (size_t)g->kc, a, g->packed + n0 / NR * g->blk_bytes, j->c + m0 * (size_t)g->n + n0,
+                    (size_t)g->n, j->op);
+}
+
+/* Below this many multiply-adds a node runs on the calling thread: waking workers costs more. */
+#define FN_GEMM_PARALLEL_MACS (1 << 18)
+
+int fn_gemm_run(const fn_node *node, size_t M, fn_gemm_rows_fn rows, const void *rows_ctx, int8_t *c,
+                const fn_qs8_out_params *op, const volatile int32_t *cancel) {
+    const fn_gemm_state *g = node->state;
+    const fn_exec *ex = node->exec;
+    const size_t MR = (size_t)g->cfg->mr, NR = (size_t)g->cfg->nr;
+    const size_t m_tiles = (M + MR - 1) / MR, n_blocks = ((size_t)g->n + NR - 1) / NR;
+    size_t n_chunks = 1;
+    const size_t macs = M * (size_t)g->n * (size_t)g->kc;
+    const int threads = macs >= FN_GEMM_PARALLEL_MACS ? ex->threads : 1;
+    if (threads > 1 && m_tiles < 4 * (size_t)threads) {
+        /* few rows (FULLY_CONNECTED, late layers): split the channels too */
+        n_chunks = (4 * (size_t)threads + m_tiles - 1) / m_tiles;
+        if (n_chunks > n_blocks) n_chunks = n_blocks;
+    }
+    const size_t blocks_per_chunk = (n_blocks + n_chunks - 1) / n_chunks;
+    gemm_job j = {g, rows, rows_ctx, c, op, M, m_tiles, blocks_per_chunk * NR};
+    n_chunks = (n_blocks + blocks_per_chunk - 1) / blocks_per_chunk;
+    if (threads == 1) {
+        fn_exec one = *ex;
+        one.pool = NULL;
+        return fn_parallel(&one, m_tiles * n_chunks, gemm_task, &j, cancel);
+    }
+    return fn_parallel(ex, m_tiles * n_chunks, gemm_task, &j, cancel);
+}
