@@ -22,9 +22,49 @@ cdef extern from "fn_engine.h" nogil:
                             int64_t consts_len, int32_t *err_node, int32_t *err)
     int fn_plan_run(fn_plan *plan, const int32_t *cancel, int32_t *err_node)
     void fn_plan_free(fn_plan *plan)
+    int fn_plan_set_threads(fn_plan *plan, int32_t threads)
+    int fn_plan_run_profile(fn_plan *plan, const int32_t *cancel, int32_t *err_node, int64_t *ns)
+    int32_t fn_plan_node_count(const fn_plan *plan)
+    int fn_plan_isa(const fn_plan *plan)
+    int FN_MAX_THREADS
+
+cdef extern from "fn_cpu.h" nogil:
+    int fn_isa()
+    int fn_isa_best()
+    int fn_isa_supported(int isa)
+    int fn_isa_set(int isa)
+    const char *fn_isa_name(int isa)
+    int fn_isa_parse(const char *name)
+    int FN_ISA_COUNT
 
 TENSOR_COLS = FN_TENSOR_COLS
 NODE_COLS = FN_NODE_COLS
+MAX_THREADS = FN_MAX_THREADS
+ISAS = tuple(fn_isa_name(i).decode() for i in range(FN_ISA_COUNT))
+
+
+def isa():
+    """The instruction set plans created from now on use ("scalar", "avx2", "avx512vnni", "neon")."""
+    return fn_isa_name(fn_isa()).decode()
+
+
+def best_isa():
+    """The best instruction set this CPU, its OS and this build support."""
+    return fn_isa_name(fn_isa_best()).decode()
+
+
+def supported_isas():
+    """Every instruction set this machine can run, worst first."""
+    return tuple(n for i, n in enumerate(ISAS) if fn_isa_supported(i))
+
+
+def set_isa(name):
+    """Forces the instruction set of plans created from now on; ValueError if this machine lacks it."""
+    cdef int i = fn_isa_parse(name.encode()) if isinstance(name, str) else -1
+    if i < 0:
+        raise ValueError(f"unknown instruction set {name!r}; one of {', '.join(ISAS)}")
+    if fn_isa_set(i) != 0:
+        raise ValueError(f"this machine cannot run {name} kernels; it supports {', '.join(supported_isas())}")
 
 
 class PlanError(Exception):
@@ -89,6 +129,33 @@ cdef class Plan:
         with nogil:
             rc = fn_plan_run(self.plan, cp, &err_node)
         return rc, err_node
+
+
+    @property
+    def isa(self):
+        """The instruction set this plan's microkernels were bound to."""
+        return fn_isa_name(fn_plan_isa(self.plan)).decode()
+
+    def set_threads(self, int threads):
+        """Threads that run each node (1..MAX_THREADS); the output bytes do not depend on it."""
+        if threads < 1 or threads > FN_MAX_THREADS:
+            raise ValueError(f"threads must be 1..{FN_MAX_THREADS}, got {threads}")
+        if fn_plan_set_threads(self.plan, threads) != 0:
+            raise MemoryError("cannot start the plan's threads")
+
+    def run_profile(self, cancel_flag):
+        """As run, and the wall time of every node in nanoseconds: (status, failing node, int64 array)."""
+        cdef int32_t[::1] cf = cancel_flag
+        if cf.shape[0] != 1:
+            raise ValueError("cancel flag must hold one int32")
+        ns = np.zeros(max(fn_plan_node_count(self.plan), 1), dtype=np.int64)
+        cdef int64_t[::1] nsv = ns
+        cdef int32_t *cp = &cf[0]
+        cdef int32_t err_node = -1
+        cdef int rc
+        with nogil:
+            rc = fn_plan_run_profile(self.plan, cp, &err_node, &nsv[0])
+        return rc, err_node, ns[:fn_plan_node_count(self.plan)]
 
 
 cdef extern from "fn_engine.h" nogil:

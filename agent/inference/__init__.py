@@ -58,8 +58,12 @@ def _read(path_or_bytes: str | os.PathLike[str] | bytes | bytearray | memoryview
 
 def load_model(path_or_bytes: str | os.PathLike[str] | bytes | bytearray | memoryview,
                backend: str = "native", arena_limit_bytes: int | None = None,
-               delegate: str | None = None) -> Model:
+               delegate: str | None = None, threads: int = 1) -> Model:
     """Loads a model. backend: "native" (ours) or "litert"; delegate: a LiteRT delegate .so.
+
+    threads: how many threads one run uses (the native engine's output bytes are the same for
+    every count). The native engine's instruction set is the best this CPU has, or the one
+    FLEETNODE_ISA names (scalar, avx2, avx512vnni, neon).
 
     arena_limit_bytes caps the native engine's activation memory (None: 1 GiB, the default for
     untrusted models); a model that needs more is refused with a ModelError.
@@ -74,12 +78,12 @@ def load_model(path_or_bytes: str | os.PathLike[str] | bytes | bytearray | memor
         from agent.inference.native_backend import NativeModel
 
         try:
-            return NativeModel(tflite.parse(data), arena_limit_bytes=arena_limit_bytes)
+            return NativeModel(tflite.parse(data), arena_limit_bytes=arena_limit_bytes, threads=threads)
         except ModelError as e:
             counters.bump(type(e).__name__)
             raise
     if backend == "litert":
         from agent.inference.litert_backend import LiteRTModel
 
-        return LiteRTModel(data, delegate=delegate)
+        return LiteRTModel(data, delegate=delegate, num_threads=threads)
     raise ModelError(f"unknown backend {backend!r} (native or litert)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
 
@@ -21,6 +22,27 @@ class ArenaLimitError(ModelError):
 # A model is untrusted input: without an explicit cap, its arena may not exceed this.
 DEFAULT_ARENA_LIMIT_BYTES = 1 << 30
 
+ISA_ENV = "FLEETNODE_ISA"
+
+
+def apply_isa_env() -> str:
+    """Forces the instruction set FLEETNODE_ISA names, if set; returns the one in use.
+
+    An unknown name, or one this machine cannot run, is an error at once (ModelError), never a
+    silent fallback: the variable exists to test a given path."""
+    want = os.environ.get(ISA_ENV, "").strip()
+    if want:
+        try:
+            _native.set_isa(want)
+        except ValueError as e:
+            raise ModelError(f"{ISA_ENV}={want}: {e}") from e
+    return _native.isa()
+
+
+def isa() -> str:
+    """The instruction set the native engine's plans use now."""
+    return _native.isa()
+
 
 def spec_of(t: TensorDef, shape: tuple[int, ...]) -> TensorSpec:
     return TensorSpec(t.name, DTYPES[t.type][1], shape, t.scales[0] if t.scales else 0.0,
@@ -29,7 +51,10 @@ def spec_of(t: TensorDef, shape: tuple[int, ...]) -> TensorSpec:
 
 class NativeModel(Model):
     def __init__(self, model: ModelDef, arena_limit_bytes: int | None = None,
-                 keep_intermediates: bool = False) -> None:
+                 keep_intermediates: bool = False, threads: int = 1) -> None:
+        if not isinstance(threads, int) or not 1 <= threads <= _native.MAX_THREADS:
+            raise ModelError(f"threads must be an integer in 1..{_native.MAX_THREADS}, got {threads!r}")
+        apply_isa_env()
         tables: PlanTables = Planner(model, reuse_memory=not keep_intermediates).plan()
         if arena_limit_bytes is None:
             arena_limit_bytes = DEFAULT_ARENA_LIMIT_BYTES
@@ -52,6 +77,9 @@ class NativeModel(Model):
             counters.bump("plan_rejected")
             where = tables.op_names[e.index] if e.status == -2 and 0 <= e.index < len(tables.op_names) else ""
             raise ModelFormatError(f"native plan rejected (status {e.status}) {where}") from e
+        self._plan.set_threads(threads)
+        self.threads = threads
+        self.isa = self._plan.isa
         sg = model.subgraphs[0]
         self.inputs = [spec_of(sg.tensors[i], tables.io_shapes[i]) for i in sg.inputs]
         self.outputs = [spec_of(sg.tensors[i], tables.io_shapes[i]) for i in sg.outputs]

@@ -1,75 +1,11 @@
-/* CONV_2D and DEPTHWISE_CONV_2D, int8 NHWC, per-channel requantization (TFLite ConvPerChannel
- * and DepthwiseConvPerChannel): taps outside the image are skipped, i.e. padded with zp_in. */
+/* CONV_2D, int8 NHWC, per-channel requantization (TFLite ConvPerChannel): taps outside the
+ * image are skipped, i.e. padded with zp_in. Ungrouped convolutions that round as ruy does run
+ * as a GEMM on the chosen microkernel; the rest on the reference loop below. */
 #include <stdlib.h>
 #include <string.h>
 
+#include "fn_conv.h"
 #include "fn_gemm.h"
-
-enum { P_ZP_IN, P_ZP_OUT, P_ACT_MIN, P_ACT_MAX, P_STRIDE_H, P_STRIDE_W, P_DIL_H, P_DIL_W,
-       P_PAD_TOP, P_PAD_LEFT, P_MULT, P_SHIFT, P_DEPTH_MULT, P_MODE, P_HALF_UP_CH, P_PACKED };
-
-static int check_common(const fn_node *n, const fn_tensor *t, int32_t nt, int64_t out_ch) {
-    if (n->n_in < 2 || n->n_in > 3 || n->n_out != 1) return -1;
-    if (!fn_tensor_ok(t, nt, n->in[0], FN_I8) || !fn_tensor_ok(t, nt, n->in[1], FN_I8)) return -1;
-    if (!fn_tensor_ok(t, nt, n->out[0], FN_I8)) return -1;
-    const fn_tensor *x = &t[n->in[0]], *w = &t[n->in[1]], *y = &t[n->out[0]];
-    if (x->ndim != 4 || w->ndim != 4 || y->ndim != 4) return -1;
-    if (y->dims[0] != x->dims[0] || y->dims[3] != out_ch) return -1;
-    if (n->p[P_STRIDE_H] < 1 || n->p[P_STRIDE_W] < 1 || n->p[P_DIL_H] < 1 || n->p[P_DIL_W] < 1) return -1;
-    if (n->p[P_PAD_TOP] < 0 || n->p[P_PAD_LEFT] < 0) return -1;
-    if (n->p[P_ACT_MIN] > n->p[P_ACT_MAX]) return -1;
-    if (n->p[P_MODE] != FN_RQ_DOUBLE_ROUND && n->p[P_MODE] != FN_RQ_RUY_X86) return -1;
-    if (n->p[P_HALF_UP_CH] < 0 || n->p[P_HALF_UP_CH] > out_ch) return -1;
-    if (n->n_in == 3 && n->in[2] >= 0 && !fn_param_tensor_ok(t, nt, n->in[2], FN_I32, out_ch)) return -1;
-    if (!fn_param_tensor_ok(t, nt, n->p[P_MULT], FN_I32, out_ch)) return -1;
-    if (!fn_const_i32_ok(t, nt, n->p[P_SHIFT], out_ch, -31, 31)) return -1;
-    if (!fn_zp_ok(n->p[P_ZP_IN], FN_I8) || !fn_zp_ok(n->p[P_ZP_OUT], FN_I8)) return -1;
-    return 0;
-}
-
-/* What both convolution kernels read from a node, in one place. */
-typedef struct {
-    int32_t N, H, W, C, OH, OW, sh, sw, dh, dw, pt, pl, zp_in, mode;
-    const int8_t *x, *w;
-    const int32_t *bias, *mult, *shift;
-    int8_t *y;
-} conv_args;
-
-static conv_args load_args(const fn_node *n, const fn_tensor *t) {
-    const fn_tensor *xt = &t[n->in[0]], *yt = &t[n->out[0]];
-    conv_args a;
-    a.N = xt->dims[0], a.H = xt->dims[1], a.W = xt->dims[2], a.C = xt->dims[3];
-    a.OH = yt->dims[1], a.OW = yt->dims[2];
-    a.sh = n->p[P_STRIDE_H], a.sw = n->p[P_STRIDE_W], a.dh = n->p[P_DIL_H], a.dw = n->p[P_DIL_W];
-    a.pt = n->p[P_PAD_TOP], a.pl = n->p[P_PAD_LEFT], a.zp_in = n->p[P_ZP_IN], a.mode = n->p[P_MODE];
-    a.x = (const int8_t *)xt->data;
-    a.w = (const int8_t *)t[n->in[1]].data;
-    a.bias = (n->n_in == 3 && n->in[2] >= 0) ? (const int32_t *)t[n->in[2]].data : NULL;
-    a.mult = (const int32_t *)t[n->p[P_MULT]].data;
-    a.shift = (const int32_t *)t[n->p[P_SHIFT]].data;
-    a.y = (int8_t *)yt->data;
-    return a;
-}
-
-/* The filter taps of output pixel (b, oy, ox) that fall inside the image: tap index ky*KW+kx
- * and the offset of the input pixel they read. Returns how many. */
-static int32_t find_taps(const conv_args *a, int32_t KH, int32_t KW, int32_t b, int32_t oy, int32_t ox,
-                         int64_t *tap, int64_t *tap_x) {
-    const int64_t iy0 = (int64_t)oy * a->sh - a->pt, ix0 = (int64_t)ox * a->sw - a->pl;
-    int32_t ntaps = 0;
-    for (int32_t ky = 0; ky < KH; ky++) {
-        const int64_t iy = iy0 + (int64_t)ky * a->dh;
-        if (iy < 0 || iy >= a->H) continue;
-        for (int32_t kx = 0; kx < KW; kx++) {
-            const int64_t ix = ix0 + (int64_t)kx * a->dw;
-            if (ix < 0 || ix >= a->W) continue;
-            tap[ntaps] = (int64_t)ky * KW + kx;
-            tap_x[ntaps] = (((int64_t)b * a->H + iy) * a->W + ix) * a->C;
-            ntaps++;
-        }
-    }
-    return ntaps;
-}
 
 int fn_check_conv2d_s8(const fn_node *n, const fn_tensor *t, int32_t nt) {
     if (n->n_in < 2 || !fn_tensor_ok(t, nt, n->in[0], FN_I8) || !fn_tensor_ok(t, nt, n->in[1], FN_I8)) return -1;
@@ -79,7 +15,7 @@ int fn_check_conv2d_s8(const fn_node *n, const fn_tensor *t, int32_t nt) {
     const int64_t groups = x->dims[3] / w->dims[3];
     if (groups <= 0 || w->dims[0] % groups != 0) return -1;
     if (n->p[P_PACKED] >= 0 && (groups != 1 || !fn_param_tensor_ok(t, nt, n->p[P_PACKED], FN_I8, w->count))) return -1;
-    return check_common(n, t, nt, w->dims[0]);
+    return fn_conv_check_common(n, t, nt, w->dims[0]);
 }
 
 static int is_const(const fn_tensor *t, int32_t idx) { return idx < 0 || t[idx].region == FN_REGION_CONST; }
@@ -140,7 +76,7 @@ static int run_conv_gemm(const fn_node *n, fn_tensor *t, const volatile int32_t 
     const fn_gemm_state *g = n->state;
     const fn_tensor *wt = &t[n->in[1]];
     conv_rows_ctx r;
-    r.a = load_args(n, t);
+    r.a = fn_conv_load_args(n, t);
     r.KH = wt->dims[1];
     r.KW = wt->dims[2];
     r.kc = g->kc;
@@ -153,7 +89,7 @@ static int run_conv_gemm(const fn_node *n, fn_tensor *t, const volatile int32_t 
 
 int fn_run_conv2d_s8(const fn_node *n, fn_tensor *t, const volatile int32_t *cancel) {
     if (n->state) return run_conv_gemm(n, t, cancel);
-    const conv_args a = load_args(n, t);
+    const conv_args a = fn_conv_load_args(n, t);
     const fn_tensor *wt = &t[n->in[1]];
     const int32_t N = a.N, OH = a.OH, OW = a.OW, zp_in = a.zp_in, mode = a.mode;
     const int32_t O = wt->dims[0], KH = wt->dims[1], KW = wt->dims[2], CG = wt->dims[3];
@@ -173,7 +109,7 @@ int fn_run_conv2d_s8(const fn_node *n, fn_tensor *t, const volatile int32_t *can
                 if (FN_CANCEL_REQUESTED(cancel)) { free(tap_w); free(tap_x); free(accv); return FN_CANCELLED; }
                 int8_t *yp = y + (((int64_t)b * OH + oy) * OW + ox) * O;
                 /* the in-image taps of this pixel, found once for every output channel */
-                const int32_t ntaps = find_taps(&a, KH, KW, b, oy, ox, tap_w, tap_x);
+                const int32_t ntaps = fn_conv_find_taps(&a, KH, KW, b, oy, ox, tap_w, tap_x);
                 for (int32_t k = 0; k < ntaps; k++) tap_w[k] *= CG;
                 if (packed) {
                     /* weights pre-packed as [tap][ic][oc]: the inner loop runs over output
@@ -213,62 +149,5 @@ int fn_run_conv2d_s8(const fn_node *n, fn_tensor *t, const volatile int32_t *can
     free(tap_w);
     free(tap_x);
     free(accv);
-    return FN_OK;
-}
-
-int fn_check_dwconv2d_s8(const fn_node *n, const fn_tensor *t, int32_t nt) {
-    if (n->n_in < 2 || !fn_tensor_ok(t, nt, n->in[0], FN_I8) || !fn_tensor_ok(t, nt, n->in[1], FN_I8)) return -1;
-    const fn_tensor *x = &t[n->in[0]], *w = &t[n->in[1]];
-    if (x->ndim != 4 || w->ndim != 4 || w->dims[0] != 1) return -1;
-    const int64_t m = n->p[P_DEPTH_MULT];
-    if (m < 1 || (int64_t)x->dims[3] * m != w->dims[3]) return -1;
-    return check_common(n, t, nt, w->dims[3]);
-}
-
-int fn_run_dwconv2d_s8(const fn_node *n, fn_tensor *t, const volatile int32_t *cancel) {
-    const conv_args a = load_args(n, t);
-    const fn_tensor *wt = &t[n->in[1]];
-    const int32_t N = a.N, OH = a.OH, OW = a.OW, zp_in = a.zp_in, mode = a.mode;
-    const int32_t KH = wt->dims[1], KW = wt->dims[2], O = wt->dims[3], M = n->p[P_DEPTH_MULT];
-    const int8_t *x = a.x, *w = a.w;
-    const int32_t *bias = a.bias, *mult = a.mult, *shift = a.shift;
-    int8_t *y = a.y;
-    const int32_t half_up = n->p[P_HALF_UP_CH];
-    uint32_t *acc = malloc(sizeof(uint32_t) * (size_t)O + 1);
-    int64_t *tap = malloc(sizeof(int64_t) * (size_t)KH * (size_t)KW + 1);
-    int64_t *tap_x = malloc(sizeof(int64_t) * (size_t)KH * (size_t)KW + 1);
-    if (!acc || !tap || !tap_x) { free(acc); free(tap); free(tap_x); return FN_E_NOMEM; }
-    for (int32_t b = 0; b < N; b++) {
-        for (int32_t oy = 0; oy < OH; oy++) {
-            for (int32_t ox = 0; ox < OW; ox++) {
-                if (FN_CANCEL_REQUESTED(cancel)) { free(acc); free(tap); free(tap_x); return FN_CANCELLED; }
-                int8_t *yp = y + (((int64_t)b * OH + oy) * OW + ox) * O;
-                for (int32_t oc = 0; oc < O; oc++) acc[oc] = bias ? (uint32_t)bias[oc] : 0u;
-                const int32_t ntaps = find_taps(&a, KH, KW, b, oy, ox, tap, tap_x);
-                for (int32_t k = 0; k < ntaps; k++) {
-                    const int8_t *xp = x + tap_x[k];
-                    const int8_t *wp = w + tap[k] * O;
-                    /* channels innermost and contiguous; |x - zp| * |w| fits int16 */
-                    if (M == 1) {
-                        for (int32_t oc = 0; oc < O; oc++)
-                            acc[oc] += (uint32_t)(int32_t)(int16_t)((int16_t)((int32_t)xp[oc] - zp_in) * (int16_t)wp[oc]);
-                    } else {
-                        for (int32_t oc = 0; oc < O; oc++)
-                            acc[oc] += (uint32_t)(int32_t)(int16_t)((int16_t)((int32_t)xp[oc / M] - zp_in) * (int16_t)wp[oc]);
-                    }
-                }
-                for (int32_t oc = 0; oc < O; oc++) {
-                    /* LiteRT's depthwise output stage: blocks of 8 channels through NEON code
-                     * (rounding half up), the remaining channels through gemmlowp rounding. */
-                    const int m = oc < half_up ? FN_RQ_RUY_X86 : mode;
-                    const int32_t r = fn_requant((int32_t)acc[oc], m, mult[oc], shift[oc], 0.0);
-                    yp[oc] = fn_out_s8(r, n->p[P_ZP_OUT], n->p[P_ACT_MIN], n->p[P_ACT_MAX]);
-                }
-            }
-        }
-    }
-    free(acc);
-    free(tap);
-    free(tap_x);
     return FN_OK;
 }
