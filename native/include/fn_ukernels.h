@@ -19,21 +19,25 @@
  * KC is K rounded up to 4; padded k carry zero weights. a_offset is 128 when the microkernel
  * reads activations as unsigned (x ^ 0x80, vpdpbusd), 0 when it reads them signed.
  *
- * C row i (0 <= i < mr) of nc channels is written at c + i * cm_stride; row i of A is a[i], kc
- * readable bytes. The result is the reference kernels' byte for byte: integer sums are exact in
- * any order, and every epilogue computes fn_mul_ruy_x86 lane by lane. */
+ * A is indirect (XNNPACK's IGEMM): K = ks * kc, and the kc bytes of row i (0 <= i < mr) for step
+ * t < ks start at a[t * MR + i], with MR the microkernel's row tile. A convolution points step t
+ * at the input pixel under filter tap t, or at a row of zp_in where the tap leaves the image; a
+ * plain GEMM has ks = 1. kc is a multiple of 4.
+ * C row i of nc channels is written at c + i * cm_stride. The result is the reference kernels'
+ * byte for byte: integer sums are exact in any order, and every epilogue computes
+ * fn_mul_ruy_x86 lane by lane. */
 typedef struct {
     int32_t zp_out, lo, hi;
 } fn_qs8_out_params;
 
-typedef void (*fn_qs8_gemm_ukernel)(size_t mr, size_t nc, size_t kc, const int8_t *const *a, const void *w,
-                                    int8_t *c, size_t cm_stride, const fn_qs8_out_params *p);
+typedef void (*fn_qs8_gemm_ukernel)(size_t mr, size_t nc, size_t kc, size_t ks, const int8_t *const *a,
+                                    const void *w, int8_t *c, size_t cm_stride, const fn_qs8_out_params *p);
 
 #define FN_GEMM_BLOCK_BYTES(nr, kc) ((size_t)(nr) * 16u + (size_t)(kc) * (size_t)(nr))
 
 #define FN_DECLARE_QS8_GEMM_UKERNEL(fn)                                                                     \
-    void fn(size_t mr, size_t nc, size_t kc, const int8_t *const *a, const void *w, int8_t *c, size_t cm_stride, \
-            const fn_qs8_out_params *p)
+    void fn(size_t mr, size_t nc, size_t kc, size_t ks, const int8_t *const *a, const void *w, int8_t *c,     \
+            size_t cm_stride, const fn_qs8_out_params *p)
 
 FN_DECLARE_QS8_GEMM_UKERNEL(fn_qs8_qc8w_gemm_ukernel_4x8c4__scalar);
 FN_DECLARE_QS8_GEMM_UKERNEL(fn_qs8_qc8w_gemm_ukernel_4x8c4__avx2);
@@ -51,7 +55,7 @@ typedef struct {
 const fn_gemm_config *fn_gemm_config_for(int isa);
 
 /* Packs w[n][k] (row stride k), bias (may be NULL), multipliers and shifts for cfg; out holds
- * ceil(n / nr) blocks of FN_GEMM_BLOCK_BYTES(nr, round_up(k, 4)). */
+ * ceil(n / nr) blocks of FN_GEMM_BLOCK_BYTES(nr, round_up(k, 4)). For ks > 1 steps, k = ks * kc. */
 void fn_gemm_pack(const fn_gemm_config *cfg, int32_t n, int32_t k, const int8_t *w, const int32_t *bias,
                   const int32_t *mult, const int32_t *shift, int32_t zp_in, uint8_t *out);
 

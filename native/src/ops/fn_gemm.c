@@ -5,22 +5,26 @@
 
 #include "fn_cpu.h"
 
-int fn_gemm_prepare(fn_node *node, int32_t n, int32_t k, const int8_t *w, const int32_t *bias,
-                    const int32_t *mult, const int32_t *shift, int32_t zp_in) {
+int fn_gemm_prepare(fn_node *node, int32_t n, int32_t k, int32_t ks, const int8_t *w, const int32_t *bias,
+                    const int32_t *mult, const int32_t *shift, int32_t zp_in, size_t extra) {
     const fn_gemm_config *cfg = fn_gemm_config_for(fn_isa());
-    const size_t kc = fn_round_up((size_t)k, (size_t)cfg->kr);
-    const size_t blk = FN_GEMM_BLOCK_BYTES(cfg->nr, kc);
+    if (ks < 1 || ks > FN_GEMM_MAX_KS || k % ks != 0 || (ks > 1 && (k / ks) % cfg->kr != 0)) return FN_E_NODE;
+    const size_t kc = ks > 1 ? (size_t)(k / ks) : fn_round_up((size_t)k, (size_t)cfg->kr);
+    const size_t blk = FN_GEMM_BLOCK_BYTES(cfg->nr, kc * (size_t)ks);
     const size_t nblocks = fn_round_up((size_t)n, (size_t)cfg->nr) / (size_t)cfg->nr;
     const size_t head = fn_round_up(sizeof(fn_gemm_state), 64);
     void *mem = NULL;
-    if (nblocks > SIZE_MAX / blk - 1 || posix_memalign(&mem, 64, head + nblocks * blk) != 0) return FN_E_NOMEM;
+    if (nblocks > (SIZE_MAX - extra) / blk - 1 || posix_memalign(&mem, 64, head + nblocks * blk + extra) != 0)
+        return FN_E_NOMEM;
     fn_gemm_state *g = mem;
     g->cfg = cfg;
     g->n = n;
     g->k = k;
+    g->ks = ks;
     g->kc = (int32_t)kc;
     g->blk_bytes = blk;
     g->packed = (uint8_t *)mem + head;
+    g->extra = g->packed + nblocks * blk;
     fn_gemm_pack(cfg, n, k, w, bias, mult, shift, zp_in, g->packed);
     node->state = g;
     return FN_OK;
@@ -42,9 +46,9 @@ static void gemm_task(void *ctx, size_t task, uint8_t *scratch) {
     const size_t m0 = (task % j->m_tiles) * MR, n0 = (task / j->m_tiles) * j->n_chunk;
     const size_t mr = j->M - m0 < MR ? j->M - m0 : MR;
     const size_t nc = (size_t)g->n - n0 < j->n_chunk ? (size_t)g->n - n0 : j->n_chunk;
-    const int8_t *a[16];
-    j->rows(j->rows_ctx, m0, mr, a, (int8_t *)scratch);
-    g->cfg->ukernel(mr, nc, (size_t)g->kc, a, g->packed + n0 / NR * g->blk_bytes, j->c + m0 * (size_t)g->n + n0,
+    const int8_t *a[FN_GEMM_MAX_KS * 16];
+    j->rows(j->rows_ctx, m0, mr, MR, a, (int8_t *)scratch);
+    g->cfg->ukernel(mr, nc, (size_t)g->kc, (size_t)g->ks, a, g->packed + n0 / NR * g->blk_bytes, j->c + m0 * (size_t)g->n + n0,
                     (size_t)g->n, j->op);
 }
 
@@ -58,7 +62,7 @@ int fn_gemm_run(const fn_node *node, size_t M, fn_gemm_rows_fn rows, const void 
     const size_t MR = (size_t)g->cfg->mr, NR = (size_t)g->cfg->nr;
     const size_t m_tiles = (M + MR - 1) / MR, n_blocks = ((size_t)g->n + NR - 1) / NR;
     size_t n_chunks = 1;
-    const size_t macs = M * (size_t)g->n * (size_t)g->kc;
+    const size_t macs = M * (size_t)g->n * (size_t)g->kc * (size_t)g->ks;
     const int threads = macs >= FN_GEMM_PARALLEL_MACS ? ex->threads : 1;
     if (threads > 1 && m_tiles < 4 * (size_t)threads) {
         /* few rows (FULLY_CONNECTED, late layers): split the channels too */

@@ -20,55 +20,88 @@ int fn_check_conv2d_s8(const fn_node *n, const fn_tensor *t, int32_t nt) {
 
 static int is_const(const fn_tensor *t, int32_t idx) { return idx < 0 || t[idx].region == FN_REGION_CONST; }
 
+/* How a convolution's A rows are found. */
+enum { ROWS_DIRECT = 0, /* 1x1 taps all inside the image, Cin a multiple of 4: input pixels in place */
+       ROWS_INDIRECT,   /* Cin a multiple of 4: one step per tap, out-of-image taps read a zp_in row */
+       ROWS_IM2COL };   /* anything else (Cin = 3 of a first layer): taps copied into scratch rows */
+
+static int32_t rows_mode(const fn_node *n, const fn_tensor *t) {
+    const fn_tensor *x = &t[n->in[0]], *w = &t[n->in[1]], *y = &t[n->out[0]];
+    const int32_t KH = w->dims[1], KW = w->dims[2], C = x->dims[3];
+    if (C % 4 != 0 || (int64_t)KH * KW > FN_GEMM_MAX_KS) return ROWS_IM2COL;
+    if (KH == 1 && KW == 1 && n->p[P_PAD_TOP] == 0 && n->p[P_PAD_LEFT] == 0 &&
+        (int64_t)(y->dims[1] - 1) * n->p[P_STRIDE_H] < x->dims[1] && (int64_t)(y->dims[2] - 1) * n->p[P_STRIDE_W] < x->dims[2])
+        return ROWS_DIRECT;
+    return ROWS_INDIRECT;
+}
+
 /* CONV_2D as a GEMM: M = output pixels, N = output channels, K = KH * KW * Cin in the filter's
  * own [O][KH][KW][Cin] order. Taken when the op rounds as ruy does (every ungrouped CONV_2D of
  * the builtin resolver) and the filter, bias and multipliers are constants to pack. */
 int fn_prepare_conv2d_s8(fn_node *n, const fn_tensor *t, int32_t nt, size_t *scratch_bytes) {
     (void)nt;
     const fn_tensor *w = &t[n->in[1]];
-    const int32_t groups = t[n->in[0]].dims[3] / w->dims[3];
+    const int32_t C = t[n->in[0]].dims[3], groups = C / w->dims[3];
     const int32_t bias = n->n_in == 3 ? n->in[2] : -1;
     if (groups != 1 || n->p[P_MODE] != FN_RQ_RUY_X86) return FN_OK;
     if (!is_const(t, n->in[1]) || !is_const(t, bias) || !is_const(t, n->p[P_MULT])) return FN_OK;
     const int64_t k = (int64_t)w->dims[1] * w->dims[2] * w->dims[3];
     if (k > INT32_MAX / 2) return FN_OK;
-    int rc = fn_gemm_prepare(n, w->dims[0], (int32_t)k, (const int8_t *)w->data,
+    const int32_t mode = rows_mode(n, t);
+    const int32_t ks = mode == ROWS_INDIRECT ? w->dims[1] * w->dims[2] : 1;
+    int rc = fn_gemm_prepare(n, w->dims[0], (int32_t)k, ks, (const int8_t *)w->data,
                              bias >= 0 ? (const int32_t *)t[bias].data : NULL, (const int32_t *)t[n->p[P_MULT]].data,
-                             (const int32_t *)t[n->p[P_SHIFT]].data, n->p[P_ZP_IN]);
-    if (rc == FN_OK) *scratch_bytes = fn_gemm_scratch(n->state);
-    return rc;
+                             (const int32_t *)t[n->p[P_SHIFT]].data, n->p[P_ZP_IN],
+                             mode == ROWS_INDIRECT ? (size_t)C : 0);
+    if (rc != FN_OK) return rc;
+    fn_gemm_state *g = n->state;
+    if (mode == ROWS_INDIRECT) memset(g->extra, n->p[P_ZP_IN], (size_t)C);
+    *scratch_bytes = mode == ROWS_IM2COL ? fn_gemm_scratch(g) : 0;
+    return FN_OK;
 }
 
 typedef struct {
     conv_args a;
-    int32_t KH, KW, kc;
-    int direct; /* 1x1 taps that all lie in the image and K a multiple of 4: read rows in place */
+    int32_t KH, KW, mode;
+    size_t kc;
+    const int8_t *zero_row;
 } conv_rows_ctx;
 
-static void conv_rows(const void *ctx, size_t m0, size_t mr, const int8_t **rows, int8_t *scratch) {
+static void conv_rows(const void *ctx, size_t m0, size_t mr, size_t MR, const int8_t **rows, int8_t *scratch) {
     const conv_rows_ctx *r = ctx;
     const conv_args *a = &r->a;
-    const size_t C = (size_t)a->C, kc = (size_t)r->kc;
+    const size_t C = (size_t)a->C, plane = (size_t)a->OH * (size_t)a->OW;
     for (size_t i = 0; i < mr; i++) {
-        const size_t m = m0 + i, plane = (size_t)a->OH * (size_t)a->OW;
+        const size_t m = m0 + i;
         const int64_t b = (int64_t)(m / plane), oy = (int64_t)(m % plane / (size_t)a->OW), ox = (int64_t)(m % (size_t)a->OW);
         const int64_t iy0 = oy * a->sh - a->pt, ix0 = ox * a->sw - a->pl;
-        if (r->direct) {
-            rows[i] = a->x + ((b * a->H + iy0) * a->W + ix0) * (int64_t)C;
+        const int8_t *img = a->x + b * a->H * a->W * (int64_t)C;
+        if (r->mode == ROWS_DIRECT) {
+            rows[i] = img + (iy0 * a->W + ix0) * (int64_t)C;
             continue;
         }
-        int8_t *dst = scratch + i * kc;
+        int8_t *dst = scratch + i * r->kc;
+        size_t tap = 0;
         for (int32_t ky = 0; ky < r->KH; ky++) {
             const int64_t iy = iy0 + (int64_t)ky * a->dh;
-            for (int32_t kx = 0; kx < r->KW; kx++, dst += C) {
+            for (int32_t kx = 0; kx < r->KW; kx++, tap++) {
                 const int64_t ix = ix0 + (int64_t)kx * a->dw;
                 /* a tap outside the image reads zp_in: its term w * (zp - zp) is zero */
-                if (iy < 0 || iy >= a->H || ix < 0 || ix >= a->W) memset(dst, a->zp_in, C);
-                else memcpy(dst, a->x + ((b * a->H + iy) * a->W + ix) * (int64_t)C, C);
+                const int inside = iy >= 0 && iy < a->H && ix >= 0 && ix < a->W;
+                const int8_t *src = inside ? img + (iy * a->W + ix) * (int64_t)C : NULL;
+                if (r->mode == ROWS_INDIRECT) {
+                    rows[tap * MR + i] = inside ? src : r->zero_row;
+                } else {
+                    for (size_t q = 0; q < C; q++) dst[q] = inside ? src[q] : (int8_t)a->zp_in;
+                    dst += C;
+                }
             }
         }
-        memset(dst, 0, kc - (size_t)r->KH * (size_t)r->KW * C); /* K tail: zero weights there */
-        rows[i] = scratch + i * kc;
+        if (r->mode == ROWS_IM2COL) {
+            const size_t used = (size_t)r->KH * (size_t)r->KW * C;
+            memset(scratch + i * r->kc + used, 0, r->kc - used); /* K tail: zero weights there */
+            rows[i] = scratch + i * r->kc;
+        }
     }
 }
 
@@ -79,9 +112,9 @@ static int run_conv_gemm(const fn_node *n, fn_tensor *t, const volatile int32_t 
     r.a = fn_conv_load_args(n, t);
     r.KH = wt->dims[1];
     r.KW = wt->dims[2];
-    r.kc = g->kc;
-    r.direct = r.KH == 1 && r.KW == 1 && r.a.pt == 0 && r.a.pl == 0 && g->kc == g->k &&
-               (int64_t)(r.a.OH - 1) * r.a.sh < r.a.H && (int64_t)(r.a.OW - 1) * r.a.sw < r.a.W;
+    r.mode = g->ks > 1 ? ROWS_INDIRECT : rows_mode(n, t);
+    r.kc = (size_t)g->kc;
+    r.zero_row = (const int8_t *)g->extra;
     const fn_qs8_out_params op = {n->p[P_ZP_OUT], n->p[P_ACT_MIN], n->p[P_ACT_MAX]};
     const size_t M = (size_t)r.a.N * (size_t)r.a.OH * (size_t)r.a.OW;
     return fn_gemm_run(n, M, conv_rows, &r, r.a.y, &op, cancel);

@@ -42,9 +42,9 @@ int fn_prepare_fully_connected_s8(fn_node *n, const fn_tensor *t, int32_t nt, si
     if (w->region != FN_REGION_CONST || (bias >= 0 && t[bias].region != FN_REGION_CONST) ||
         t[n->p[P_MULT]].region != FN_REGION_CONST || w->dims[1] > INT32_MAX / 2)
         return FN_OK;
-    int rc = fn_gemm_prepare(n, w->dims[0], w->dims[1], (const int8_t *)w->data,
+    int rc = fn_gemm_prepare(n, w->dims[0], w->dims[1], 1, (const int8_t *)w->data,
                              bias >= 0 ? (const int32_t *)t[bias].data : NULL, (const int32_t *)t[n->p[P_MULT]].data,
-                             (const int32_t *)t[n->p[P_SHIFT]].data, n->p[P_ZP_IN]);
+                             (const int32_t *)t[n->p[P_SHIFT]].data, n->p[P_ZP_IN], 0);
     if (rc == FN_OK) *scratch_bytes = fn_gemm_scratch(n->state);
     return rc;
 }
@@ -54,7 +54,8 @@ typedef struct {
     size_t depth, kc;
 } fc_rows_ctx;
 
-static void fc_rows(const void *ctx, size_t m0, size_t mr, const int8_t **rows, int8_t *scratch) {
+static void fc_rows(const void *ctx, size_t m0, size_t mr, size_t MR, const int8_t **rows, int8_t *scratch) {
+    (void)MR;
     const fc_rows_ctx *r = ctx;
     for (size_t i = 0; i < mr; i++) {
         const int8_t *src = r->x + (m0 + i) * r->depth;

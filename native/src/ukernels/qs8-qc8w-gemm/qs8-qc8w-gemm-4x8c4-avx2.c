@@ -38,28 +38,31 @@ static inline __m256i requant8(__m256i acc, const int32_t *hdr, __m256i zp, __m2
     return _mm256_min_epi32(_mm256_max_epi32(r, lo), hi);
 }
 
-void fn_qs8_qc8w_gemm_ukernel_4x8c4__avx2(size_t mr, size_t nc, size_t kc, const int8_t *const *a, const void *w,
-                                          int8_t *c, size_t cm_stride, const fn_qs8_out_params *p) {
-    const size_t blk_bytes = FN_GEMM_BLOCK_BYTES(NR, kc);
+void fn_qs8_qc8w_gemm_ukernel_4x8c4__avx2(size_t mr, size_t nc, size_t kc, size_t ks, const int8_t *const *a,
+                                          const void *w, int8_t *c, size_t cm_stride, const fn_qs8_out_params *p) {
+    const size_t blk_bytes = FN_GEMM_BLOCK_BYTES(NR, kc * ks);
     const uint8_t *blk = (const uint8_t *)w;
-    const int8_t *ar[MR];
-    for (size_t i = 0; i < MR; i++) ar[i] = a[i < mr ? i : mr - 1];
     const __m256i zp = _mm256_set1_epi32(p->zp_out), lo = _mm256_set1_epi32(p->lo), hi = _mm256_set1_epi32(p->hi);
     for (size_t n0 = 0; n0 < nc; n0 += NR, blk += blk_bytes) {
         __m256i acc_l[MR], acc_h[MR];
         for (size_t i = 0; i < MR; i++) acc_l[i] = acc_h[i] = _mm256_setzero_si256();
         const int8_t *wk = (const int8_t *)(blk + 16 * NR);
-        for (size_t k = 0; k < kc; k += 4) {
-            const __m256i wb = _mm256_loadu_si256((const __m256i *)(const void *)(wk + k * NR));
-            const __m256i wl = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(wb));      /* channels 0-3 */
-            const __m256i wh = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(wb, 1)); /* channels 4-7 */
-            for (size_t i = 0; i < MR; i++) {
-                int32_t q;
-                __builtin_memcpy(&q, ar[i] + k, 4);
-                const __m128i a16 = _mm_cvtepi8_epi16(_mm_cvtsi32_si128(q));
-                const __m256i av = _mm256_broadcastq_epi64(a16);
-                acc_l[i] = _mm256_add_epi32(acc_l[i], _mm256_madd_epi16(wl, av));
-                acc_h[i] = _mm256_add_epi32(acc_h[i], _mm256_madd_epi16(wh, av));
+        for (size_t t = 0; t < ks; t++) {
+            const int8_t *ar[MR];
+            for (size_t i = 0; i < MR; i++) ar[i] = a[t * MR + (i < mr ? i : mr - 1)];
+            for (size_t k = 0; k < kc; k += 4, wk += 4 * NR) {
+                const __m128i w0 = _mm_loadu_si128((const __m128i *)(const void *)wk);
+                const __m128i w1 = _mm_loadu_si128((const __m128i *)(const void *)(wk + 16));
+                const __m256i wl = _mm256_cvtepi8_epi16(w0); /* channels 0-3, 4 k each */
+                const __m256i wh = _mm256_cvtepi8_epi16(w1); /* channels 4-7 */
+                for (size_t i = 0; i < MR; i++) {
+                    int32_t q;
+                    __builtin_memcpy(&q, ar[i] + k, 4);
+                    /* the 4 bytes in every dword, then widened: [a0 a1 a2 a3] in every qword */
+                    const __m256i av = _mm256_cvtepi8_epi16(_mm_set1_epi32(q));
+                    acc_l[i] = _mm256_add_epi32(acc_l[i], _mm256_madd_epi16(wl, av));
+                    acc_h[i] = _mm256_add_epi32(acc_h[i], _mm256_madd_epi16(wh, av));
+                }
             }
         }
         const size_t nb = nc - n0 < NR ? nc - n0 : NR;

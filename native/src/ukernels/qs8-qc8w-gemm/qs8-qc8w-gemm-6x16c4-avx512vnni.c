@@ -33,7 +33,7 @@ static inline __m128i requant16(__m512i acc, const int32_t *hdr, __m512i zp, __m
 }
 
 static inline __attribute__((always_inline)) void tile(size_t mr, size_t nblk, size_t nc_left, size_t kc,
-                                                       const int8_t *const *a, const uint8_t *blk,
+                                                       size_t ks, const int8_t *const *a, const uint8_t *blk,
                                                        size_t blk_bytes, int8_t *c, size_t cm_stride,
                                                        const fn_qs8_out_params *p) {
     __m512i acc0[MR], acc1[MR];
@@ -41,17 +41,19 @@ static inline __attribute__((always_inline)) void tile(size_t mr, size_t nblk, s
     const int8_t *w0 = (const int8_t *)(blk + 16 * NR);
     const int8_t *w1 = (const int8_t *)(blk + blk_bytes + 16 * NR);
     const __m512i flip = _mm512_set1_epi32((int32_t)0x80808080u);
-    const int8_t *ar[MR];
-    for (size_t i = 0; i < MR; i++) ar[i] = a[i < mr ? i : mr - 1];
-    for (size_t k = 0; k < kc; k += 4) {
-        const __m512i wv0 = _mm512_loadu_si512(w0 + k * NR);
-        const __m512i wv1 = nblk > 1 ? _mm512_loadu_si512(w1 + k * NR) : _mm512_setzero_si512();
-        for (size_t i = 0; i < MR; i++) {
-            int32_t q;
-            __builtin_memcpy(&q, ar[i] + k, 4);
-            const __m512i av = _mm512_xor_si512(_mm512_set1_epi32(q), flip);
-            acc0[i] = _mm512_dpbusd_epi32(acc0[i], av, wv0);
-            if (nblk > 1) acc1[i] = _mm512_dpbusd_epi32(acc1[i], av, wv1);
+    for (size_t t = 0; t < ks; t++) {
+        const int8_t *ar[MR];
+        for (size_t i = 0; i < MR; i++) ar[i] = a[t * MR + (i < mr ? i : mr - 1)];
+        for (size_t k = 0; k < kc; k += 4, w0 += 4 * NR, w1 += 4 * NR) {
+            const __m512i wv0 = _mm512_loadu_si512(w0);
+            const __m512i wv1 = nblk > 1 ? _mm512_loadu_si512(w1) : _mm512_setzero_si512();
+            for (size_t i = 0; i < MR; i++) {
+                int32_t q;
+                __builtin_memcpy(&q, ar[i] + k, 4);
+                const __m512i av = _mm512_xor_si512(_mm512_set1_epi32(q), flip);
+                acc0[i] = _mm512_dpbusd_epi32(acc0[i], av, wv0);
+                if (nblk > 1) acc1[i] = _mm512_dpbusd_epi32(acc1[i], av, wv1);
+            }
         }
     }
     const __m512i zp = _mm512_set1_epi32(p->zp_out), lo = _mm512_set1_epi32(p->lo), hi = _mm512_set1_epi32(p->hi);
@@ -68,13 +70,13 @@ static inline __attribute__((always_inline)) void tile(size_t mr, size_t nblk, s
     }
 }
 
-void fn_qs8_qc8w_gemm_ukernel_6x16c4__avx512vnni(size_t mr, size_t nc, size_t kc, const int8_t *const *a,
-                                                 const void *w, int8_t *c, size_t cm_stride,
+void fn_qs8_qc8w_gemm_ukernel_6x16c4__avx512vnni(size_t mr, size_t nc, size_t kc, size_t ks,
+                                                 const int8_t *const *a, const void *w, int8_t *c, size_t cm_stride,
                                                  const fn_qs8_out_params *p) {
-    const size_t blk_bytes = FN_GEMM_BLOCK_BYTES(NR, kc);
+    const size_t blk_bytes = FN_GEMM_BLOCK_BYTES(NR, kc * ks);
     const uint8_t *blk = (const uint8_t *)w;
     size_t n0 = 0;
     for (; n0 + NR < nc; n0 += 2 * NR, blk += 2 * blk_bytes)
-        tile(mr, 2, nc - n0, kc, a, blk, blk_bytes, c + n0, cm_stride, p);
-    if (n0 < nc) tile(mr, 1, nc - n0, kc, a, blk, blk_bytes, c + n0, cm_stride, p);
+        tile(mr, 2, nc - n0, kc, ks, a, blk, blk_bytes, c + n0, cm_stride, p);
+    if (n0 < nc) tile(mr, 1, nc - n0, kc, ks, a, blk, blk_bytes, c + n0, cm_stride, p);
 }
