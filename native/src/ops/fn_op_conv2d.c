@@ -84,6 +84,12 @@ static void conv_rows(const void *ctx, size_t m0, size_t mr, size_t MR, const in
         size_t tap = 0;
         for (int32_t ky = 0; ky < r->KH; ky++) {
             const int64_t iy = iy0 + (int64_t)ky * a->dh;
+            if (r->mode == ROWS_IM2COL && a->dw == 1 && iy >= 0 && iy < a->H && ix0 >= 0 && ix0 + r->KW <= a->W) {
+                /* a filter row inside the image is KW * Cin contiguous input bytes */
+                memcpy(dst, img + (iy * a->W + ix0) * (int64_t)C, (size_t)r->KW * C);
+                dst += (size_t)r->KW * C;
+                continue;
+            }
             for (int32_t kx = 0; kx < r->KW; kx++, tap++) {
                 const int64_t ix = ix0 + (int64_t)kx * a->dw;
                 /* a tap outside the image reads zp_in: its term w * (zp - zp) is zero */

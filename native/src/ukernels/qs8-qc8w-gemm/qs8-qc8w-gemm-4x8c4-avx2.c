@@ -38,8 +38,11 @@ static inline __m256i requant8(__m256i acc, const int32_t *hdr, __m256i zp, __m2
     return _mm256_min_epi32(_mm256_max_epi32(r, lo), hi);
 }
 
-void fn_qs8_qc8w_gemm_ukernel_4x8c4__avx2(size_t mr, size_t nc, size_t kc, size_t ks, const int8_t *const *a,
-                                          const void *w, int8_t *c, size_t cm_stride, const fn_qs8_out_params *p) {
+/* R rows (a constant after inlining: 1, or the whole tile), so a one-row GEMM (a batch-1
+ * FULLY_CONNECTED) does not compute three copies of its row. */
+static inline __attribute__((always_inline)) void gemm_rows(size_t R, size_t mr, size_t nc, size_t kc, size_t ks,
+                                                            const int8_t *const *a, const void *w, int8_t *c,
+                                                            size_t cm_stride, const fn_qs8_out_params *p) {
     const size_t blk_bytes = FN_GEMM_BLOCK_BYTES(NR, kc * ks);
     const uint8_t *blk = (const uint8_t *)w;
     const __m256i zp = _mm256_set1_epi32(p->zp_out), lo = _mm256_set1_epi32(p->lo), hi = _mm256_set1_epi32(p->hi);
@@ -49,13 +52,13 @@ void fn_qs8_qc8w_gemm_ukernel_4x8c4__avx2(size_t mr, size_t nc, size_t kc, size_
         const int8_t *wk = (const int8_t *)(blk + 16 * NR);
         for (size_t t = 0; t < ks; t++) {
             const int8_t *ar[MR];
-            for (size_t i = 0; i < MR; i++) ar[i] = a[t * MR + (i < mr ? i : mr - 1)];
+            for (size_t i = 0; i < R; i++) ar[i] = a[t * MR + (i < mr ? i : mr - 1)];
             for (size_t k = 0; k < kc; k += 4, wk += 4 * NR) {
                 const __m128i w0 = _mm_loadu_si128((const __m128i *)(const void *)wk);
                 const __m128i w1 = _mm_loadu_si128((const __m128i *)(const void *)(wk + 16));
                 const __m256i wl = _mm256_cvtepi8_epi16(w0); /* channels 0-3, 4 k each */
                 const __m256i wh = _mm256_cvtepi8_epi16(w1); /* channels 4-7 */
-                for (size_t i = 0; i < MR; i++) {
+                for (size_t i = 0; i < R; i++) {
                     int32_t q;
                     __builtin_memcpy(&q, ar[i] + k, 4);
                     /* the 4 bytes in every dword, then widened: [a0 a1 a2 a3] in every qword */
@@ -82,4 +85,10 @@ void fn_qs8_qc8w_gemm_ukernel_4x8c4__avx2(size_t mr, size_t nc, size_t kc, size_
             }
         }
     }
+}
+
+void fn_qs8_qc8w_gemm_ukernel_4x8c4__avx2(size_t mr, size_t nc, size_t kc, size_t ks, const int8_t *const *a,
+                                          const void *w, int8_t *c, size_t cm_stride, const fn_qs8_out_params *p) {
+    if (mr == 1) gemm_rows(1, mr, nc, kc, ks, a, w, c, cm_stride, p);
+    else gemm_rows(MR, mr, nc, kc, ks, a, w, c, cm_stride, p);
 }

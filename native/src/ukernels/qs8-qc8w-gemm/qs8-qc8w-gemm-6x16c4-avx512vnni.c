@@ -32,7 +32,7 @@ static inline __m128i requant16(__m512i acc, const int32_t *hdr, __m512i zp, __m
     return _mm512_cvtsepi32_epi8(r);
 }
 
-static inline __attribute__((always_inline)) void tile(size_t mr, size_t nblk, size_t nc_left, size_t kc,
+static inline __attribute__((always_inline)) void tile(size_t R, size_t mr, size_t nblk, size_t nc_left, size_t kc,
                                                        size_t ks, const int8_t *const *a, const uint8_t *blk,
                                                        size_t blk_bytes, int8_t *c, size_t cm_stride,
                                                        const fn_qs8_out_params *p) {
@@ -43,11 +43,11 @@ static inline __attribute__((always_inline)) void tile(size_t mr, size_t nblk, s
     const __m512i flip = _mm512_set1_epi32((int32_t)0x80808080u);
     for (size_t t = 0; t < ks; t++) {
         const int8_t *ar[MR];
-        for (size_t i = 0; i < MR; i++) ar[i] = a[t * MR + (i < mr ? i : mr - 1)];
+        for (size_t i = 0; i < R; i++) ar[i] = a[t * MR + (i < mr ? i : mr - 1)];
         for (size_t k = 0; k < kc; k += 4, w0 += 4 * NR, w1 += 4 * NR) {
             const __m512i wv0 = _mm512_loadu_si512(w0);
             const __m512i wv1 = nblk > 1 ? _mm512_loadu_si512(w1) : _mm512_setzero_si512();
-            for (size_t i = 0; i < MR; i++) {
+            for (size_t i = 0; i < R; i++) {
                 int32_t q;
                 __builtin_memcpy(&q, ar[i] + k, 4);
                 const __m512i av = _mm512_xor_si512(_mm512_set1_epi32(q), flip);
@@ -76,7 +76,14 @@ void fn_qs8_qc8w_gemm_ukernel_6x16c4__avx512vnni(size_t mr, size_t nc, size_t kc
     const size_t blk_bytes = FN_GEMM_BLOCK_BYTES(NR, kc * ks);
     const uint8_t *blk = (const uint8_t *)w;
     size_t n0 = 0;
-    for (; n0 + NR < nc; n0 += 2 * NR, blk += 2 * blk_bytes)
-        tile(mr, 2, nc - n0, kc, ks, a, blk, blk_bytes, c + n0, cm_stride, p);
-    if (n0 < nc) tile(mr, 1, nc - n0, kc, ks, a, blk, blk_bytes, c + n0, cm_stride, p);
+    /* R = 1 for a one-row GEMM (a batch-1 FULLY_CONNECTED), so it computes no copies of its row */
+    const size_t R = mr == 1 ? 1 : MR;
+    for (; n0 + NR < nc; n0 += 2 * NR, blk += 2 * blk_bytes) {
+        if (R == 1) tile(1, mr, 2, nc - n0, kc, ks, a, blk, blk_bytes, c + n0, cm_stride, p);
+        else tile(MR, mr, 2, nc - n0, kc, ks, a, blk, blk_bytes, c + n0, cm_stride, p);
+    }
+    if (n0 < nc) {
+        if (R == 1) tile(1, mr, 1, nc - n0, kc, ks, a, blk, blk_bytes, c + n0, cm_stride, p);
+        else tile(MR, mr, 1, nc - n0, kc, ks, a, blk, blk_bytes, c + n0, cm_stride, p);
+    }
 }
