@@ -28,6 +28,9 @@ cdef extern from "fn_engine.h" nogil:
     int fn_plan_isa(const fn_plan *plan)
     int FN_MAX_THREADS
 
+cdef extern from "fn_ukernels.h" nogil:
+    int fn_gemm_verified(int isa)
+
 cdef extern from "fn_cpu.h" nogil:
     int fn_isa()
     int fn_isa_best()
@@ -56,6 +59,15 @@ def best_isa():
 def supported_isas():
     """Every instruction set this machine can run, worst first."""
     return tuple(n for i, n in enumerate(ISAS) if fn_isa_supported(i))
+
+
+def gemm_verified(name):
+    """True if this machine runs the ISA's own gemm microkernel and it passed the self-test
+    (the scalar twin's bytes on problems that reach every tail and extreme)."""
+    cdef int i = fn_isa_parse(name.encode()) if isinstance(name, str) else -1
+    if i < 0:
+        raise ValueError(f"unknown instruction set {name!r}; one of {', '.join(ISAS)}")
+    return bool(fn_gemm_verified(i))
 
 
 def set_isa(name):

@@ -51,8 +51,13 @@ typedef struct {
     int32_t isa;
 } fn_gemm_config;
 
-/* The gemm of the given ISA (fn_cpu.h), or NULL if this build has none for it. */
+/* The gemm plans of the given ISA (fn_cpu.h) use: its own if it passed the self-test, else the
+ * best verified one below it (scalar at worst); NULL for an unknown ISA. */
 const fn_gemm_config *fn_gemm_config_for(int isa);
+/* 1 if the ISA's own gemm runs here and gives the scalar gemm's bytes on the self-test. */
+int fn_gemm_verified(int isa);
+/* 0 if cfg's microkernel gives ref's bytes on every self-test problem (fn_selftest.c). */
+int fn_gemm_selftest(const fn_gemm_config *cfg, const fn_gemm_config *ref);
 
 /* Packs w[n][k] (row stride k), bias (may be NULL), multipliers and shifts for cfg; out holds
  * ceil(n / nr) blocks of FN_GEMM_BLOCK_BYTES(nr, round_up(k, 4)). For ks > 1 steps, k = ks * kc. */

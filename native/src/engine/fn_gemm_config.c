@@ -1,4 +1,5 @@
 /* The gemm microkernel per ISA, and weight packing for the tile it reads. */
+#include <pthread.h>
 #include <string.h>
 
 #include "fn_cpu.h"
@@ -15,10 +16,27 @@ static const fn_gemm_config CONFIGS[FN_ISA_COUNT] = {
 #endif
 };
 
+static int verdict[FN_ISA_COUNT]; /* 0 not tested yet, 1 passed, -1 failed the self-test */
+static pthread_mutex_t verdict_lock = PTHREAD_MUTEX_INITIALIZER;
+
+int fn_gemm_verified(int isa) {
+    if (isa < 0 || isa >= FN_ISA_COUNT || CONFIGS[isa].ukernel == NULL) return 0;
+    if (isa == FN_ISA_SCALAR) return 1;
+    if (!fn_isa_supported(isa)) return 0;
+    pthread_mutex_lock(&verdict_lock);
+    if (verdict[isa] == 0) verdict[isa] = fn_gemm_selftest(&CONFIGS[isa], &CONFIGS[FN_ISA_SCALAR]) == 0 ? 1 : -1;
+    const int ok = verdict[isa] == 1;
+    pthread_mutex_unlock(&verdict_lock);
+    return ok;
+}
+
 const fn_gemm_config *fn_gemm_config_for(int isa) {
     if (isa < 0 || isa >= FN_ISA_COUNT) return NULL;
-    /* an ISA this build has no gemm for (NEON without the dot-product build) runs the scalar one */
-    return CONFIGS[isa].ukernel != NULL ? &CONFIGS[isa] : &CONFIGS[FN_ISA_SCALAR];
+    /* the ISA's own gemm if it passes the self-test; else the best one below it that does (an
+     * ISA this build has no gemm for, such as NEON without the dot-product build, runs scalar) */
+    for (int i = isa; i > FN_ISA_SCALAR; i--)
+        if (fn_gemm_verified(i)) return &CONFIGS[i];
+    return &CONFIGS[FN_ISA_SCALAR];
 }
 
 void fn_gemm_pack(const fn_gemm_config *cfg, int32_t n, int32_t k, const int8_t *w, const int32_t *bias,
