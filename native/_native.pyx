@@ -8,7 +8,7 @@ arrays that this object keeps alive for as long as the C plan borrows them.
 
 import numpy as np
 cimport numpy as cnp
-from libc.stdint cimport int32_t, int64_t, uint8_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
 
 cnp.import_array()
 
@@ -30,6 +30,8 @@ cdef extern from "fn_engine.h" nogil:
 
 cdef extern from "fn_ukernels.h" nogil:
     int fn_gemm_verified(int isa)
+    ctypedef uint64_t (*fn_qs8_peak_fn)(uint64_t iters, int32_t *sink)
+    fn_qs8_peak_fn fn_qs8_peak_for(int isa)
 
 cdef extern from "fn_cpu.h" nogil:
     int fn_isa()
@@ -68,6 +70,34 @@ def gemm_verified(name):
     if i < 0:
         raise ValueError(f"unknown instruction set {name!r}; one of {', '.join(ISAS)}")
     return bool(fn_gemm_verified(i))
+
+
+def int8_peak(name, double seconds=0.2):
+    """Measured int8 multiply-accumulates per second of one core on the ISA's widest integer
+    dot-product instruction (independent chains, no memory): the ceiling a gemm can approach."""
+    import time
+    cdef int i = fn_isa_parse(name.encode()) if isinstance(name, str) else -1
+    cdef fn_qs8_peak_fn f = fn_qs8_peak_for(i) if i >= 0 else NULL
+    if f == NULL:
+        raise ValueError(f"no peak loop for {name!r} on this machine")
+    cdef int32_t sink = 0
+    cdef uint64_t iters = 1000, macs = 0
+    cdef double t = 0.0
+    while True:
+        t0 = time.perf_counter()
+        with nogil:
+            macs = f(iters, &sink)
+        t = time.perf_counter() - t0
+        if t >= seconds / 4:
+            break
+        iters *= 4
+    best = macs / t
+    for _ in range(3):
+        t0 = time.perf_counter()
+        with nogil:
+            macs = f(iters, &sink)
+        best = max(best, macs / (time.perf_counter() - t0))
+    return best
 
 
 def set_isa(name):

@@ -64,6 +64,16 @@ int fn_gemm_selftest(const fn_gemm_config *cfg, const fn_gemm_config *ref);
 void fn_gemm_pack(const fn_gemm_config *cfg, int32_t n, int32_t k, const int8_t *w, const int32_t *bias,
                   const int32_t *mult, const int32_t *shift, int32_t zp_in, uint8_t *out);
 
+/* ---- qs8-peak: iters rounds of independent multiply-accumulate chains; returns the MACs done.
+ * A benchmark of the machine's int8 peak per core for an ISA, not part of any model. */
+typedef uint64_t (*fn_qs8_peak_fn)(uint64_t iters, int32_t *sink);
+uint64_t fn_qs8_peak__scalar(uint64_t iters, int32_t *sink);
+uint64_t fn_qs8_peak__avx2(uint64_t iters, int32_t *sink);
+uint64_t fn_qs8_peak__avx512vnni(uint64_t iters, int32_t *sink);
+uint64_t fn_qs8_peak__neondot(uint64_t iters, int32_t *sink);
+/* The peak loop of an ISA this build carries and this machine runs, or NULL. */
+fn_qs8_peak_fn fn_qs8_peak_for(int isa);
+
 static inline size_t fn_round_up(size_t v, size_t q) { return (v + q - 1) / q * q; }
 
 #endif

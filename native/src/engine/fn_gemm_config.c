@@ -67,3 +67,18 @@ void fn_gemm_pack(const fn_gemm_config *cfg, int32_t n, int32_t k, const int8_t 
         for (int r = 0; r < 4; r++) memcpy(blk + (size_t)r * nr * 4, hdr[r], nr * 4);
     }
 }
+
+fn_qs8_peak_fn fn_qs8_peak_for(int isa) {
+    if (!fn_isa_supported(isa)) return NULL;
+    switch (isa) {
+    case FN_ISA_SCALAR: return fn_qs8_peak__scalar;
+#if defined(__x86_64__)
+    case FN_ISA_AVX2: return fn_qs8_peak__avx2;
+    case FN_ISA_AVX512VNNI: return fn_qs8_peak__avx512vnni;
+#endif
+#if defined(__aarch64__) && defined(FN_HAVE_NEONDOT)
+    case FN_ISA_NEONDOT: return fn_qs8_peak__neondot;
+#endif
+    default: return NULL;
+    }
+}
