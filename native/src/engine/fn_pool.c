@@ -1,35 +1,38 @@
 /* A small pthread pool for one plan (no OpenMP, which a wheel would have to carry).
  *
- * fn_parallel hands out task indices from an atomic counter to the calling thread and the
- * workers; every task writes its own outputs, so the bytes do not depend on who ran what. A
- * worker spins briefly for the next job (nodes follow each other within microseconds), then
- * sleeps on a condition variable. A set cancel flag stops the hand-out: running tasks finish
- * (each is one tile), the rest are skipped. */
+ * fn_parallel publishes a job and hands out its task indices from one atomic ticket that holds
+ * the job's generation (high 32 bits) and the next index (low 32): a worker claims a task only
+ * by a compare-and-swap on the ticket of the generation it saw, so a worker that wakes late can
+ * never take a task of another job. The calling thread works too and, when no task is left,
+ * closes the job and waits only for the tasks that were claimed: a worker the scheduler has not
+ * run yet costs nothing, and on a busy machine the caller simply does the whole job. Every task
+ * writes its own outputs, so the bytes do not depend on who ran what. A set cancel flag stops the
+ * hand-out: claimed tasks (one tile each) finish, the rest are skipped. Workers spin briefly for
+ * the next job (nodes follow each other within microseconds), then sleep on a condition variable. */
 #include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
 
 #include "fn_kernels.h"
 
-#define SPIN_ROUNDS 20000
+#define SPIN_ROUNDS 4000
+#define CLOSED 0xFFFFFFFFu
 
 struct fn_pool {
     int32_t n_workers;
     pthread_t *tids;
     pthread_mutex_t mu;
     pthread_cond_t wake;
-    /* the current job */
+    int32_t stop;
+    /* the current job; written by the caller before it publishes the ticket */
     fn_task_fn fn;
     void *ctx;
-    size_t n_tasks;
+    uint32_t n_tasks;
     const volatile int32_t *cancel;
     uint8_t *scratch;
     size_t scratch_stride;
-    size_t next;        /* atomic: next task index */
-    int32_t busy;       /* atomic: workers still on the current job */
-    uint64_t gen;       /* atomic: job generation */
-    int32_t stop;
-    int32_t cancelled;  /* atomic */
+    uint64_t ticket;   /* atomic: generation << 32 | next task index (CLOSED once closed) */
+    uint32_t finished; /* atomic: tasks of the current job done */
 };
 
 static void cpu_relax(void) {
@@ -40,15 +43,23 @@ static void cpu_relax(void) {
 #endif
 }
 
-static void work(struct fn_pool *p, uint8_t *scratch) {
+/* Claims the next task of generation gen: its index, or -1 if that job has none left. */
+static int64_t claim(struct fn_pool *p, uint32_t gen) {
+    uint64_t v = __atomic_load_n(&p->ticket, __ATOMIC_ACQUIRE);
     for (;;) {
-        if (FN_CANCEL_REQUESTED(p->cancel)) {
-            __atomic_store_n(&p->cancelled, 1, __ATOMIC_RELAXED);
-            return;
-        }
-        const size_t t = __atomic_fetch_add(&p->next, 1, __ATOMIC_ACQ_REL);
-        if (t >= p->n_tasks) return;
-        p->fn(p->ctx, t, scratch);
+        const uint32_t idx = (uint32_t)v;
+        if ((uint32_t)(v >> 32) != gen || idx == CLOSED || idx >= p->n_tasks) return -1;
+        if (__atomic_compare_exchange_n(&p->ticket, &v, v + 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) return idx;
+    }
+}
+
+static void work(struct fn_pool *p, uint32_t gen, uint8_t *scratch) {
+    for (;;) {
+        if (FN_CANCEL_REQUESTED(p->cancel)) return;
+        const int64_t t = claim(p, gen);
+        if (t < 0) return;
+        p->fn(p->ctx, (size_t)t, scratch);
+        __atomic_fetch_add(&p->finished, 1, __ATOMIC_RELEASE);
     }
 }
 
@@ -62,24 +73,23 @@ static void *worker_main(void *arg) {
     struct fn_pool *p = wa->pool;
     const int32_t index = wa->index;
     free(wa);
-    uint64_t seen = 0;
+    uint32_t seen = 0;
     for (;;) {
-        uint64_t g = __atomic_load_n(&p->gen, __ATOMIC_ACQUIRE);
-        for (int spin = 0; g == seen && spin < SPIN_ROUNDS; spin++) {
+        uint32_t gen = (uint32_t)(__atomic_load_n(&p->ticket, __ATOMIC_ACQUIRE) >> 32);
+        for (int spin = 0; gen == seen && spin < SPIN_ROUNDS; spin++) {
             cpu_relax();
-            g = __atomic_load_n(&p->gen, __ATOMIC_ACQUIRE);
+            gen = (uint32_t)(__atomic_load_n(&p->ticket, __ATOMIC_ACQUIRE) >> 32);
         }
-        if (g == seen) {
+        if (gen == seen) {
             pthread_mutex_lock(&p->mu);
-            while ((g = __atomic_load_n(&p->gen, __ATOMIC_ACQUIRE)) == seen && !p->stop)
+            while ((gen = (uint32_t)(__atomic_load_n(&p->ticket, __ATOMIC_ACQUIRE) >> 32)) == seen && !p->stop)
                 pthread_cond_wait(&p->wake, &p->mu);
             const int stop = p->stop;
             pthread_mutex_unlock(&p->mu);
             if (stop) return NULL;
         }
-        seen = g;
-        work(p, p->scratch + (size_t)(index + 1) * p->scratch_stride);
-        __atomic_fetch_sub(&p->busy, 1, __ATOMIC_ACQ_REL);
+        seen = gen;
+        work(p, gen, p->scratch + (size_t)(index + 1) * p->scratch_stride);
     }
 }
 
@@ -94,6 +104,7 @@ struct fn_pool *fn_pool_create(int32_t n_workers) {
         free(p);
         return NULL;
     }
+    p->ticket = CLOSED; /* generation 0, closed */
     for (int32_t i = 0; i < n_workers; i++) {
         worker_arg *wa = malloc(sizeof *wa);
         if (wa) { wa->pool = p; wa->index = i; }
@@ -122,7 +133,7 @@ void fn_pool_free(struct fn_pool *p) {
 
 int fn_parallel(const fn_exec *ex, size_t n_tasks, fn_task_fn fn, void *ctx, const volatile int32_t *cancel) {
     struct fn_pool *p = ex->pool;
-    if (p == NULL || n_tasks < 2) {
+    if (p == NULL || n_tasks < 2 || n_tasks >= CLOSED) {
         for (size_t t = 0; t < n_tasks; t++) {
             if (FN_CANCEL_REQUESTED(cancel)) return FN_CANCELLED;
             fn(ctx, t, ex->scratch);
@@ -131,21 +142,23 @@ int fn_parallel(const fn_exec *ex, size_t n_tasks, fn_task_fn fn, void *ctx, con
     }
     p->fn = fn;
     p->ctx = ctx;
-    p->n_tasks = n_tasks;
+    p->n_tasks = (uint32_t)n_tasks;
     p->cancel = cancel;
     p->scratch = ex->scratch;
     p->scratch_stride = ex->scratch_stride;
-    __atomic_store_n(&p->next, 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&p->cancelled, 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&p->busy, p->n_workers, __ATOMIC_RELAXED);
+    __atomic_store_n(&p->finished, 0, __ATOMIC_RELAXED);
+    const uint32_t gen = (uint32_t)(__atomic_load_n(&p->ticket, __ATOMIC_RELAXED) >> 32) + 1;
     pthread_mutex_lock(&p->mu);
-    __atomic_fetch_add(&p->gen, 1, __ATOMIC_ACQ_REL);
+    __atomic_store_n(&p->ticket, (uint64_t)gen << 32, __ATOMIC_RELEASE); /* publishes the job */
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
-    work(p, ex->scratch);
-    for (int spin = 0; __atomic_load_n(&p->busy, __ATOMIC_ACQUIRE) > 0; spin++) {
+    work(p, gen, ex->scratch);
+    /* close the job; the index it had counts the tasks that were claimed */
+    const uint64_t last = __atomic_exchange_n(&p->ticket, ((uint64_t)gen << 32) | CLOSED, __ATOMIC_ACQ_REL);
+    const uint32_t claimed = (uint32_t)last < n_tasks ? (uint32_t)last : (uint32_t)n_tasks;
+    for (int spin = 0; __atomic_load_n(&p->finished, __ATOMIC_ACQUIRE) < claimed; spin++) {
         if (spin < SPIN_ROUNDS) cpu_relax();
         else sched_yield();
     }
-    return __atomic_load_n(&p->cancelled, __ATOMIC_RELAXED) ? FN_CANCELLED : FN_OK;
+    return claimed < n_tasks ? FN_CANCELLED : FN_OK;
 }
