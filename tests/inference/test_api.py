@@ -52,8 +52,10 @@ def _slow_model() -> bytes:
     return models.conv2d(rng, h=256, w=256, c=64, o=64, kh=3, kw=3, padding=0)
 
 
-def test_cancel_from_another_thread_stops_the_run() -> None:
-    m = load_model(_slow_model())
+@pytest.mark.parametrize("threads", [1, 2])
+def test_cancel_from_another_thread_stops_the_run(threads: int) -> None:
+    # with two threads, the plan's worker stops too: the run returns only once no task is left
+    m = load_model(_slow_model(), threads=threads)
     x = np.zeros(m.inputs[0].shape, np.int8)
     outcomes: list[str] = []
     for _ in range(10):
