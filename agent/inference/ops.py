@@ -187,10 +187,9 @@ def conv2d(pl: Planner, op: OperatorDef) -> None:
     mt, st = _per_channel_multipliers(pl, s_in, scales, s_out)
     lo, hi = _act(pl, act, y)
     ins = [pl.pid(x), pl.pid(w)] + _bias(pl, op, out_c)
+    # The C side packs the filter for its microkernel at plan creation (fn_gemm_prepare); the
+    # P_PACKED slot of the reference loop stays unused (-1), so constants hold one copy of it.
     packed = -1
-    if not dw and cg == c:
-        # pre-packed [KH, KW, Cin, Cout] copy of the filter for the vectorized kernel path
-        packed = pl.add_const(np.ascontiguousarray(pl.const(w, "filter").transpose(1, 2, 3, 0)))
     # Grouped CONV_2D is not ruy's: LiteRT runs it through the reference kernel (double rounding).
     mode = DWCONV_REQUANT if dw else (CONV_REQUANT if cg == c else Requant.DOUBLE_ROUND)
     params = [z_in, z_out, lo, hi, stride_h, stride_w, dil_h, dil_w, pad_t, pad_l, mt, st, mult,
