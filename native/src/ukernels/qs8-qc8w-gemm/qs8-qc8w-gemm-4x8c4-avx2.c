@@ -8,33 +8,48 @@
 
 enum { MR = 4, NR = 8 };
 
-/* fn_mul_ruy_x86 on 8 lanes, + zp, clamp; returns int32 lanes in [lo, hi]. */
-static inline __m256i requant8(__m256i acc, const int32_t *hdr, __m256i zp, __m256i lo, __m256i hi) {
-    const __m256i bias = _mm256_loadu_si256((const __m256i *)(const void *)hdr);
+/* fn_mul_ruy_x86 on 8 lanes, in one rounding shift per lane. Its two roundings nest exactly:
+ *   ((p + 2^30) >> 31 + 2^(rs-1)) >> rs  ==  (p + 2^30 + [rs > 0] 2^(30+rs)) >> (31 + rs)
+ * for p = (x << ls) * M (floor divisions by powers of two compose). AVX2 has no 64-bit arithmetic
+ * shift, so 2^62 is added too: the sum is then in [0, 2^64) for every int32 x and M, the logical
+ * shift by s = 31 + rs gives the result plus 2^(62-s), and that constant (mod 2^32) is taken off
+ * together with the zero point. What depends only on the channel is computed once per block. */
+typedef struct {
+    __m256i bias, mult_e, mult_o, shl, rnd_e, rnd_o, sh_e, sh_o, zp_c;
+} requant8_consts;
+
+static inline requant8_consts requant8_prepare(const int32_t *hdr, int32_t zp_out) {
+    requant8_consts k;
+    k.bias = _mm256_loadu_si256((const __m256i *)(const void *)hdr);
     const __m256i mult = _mm256_loadu_si256((const __m256i *)(const void *)(hdr + NR));
-    const __m256i shl = _mm256_loadu_si256((const __m256i *)(const void *)(hdr + 2 * NR));
+    k.shl = _mm256_loadu_si256((const __m256i *)(const void *)(hdr + 2 * NR));
     const __m256i shr = _mm256_loadu_si256((const __m256i *)(const void *)(hdr + 3 * NR));
-    const __m256i x = _mm256_sllv_epi32(_mm256_add_epi32(acc, bias), shl);
-    const __m256i half = _mm256_set1_epi64x((int64_t)1 << 30);
-    const __m256i one = _mm256_set1_epi64x(1);
+    k.mult_e = mult;
+    k.mult_o = _mm256_srli_epi64(mult, 32);
     const __m256i lo32 = _mm256_set1_epi64x(0xFFFFFFFF);
-    const __m256i sh_e = _mm256_and_si256(shr, lo32), sh_o = _mm256_srli_epi64(shr, 32);
-    /* AVX2 has no 64-bit arithmetic shift: shift logically after adding 2^63 and subtract it
-     * back, shifted; (v + 2^63) >> s - 2^(63-s) equals v >> s for every int64 v */
-    const __m256i bias63 = _mm256_set1_epi64x(INT64_MIN);
-    __m256i pe = _mm256_add_epi64(_mm256_mul_epi32(x, mult), half);
-    __m256i po = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(x, 32), _mm256_srli_epi64(mult, 32)), half);
-    pe = _mm256_sub_epi64(_mm256_srli_epi64(_mm256_xor_si256(pe, bias63), 31), _mm256_set1_epi64x((int64_t)1 << 32));
-    po = _mm256_sub_epi64(_mm256_srli_epi64(_mm256_xor_si256(po, bias63), 31), _mm256_set1_epi64x((int64_t)1 << 32));
-    /* (v + 2^(rs-1)) >> rs with |v| < 2^32: the same bias trick with a variable count */
-    const __m256i re = _mm256_sllv_epi64(one, _mm256_sub_epi64(sh_e, one));
-    const __m256i ro = _mm256_sllv_epi64(one, _mm256_sub_epi64(sh_o, one));
-    pe = _mm256_sub_epi64(_mm256_srlv_epi64(_mm256_xor_si256(_mm256_add_epi64(pe, re), bias63), sh_e),
-                          _mm256_srlv_epi64(bias63, sh_e));
-    po = _mm256_sub_epi64(_mm256_srlv_epi64(_mm256_xor_si256(_mm256_add_epi64(po, ro), bias63), sh_o),
-                          _mm256_srlv_epi64(bias63, sh_o));
-    __m256i r = _mm256_blend_epi32(pe, _mm256_slli_epi64(po, 32), 0xAA);
-    r = _mm256_add_epi32(r, zp);
+    const __m256i rs_e = _mm256_and_si256(shr, lo32), rs_o = _mm256_srli_epi64(shr, 32);
+    const __m256i base = _mm256_set1_epi64x(((int64_t)1 << 62) + ((int64_t)1 << 30));
+    const __m256i two30 = _mm256_set1_epi64x((int64_t)1 << 30), zero = _mm256_setzero_si256();
+    const __m256i t_e = _mm256_andnot_si256(_mm256_cmpeq_epi64(rs_e, zero), _mm256_sllv_epi64(two30, rs_e));
+    const __m256i t_o = _mm256_andnot_si256(_mm256_cmpeq_epi64(rs_o, zero), _mm256_sllv_epi64(two30, rs_o));
+    k.rnd_e = _mm256_add_epi64(base, t_e);
+    k.rnd_o = _mm256_add_epi64(base, t_o);
+    const __m256i s31 = _mm256_set1_epi64x(31);
+    k.sh_e = _mm256_add_epi64(rs_e, s31);
+    k.sh_o = _mm256_add_epi64(rs_o, s31);
+    /* 2^(62 - s) = 2^(31 - rs) in each 32-bit lane */
+    const __m256i c32 = _mm256_sllv_epi32(_mm256_set1_epi32(1), _mm256_sub_epi32(_mm256_set1_epi32(31), shr));
+    k.zp_c = _mm256_sub_epi32(_mm256_set1_epi32(zp_out), c32);
+    return k;
+}
+
+/* acc + bias through fn_mul_ruy_x86, + zp, clamped: int32 lanes in [lo, hi]. */
+static inline __m256i requant8(__m256i acc, const requant8_consts *k, __m256i lo, __m256i hi) {
+    const __m256i x = _mm256_sllv_epi32(_mm256_add_epi32(acc, k->bias), k->shl);
+    const __m256i pe = _mm256_add_epi64(_mm256_mul_epi32(x, k->mult_e), k->rnd_e);
+    const __m256i po = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(x, 32), k->mult_o), k->rnd_o);
+    const __m256i qe = _mm256_srlv_epi64(pe, k->sh_e), qo = _mm256_srlv_epi64(po, k->sh_o);
+    const __m256i r = _mm256_add_epi32(_mm256_blend_epi32(qe, _mm256_slli_epi64(qo, 32), 0xAA), k->zp_c);
     return _mm256_min_epi32(_mm256_max_epi32(r, lo), hi);
 }
 
@@ -45,7 +60,7 @@ static inline __attribute__((always_inline)) void gemm_rows(size_t R, size_t mr,
                                                             size_t cm_stride, const fn_qs8_out_params *p) {
     const size_t blk_bytes = FN_GEMM_BLOCK_BYTES(NR, kc * ks);
     const uint8_t *blk = (const uint8_t *)w;
-    const __m256i zp = _mm256_set1_epi32(p->zp_out), lo = _mm256_set1_epi32(p->lo), hi = _mm256_set1_epi32(p->hi);
+    const __m256i lo = _mm256_set1_epi32(p->lo), hi = _mm256_set1_epi32(p->hi);
     for (size_t n0 = 0; n0 < nc; n0 += NR, blk += blk_bytes) {
         __m256i acc_l[MR], acc_h[MR];
         for (size_t i = 0; i < MR; i++) acc_l[i] = acc_h[i] = _mm256_setzero_si256();
@@ -69,10 +84,11 @@ static inline __attribute__((always_inline)) void gemm_rows(size_t R, size_t mr,
             }
         }
         const size_t nb = nc - n0 < NR ? nc - n0 : NR;
+        const requant8_consts rk = requant8_prepare((const int32_t *)(const void *)blk, p->zp_out);
         for (size_t i = 0; i < mr; i++) {
             /* hadd gives channels [0 1 4 5 | 2 3 6 7]; the permute restores 0..7 */
             const __m256i s = _mm256_permute4x64_epi64(_mm256_hadd_epi32(acc_l[i], acc_h[i]), 0xD8);
-            const __m256i r = requant8(s, (const int32_t *)(const void *)blk, zp, lo, hi);
+            const __m256i r = requant8(s, &rk, lo, hi);
             const __m128i r16 = _mm_packs_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
             const __m128i r8 = _mm_packs_epi16(r16, r16);
             int8_t *cr = c + i * cm_stride + n0;
