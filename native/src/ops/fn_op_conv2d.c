@@ -71,9 +71,13 @@ static void conv_rows(const void *ctx, size_t m0, size_t mr, size_t MR, const in
     const conv_rows_ctx *r = ctx;
     const conv_args *a = &r->a;
     const size_t C = (size_t)a->C, plane = (size_t)a->OH * (size_t)a->OW;
-    for (size_t i = 0; i < mr; i++) {
-        const size_t m = m0 + i;
-        const int64_t b = (int64_t)(m / plane), oy = (int64_t)(m % plane / (size_t)a->OW), ox = (int64_t)(m % (size_t)a->OW);
+    /* divide once per tile; the next rows step through (b, oy, ox) */
+    int64_t b = (int64_t)(m0 / plane), oy = (int64_t)(m0 % plane / (size_t)a->OW), ox = (int64_t)(m0 % (size_t)a->OW);
+    for (size_t i = 0; i < mr; i++, ox++) {
+        if (ox == a->OW) {
+            ox = 0;
+            if (++oy == a->OH) { oy = 0; b++; }
+        }
         const int64_t iy0 = oy * a->sh - a->pt, ix0 = ox * a->sw - a->pl;
         const int8_t *img = a->x + b * a->H * a->W * (int64_t)C;
         if (r->mode == ROWS_DIRECT) {
