@@ -5,6 +5,9 @@
 enum { BM_BATCH = 0, BM_LSTR = 4, BM_RSTR = 8, BM_M = 12, BM_N, BM_K, BM_L_MS, BM_L_KS, BM_R_KS, BM_R_NS,
        BM_ZP_L, BM_ZP_R, BM_ZP_OUT, BM_MULT, BM_SHIFT, BM_MODE, BM_MIN, BM_MAX };
 
+/* The widest output row accumulated in one go (on the stack). */
+#define ROW_MAX 1024
+
 int fn_check_batch_matmul_s8(const fn_node *n, const fn_tensor *t, int32_t nt) {
     if (n->n_in != 2 || n->n_out != 1) return -1;
     if (!fn_tensor_ok(t, nt, n->in[0], FN_I8) || !fn_tensor_ok(t, nt, n->in[1], FN_I8)) return -1;
@@ -46,6 +49,27 @@ int fn_run_batch_matmul_s8(const fn_node *n, fn_tensor *t, const volatile int32_
         const int8_t *rb = r + b0 * p[BM_RSTR] + b1 * p[BM_RSTR + 1] + b2 * p[BM_RSTR + 2] + b3 * p[BM_RSTR + 3];
         for (int64_t m = 0; m < p[BM_M]; m++) {
             if (FN_CANCEL_REQUESTED(cancel)) return FN_CANCELLED;
+            if (p[BM_R_NS] == 1 && p[BM_N] <= ROW_MAX) {
+                /* rhs rows are contiguous along n: accumulate a whole output row at once, in an
+                 * order the compiler vectorises (integer sums do not depend on the order) */
+                int32_t acc[ROW_MAX];
+                const int64_t N = p[BM_N], K = p[BM_K], l_ks = p[BM_L_KS], r_ks = p[BM_R_KS];
+                const int32_t zp_l = p[BM_ZP_L], zp_r = p[BM_ZP_R], mode = p[BM_MODE], mult = p[BM_MULT];
+                const int32_t shift = p[BM_SHIFT], zp_out = p[BM_ZP_OUT], lo = p[BM_MIN], hi = p[BM_MAX];
+                const int8_t *lr = lb + m * p[BM_L_MS];
+                for (int64_t j = 0; j < N; j++) acc[j] = 0;
+                for (int64_t k = 0; k < K; k++) {
+                    const int32_t a = lr[k * l_ks] - zp_l;
+                    const int8_t *rr = rb + k * r_ks;
+                    for (int64_t j = 0; j < N; j++)
+                        acc[j] = (int32_t)((uint32_t)acc[j] + (uint32_t)(a * ((int32_t)rr[j] - zp_r)));
+                }
+                int8_t *yr = y + o;
+                for (int64_t j = 0; j < N; j++)
+                    yr[j] = fn_out_s8(fn_requant(acc[j], mode, mult, shift, 0.0), zp_out, lo, hi);
+                o += N;
+                continue;
+            }
             for (int64_t j = 0; j < p[BM_N]; j++, o++) {
                 if ((j & 63) == 63 && FN_CANCEL_REQUESTED(cancel)) return FN_CANCELLED;
                 uint32_t acc = 0;
