@@ -180,6 +180,14 @@ def build_mobilenet_v2() -> Any:
     return k.applications.MobileNetV2(input_shape=(64, 64, 3), alpha=0.35, weights=None, classes=10)
 
 
+def build_mobilenet_v2_224() -> Any:
+    """The full-size network: width 1.0 at 224x224, as in the LiteRT benchmark suites."""
+    k = _keras()
+    return k.applications.MobileNetV2(
+        input_shape=(224, 224, 3), alpha=1.0, weights=None, classes=10
+    )
+
+
 def build_mobilenet_v3_small() -> Any:
     k = _keras()
     return k.applications.MobileNetV3Small(
@@ -400,6 +408,18 @@ RECIPES: tuple[Recipe, ...] = (
         "common phase offset (`sequences()`)",
         epochs=5,
         dynamic_batch_variant=True,
+    ),
+    # Last in the list: each recipe's seed is SEED + its index, so appending keeps every other
+    # model's bytes. Two short epochs on 256 images (16 steps): enough for the batch-norm
+    # statistics and activation ranges to be a trained net's; about 7 minutes on 2 cores.
+    _image_recipe(
+        "mobilenet_v2_100_224",
+        "MobileNet v2, width 1.0, 224x224x3 image (the full-size network), 10 classes",
+        "keras.applications.MobileNetV2(alpha=1.0, input_shape=(224, 224, 3), weights=None)",
+        224,
+        build_mobilenet_v2_224,
+        epochs=2,
+        train_samples=256,
     ),
 )
 
