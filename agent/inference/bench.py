@@ -65,10 +65,14 @@ how it is measured:
   at a time, the starting backend rotating every round, so that machine noise hits every
   backend alike. Each run is timed on its own (perf_counter_ns inside the child).
   peak RSS: the child imports the same modules whatever its backend (numpy, agent.inference,
-  ai_edge_litert) and reads getrusage(RUSAGE_SELF).ru_maxrss before it reads the model; the
-  figure is ru_maxrss after all its runs minus that baseline, i.e. the memory that loading and
-  running the model on that backend added to an interpreter that had only imported those
-  modules (input and output arrays included).
+  ai_edge_litert), resets its peak to its current RSS (writing 5 to /proc/self/clear_refs)
+  and notes that RSS as its baseline before it reads the model. The figure is its peak RSS
+  after all its runs (VmHWM in /proc/self/status) minus that baseline: the memory that
+  loading and running the model on that backend added, at its peak, to an interpreter that
+  had only imported those modules (inputs, outputs and code pages touched included).
+  getrusage's ru_maxrss is not used where /proc is there: a child started by fork or vfork
+  and exec starts with its parent's peak in ru_maxrss, so a big parent would hide a small
+  child. Without /proc, ru_maxrss is the fallback, and the report says so (rss_method).
 
 threads:
   --threads N is passed to LiteRT as num_threads, and to load_model(data, threads=N) when the
@@ -138,21 +142,53 @@ def bench_inputs(specs: Sequence[tuple[np.dtype[Any], tuple[int, ...]]]) -> list
     return out
 
 
-def _max_rss_kb() -> int:
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # kilobytes on Linux
-
-
-def _rss_split_kb() -> dict[str, int]:
-    """The current resident set split into anonymous and file-backed pages (Linux; else {})."""
+def _status_kb() -> dict[str, int]:
+    """Peak and current resident set, the latter split into anonymous and file-backed pages,
+    in kB from /proc/self/status (Linux); {} where there is no such file."""
     out = {}
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             key, _, value = line.partition(":")
-            if key in ("RssAnon", "RssFile"):
+            if key in ("VmHWM", "VmRSS", "RssAnon", "RssFile"):
                 out[key] = int(value.split()[0])
     except (OSError, ValueError, IndexError):
         return {}
     return out
+
+
+def _reset_peak_rss() -> bool:
+    """Lower this process's peak RSS (VmHWM) to its current RSS; False if the kernel refuses."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+class _PeakRSS:
+    """This process's peak RSS from now on, in kB: see HELP's "peak RSS"."""
+
+    def __init__(self) -> None:
+        reset = _reset_peak_rss()
+        self.start = _status_kb()
+        if "VmHWM" in self.start:
+            self.method = "VmHWM after clear_refs" if reset else "VmHWM (no clear_refs)"
+            self.baseline_kb = self.start["VmRSS"] if reset else self.start["VmHWM"]
+        else:
+            self.method = "ru_maxrss (includes the parent's peak)"
+            self.baseline_kb = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+    def report(self) -> dict[str, Any]:
+        now = _status_kb()
+        if "VmHWM" in now:
+            peak_kb = now["VmHWM"]
+        else:
+            peak_kb = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+        return {"rss_method": self.method, "baseline_rss_kb": self.baseline_kb,
+                "peak_rss_kb": peak_kb,
+                "rss_delta_kb": {k: now[k] - self.start[k] for k in ("RssAnon", "RssFile")
+                                 if k in now and k in self.start}}
 
 
 # --------------------------------------------------------------------------------------------
@@ -265,7 +301,7 @@ def child_main(path: str, backend: str, threads: int) -> int:
     native_takes_threads()
     bench_inputs([(np.dtype(np.int8), (1,)), (np.dtype(np.float32), (1,))])
     json.dumps({"ns": [time.perf_counter_ns()]})
-    baseline_kb, baseline_split = _max_rss_kb(), _rss_split_kb()
+    rss = _PeakRSS()
     try:
         runner = _open_runner(backend, Path(path).read_bytes(), threads)
         warm = [runner.once() for _ in range(WARMUP_RUNS)]
@@ -278,10 +314,9 @@ def child_main(path: str, backend: str, threads: int) -> int:
         if order["cmd"] == "runs":
             reply({"ns": [runner.once() for _ in range(int(order["n"]))]})
         elif order["cmd"] == "finish":
-            peak_kb, split = _max_rss_kb(), _rss_split_kb()
+            memory = rss.report()
             profile = runner.profile(int(order["profile_runs"])) if order["profile_runs"] else None
-            reply({"baseline_rss_kb": baseline_kb, "peak_rss_kb": peak_kb, "profile": profile,
-                   "rss_delta_kb": {k: v - baseline_split.get(k, 0) for k, v in split.items()}})
+            reply({**memory, "profile": profile})
             return 0
     return 1
 
@@ -306,6 +341,7 @@ class Measurement:
     peak_rss_kb: int | None = None
     native_threads: int | None = None
     rss_delta_kb: dict[str, int] = field(default_factory=dict)
+    rss_method: str | None = None
     profile: dict[str, Any] | None = None
     error: str | None = None
 
@@ -458,6 +494,7 @@ def _measure_target(target: Target, backends: Sequence[str], threads: int, runs:
                 c.m.baseline_rss_kb = int(reply["baseline_rss_kb"])
                 c.m.peak_rss_kb = int(reply["peak_rss_kb"])
                 c.m.rss_delta_kb = {k: int(v) for k, v in reply["rss_delta_kb"].items()}
+                c.m.rss_method = str(reply["rss_method"])
                 c.m.profile = aggregate_profile(reply["profile"]) if reply["profile"] else None
     finally:
         for c in children:
@@ -545,6 +582,7 @@ def _report(results: list[Measurement], backends: Sequence[str], threads: int,
                 # Not peaks: the resident set after the runs minus the baseline's, by kind.
                 "anon_rss_added_mb": _mb(m.rss_delta_kb.get("RssAnon")),
                 "file_rss_added_mb": _mb(m.rss_delta_kb.get("RssFile")),
+                "rss_method": m.rss_method,
             })
             if m.backend == "native":
                 row["threads"] = m.native_threads

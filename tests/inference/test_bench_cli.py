@@ -42,6 +42,7 @@ def test_bench_json_reports_every_backend() -> None:
         assert row["median_ms"] > 0 and row["p90_ms"] >= row["median_ms"] >= row["min_ms"] > 0
         assert isinstance(row["peak_rss_mb"], float) and row["peak_rss_mb"] >= 0
         assert row["baseline_rss_mb"] > 0
+        assert row["rss_method"] == "VmHWM after clear_refs" or sys.platform != "linux"
         assert row["ratio_to_xnnpack"] > 0
     assert rows[1]["ratio_to_xnnpack"] == 1.0
 
@@ -66,7 +67,7 @@ def test_bench_refuses_a_missing_model_and_help_answers(tmp_path: Path) -> None:
     r = fleetnode("bench", "--help")
     assert r.returncode == 0
     for text in ("--backend", "--threads", "--runs", "--profile", "--json", "round robin",
-                 "ru_maxrss", "set_tensor + invoke + get_tensor"):
+                 "VmHWM", "clear_refs", "set_tensor + invoke + get_tensor"):
         assert text in r.stdout, text
 
 
@@ -121,3 +122,13 @@ def test_profile_without_run_profile_says_why() -> None:
     else:
         p = bench.aggregate_profile(runner.profile(2))
         assert not p["available"] and "run_profile" in p["reason"]
+
+
+def test_peak_rss_is_the_childs_own_not_its_parents() -> None:
+    # A child started by vfork + exec inherits its parent's peak in ru_maxrss: hold 200 MB
+    # here, and the children must still report their own few MB.
+    ballast = np.ones(200 << 20, dtype=np.uint8)
+    report = bench.measure([bench.Target("ds", SMALL)], ("native",), runs=2, show_progress=False)
+    row = report["results"][0]
+    assert ballast.sum() == ballast.size
+    assert row["baseline_rss_mb"] < 150 and row["peak_rss_mb"] < 100
