@@ -512,7 +512,8 @@ def aggregate_profile(raw: dict[str, Any]) -> dict[str, Any]:
     total = sum(ns) or 1.0
     by_op: dict[str, list[float]] = {}
     for op, t in zip(ops, ns):
-        by_op.setdefault(op, []).append(t)
+        # A node's label may carry its model op ("op 7 DEPTHWISE_CONV_2D"): group by the op type.
+        by_op.setdefault(op.split()[-1] if op.split() else "?", []).append(t)
     op_rows = sorted(({"op": op, "nodes": len(ts), "ms": sum(ts) / 1e6, "share": sum(ts) / total}
                       for op, ts in by_op.items()), key=lambda r: -float(r["ms"]))  # type: ignore[arg-type]
     top = sorted(range(len(ns)), key=lambda i: -ns[i])[:TOP_NODES]
