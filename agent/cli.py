@@ -16,6 +16,7 @@ SUBCOMMAND_MODULES = (
     "agent.bus.cli",
     "agent.fleet.cli",
     "agent.inference.cli",
+    "agent.inference.bench",
     "agent.governor.cli",  # policy
     "agent.runner.cli",  # calibrate
     "agent.ledger.cli",  # report

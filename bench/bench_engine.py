@@ -1,51 +1,53 @@
-"""Native engine vs LiteRT (builtin kernels, one thread) on the same models in the same run:
-median latency of each, their ratio, and how long a cancel takes to stop a native run."""
+"""Native engine vs LiteRT on the same models in the same run, one thread: the median latency of
+native, litert-xnnpack and litert-builtin, the ratios, peak RSS, and how long a cancel takes to
+stop a native run.
+
+The measurement is `fleetnode bench`'s (agent.inference.bench.measure): one fresh process per
+model and backend, runs interleaved round robin. Models: the builder's single-op models, the
+thin-path model, and every models/zoo/*.tflite (FLEETNODE_ZOO_DIR points at another zoo). The
+geometric means are over the zoo. Besides bench/results/engine.json, writes the table to
+bench/results/engine.md and prints it.
+"""
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
+import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from agent.inference import Cancelled, CancelToken, Model, load_model
+from agent.inference import Cancelled, CancelToken, load_model
 from agent.inference import builder as models
+from agent.inference.bench import BACKENDS, Target, measure, render_report
 from agent.inference.models import make_thin_path
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).parent / "results"
+# Figure names: <model>_<backend>_median_ms with these backend names.
+FIGURE_NAMES = {"native": "native", "litert-xnnpack": "litert_xnnpack",
+                "litert-builtin": "litert_builtin"}
+BUDGET_S = 1.0  # per model and backend
 
 
-def _inputs(m: Model, rng: np.random.Generator) -> list[np.ndarray]:
-    return [rng.integers(-128, 128, size=s.shape, dtype=np.int8) if s.dtype == np.int8
-            else rng.standard_normal(s.shape).astype(s.dtype) for s in m.inputs]
-
-
-def _median_ms(m: Model, xs: list[np.ndarray], budget_s: float = 1.0, max_runs: int = 200) -> float:
-    m.run(xs)  # warm up
-    times = []
-    t_end = time.perf_counter() + budget_s
-    while len(times) < 5 or (time.perf_counter() < t_end and len(times) < max_runs):
-        t0 = time.perf_counter()
-        m.run(xs)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
-
-
-def bench_models() -> dict[str, bytes]:
+def builder_models() -> dict[str, bytes]:
     rng = np.random.default_rng(0)
-    out = {
+    return {
         "thin_path": make_thin_path.build(),
         "conv3x3_32x32x16": models.conv2d(rng, h=32, w=32, c=16, o=16, padding=0),
         "dwconv3x3_32x32x32": models.conv2d(rng, h=32, w=32, c=32, depthwise=True, padding=0),
         "fc_256x256_b8": models.fully_connected(rng, batch=8, depth=256, units=256),
     }
+
+
+def zoo_models() -> list[Path]:
     zoo = Path(os.environ.get("FLEETNODE_ZOO_DIR", ROOT / "models" / "zoo"))
-    for p in sorted(zoo.glob("*.tflite")) if zoo.is_dir() else []:
-        out[p.stem] = p.read_bytes()
-    return out
+    return sorted(zoo.glob("*.tflite")) if zoo.is_dir() else []
 
 
 def cancel_latency_ms(trials: int = 20) -> list[float]:
@@ -77,21 +79,62 @@ def cancel_latency_ms(trials: int = 20) -> list[float]:
     return lat
 
 
-def run() -> dict[str, object]:
-    rng = np.random.default_rng(0)
+def _geomean(values: list[float]) -> float:
+    return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+def figures_of(report: dict[str, Any], zoo: set[str]) -> dict[str, object]:
+    """engine.json's figures from a measure() report."""
     figures: dict[str, object] = {}
-    for name, data in bench_models().items():
-        native, litert = load_model(data), load_model(data, backend="litert")
-        xs = _inputs(native, rng)
-        n_ms, l_ms = _median_ms(native, xs), _median_ms(litert, xs)
-        figures[f"{name}_native_median_ms"] = round(n_ms, 4)
-        figures[f"{name}_litert_median_ms"] = round(l_ms, 4)
-        figures[f"{name}_native_over_litert_ratio"] = round(n_ms / l_ms, 2)
+    medians: dict[str, dict[str, float]] = {}
+    for row in report["results"]:
+        if "error" in row:
+            figures[f"{row['model']}_{FIGURE_NAMES[row['backend']]}_error"] = row["error"]
+            continue
+        name = f"{row['model']}_{FIGURE_NAMES[row['backend']]}"
+        figures[f"{name}_median_ms"] = row["median_ms"]
+        figures[f"{name}_p90_ms"] = row["p90_ms"]
+        figures[f"{name}_peak_rss_mb"] = row["peak_rss_mb"]
+        medians.setdefault(row["model"], {})[row["backend"]] = row["median_ms"]
+    for short in ("xnnpack", "builtin"):
+        ratios = []
+        for model, m in medians.items():
+            if "native" in m and m.get(f"litert-{short}"):
+                ratio = m["native"] / m[f"litert-{short}"]
+                figures[f"{model}_native_over_{short}_ratio"] = round(ratio, 2)
+                if model in zoo:
+                    ratios.append(ratio)
+        if ratios:
+            figures[f"geomean_native_over_{short}"] = round(_geomean(ratios), 3)
+    return figures
+
+
+def run() -> dict[str, object]:
+    zoo = zoo_models()
+    with tempfile.TemporaryDirectory(prefix="bench-engine-") as tmp:
+        targets = []
+        for name, data in builder_models().items():
+            path = Path(tmp) / f"{name}.tflite"
+            path.write_bytes(data)
+            targets.append(Target(name, path))
+        targets += [Target(p.stem, p) for p in zoo]
+        report = measure(targets, BACKENDS, threads=1, budget_s=BUDGET_S)
+    figures = figures_of(report, {p.stem for p in zoo})
+    figures["native_isa"] = report["native_isa"]
     lat = cancel_latency_ms()
     if lat:
         figures["cancel_latency_median_ms"] = round(statistics.median(lat), 3)
         figures["cancel_latency_max_ms"] = round(max(lat), 3)
         figures["cancel_trials"] = len(lat)
+    table = render_report(report, markdown=True)
+    geo = ", ".join(f"{k} {figures[k]}" for k in ("geomean_native_over_xnnpack",
+                                                  "geomean_native_over_builtin") if k in figures)
+    text = (f"# Engine benchmark\n\n{table}\n\nOver the zoo ({len(zoo)} models): {geo}.\n"
+            f"Cancel latency: median {figures.get('cancel_latency_median_ms')} ms, "
+            f"max {figures.get('cancel_latency_max_ms')} ms ({figures.get('cancel_trials')} trials).\n")
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "engine.md").write_text(text)
+    print(text)
     return figures
 
 

@@ -10,31 +10,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
+from agent.inference.bench import machine
+
 RESULTS = Path(__file__).parent / "results"
-
-
-def machine() -> dict[str, object]:
-    cpu = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "arch": platform.machine(),
-        "python": platform.python_version(),
-        "system": platform.platform(),
-    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -156,6 +156,9 @@ class Recipe:
     batch_size: int = 32
     learning_rate: float = 1e-3
     metrics: tuple[str, ...] = ("accuracy",)
+    # Training samples in the one forward pass that sets the batch-norm statistics: the pass
+    # holds every activation of the batch, about 90 MB per 224x224 image in MobileNet v2.
+    recalibration_samples: int = 256
     # Also convert the same trained model with a dynamic batch dimension, as a Keras model with
     # the default Input(batch_size=None) converts: its graph then computes shapes at run time.
     dynamic_batch_variant: bool = False
@@ -178,6 +181,14 @@ def build_mobilenet_v1() -> Any:
 def build_mobilenet_v2() -> Any:
     k = _keras()
     return k.applications.MobileNetV2(input_shape=(64, 64, 3), alpha=0.35, weights=None, classes=10)
+
+
+def build_mobilenet_v2_224() -> Any:
+    """The full-size network: width 1.0 at 224x224, as in the LiteRT benchmark suites."""
+    k = _keras()
+    return k.applications.MobileNetV2(
+        input_shape=(224, 224, 3), alpha=1.0, weights=None, classes=10
+    )
 
 
 def build_mobilenet_v3_small() -> Any:
@@ -401,6 +412,20 @@ RECIPES: tuple[Recipe, ...] = (
         epochs=5,
         dynamic_batch_variant=True,
     ),
+    # Last in the list: each recipe's seed is SEED + its index, so appending keeps every other
+    # model's bytes. Two short epochs on 256 images (16 steps): enough for the batch-norm
+    # statistics and activation ranges to be a trained net's; batch-norm statistics of 32
+    # images (1.6 M pixels per channel), since 256 at 224x224 in one pass need over 20 GB.
+    _image_recipe(
+        "mobilenet_v2_100_224",
+        "MobileNet v2, width 1.0, 224x224x3 image (the full-size network), 10 classes",
+        "keras.applications.MobileNetV2(alpha=1.0, input_shape=(224, 224, 3), weights=None)",
+        224,
+        build_mobilenet_v2_224,
+        epochs=2,
+        train_samples=256,
+        recalibration_samples=32,
+    ),
 )
 
 
@@ -545,7 +570,7 @@ def build(names: list[str], out: Path = ZOO) -> None:
             optimizer=k.optimizers.Adam(r.learning_rate), loss=r.loss, metrics=list(r.metrics)
         )
         history = model.fit(x, y, batch_size=r.batch_size, epochs=r.epochs, shuffle=True, verbose=0)
-        recalibrate_batch_norm(k, model, x[:256])
+        recalibrate_batch_norm(k, model, x[: r.recalibration_samples])
         x_eval, y_eval = r.data(np.random.default_rng(SEED + 1000 + index), 128)
         evaluation = model.evaluate(
             x_eval, y_eval, batch_size=r.batch_size, verbose=0, return_dict=True
@@ -878,7 +903,8 @@ def card(r: Recipe, info: dict[str, Any], built: dict[str, Any], litert: str) ->
                 f"float {built['eval']}, int8 {built['int8_eval']}"
             ),
             (
-                "- batch-norm moving statistics then set to those of 256 training samples (a few "
+                f"- batch-norm moving statistics then set to those of {r.recalibration_samples} "
+                "training samples (a few "
                 "epochs are too few steps for the moving averages to converge)"
             ),
             (

@@ -36,6 +36,7 @@ EXPECTED = {
     "transformer_tiny",
     "resnet8_32_dynbatch",
     "transformer_tiny_dynbatch",
+    "mobilenet_v2_100_224",
 }
 
 
@@ -100,8 +101,10 @@ def test_manifest_holds_exactly_the_committed_models() -> None:
 
 
 def test_zoo_stays_small() -> None:
-    # The zoo is committed to git; a few MB at most.
-    assert sum(m["size_bytes"] for m in MODELS) < 4 * 1024 * 1024
+    # The zoo is committed to git; a few MB at most: the full-size MobileNet v2 is 2.7 MB of it,
+    # every other model stays under 1 MB.
+    assert sum(m["size_bytes"] for m in MODELS) < 6 * 1024 * 1024
+    assert all(m["size_bytes"] < 1024 * 1024 for m in MODELS if m["name"] != "mobilenet_v2_100_224")
 
 
 @pytest.mark.parametrize("name", sorted(BY_NAME))
