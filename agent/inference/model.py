@@ -49,8 +49,15 @@ class Model(abc.ABC):
     outputs: list[TensorSpec]
 
     @abc.abstractmethod
-    def run(self, inputs: Sequence[np.ndarray], cancel: CancelToken | None = None) -> list[np.ndarray]:
-        ...
+    def run(self, inputs: Sequence[np.ndarray], cancel: CancelToken | None = None,
+            out: Sequence[np.ndarray] | None = None) -> list[np.ndarray]:
+        """Runs the model on one array per input (of its spec's dtype and shape).
+
+        Returns one array per output. Without `out` these are fresh arrays the caller owns;
+        with `out` (one preallocated array per output, of its spec's dtype and shape, C-contiguous
+        and writable) the outputs are written into those arrays, which are returned as a list,
+        so a caller can reuse its buffers from run to run. Bad inputs or out arrays raise
+        InputError; a cancelled token raises Cancelled."""
 
     def _check_inputs(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         if len(inputs) != len(self.inputs):
@@ -69,3 +76,29 @@ class Model(abc.ABC):
                 raise InputError(f"input {k} ({spec.name}) has shape {tuple(a.shape)}, expected {spec.shape}")
             out.append(a)
         return out
+
+    def _check_out(self, out: Sequence[np.ndarray] | None) -> list[np.ndarray] | None:
+        if out is None:
+            return None
+        if len(out) != len(self.outputs):
+            counters.bump("out_count")
+            raise InputError(f"model has {len(self.outputs)} outputs, got {len(out)} out arrays")
+        bufs = []
+        for k, (a, spec) in enumerate(zip(out, self.outputs)):
+            if not isinstance(a, np.ndarray):
+                counters.bump("out_type")
+                raise InputError(f"out {k} ({spec.name}) is {type(a).__name__}, expected a numpy array")
+            if a.dtype != spec.dtype:
+                counters.bump("out_dtype")
+                raise InputError(f"out {k} ({spec.name}) has dtype {a.dtype}, expected {spec.dtype}")
+            if tuple(a.shape) != spec.shape:
+                counters.bump("out_shape")
+                raise InputError(f"out {k} ({spec.name}) has shape {tuple(a.shape)}, expected {spec.shape}")
+            if not a.flags.c_contiguous:
+                counters.bump("out_layout")
+                raise InputError(f"out {k} ({spec.name}) is not C-contiguous")
+            if not a.flags.writeable:
+                counters.bump("out_readonly")
+                raise InputError(f"out {k} ({spec.name}) is read-only")
+            bufs.append(a)
+        return bufs
