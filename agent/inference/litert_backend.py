@@ -46,8 +46,9 @@ class LiteRTModel(Model):
 
     def run(self, inputs: Sequence[np.ndarray], cancel: CancelToken | None = None,
             out: Sequence[np.ndarray] | None = None) -> list[np.ndarray]:
-        """Runs the interpreter; see Model.run. With `out` each output is copied once, from a view
-        of the interpreter's buffer that is dropped before the next invoke()."""
+        """Runs the interpreter; see Model.run. get_tensor() already returns a fresh copy of an
+        output, so that copy is what is returned without `out`; with `out` each output is copied
+        once, from a view of the interpreter's buffer that is dropped before the next invoke()."""
         arrays = self._check_inputs(inputs)
         bufs = self._check_out(out)
         with self._lock:
@@ -63,7 +64,7 @@ class LiteRTModel(Model):
                 counters.bump("cancelled")
                 raise Cancelled("cancelled during the run")
             if bufs is None:
-                return [np.array(self._it.get_tensor(d["index"])) for d in self._out]
+                return [self._it.get_tensor(d["index"]) for d in self._out]
             for d, b in zip(self._out, bufs):
                 b[...] = self._it.tensor(d["index"])()
             return bufs
