@@ -63,19 +63,7 @@ class Model(abc.ABC):
         if len(inputs) != len(self.inputs):
             counters.bump("input_count")
             raise InputError(f"model takes {len(self.inputs)} inputs, got {len(inputs)}")
-        out = []
-        for k, (a, spec) in enumerate(zip(inputs, self.inputs)):
-            if not isinstance(a, np.ndarray):
-                counters.bump("input_type")
-                raise InputError(f"input {k} ({spec.name}) is {type(a).__name__}, expected a numpy array")
-            if a.dtype != spec.dtype:
-                counters.bump("input_dtype")
-                raise InputError(f"input {k} ({spec.name}) has dtype {a.dtype}, expected {spec.dtype}")
-            if tuple(a.shape) != spec.shape:
-                counters.bump("input_shape")
-                raise InputError(f"input {k} ({spec.name}) has shape {tuple(a.shape)}, expected {spec.shape}")
-            out.append(a)
-        return out
+        return [_fits("input", k, a, spec) for k, (a, spec) in enumerate(zip(inputs, self.inputs))]
 
     def _check_out(self, out: Sequence[np.ndarray] | None) -> list[np.ndarray] | None:
         if out is None:
@@ -85,15 +73,7 @@ class Model(abc.ABC):
             raise InputError(f"model has {len(self.outputs)} outputs, got {len(out)} out arrays")
         bufs = []
         for k, (a, spec) in enumerate(zip(out, self.outputs)):
-            if not isinstance(a, np.ndarray):
-                counters.bump("out_type")
-                raise InputError(f"out {k} ({spec.name}) is {type(a).__name__}, expected a numpy array")
-            if a.dtype != spec.dtype:
-                counters.bump("out_dtype")
-                raise InputError(f"out {k} ({spec.name}) has dtype {a.dtype}, expected {spec.dtype}")
-            if tuple(a.shape) != spec.shape:
-                counters.bump("out_shape")
-                raise InputError(f"out {k} ({spec.name}) has shape {tuple(a.shape)}, expected {spec.shape}")
+            _fits("out", k, a, spec)
             if not a.flags.c_contiguous:
                 counters.bump("out_layout")
                 raise InputError(f"out {k} ({spec.name}) is not C-contiguous")
@@ -102,3 +82,18 @@ class Model(abc.ABC):
                 raise InputError(f"out {k} ({spec.name}) is read-only")
             bufs.append(a)
         return bufs
+
+
+def _fits(kind: str, k: int, a: object, spec: TensorSpec) -> np.ndarray:
+    """Array k of run()'s inputs or out arrays (kind "input" or "out") against its spec; an unfit
+    one is an InputError, counted under kind_type, kind_dtype or kind_shape."""
+    if not isinstance(a, np.ndarray):
+        counters.bump(f"{kind}_type")
+        raise InputError(f"{kind} {k} ({spec.name}) is {type(a).__name__}, expected a numpy array")
+    if a.dtype != spec.dtype:
+        counters.bump(f"{kind}_dtype")
+        raise InputError(f"{kind} {k} ({spec.name}) has dtype {a.dtype}, expected {spec.dtype}")
+    if tuple(a.shape) != spec.shape:
+        counters.bump(f"{kind}_shape")
+        raise InputError(f"{kind} {k} ({spec.name}) has shape {tuple(a.shape)}, expected {spec.shape}")
+    return a
