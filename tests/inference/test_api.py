@@ -145,8 +145,9 @@ def _bufs(m: Model) -> list[np.ndarray]:
 
 
 @pytest.mark.parametrize("backend", ["native", "litert"])
-def test_out_buffers_are_filled_returned_and_reused(backend: str) -> None:
-    m = load_model(_two_in_two_out(), backend=backend)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_out_buffers_are_filled_returned_and_reused(backend: str, threads: int) -> None:
+    m = load_model(_two_in_two_out(), backend=backend, threads=threads)
     rng = np.random.default_rng(0)
     bufs = _bufs(m)
     for _ in range(3):
