@@ -9,6 +9,9 @@ arrays that this object keeps alive for as long as the C plan borrows them.
 import numpy as np
 cimport numpy as cnp
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
+from libc.string cimport memmove
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
 
 cnp.import_array()
 
@@ -198,6 +201,155 @@ cdef class Plan:
         with nogil:
             rc = fn_plan_run_profile(self.plan, cp, &err_node, &nsv[0])
         return rc, err_node, ns[:fn_plan_node_count(self.plan)]
+
+    def run_io(self, list in_views, inputs, list out_views, outputs, cancel_flag):
+        """Copies the inputs into the arena, runs the plan and copies the outputs out, all with the
+        GIL released; returns (status, failing node, outputs), outputs filled only if status is 0.
+
+        in_views: the arena arrays of the graph inputs; out_views: those of the graph outputs (an
+        output may also be an array of its own, e.g. a constant). inputs: a list or tuple of
+        arrays, each of its view's dtype and shape; a non-contiguous one is made contiguous first.
+        outputs: None (fresh arrays are returned) or a list or tuple of C-contiguous writable
+        arrays, each of its view's dtype and shape, which receive the outputs and are returned.
+        cancel_flag: an int32 array of one element that the kernels poll.
+
+        Anything that does not fit raises TypeError or ValueError before a byte is copied; the
+        caller's own checks say what is wrong. Every array is held by a reference of ours while
+        the GIL is released, so another thread emptying the caller's lists cannot free it. The
+        copies are memmove, so even an array that overlaps the arena is copied correctly.
+        """
+        cdef Py_ssize_t n_in = len(in_views), n_out = len(out_views), n = n_in + n_out
+        cdef Py_ssize_t k, n_held = 0
+        cdef cnp.ndarray a, v
+        cdef object o, result
+        cdef PyObject *held_small[32]
+        cdef void *ptr_small[32]
+        cdef size_t nbytes_small[16]
+        cdef PyObject **held = held_small
+        cdef void **ptr = ptr_small
+        cdef size_t *nbytes = nbytes_small
+        cdef uint8_t *arena_lo
+        cdef uint8_t *arena_hi
+        cdef uint8_t *p
+        cdef const int32_t *cf
+        cdef int32_t err_node = -1
+        cdef int rc
+        if type(inputs) is not list and type(inputs) is not tuple:
+            raise TypeError("inputs must be a list or tuple of arrays")
+        if len(inputs) != n_in:
+            raise ValueError(f"plan takes {n_in} inputs, got {len(inputs)}")
+        if outputs is not None:
+            if type(outputs) is not list and type(outputs) is not tuple:
+                raise TypeError("outputs must be None or a list or tuple of arrays")
+            if len(outputs) != n_out:
+                raise ValueError(f"plan has {n_out} outputs, got {len(outputs)} arrays")
+        if not (cnp.PyArray_Check(cancel_flag) and cnp.PyArray_TYPE(cancel_flag) == cnp.NPY_INT32
+                and cnp.PyArray_SIZE(cancel_flag) == 1 and cnp.PyArray_ISALIGNED(cancel_flag)):
+            raise ValueError("cancel flag must be an int32 array of one element")
+        cf = <const int32_t *>cnp.PyArray_DATA(cancel_flag)
+        a = self.arena
+        arena_lo = <uint8_t *>cnp.PyArray_DATA(a)
+        arena_hi = arena_lo + cnp.PyArray_NBYTES(a)
+        if n > 16:
+            held = <PyObject **>PyMem_Malloc(2 * n * sizeof(PyObject *))
+            ptr = <void **>PyMem_Malloc(2 * n * sizeof(void *))
+            nbytes = <size_t *>PyMem_Malloc(n * sizeof(size_t))
+            if held == NULL or ptr == NULL or nbytes == NULL:
+                PyMem_Free(held)
+                PyMem_Free(ptr)
+                PyMem_Free(nbytes)
+                raise MemoryError()
+        try:
+            # inputs: ptr[2k] is the arena destination, ptr[2k + 1] the caller's bytes
+            for k in range(n_in):
+                o = in_views[k]
+                if not cnp.PyArray_Check(o):
+                    raise TypeError(f"view of input {k} is not a numpy array")
+                v = <cnp.ndarray>o
+                o = inputs[k]
+                if not cnp.PyArray_Check(o):
+                    raise TypeError(f"input {k} is not a numpy array")
+                a = <cnp.ndarray>o
+                Py_INCREF(v)
+                held[n_held] = <PyObject *>v
+                n_held += 1
+                _fits(a, v, k)
+                p = <uint8_t *>cnp.PyArray_DATA(v)
+                if not (cnp.PyArray_IS_C_CONTIGUOUS(v) and p >= arena_lo
+                        and p + cnp.PyArray_NBYTES(v) <= arena_hi):
+                    raise ValueError(f"view of input {k} does not lie in the arena")
+                if not cnp.PyArray_IS_C_CONTIGUOUS(a):
+                    a = cnp.PyArray_GETCONTIGUOUS(a)
+                Py_INCREF(a)
+                held[n_held] = <PyObject *>a
+                n_held += 1
+                ptr[2 * k] = p
+                ptr[2 * k + 1] = cnp.PyArray_DATA(a)
+                nbytes[k] = <size_t>cnp.PyArray_NBYTES(v)
+            # outputs: ptr[2(n_in + k)] is the caller's array, ptr[2(n_in + k) + 1] the source
+            if outputs is None:
+                result = [None] * n_out
+            else:
+                result = outputs if type(outputs) is list else list(outputs)
+            for k in range(n_out):
+                o = out_views[k]
+                if not cnp.PyArray_Check(o):
+                    raise TypeError(f"view of output {k} is not a numpy array")
+                v = <cnp.ndarray>o
+                if not cnp.PyArray_IS_C_CONTIGUOUS(v):
+                    raise ValueError(f"view of output {k} is not contiguous")
+                if outputs is None:
+                    a = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(v), cnp.PyArray_DIMS(v), cnp.PyArray_TYPE(v), 0)
+                    result[k] = a
+                else:
+                    o = outputs[k]
+                    if not cnp.PyArray_Check(o):
+                        raise TypeError(f"output {k} is not a numpy array")
+                    a = <cnp.ndarray>o
+                    _fits(a, v, k)
+                    if not (cnp.PyArray_IS_C_CONTIGUOUS(a) and cnp.PyArray_ISWRITEABLE(a)):
+                        raise ValueError(f"output {k} is not C-contiguous and writable")
+                Py_INCREF(v)
+                held[n_held] = <PyObject *>v
+                n_held += 1
+                Py_INCREF(a)
+                held[n_held] = <PyObject *>a
+                n_held += 1
+                ptr[2 * (n_in + k)] = cnp.PyArray_DATA(a)
+                ptr[2 * (n_in + k) + 1] = cnp.PyArray_DATA(v)
+                nbytes[n_in + k] = <size_t>cnp.PyArray_NBYTES(v)
+            with nogil:
+                for k in range(n_in):
+                    if nbytes[k]:
+                        memmove(ptr[2 * k], ptr[2 * k + 1], nbytes[k])
+                rc = fn_plan_run(self.plan, cf, &err_node)
+                if rc == 0:
+                    for k in range(n_in, n):
+                        if nbytes[k]:
+                            memmove(ptr[2 * k], ptr[2 * k + 1], nbytes[k])
+        finally:
+            for k in range(n_held):
+                Py_XDECREF(held[k])
+            if held != held_small:
+                PyMem_Free(held)
+                PyMem_Free(ptr)
+                PyMem_Free(nbytes)
+        return rc, err_node, result
+
+
+cdef int _fits(cnp.ndarray a, cnp.ndarray v, Py_ssize_t k) except -1:
+    """Raises ValueError unless a has v's dtype and shape (then it has v's size in bytes too)."""
+    cdef int d
+    if <void *>cnp.PyArray_DESCR(a) != <void *>cnp.PyArray_DESCR(v) and a.dtype != v.dtype:
+        raise ValueError(f"array {k} has dtype {a.dtype}, expected {v.dtype}")
+    if cnp.PyArray_NDIM(a) != cnp.PyArray_NDIM(v):
+        raise ValueError(f"array {k} has shape {(<object>a).shape}, expected {(<object>v).shape}")
+    for d in range(cnp.PyArray_NDIM(a)):
+        if cnp.PyArray_DIMS(a)[d] != cnp.PyArray_DIMS(v)[d]:
+            raise ValueError(f"array {k} has shape {(<object>a).shape}, expected {(<object>v).shape}")
+    if cnp.PyArray_NBYTES(a) != cnp.PyArray_NBYTES(v):
+        raise ValueError(f"array {k} has {cnp.PyArray_NBYTES(a)} bytes, expected {cnp.PyArray_NBYTES(v)}")
+    return 0
 
 
 cdef extern from "fn_engine.h" nogil:

@@ -44,8 +44,13 @@ class LiteRTModel(Model):
         self.outputs = [_spec(d) for d in self._out]
         self._lock = threading.Lock()
 
-    def run(self, inputs: Sequence[np.ndarray], cancel: CancelToken | None = None) -> list[np.ndarray]:
+    def run(self, inputs: Sequence[np.ndarray], cancel: CancelToken | None = None,
+            out: Sequence[np.ndarray] | None = None) -> list[np.ndarray]:
+        """Runs the interpreter; see Model.run. get_tensor() already returns a fresh copy of an
+        output, so that copy is what is returned without `out`; with `out` each output is copied
+        once, from a view of the interpreter's buffer that is dropped before the next invoke()."""
         arrays = self._check_inputs(inputs)
+        bufs = self._check_out(out)
         with self._lock:
             if cancel is not None and cancel.cancelled:
                 raise Cancelled("cancelled before the run started")
@@ -58,4 +63,8 @@ class LiteRTModel(Model):
             if cancel is not None and cancel.cancelled:
                 counters.bump("cancelled")
                 raise Cancelled("cancelled during the run")
-            return [np.array(self._it.get_tensor(d["index"])) for d in self._out]
+            if bufs is None:
+                return [self._it.get_tensor(d["index"]) for d in self._out]
+            for d, b in zip(self._out, bufs):
+                b[...] = self._it.tensor(d["index"])()
+            return bufs

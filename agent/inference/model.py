@@ -49,23 +49,51 @@ class Model(abc.ABC):
     outputs: list[TensorSpec]
 
     @abc.abstractmethod
-    def run(self, inputs: Sequence[np.ndarray], cancel: CancelToken | None = None) -> list[np.ndarray]:
-        ...
+    def run(self, inputs: Sequence[np.ndarray], cancel: CancelToken | None = None,
+            out: Sequence[np.ndarray] | None = None) -> list[np.ndarray]:
+        """Runs the model on one array per input (of its spec's dtype and shape).
+
+        Returns one array per output. Without `out` these are fresh arrays the caller owns;
+        with `out` (one preallocated array per output, of its spec's dtype and shape, C-contiguous
+        and writable) the outputs are written into those arrays, which are returned as a list,
+        so a caller can reuse its buffers from run to run. Bad inputs or out arrays raise
+        InputError; a cancelled token raises Cancelled."""
 
     def _check_inputs(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         if len(inputs) != len(self.inputs):
             counters.bump("input_count")
             raise InputError(f"model takes {len(self.inputs)} inputs, got {len(inputs)}")
-        out = []
-        for k, (a, spec) in enumerate(zip(inputs, self.inputs)):
-            if not isinstance(a, np.ndarray):
-                counters.bump("input_type")
-                raise InputError(f"input {k} ({spec.name}) is {type(a).__name__}, expected a numpy array")
-            if a.dtype != spec.dtype:
-                counters.bump("input_dtype")
-                raise InputError(f"input {k} ({spec.name}) has dtype {a.dtype}, expected {spec.dtype}")
-            if tuple(a.shape) != spec.shape:
-                counters.bump("input_shape")
-                raise InputError(f"input {k} ({spec.name}) has shape {tuple(a.shape)}, expected {spec.shape}")
-            out.append(a)
-        return out
+        return [_fits("input", k, a, spec) for k, (a, spec) in enumerate(zip(inputs, self.inputs))]
+
+    def _check_out(self, out: Sequence[np.ndarray] | None) -> list[np.ndarray] | None:
+        if out is None:
+            return None
+        if len(out) != len(self.outputs):
+            counters.bump("out_count")
+            raise InputError(f"model has {len(self.outputs)} outputs, got {len(out)} out arrays")
+        bufs = []
+        for k, (a, spec) in enumerate(zip(out, self.outputs)):
+            _fits("out", k, a, spec)
+            if not a.flags.c_contiguous:
+                counters.bump("out_layout")
+                raise InputError(f"out {k} ({spec.name}) is not C-contiguous")
+            if not a.flags.writeable:
+                counters.bump("out_readonly")
+                raise InputError(f"out {k} ({spec.name}) is read-only")
+            bufs.append(a)
+        return bufs
+
+
+def _fits(kind: str, k: int, a: object, spec: TensorSpec) -> np.ndarray:
+    """Array k of run()'s inputs or out arrays (kind "input" or "out") against its spec; an unfit
+    one is an InputError, counted under kind_type, kind_dtype or kind_shape."""
+    if not isinstance(a, np.ndarray):
+        counters.bump(f"{kind}_type")
+        raise InputError(f"{kind} {k} ({spec.name}) is {type(a).__name__}, expected a numpy array")
+    if a.dtype != spec.dtype:
+        counters.bump(f"{kind}_dtype")
+        raise InputError(f"{kind} {k} ({spec.name}) has dtype {a.dtype}, expected {spec.dtype}")
+    if tuple(a.shape) != spec.shape:
+        counters.bump(f"{kind}_shape")
+        raise InputError(f"{kind} {k} ({spec.name}) has shape {tuple(a.shape)}, expected {spec.shape}")
+    return a

@@ -87,6 +87,8 @@ class NativeModel(Model):
         self._out_views = [self._view(tables, p, s) for p, s in zip(tables.outputs, self.outputs)]
         self.node_ops = tables.op_names
         self._lock = threading.Lock()
+        # Polled by the kernels when run() is given no token; nothing ever sets it.
+        self._idle_flag = np.zeros(1, dtype=np.int32)
 
     def intermediate(self, index: int) -> np.ndarray | None:
         """Model tensor `index` after the last run (needs keep_intermediates=True); None if absent."""
@@ -109,15 +111,36 @@ class NativeModel(Model):
             return tables.consts[coff:coff + nbytes].view(spec.dtype).reshape(spec.shape).copy()
         return self._arena[off:off + nbytes].view(spec.dtype).reshape(spec.shape)
 
-    def run(self, inputs: Sequence[np.ndarray], cancel: CancelToken | None = None) -> list[np.ndarray]:
-        arrays = self._check_inputs(inputs)
-        token = cancel if cancel is not None else CancelToken()
+    def run(self, inputs: Sequence[np.ndarray], cancel: CancelToken | None = None,
+            out: Sequence[np.ndarray] | None = None) -> list[np.ndarray]:
+        """Runs the plan; see Model.run. One call into the binding does the checks, then, with the
+        GIL released, copies the inputs in, runs the kernels and copies the outputs out.
+
+        What is copied, and why (each copy is one memmove of a contiguous buffer):
+        - each input, once, into its place in the arena. fn_plan_create resolved and bounds-checked
+          every tensor's address once, inside the arena, so the kernels cannot read the caller's
+          array in place. A contiguous input is the copy's source as it is; a non-contiguous one
+          is first made contiguous (one more copy).
+        - each output, once, out of the arena into `out`'s arrays, or into fresh arrays without
+          `out`. Never a view into the arena: the next run overwrites it.
+        Nothing else is copied. A call allocates no token (without one the kernels poll this
+        model's idle flag), and no arrays with `out`: only the fresh outputs without it.
+        """
         with self._lock:
-            if token.cancelled:
+            if cancel is not None and cancel.cancelled:
+                self._check_inputs(inputs)  # bad input is reported before a cancel, as always
+                self._check_out(out)
                 raise Cancelled("cancelled before the run started")
-            for view, a in zip(self._in_views, arrays):
-                view[...] = a
-            rc, node = self._plan.run(token.flag)
+            flag = self._idle_flag if cancel is None else cancel.flag
+            try:
+                rc, node, outs = self._plan.run_io(self._in_views, inputs, self._out_views, out, flag)
+            except (TypeError, ValueError):
+                # The binding takes only lists or tuples of arrays that fit exactly, and refuses
+                # anything else before copying. The full checks name (and count) what is wrong,
+                # and turn any other sequence into a list for a second try.
+                arrays = self._check_inputs(inputs)
+                bufs = self._check_out(out)
+                rc, node, outs = self._plan.run_io(self._in_views, arrays, self._out_views, bufs, flag)
             if rc == 1:
                 counters.bump("cancelled")
                 raise Cancelled("cancelled during the run")
@@ -125,4 +148,4 @@ class NativeModel(Model):
                 counters.bump("run_failed")
                 op = self.node_ops[node] if 0 <= node < len(self.node_ops) else "?"
                 raise ModelError(f"kernel failed with status {rc} in {op}")
-            return [v.copy() for v in self._out_views]
+            return outs
