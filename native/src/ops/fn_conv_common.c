@@ -10,7 +10,8 @@ int fn_conv_check_common(const fn_node *n, const fn_tensor *t, int32_t nt, int64
     if (y->dims[0] != x->dims[0] || y->dims[3] != out_ch) return -1;
     if (n->p[P_STRIDE_H] < 1 || n->p[P_STRIDE_W] < 1 || n->p[P_DIL_H] < 1 || n->p[P_DIL_W] < 1) return -1;
     if (n->p[P_PAD_TOP] < 0 || n->p[P_PAD_LEFT] < 0) return -1;
-    if (n->p[P_ACT_MIN] > n->p[P_ACT_MAX]) return -1;
+    /* an int8 output range: every microkernel narrows after this clamp, saturating or not */
+    if (n->p[P_ACT_MIN] > n->p[P_ACT_MAX] || n->p[P_ACT_MIN] < -128 || n->p[P_ACT_MAX] > 127) return -1;
     if (n->p[P_MODE] != FN_RQ_DOUBLE_ROUND && n->p[P_MODE] != FN_RQ_RUY_X86) return -1;
     if (n->p[P_HALF_UP_CH] < 0 || n->p[P_HALF_UP_CH] > out_ch) return -1;
     if (n->n_in == 3 && n->in[2] >= 0 && !fn_param_tensor_ok(t, nt, n->in[2], FN_I32, out_ch)) return -1;

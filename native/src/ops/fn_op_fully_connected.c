@@ -26,7 +26,8 @@ int fn_check_fully_connected_s8(const fn_node *n, const fn_tensor *t, int32_t nt
     } else {
         return -1;
     }
-    if (n->p[P_ACT_MIN] > n->p[P_ACT_MAX]) return -1;
+    /* an int8 output range: every microkernel narrows after this clamp, saturating or not */
+    if (n->p[P_ACT_MIN] > n->p[P_ACT_MAX] || n->p[P_ACT_MIN] < -128 || n->p[P_ACT_MAX] > 127) return -1;
     if (!fn_zp_ok(n->p[P_ZP_IN], FN_I8) || !fn_zp_ok(n->p[P_ZP_W], FN_I8) || !fn_zp_ok(n->p[P_ZP_OUT], FN_I8))
         return -1;
     return 0;
