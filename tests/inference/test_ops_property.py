@@ -150,9 +150,13 @@ def test_pool(op: str, n: int, h: int, w: int, c: int, f: tuple[int, int], strid
 
 @st.composite
 def mean_cases(draw: st.DrawFn) -> tuple[tuple[int, ...], list[int], bool]:
-    if draw(st.booleans()):  # the 4D spatial case LiteRT optimizes
+    pick = draw(st.integers(0, 2))
+    if pick == 0:  # the 4D spatial case LiteRT optimizes
         shape = (draw(st.integers(1, 2)), draw(st.integers(1, 8)), draw(st.integers(1, 8)), draw(st.integers(1, 40)))
         return shape, [1, 2], draw(st.booleans())
+    if pick == 1:  # long rows: summed along (LayerNorm's mean) or added across
+        shape = (draw(st.integers(1, 5)), draw(st.integers(1, 100)))
+        return shape, [draw(st.integers(0, 1))], draw(st.booleans())
     rank = draw(st.integers(1, 4))
     shape = tuple(draw(st.integers(1, 7)) for _ in range(rank))
     axes = sorted(draw(st.sets(st.integers(0, rank - 1), min_size=1)))

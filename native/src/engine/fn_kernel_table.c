@@ -22,7 +22,7 @@ static const fn_kernel KERNELS[FN_OP_COUNT] = {
     K(FN_OP_BINARY_I32, binary_i32),
     K(FN_OP_AVG_POOL_S8, avg_pool_s8),
     K(FN_OP_MAX_POOL_S8, max_pool_s8),
-    K(FN_OP_MEAN_S8, mean_s8),
+    KP(FN_OP_MEAN_S8, mean_s8),
     K(FN_OP_REDUCE_I32, reduce_i32),
     K(FN_OP_SOFTMAX_S8, softmax_s8),
     K(FN_OP_LUT_S8, lut_s8),
