@@ -1,7 +1,11 @@
 /* Broadcasting binary ops: int8 ADD/SUB/SQUARED_DIFFERENCE, int8 MUL, and the float32 and int32
  * variants that float islands and shape arithmetic use. Shapes are padded to 6 dimensions; a
  * stride of 0 broadcasts an input along that dimension. */
+#include <stdlib.h>
+
 #include "fn_kernels.h"
+#include "fn_rows.h"
+#include "fn_ukernels_eltwise.h"
 
 /* Parameter layout shared by every binary op. */
 enum { B_DIMS = 0, B_STRIDE_A = 6, B_STRIDE_B = 12, B_KIND = 18, B_OP = 19 };
@@ -57,25 +61,6 @@ int fn_check_add_s8(const fn_node *n, const fn_tensor *t, int32_t nt) {
     return 0;
 }
 
-int fn_run_add_s8(const fn_node *n, fn_tensor *t, const volatile int32_t *cancel) {
-    const int8_t *a = (const int8_t *)t[n->in[0]].data, *b = (const int8_t *)t[n->in[1]].data;
-    int8_t *y = (int8_t *)t[n->out[0]].data;
-    const int32_t *p = n->p;
-    const int kind = p[B_KIND], ls = p[ADD_LSHIFT];
-    FN_BROADCAST_LOOP(n, cancel, {
-        const int32_t va = (int32_t)((uint32_t)((int32_t)a[ia] - p[ADD_ZP_A]) << ls);
-        const int32_t vb = (int32_t)((uint32_t)((int32_t)b[ib] - p[ADD_ZP_B]) << ls);
-        const int32_t sa = fn_mbqm(va, p[ADD_MA], p[ADD_SA]);
-        const int32_t sb = fn_mbqm(vb, p[ADD_MB], p[ADD_SB]);
-        int32_t raw;
-        if (kind == ADD_KIND_ADD) raw = fn_wrap32((int64_t)sa + sb);
-        else if (kind == ADD_KIND_SUB) raw = fn_wrap32((int64_t)sa - sb);
-        else { const int64_t d = (int64_t)sa - sb; raw = fn_wrap32(d * d); }
-        y[o_] = fn_out_s8(fn_mbqm(raw, p[ADD_MO], p[ADD_SO]), p[ADD_ZP_OUT], p[ADD_MIN], p[ADD_MAX]);
-    });
-    return FN_OK;
-}
-
 int fn_check_mul_s8(const fn_node *n, const fn_tensor *t, int32_t nt) {
     if (check_broadcast(n, t, nt, FN_I8, FN_I8) != 0) return -1;
     if (!fn_shift_ok(n->p[MUL_S]) || n->p[MUL_MIN] > n->p[MUL_MAX]) return -1;
@@ -84,15 +69,143 @@ int fn_check_mul_s8(const fn_node *n, const fn_tensor *t, int32_t nt) {
     return 0;
 }
 
-int fn_run_mul_s8(const fn_node *n, fn_tensor *t, const volatile int32_t *cancel) {
-    const int8_t *a = (const int8_t *)t[n->in[0]].data, *b = (const int8_t *)t[n->in[1]].data;
-    int8_t *y = (int8_t *)t[n->out[0]].data;
+/* ---- int8 ADD/SUB/SQUARED_DIFFERENCE and MUL through row microkernels.
+ *
+ * At plan creation the six broadcast dimensions collapse into rows (fn_rows.h). A row where
+ * both inputs advance by one element runs the vector-vector microkernel; a row where one input
+ * stays put (a scalar, or a per-row value such as LayerNorm's mean) runs the vector-constant
+ * one, with that input's requantized value computed once per row by the scalar code. Any other
+ * row (strides a checked plan may have but the planner never writes) runs the scalar
+ * microkernel element by element. */
+
+/* How a row reads its inputs. */
+enum { ROW_VV, ROW_VC, ROW_CV, ROW_STRIDED };
+
+static int row_kind(const fn_rows *s) {
+    const int64_t a = s->sa[s->nd - 1], b = s->sb[s->nd - 1];
+    if (a == 1 && b == 1) return ROW_VV;
+    if (a == 1 && b == 0) return ROW_VC;
+    if (a == 0 && b == 1) return ROW_CV;
+    return ROW_STRIDED;
+}
+
+typedef struct {
+    fn_rows shape;
+    int row;
+    fn_eltwise_ukernels uk;
+    fn_qs8_vadd_params add, add_swapped; /* add_swapped: b as the row's vector input (ROW_CV) */
+    fn_qs8_vmul_params mul, mul_swapped;
+} bin_state;
+
+static void add_params(const fn_node *n, fn_qs8_vadd_params *q) {
     const int32_t *p = n->p;
-    FN_BROADCAST_LOOP(n, cancel, {
-        const int32_t prod = ((int32_t)a[ia] - p[MUL_ZP_A]) * ((int32_t)b[ib] - p[MUL_ZP_B]);
-        y[o_] = fn_out_s8(fn_mbqm(prod, p[MUL_M], p[MUL_S]), p[MUL_ZP_OUT], p[MUL_MIN], p[MUL_MAX]);
-    });
+    static const int32_t kinds[] = {FN_VADD_ADD, FN_VADD_SUB, FN_VADD_SQDIFF};
+    q->kind = kinds[p[B_KIND]];
+    q->ls = p[ADD_LSHIFT];
+    q->a = (fn_qs8_vadd_input){p[ADD_ZP_A], p[ADD_MA], -p[ADD_SA]};
+    q->b = (fn_qs8_vadd_input){p[ADD_ZP_B], p[ADD_MB], -p[ADD_SB]};
+    q->out_mult = p[ADD_MO];
+    q->out_shl = p[ADD_SO] > 0 ? p[ADD_SO] : 0;
+    q->out_shr = p[ADD_SO] > 0 ? 0 : -p[ADD_SO];
+    q->out_zp = p[ADD_ZP_OUT];
+    q->lo = p[ADD_MIN];
+    q->hi = p[ADD_MAX];
+}
+
+static void mul_params(const fn_node *n, fn_qs8_vmul_params *q) {
+    const int32_t *p = n->p;
+    *q = (fn_qs8_vmul_params){p[MUL_ZP_A], p[MUL_ZP_B], p[MUL_M], p[MUL_S] > 0 ? p[MUL_S] : 0,
+                              p[MUL_S] > 0 ? 0 : -p[MUL_S], p[MUL_ZP_OUT], p[MUL_MIN], p[MUL_MAX]};
+}
+
+static int prepare_binary(fn_node *n) {
+    bin_state *s = calloc(1, sizeof *s);
+    if (!s) return FN_E_NOMEM;
+    int64_t sa[FN_MAX_DIMS], sb[FN_MAX_DIMS];
+    for (int d = 0; d < FN_MAX_DIMS; d++) {
+        sa[d] = n->p[B_STRIDE_A + d];
+        sb[d] = n->p[B_STRIDE_B + d];
+    }
+    fn_rows_collapse(&s->shape, &n->p[B_DIMS], sa, sb);
+    s->row = row_kind(&s->shape);
+    s->uk = fn_eltwise_ukernels_for(fn_isa());
+    if (n->op == FN_OP_ADD_S8) {
+        add_params(n, &s->add);
+        s->add_swapped = s->add;
+        s->add_swapped.a = s->add.b;
+        s->add_swapped.b = s->add.a;
+        if (s->add.kind == FN_VADD_SUB) s->add_swapped.kind = FN_VADD_RSUB;
+    } else {
+        mul_params(n, &s->mul);
+        s->mul_swapped = s->mul; /* the product commutes */
+        s->mul_swapped.a_zp = s->mul.b_zp;
+        s->mul_swapped.b_zp = s->mul.a_zp;
+    }
+    n->state = s;
     return FN_OK;
+}
+
+int fn_prepare_add_s8(fn_node *n, const fn_tensor *t, int32_t nt, size_t *scratch_bytes) {
+    (void)t, (void)nt, (void)scratch_bytes;
+    return prepare_binary(n);
+}
+
+int fn_prepare_mul_s8(fn_node *n, const fn_tensor *t, int32_t nt, size_t *scratch_bytes) {
+    (void)t, (void)nt, (void)scratch_bytes;
+    return prepare_binary(n);
+}
+
+typedef struct {
+    const bin_state *s;
+    const int8_t *a, *b;
+    int8_t *y;
+} bin_ctx;
+
+static void add_row(const void *ctx, int64_t ia, int64_t ib, int64_t o, int64_t len) {
+    const bin_ctx *c = ctx;
+    const bin_state *s = c->s;
+    switch (s->row) {
+    case ROW_VV: s->uk.vadd((size_t)len, c->a + ia, c->b + ib, c->y + o, &s->add); break;
+    case ROW_VC:
+        s->uk.vaddc((size_t)len, c->a + ia, fn_qs8_vadd_in(c->b[ib], &s->add.b, s->add.ls), c->y + o, &s->add);
+        break;
+    case ROW_CV:
+        s->uk.vaddc((size_t)len, c->b + ib, fn_qs8_vadd_in(c->a[ia], &s->add.a, s->add.ls), c->y + o,
+                    &s->add_swapped);
+        break;
+    default: {
+        const int64_t sa = s->shape.sa[s->shape.nd - 1], sb = s->shape.sb[s->shape.nd - 1];
+        for (int64_t j = 0; j < len; j++)
+            fn_qs8_vadd_ukernel__scalar(1, c->a + ia + j * sa, c->b + ib + j * sb, c->y + o + j, &s->add);
+    } break;
+    }
+}
+
+static void mul_row(const void *ctx, int64_t ia, int64_t ib, int64_t o, int64_t len) {
+    const bin_ctx *c = ctx;
+    const bin_state *s = c->s;
+    switch (s->row) {
+    case ROW_VV: s->uk.vmul((size_t)len, c->a + ia, c->b + ib, c->y + o, &s->mul); break;
+    case ROW_VC: s->uk.vmulc((size_t)len, c->a + ia, c->b[ib] - s->mul.b_zp, c->y + o, &s->mul); break;
+    case ROW_CV: s->uk.vmulc((size_t)len, c->b + ib, c->a[ia] - s->mul.a_zp, c->y + o, &s->mul_swapped); break;
+    default: {
+        const int64_t sa = s->shape.sa[s->shape.nd - 1], sb = s->shape.sb[s->shape.nd - 1];
+        for (int64_t j = 0; j < len; j++)
+            fn_qs8_vmul_ukernel__scalar(1, c->a + ia + j * sa, c->b + ib + j * sb, c->y + o + j, &s->mul);
+    } break;
+    }
+}
+
+int fn_run_add_s8(const fn_node *n, fn_tensor *t, const volatile int32_t *cancel) {
+    const bin_ctx c = {n->state, (const int8_t *)t[n->in[0]].data, (const int8_t *)t[n->in[1]].data,
+                       (int8_t *)t[n->out[0]].data};
+    return fn_rows_walk(&c.s->shape, add_row, &c, cancel);
+}
+
+int fn_run_mul_s8(const fn_node *n, fn_tensor *t, const volatile int32_t *cancel) {
+    const bin_ctx c = {n->state, (const int8_t *)t[n->in[0]].data, (const int8_t *)t[n->in[1]].data,
+                       (int8_t *)t[n->out[0]].data};
+    return fn_rows_walk(&c.s->shape, mul_row, &c, cancel);
 }
 
 enum { F_ADD = 0, F_SUB, F_MUL, F_DIV, F_SQDIFF, F_MAX, F_MIN };

@@ -3,16 +3,25 @@
  * construction: LOGISTIC, TANH, GELU (float LUTs as LiteRT builds them), HARD_SWISH (int16
  * fixed point), RELU/RELU6/RELU_N1_TO_1 and LEAKY_RELU (requantize, then clamp). */
 #include "fn_kernels.h"
+#include "fn_ukernels_eltwise.h"
 
 enum { L_TABLE, L_MIN_VALID };
 
 int fn_check_lut_s8(const fn_node *n, const fn_tensor *t, int32_t nt) {
     if (fn_check_unary(n, t, nt, FN_I8, FN_I8) != 0) return -1;
     if (n->p[L_MIN_VALID] < -128 || n->p[L_MIN_VALID] > 128) return -1;
-    return fn_param_tensor_ok(t, nt, n->p[L_TABLE], FN_I8, 256) ? 0 : -1;
+    /* a constant: microkernels may hold the table in registers while they write the output */
+    if (!fn_param_tensor_ok(t, nt, n->p[L_TABLE], FN_I8, 256)) return -1;
+    return t[n->p[L_TABLE]].region == FN_REGION_CONST ? 0 : -1;
+}
+
+int fn_prepare_lut_s8(fn_node *n, const fn_tensor *t, int32_t nt, size_t *scratch_bytes) {
+    (void)t, (void)nt, (void)scratch_bytes;
+    return fn_eltwise_prepare(n);
 }
 
 int fn_run_lut_s8(const fn_node *n, fn_tensor *t, const volatile int32_t *cancel) {
+    const fn_eltwise_ukernels *uk = n->state;
     const int8_t *x = (const int8_t *)t[n->in[0]].data;
     int8_t *y = (int8_t *)t[n->out[0]].data;
     const int8_t *table = (const int8_t *)t[n->p[L_TABLE]].data;
@@ -21,13 +30,16 @@ int fn_run_lut_s8(const fn_node *n, fn_tensor *t, const volatile int32_t *cancel
     /* An op undefined for some inputs (RSQRT below its zero point) fails the whole run, as in
      * LiteRT, before anything is written. */
     if (min_valid > -128)
-        for (int64_t i = 0; i < count; i++) {
-            if (FN_CANCEL_POLL(i, cancel)) return FN_CANCELLED;
-            if (x[i] < min_valid) return FN_E_RUNTIME;
+        for (int64_t i = 0; i < count; i += FN_CANCEL_EVERY) {
+            if (FN_CANCEL_REQUESTED(cancel)) return FN_CANCELLED;
+            const int64_t end = count - i < FN_CANCEL_EVERY ? count : i + FN_CANCEL_EVERY;
+            int below = 0;
+            for (int64_t j = i; j < end; j++) below |= x[j] < min_valid;
+            if (below) return FN_E_RUNTIME;
         }
-    for (int64_t i = 0; i < count; i++) {
-        if (FN_CANCEL_POLL(i, cancel)) return FN_CANCELLED;
-        y[i] = table[(uint8_t)x[i]];
+    for (int64_t i = 0; i < count; i += FN_CANCEL_EVERY) {
+        if (FN_CANCEL_REQUESTED(cancel)) return FN_CANCELLED;
+        uk->lut((size_t)(count - i < FN_CANCEL_EVERY ? count - i : FN_CANCEL_EVERY), x + i, y + i, table);
     }
     return FN_OK;
 }

@@ -1,0 +1,11 @@
+/* qs8-vadd, portable C: the twin every SIMD variant is tested against. */
+#include "fn_ukernels_eltwise.h"
+
+void fn_qs8_vadd_ukernel__scalar(size_t n, const int8_t *a, const int8_t *b, int8_t *y, const fn_qs8_vadd_params *p) {
+    for (size_t i = 0; i < n; i++)
+        y[i] = fn_qs8_vadd_out(fn_qs8_vadd_in(a[i], &p->a, p->ls), fn_qs8_vadd_in(b[i], &p->b, p->ls), p);
+}
+
+void fn_qs8_vaddc_ukernel__scalar(size_t n, const int8_t *a, int32_t b, int8_t *y, const fn_qs8_vadd_params *p) {
+    for (size_t i = 0; i < n; i++) y[i] = fn_qs8_vadd_out(fn_qs8_vadd_in(a[i], &p->a, p->ls), b, p);
+}
