@@ -65,6 +65,8 @@ def watch(client: FleetClient, out: TextIO, as_json: bool = False, count: int | 
                 out.write(("\x1b[H\x1b[2J" if clear else "") + render_table(snap) + "\n\n")
             out.flush()
         if count is not None and client.states_received >= count:
+            if progress(client) != printed:
+                continue  # states arrived after the last snapshot: print the one they make first
             return 0
         left = None if deadline is None else deadline - time.monotonic()
         if left is not None and left <= 0:
