@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "fn_fixedpoint_avx2.h"
+#include "fn_vbinary_avx2.h"
 #include "fn_ukernels_eltwise.h"
 
 typedef struct {
@@ -34,22 +35,7 @@ static inline __attribute__((always_inline)) __m128i step16(int bconst, __m128i 
 
 static inline __attribute__((always_inline)) void run(int bconst, size_t n, const int8_t *a, const int8_t *b,
                                                       int8_t *y, const consts *c) {
-    const __m128i none = _mm_setzero_si128();
-    for (; n >= 16; n -= 16, a += 16, y += 16) {
-        const __m128i va = _mm_loadu_si128((const __m128i *)(const void *)a);
-        const __m128i vb = bconst ? none : _mm_loadu_si128((const __m128i *)(const void *)b);
-        _mm_storeu_si128((__m128i *)(void *)y, step16(bconst, va, vb, c));
-        if (!bconst) b += 16;
-    }
-    if (n > 0) {
-        int8_t ta[16] = {0}, tb[16] = {0}, ty[16];
-        memcpy(ta, a, n);
-        if (!bconst) memcpy(tb, b, n);
-        const __m128i va = _mm_loadu_si128((const __m128i *)(const void *)ta);
-        const __m128i vb = _mm_loadu_si128((const __m128i *)(const void *)tb);
-        _mm_storeu_si128((__m128i *)(void *)ty, step16(bconst, va, vb, c));
-        memcpy(y, ty, n);
-    }
+    FN_S8_BINARY_LOOP_AVX2(n, a, b, y, bconst, step16(bconst, va, vb, c));
 }
 
 void fn_qs8_vmul_ukernel__avx2(size_t n, const int8_t *a, const int8_t *b, int8_t *y, const fn_qs8_vmul_params *p) {
