@@ -188,7 +188,7 @@ def conv2d(pl: Planner, op: OperatorDef) -> None:
     lo, hi = _act(pl, act, y)
     ins = [pl.pid(x), pl.pid(w)] + _bias(pl, op, out_c)
     # The C side packs the filter for its microkernel at plan creation (fn_gemm_prepare); the
-    # P_PACKED slot of the reference loop stays unused (-1), so constants hold one copy of it.
+    # P_PACKED slot is reserved and must be -1, so the constants hold one copy of the filter.
     packed = -1
     # Grouped CONV_2D is not ruy's: LiteRT runs it through the reference kernel (double rounding).
     mode = DWCONV_REQUANT if dw else (CONV_REQUANT if cg == c else Requant.DOUBLE_ROUND)

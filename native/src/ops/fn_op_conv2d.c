@@ -14,7 +14,7 @@ int fn_check_conv2d_s8(const fn_node *n, const fn_tensor *t, int32_t nt) {
     if (x->dims[3] % w->dims[3] != 0) return -1;
     const int64_t groups = x->dims[3] / w->dims[3];
     if (groups <= 0 || w->dims[0] % groups != 0) return -1;
-    if (n->p[P_PACKED] >= 0 && (groups != 1 || !fn_param_tensor_ok(t, nt, n->p[P_PACKED], FN_I8, w->count))) return -1;
+    if (n->p[P_PACKED] != -1) return -1; /* reserved: filters are packed by fn_prepare_conv2d_s8 */
     return fn_conv_check_common(n, t, nt, w->dims[0]);
 }
 
@@ -140,40 +140,18 @@ int fn_run_conv2d_s8(const fn_node *n, fn_tensor *t, const volatile int32_t *can
     const int8_t *x = a.x, *w = a.w;
     const int32_t *bias = a.bias, *mult = a.mult, *shift = a.shift;
     int8_t *y = a.y;
-    const int8_t *packed = n->p[P_PACKED] >= 0 ? (const int8_t *)t[n->p[P_PACKED]].data : NULL;
     int64_t *tap_w = malloc(sizeof(int64_t) * (size_t)KH * (size_t)KW + 1);
     int64_t *tap_x = malloc(sizeof(int64_t) * (size_t)KH * (size_t)KW + 1);
-    uint32_t *accv = malloc(sizeof(uint32_t) * (size_t)O + 1);
-    if (!tap_w || !tap_x || !accv) { free(tap_w); free(tap_x); free(accv); return FN_E_NOMEM; }
+    if (!tap_w || !tap_x) { free(tap_w); free(tap_x); return FN_E_NOMEM; }
     for (int32_t b = 0; b < N; b++) {
         for (int32_t oy = 0; oy < OH; oy++) {
             for (int32_t ox = 0; ox < OW; ox++) {
                 /* one output pixel is the tile: a cancel is seen within microseconds */
-                if (FN_CANCEL_REQUESTED(cancel)) { free(tap_w); free(tap_x); free(accv); return FN_CANCELLED; }
+                if (FN_CANCEL_REQUESTED(cancel)) { free(tap_w); free(tap_x); return FN_CANCELLED; }
                 int8_t *yp = y + (((int64_t)b * OH + oy) * OW + ox) * O;
                 /* the in-image taps of this pixel, found once for every output channel */
                 const int32_t ntaps = fn_conv_find_taps(&a, KH, KW, b, oy, ox, tap_w, tap_x);
                 for (int32_t k = 0; k < ntaps; k++) tap_w[k] *= CG;
-                if (packed) {
-                    /* weights pre-packed as [tap][ic][oc]: the inner loop runs over output
-                     * channels, contiguous, and |x - zp| * |w| <= 255 * 128 fits int16 */
-                    for (int32_t oc = 0; oc < O; oc++) accv[oc] = bias ? (uint32_t)bias[oc] : 0u;
-                    for (int32_t k = 0; k < ntaps; k++) {
-                        const int8_t *xp = x + tap_x[k];
-                        const int8_t *wt = packed + tap_w[k] * O;
-                        for (int32_t ic = 0; ic < CG; ic++) {
-                            const int16_t xv = (int16_t)((int32_t)xp[ic] - zp_in);
-                            const int8_t *wr = wt + (int64_t)ic * O;
-                            for (int32_t oc = 0; oc < O; oc++)
-                                accv[oc] += (uint32_t)(int32_t)(int16_t)(xv * (int16_t)wr[oc]);
-                        }
-                    }
-                    for (int32_t oc = 0; oc < O; oc++) {
-                        const int32_t r = fn_requant((int32_t)accv[oc], mode, mult[oc], shift[oc], 0.0);
-                        yp[oc] = fn_out_s8(r, n->p[P_ZP_OUT], n->p[P_ACT_MIN], n->p[P_ACT_MAX]);
-                    }
-                    continue;
-                }
                 for (int32_t oc = 0; oc < O; oc++) {
                     const int64_t goff = (int64_t)(oc / OG) * CG;
                     const int8_t *wo = w + (int64_t)oc * KH * KW * CG;
@@ -191,6 +169,5 @@ int fn_run_conv2d_s8(const fn_node *n, fn_tensor *t, const volatile int32_t *can
     }
     free(tap_w);
     free(tap_x);
-    free(accv);
     return FN_OK;
 }
