@@ -10,7 +10,8 @@ enum fn_isa { FN_ISA_SCALAR = 0, FN_ISA_AVX2 = 1, FN_ISA_AVX512VNNI = 2, FN_ISA_
 int fn_isa(void);
 /* The best ISA this CPU and OS support. */
 int fn_isa_best(void);
-/* 1 if this CPU and OS can run kernels of that ISA (and this build carries them). */
+/* 1 if this CPU and OS can run instructions of that ISA and this build is for its architecture.
+ * A family with no kernel of its own for it runs its scalar one (fn_gemm_config_for). */
 int fn_isa_supported(int isa);
 /* Forces an ISA; returns 0, or -1 (nothing changes) if unsupported. */
 int fn_isa_set(int isa);

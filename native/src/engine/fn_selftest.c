@@ -48,10 +48,9 @@ static int one_case(const fn_gemm_config *cfg, const fn_gemm_config *ref, uint32
     const int32_t zp_in = pick_s8(seed);
     fn_qs8_out_params p = {pick_s8(seed), -128, 127};
     if (next(seed) % 2) { p.lo = -100; p.hi = 90; }
-    int rc = 0;
     const fn_gemm_config *cfgs[2] = {ref, cfg};
     int8_t *outs[2] = {c1, c2};
-    for (int v = 0; v < 2 && rc == 0; v++) {
+    for (int v = 0; v < 2; v++) {
         const fn_gemm_config *g = cfgs[v];
         const size_t blocks = (nc + (size_t)g->nr - 1) / (size_t)g->nr;
         const size_t bytes = blocks * FN_GEMM_BLOCK_BYTES(g->nr, k);
@@ -70,8 +69,7 @@ static int one_case(const fn_gemm_config *cfg, const fn_gemm_config *ref, uint32
         }
         free(packed);
     }
-    if (rc == 0 && memcmp(c1, c2, mr * nc) != 0) rc = 1;
-    return rc;
+    return memcmp(c1, c2, mr * nc) != 0 ? 1 : 0;
 }
 
 int fn_gemm_selftest(const fn_gemm_config *cfg, const fn_gemm_config *ref) {
