@@ -1,11 +1,12 @@
 /* DEPTHWISE_CONV_2D, int8 NHWC, per-channel requantization (TFLite DepthwiseConvPerChannel).
  *
- * With depth multiplier 1 and constant filter, bias and multipliers, the node runs on the
- * qs8-dwconv microkernel of the plan's ISA (fn_dwconv.h): weights packed at plan creation, and
- * an indirection buffer of row pointers (Dukhan, "The Indirect Convolution Algorithm", as
- * XNNPACK builds it) in which taps outside the image point at a buffer of zp_in. One task is one
- * output row; the plan's threads share them and cancel is polled between them. Everything else
- * runs on the reference loop at the end of this file. */
+ * With constant filter, bias and multipliers the node runs on the qs8-dwconv microkernel of the
+ * plan's ISA (fn_dwconv.h): weights packed at plan creation, and an indirection buffer of row
+ * pointers (Dukhan, "The Indirect Convolution Algorithm", as XNNPACK builds it) in which taps
+ * outside the image point at a buffer of zp_in. One task is one output row; the plan's threads
+ * share them and cancel is polled between them. A depth multiplier M > 1 is run as M = 1 over
+ * input rows whose channels a task first repeats M times (output channel ic * M + m reads input
+ * channel ic). What is too large for that runs on the reference loop at the end of this file. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,35 +31,56 @@ int fn_check_dwconv2d_s8(const fn_node *n, const fn_tensor *t, int32_t nt) {
 typedef struct {
     fn_qs8_dwconv_ukernel ukernel;
     conv_args a;                 /* geometry and tensor addresses, as at plan creation */
-    int32_t KH, KW, ks, step_width;
+    int32_t KH, KW, ks, step_width, mult;
+    size_t OC;                   /* output channels, C * mult */
     size_t step_height;          /* pointers per output row */
+    size_t row_bytes;            /* step_height pointers, rounded to 64: the start of a task's scratch */
     const int8_t **indirection;  /* OH rows for image 0, or NULL: tasks build their row */
-    const int8_t *zero;          /* C bytes of zp_in */
+    const int8_t *zero;          /* OC bytes of zp_in */
     const uint8_t *packed;
     fn_qs8_dwconv_params params;
 } dw_state;
 
-/* Beyond these the buffer of all rows is not kept (rows are built per task), and beyond the
- * second one row no longer fits a thread's scratch, so the reference loop runs. */
+/* Beyond the first the buffer of all rows is not kept (tasks build their row); beyond the
+ * others a task's row, or its KH input rows with repeated channels, would not fit a thread's
+ * scratch, so the reference loop runs. */
 #define FN_DW_TABLE_MAX ((size_t)4 << 20)
 #define FN_DW_ROW_MAX ((size_t)256 << 10)
+#define FN_DW_EXPAND_MAX ((size_t)1 << 20)
 /* Below this many multiply-adds a node runs on the calling thread: waking workers costs more. */
 #define FN_DW_PARALLEL_MACS ((size_t)1 << 16)
 
-/* Row oy of image `image` (H*W*C bytes at x) into out[0 .. step_height). */
-static void dw_build_row(const dw_state *s, const int8_t *x, int32_t oy, const int8_t **out) {
+/* Row oy's pointers into out[0 .. step_height). They point into the image at x (input row iy
+ * at x + iy * W * C), or with `expanded` into the KH rows a task repeated the channels of (tap
+ * row ky at x + ky * W * OC). */
+static void dw_build_row(const dw_state *s, const int8_t *x, int expanded, int32_t oy, const int8_t **out) {
     const conv_args *a = &s->a;
-    const size_t C = (size_t)a->C;
+    const size_t pixel = expanded ? s->OC : (size_t)a->C;
     for (int32_t ky = 0; ky < s->KH; ky++) {
         const int64_t iy = (int64_t)oy * a->sh + (int64_t)ky * a->dh - a->pt;
         const int in_y = iy >= 0 && iy < a->H;
+        const int8_t *row = in_y ? x + (expanded ? (size_t)ky : (size_t)iy) * (size_t)a->W * pixel : NULL;
         for (int32_t ox = 0; ox < a->OW; ox++) {
             for (int32_t kx = 0; kx < s->KW; kx++) {
                 const int64_t ix = (int64_t)ox * a->sw + (int64_t)kx * a->dw - a->pl;
                 const size_t idx = ((size_t)ox * (size_t)s->step_width + (size_t)kx) * (size_t)s->KH + (size_t)ky;
-                out[idx] = in_y && ix >= 0 && ix < a->W ? x + ((size_t)iy * (size_t)a->W + (size_t)ix) * C : s->zero;
+                out[idx] = in_y && ix >= 0 && ix < a->W ? row + (size_t)ix * pixel : s->zero;
             }
         }
+    }
+}
+
+/* The input rows of output row oy, every channel repeated mult times, at dst (KH * W * OC bytes). */
+static void dw_expand_rows(const dw_state *s, const int8_t *img, int32_t oy, int8_t *dst) {
+    const conv_args *a = &s->a;
+    const size_t n = (size_t)a->W * (size_t)a->C, M = (size_t)s->mult;
+    for (int32_t ky = 0; ky < s->KH; ky++) {
+        const int64_t iy = (int64_t)oy * a->sh + (int64_t)ky * a->dh - a->pt;
+        if (iy < 0 || iy >= a->H) continue;
+        const int8_t *src = img + (size_t)iy * n;
+        int8_t *d = dst + (size_t)ky * n * M;
+        for (size_t i = 0; i < n; i++)
+            for (size_t m = 0; m < M; m++) d[i * M + m] = src[i];
     }
 }
 
@@ -68,49 +90,54 @@ int fn_prepare_dwconv2d_s8(fn_node *n, const fn_tensor *t, int32_t nt, size_t *s
     (void)nt;
     const fn_tensor *w = &t[n->in[1]];
     const int32_t bias = n->n_in == 3 ? n->in[2] : -1;
-    if (n->p[P_DEPTH_MULT] != 1) return FN_OK;
     if (!is_const(t, n->in[1]) || !is_const(t, bias) || !is_const(t, n->p[P_MULT])) return FN_OK;
     const conv_args a = fn_conv_load_args(n, t);
     if (a.N < 1 || a.H < 1 || a.W < 1 || a.C < 1 || a.OH < 1 || a.OW < 1) return FN_OK;
-    const int32_t KH = w->dims[1], KW = w->dims[2];
-    const size_t ks = (size_t)KH * (size_t)KW;
+    const int32_t KH = w->dims[1], KW = w->dims[2], mult = n->p[P_DEPTH_MULT];
+    const size_t ks = (size_t)KH * (size_t)KW, OC = (size_t)w->dims[3];
     const int32_t step_width = a.dw == 1 && a.sw < KW ? a.sw : KW;
     /* (OW - 1) * step_width + KW columns of KH pointers; each factor is at most INT32_MAX */
     const size_t cols = (size_t)(a.OW - 1) * (size_t)step_width + (size_t)KW;
     if (cols > FN_DW_ROW_MAX / sizeof(void *) / (size_t)KH) return FN_OK;
     const size_t step_height = cols * (size_t)KH;
-    const size_t row_bytes = step_height * sizeof(void *);
-    const int table = row_bytes <= FN_DW_TABLE_MAX / (size_t)a.OH;
-    const size_t blocks = ((size_t)a.C + FN_DWCONV_CR - 1) / FN_DWCONV_CR;
+    const size_t row_bytes = fn_round_up(step_height * sizeof(void *), 64);
+    if (mult > 1 && (size_t)a.W * OC > FN_DW_EXPAND_MAX / (size_t)KH) return FN_OK;
+    const size_t expand_bytes = mult > 1 ? (size_t)KH * (size_t)a.W * OC : 0;
+    const int table = mult == 1 && row_bytes <= FN_DW_TABLE_MAX / (size_t)a.OH;
+    const size_t blocks = (OC + FN_DWCONV_CR - 1) / FN_DWCONV_CR;
     const size_t head = fn_round_up(sizeof(dw_state), 64);
     const size_t packed_bytes = blocks * FN_DWCONV_BLOCK_BYTES(ks);
     const size_t table_bytes = table ? row_bytes * (size_t)a.OH : 0;
-    const size_t zero_bytes = fn_round_up((size_t)a.C, 64);
+    const size_t zero_bytes = fn_round_up(OC, 64);
     void *mem = NULL;
     if (posix_memalign(&mem, 64, head + packed_bytes + table_bytes + zero_bytes) != 0) return FN_E_NOMEM;
     dw_state *s = mem;
     uint8_t *packed = (uint8_t *)mem + head;
     int8_t *zero = (int8_t *)(packed + packed_bytes + table_bytes);
-    const fn_dwconv_config *cfg = fn_dwconv_config_for(a.C >= FN_DWCONV_CR ? fn_isa() : FN_ISA_SCALAR);
+    const fn_dwconv_config *cfg = fn_dwconv_config_for(OC >= FN_DWCONV_CR ? fn_isa() : FN_ISA_SCALAR);
     s->ukernel = ks == 9 && cfg->ukernel_9p ? cfg->ukernel_9p : cfg->ukernel_xp;
     s->a = a;
     s->KH = KH;
     s->KW = KW;
     s->ks = (int32_t)ks;
     s->step_width = step_width;
+    s->mult = mult;
+    s->OC = OC;
     s->step_height = step_height;
+    s->row_bytes = row_bytes;
     s->zero = zero;
     s->packed = packed;
     s->params.zp_out = n->p[P_ZP_OUT];
     s->params.lo = n->p[P_ACT_MIN];
     s->params.hi = n->p[P_ACT_MAX];
-    s->params.ruy_channels = a.mode == FN_RQ_RUY_X86 ? a.C : n->p[P_HALF_UP_CH];
+    s->params.ruy_channels = a.mode == FN_RQ_RUY_X86 ? (int32_t)OC : n->p[P_HALF_UP_CH];
     memset(zero, a.zp_in, zero_bytes);
-    fn_dwconv_pack(a.C, KH, KW, a.w, a.bias, a.mult, a.shift, a.zp_in, packed);
+    fn_dwconv_pack((int32_t)OC, KH, KW, a.w, a.bias, a.mult, a.shift, a.zp_in, packed);
     s->indirection = table ? (const int8_t **)(void *)(packed + packed_bytes) : NULL;
-    for (int32_t oy = 0; table && oy < a.OH; oy++) dw_build_row(s, a.x, oy, s->indirection + (size_t)oy * step_height);
+    for (int32_t oy = 0; table && oy < a.OH; oy++)
+        dw_build_row(s, a.x, 0, oy, s->indirection + (size_t)oy * step_height);
     n->state = s;
-    *scratch_bytes = row_bytes;
+    *scratch_bytes = row_bytes + expand_bytes;
     return FN_OK;
 }
 
@@ -124,18 +151,25 @@ static void dw_task(void *ctx, size_t task, uint8_t *scratch) {
     const dw_job *j = ctx;
     const dw_state *s = j->s;
     const conv_args *a = &s->a;
-    const size_t b = task / (size_t)a->OH, C = (size_t)a->C;
+    const size_t b = task / (size_t)a->OH;
     const int32_t oy = (int32_t)(task % (size_t)a->OH);
+    const int8_t *img = j->x + b * (size_t)a->H * (size_t)a->W * (size_t)a->C;
     const int8_t *const *rows;
     if (b == 0 && s->indirection && j->x == a->x) {
         rows = s->indirection + (size_t)oy * s->step_height;
     } else {
         const int8_t **r = (const int8_t **)(void *)scratch;
-        dw_build_row(s, j->x + b * (size_t)a->H * (size_t)a->W * C, oy, r);
+        if (s->mult > 1) {
+            int8_t *expanded = (int8_t *)scratch + s->row_bytes;
+            dw_expand_rows(s, img, oy, expanded);
+            dw_build_row(s, expanded, 1, oy, r);
+        } else {
+            dw_build_row(s, img, 0, oy, r);
+        }
         rows = r;
     }
-    s->ukernel(C, (size_t)a->OW, (size_t)s->ks, rows, (size_t)s->step_width * (size_t)s->KH, s->packed,
-               j->y + (b * (size_t)a->OH + (size_t)oy) * (size_t)a->OW * C, &s->params);
+    s->ukernel(s->OC, (size_t)a->OW, (size_t)s->ks, rows, (size_t)s->step_width * (size_t)s->KH, s->packed,
+               j->y + (b * (size_t)a->OH + (size_t)oy) * (size_t)a->OW * s->OC, &s->params);
 }
 
 static int run_dw_ukernel(const fn_node *n, fn_tensor *t, const volatile int32_t *cancel) {
@@ -143,7 +177,7 @@ static int run_dw_ukernel(const fn_node *n, fn_tensor *t, const volatile int32_t
     const conv_args *a = &s->a;
     dw_job j = {s, (const int8_t *)t[n->in[0]].data, (int8_t *)t[n->out[0]].data};
     const size_t rows = (size_t)a->N * (size_t)a->OH;
-    const size_t macs = rows * (size_t)a->OW * (size_t)a->C * (size_t)s->ks;
+    const size_t macs = rows * (size_t)a->OW * s->OC * (size_t)s->ks;
     if (macs < FN_DW_PARALLEL_MACS && n->exec->threads > 1) {
         fn_exec one = *n->exec;
         one.pool = NULL;
