@@ -16,10 +16,12 @@
 /* fn_mul_ruy_x86(acc + bias, M, shift) + zp, clamped to [lo, hi], on 8 int32 lanes.
  *
  * x = (acc + bias) << shl (wrapping); v = (x*M + 2^30) >> 31; r = (v + 2^(shr-1)) >> shr.
- * v is the high dword of 2*(x*M + 2^30), which fits int64 and gives v exactly, except for
- * x = M = INT32_MIN: then v = 2^31 shows as INT32_MIN, a value no other lane takes (|v| < 2^31
- * otherwise), and that lane is shifted as the unsigned 2^31 it stands for. The second rounding
- * is floor(v / 2^shr) + bit shr-1 of v, which cannot overflow (vpsrlvd by shr-1 = -1 gives 0). */
+ * x*M + 2^30 fits int64, and v is its bits 31..62: the low dword of a logical shift by 31 (even
+ * lanes), the high dword of twice the sum (odd lanes). That is v exactly, except for x = M =
+ * INT32_MIN, where v = 2^31 shows as INT32_MIN, a value no other lane takes (|v| < 2^31
+ * otherwise). The second rounding is floor(v / 2^shr) plus bit shr-1 of v, which cannot
+ * overflow (vpsrlvd by shr-1 = -1 gives 0); for the INT32_MIN lane it gives -2^(31-shr), whose
+ * negation (wrapping, for shr = 0) is the answer. */
 static inline __m256i fn_requant_ruy8_avx2(__m256i acc, const int32_t *hdr, __m256i zp, __m256i lo, __m256i hi) {
     const __m256i bias = _mm256_loadu_si256((const __m256i *)(const void *)hdr);
     const __m256i mult = _mm256_loadu_si256((const __m256i *)(const void *)(hdr + 8));
@@ -28,15 +30,14 @@ static inline __m256i fn_requant_ruy8_avx2(__m256i acc, const int32_t *hdr, __m2
     const __m256i half = _mm256_set1_epi64x((int64_t)1 << 30);
     const __m256i one = _mm256_set1_epi32(1);
     const __m256i x = _mm256_sllv_epi32(_mm256_add_epi32(acc, bias), shl);
-    __m256i pe = _mm256_add_epi64(_mm256_mul_epi32(x, mult), half);
+    const __m256i pe = _mm256_srli_epi64(_mm256_add_epi64(_mm256_mul_epi32(x, mult), half), 31);
     __m256i po = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(x, 32), _mm256_srli_epi64(mult, 32)), half);
-    pe = _mm256_add_epi64(pe, pe);
     po = _mm256_add_epi64(po, po);
-    const __m256i v = _mm256_blend_epi32(_mm256_srli_epi64(pe, 32), po, 0xAA);
+    const __m256i v = _mm256_blend_epi32(pe, po, 0xAA);
     const __m256i bit = _mm256_and_si256(_mm256_srlv_epi32(v, _mm256_sub_epi32(shr, one)), one);
     __m256i r = _mm256_add_epi32(_mm256_srav_epi32(v, shr), bit);
     const __m256i big = _mm256_cmpeq_epi32(v, _mm256_set1_epi32(INT32_MIN));
-    r = _mm256_blendv_epi8(r, _mm256_srlv_epi32(v, shr), big);
+    r = _mm256_sub_epi32(_mm256_xor_si256(r, big), big);
     r = _mm256_add_epi32(r, zp);
     return _mm256_min_epi32(_mm256_max_epi32(r, lo), hi);
 }
