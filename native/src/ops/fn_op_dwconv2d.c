@@ -3,7 +3,7 @@
  * With constant filter, bias and multipliers the node runs on the qs8-dwconv microkernel of the
  * plan's ISA (fn_dwconv.h): weights packed at plan creation, and an indirection buffer of row
  * pointers (Dukhan, "The Indirect Convolution Algorithm", as XNNPACK builds it) in which taps
- * outside the image point at a buffer of zp_in. One task is one output row; the plan's threads
+ * outside the image point at a buffer of zp_in. A task is one or more output rows; the plan's threads
  * share them and cancel is polled between them. A depth multiplier M > 1 is run as M = 1 over
  * input rows whose channels a task first repeats M times (output channel ic * M + m reads input
  * channel ic). What is too large for that runs on the reference loop at the end of this file. */
@@ -47,8 +47,11 @@ typedef struct {
 #define FN_DW_TABLE_MAX ((size_t)4 << 20)
 #define FN_DW_ROW_MAX ((size_t)256 << 10)
 #define FN_DW_EXPAND_MAX ((size_t)1 << 20)
-/* Below this many multiply-adds a node runs on the calling thread: waking workers costs more. */
-#define FN_DW_PARALLEL_MACS ((size_t)1 << 16)
+/* Below this many multiply-adds a node runs on the calling thread: waking workers costs more.
+ * A task is whole rows of at least FN_DW_TASK_MACS (under a microsecond with AVX2): handing it
+ * out then costs little, and cancel is still seen within a few microseconds. */
+#define FN_DW_PARALLEL_MACS ((size_t)1 << 15)
+#define FN_DW_TASK_MACS ((size_t)1 << 13)
 
 /* Row oy's pointers into out[0 .. step_height). They point into the image at x (input row iy
  * at x + iy * W * C), or with `expanded` into the KH rows a task repeated the channels of (tap
@@ -145,45 +148,56 @@ typedef struct {
     const dw_state *s;
     const int8_t *x;
     int8_t *y;
+    size_t rows, rows_per_task;
 } dw_job;
 
-static void dw_task(void *ctx, size_t task, uint8_t *scratch) {
-    const dw_job *j = ctx;
+/* Output row r (of N * OH) with the thread's scratch. */
+static void dw_row(const dw_job *j, size_t r, uint8_t *scratch) {
     const dw_state *s = j->s;
     const conv_args *a = &s->a;
-    const size_t b = task / (size_t)a->OH;
-    const int32_t oy = (int32_t)(task % (size_t)a->OH);
+    const size_t b = r / (size_t)a->OH;
+    const int32_t oy = (int32_t)(r % (size_t)a->OH);
     const int8_t *img = j->x + b * (size_t)a->H * (size_t)a->W * (size_t)a->C;
     const int8_t *const *rows;
     if (b == 0 && s->indirection && j->x == a->x) {
         rows = s->indirection + (size_t)oy * s->step_height;
     } else {
-        const int8_t **r = (const int8_t **)(void *)scratch;
+        const int8_t **ptrs = (const int8_t **)(void *)scratch;
         if (s->mult > 1) {
             int8_t *expanded = (int8_t *)scratch + s->row_bytes;
             dw_expand_rows(s, img, oy, expanded);
-            dw_build_row(s, expanded, 1, oy, r);
+            dw_build_row(s, expanded, 1, oy, ptrs);
         } else {
-            dw_build_row(s, img, 0, oy, r);
+            dw_build_row(s, img, 0, oy, ptrs);
         }
-        rows = r;
+        rows = ptrs;
     }
     s->ukernel(s->OC, (size_t)a->OW, (size_t)s->ks, rows, (size_t)s->step_width * (size_t)s->KH, s->packed,
-               j->y + (b * (size_t)a->OH + (size_t)oy) * (size_t)a->OW * s->OC, &s->params);
+               j->y + r * (size_t)a->OW * s->OC, &s->params);
+}
+
+static void dw_task(void *ctx, size_t task, uint8_t *scratch) {
+    const dw_job *j = ctx;
+    const size_t r0 = task * j->rows_per_task;
+    const size_t r1 = j->rows - r0 < j->rows_per_task ? j->rows : r0 + j->rows_per_task;
+    for (size_t r = r0; r < r1; r++) dw_row(j, r, scratch);
 }
 
 static int run_dw_ukernel(const fn_node *n, fn_tensor *t, const volatile int32_t *cancel) {
     const dw_state *s = n->state;
     const conv_args *a = &s->a;
-    dw_job j = {s, (const int8_t *)t[n->in[0]].data, (int8_t *)t[n->out[0]].data};
     const size_t rows = (size_t)a->N * (size_t)a->OH;
-    const size_t macs = rows * (size_t)a->OW * s->OC * (size_t)s->ks;
-    if (macs < FN_DW_PARALLEL_MACS && n->exec->threads > 1) {
+    const size_t row_macs = (size_t)a->OW * s->OC * (size_t)s->ks;
+    /* tasks of whole rows and at least FN_DW_TASK_MACS, so that handing one out costs little */
+    const size_t per = row_macs >= FN_DW_TASK_MACS ? 1 : (FN_DW_TASK_MACS + row_macs - 1) / row_macs;
+    dw_job j = {s, (const int8_t *)t[n->in[0]].data, (int8_t *)t[n->out[0]].data, rows, per};
+    const size_t tasks = (rows + per - 1) / per;
+    if (rows * row_macs < FN_DW_PARALLEL_MACS && n->exec->threads > 1) {
         fn_exec one = *n->exec;
         one.pool = NULL;
-        return fn_parallel(&one, rows, dw_task, &j, cancel);
+        return fn_parallel(&one, tasks, dw_task, &j, cancel);
     }
-    return fn_parallel(n->exec, rows, dw_task, &j, cancel);
+    return fn_parallel(n->exec, tasks, dw_task, &j, cancel);
 }
 
 int fn_run_dwconv2d_s8(const fn_node *n, fn_tensor *t, const volatile int32_t *cancel) {
