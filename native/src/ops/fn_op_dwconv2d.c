@@ -3,10 +3,10 @@
  * With constant filter, bias and multipliers the node runs on the qs8-dwconv microkernel of the
  * plan's ISA (fn_dwconv.h): weights packed at plan creation, and an indirection buffer of row
  * pointers (Dukhan, "The Indirect Convolution Algorithm", as XNNPACK builds it) in which taps
- * outside the image point at a buffer of zp_in. A task is one or more output rows; the plan's threads
- * share them and cancel is polled between them. A depth multiplier M > 1 is run as M = 1 over
- * input rows whose channels a task first repeats M times (output channel ic * M + m reads input
- * channel ic). What is too large for that runs on the reference loop at the end of this file. */
+ * outside the image point at a buffer of zp_in. A task is one or more output rows; the plan's
+ * threads share them and cancel is polled between them. A depth multiplier M > 1 is run as M = 1
+ * over input rows whose channels a task first repeats M times (output channel ic * M + m reads
+ * input channel ic). What is too large for that runs on the reference loop at the end of this file. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -97,6 +97,7 @@ int fn_prepare_dwconv2d_s8(fn_node *n, const fn_tensor *t, int32_t nt, size_t *s
     const conv_args a = fn_conv_load_args(n, t);
     if (a.N < 1 || a.H < 1 || a.W < 1 || a.C < 1 || a.OH < 1 || a.OW < 1) return FN_OK;
     const int32_t KH = w->dims[1], KW = w->dims[2], mult = n->p[P_DEPTH_MULT];
+    if (KH < 1 || KW < 1) return FN_OK; /* no taps: the reference loop writes requantized biases */
     const size_t ks = (size_t)KH * (size_t)KW, OC = (size_t)w->dims[3];
     const int32_t step_width = a.dw == 1 && a.sw < KW ? a.sw : KW;
     /* (OW - 1) * step_width + KW columns of KH pointers; each factor is at most INT32_MAX */
