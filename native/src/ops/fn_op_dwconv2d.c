@@ -119,25 +119,17 @@ int fn_prepare_dwconv2d_s8(fn_node *n, const fn_tensor *t, int32_t nt, size_t *s
     uint8_t *packed = (uint8_t *)mem + head;
     int8_t *zero = (int8_t *)(packed + packed_bytes + table_bytes);
     const fn_dwconv_config *cfg = fn_dwconv_config_for(OC >= FN_DWCONV_CR ? fn_isa() : FN_ISA_SCALAR);
-    s->ukernel = ks == 9 && cfg->ukernel_9p ? cfg->ukernel_9p : cfg->ukernel_xp;
-    s->a = a;
-    s->KH = KH;
-    s->KW = KW;
-    s->ks = (int32_t)ks;
-    s->step_width = step_width;
-    s->mult = mult;
-    s->OC = OC;
-    s->step_height = step_height;
-    s->row_bytes = row_bytes;
-    s->zero = zero;
-    s->packed = packed;
-    s->params.zp_out = n->p[P_ZP_OUT];
-    s->params.lo = n->p[P_ACT_MIN];
-    s->params.hi = n->p[P_ACT_MAX];
-    s->params.ruy_channels = a.mode == FN_RQ_RUY_X86 ? (int32_t)OC : n->p[P_HALF_UP_CH];
+    *s = (dw_state){
+        .ukernel = ks == 9 && cfg->ukernel_9p ? cfg->ukernel_9p : cfg->ukernel_xp,
+        .a = a, .KH = KH, .KW = KW, .ks = (int32_t)ks, .step_width = step_width, .mult = mult, .OC = OC,
+        .step_height = step_height, .row_bytes = row_bytes,
+        .indirection = table ? (const int8_t **)(void *)(packed + packed_bytes) : NULL,
+        .zero = zero, .packed = packed,
+        .params = {n->p[P_ZP_OUT], n->p[P_ACT_MIN], n->p[P_ACT_MAX],
+                   a.mode == FN_RQ_RUY_X86 ? (int32_t)OC : n->p[P_HALF_UP_CH]},
+    };
     memset(zero, a.zp_in, zero_bytes);
     fn_dwconv_pack((int32_t)OC, KH, KW, a.w, a.bias, a.mult, a.shift, a.zp_in, packed);
-    s->indirection = table ? (const int8_t **)(void *)(packed + packed_bytes) : NULL;
     for (int32_t oy = 0; table && oy < a.OH; oy++)
         dw_build_row(s, a.x, 0, oy, s->indirection + (size_t)oy * step_height);
     n->state = s;
