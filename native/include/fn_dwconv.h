@@ -95,16 +95,46 @@ static inline __m256i fn_qs8_dwconv_tap2_avx2(__m256i acc, __m128i a, __m128i b,
     return _mm256_add_epi32(acc, _mm256_madd_epi16(x, _mm256_loadu_si256((const __m256i *)(const void *)w)));
 }
 
-/* The AVX2 epilogue of a block: nc <= 8 channels of acc (bias excluded) to int8 at out. */
-static inline void fn_qs8_dwconv_finish8_avx2(__m256i acc, const uint8_t *blk, int8_t *out, size_t c0, size_t nc,
-                                              const fn_qs8_dwconv_params *p, __m256i zp, __m256i lo, __m256i hi) {
+/* The int32 sums (bias excluded) of one pixel's 8 channels at byte off of its ks rows. */
+typedef __m256i (*fn_qs8_dwconv_taps_avx2)(const int8_t *const *rows, size_t ks, size_t off, const int16_t *w,
+                                           int tail, __m128i sh);
+
+/* One block of nc channels from c0 over every pixel: its requantization constants are prepared
+ * once, for all the pixels of the call. */
+static inline __attribute__((always_inline)) void fn_qs8_dwconv_block_avx2(
+    fn_qs8_dwconv_taps_avx2 taps, size_t channels, size_t output_width, size_t ks, const int8_t *const *input,
+    size_t input_stride, const uint8_t *blk, int8_t *output, size_t c0, size_t nc, int tail, __m128i sh,
+    const fn_qs8_dwconv_params *p) {
     const int32_t *hdr = (const int32_t *)(const void *)blk;
-    fn_store_s8x8_avx2(out, fn_requant_ruy8_avx2(acc, hdr, zp, lo, hi), nc);
-    if (c0 + nc > (size_t)p->ruy_channels) {
-        int32_t a[FN_DWCONV_CR];
-        _mm256_storeu_si256((__m256i *)(void *)a, acc);
-        fn_qs8_dwconv_fix_lanes(out, a, hdr, c0, nc, p);
+    const int16_t *w = (const int16_t *)(const void *)(blk + 16 * FN_DWCONV_CR);
+    const fn_requant8_avx2_consts k = fn_requant8_avx2_prepare(hdr, p->zp_out);
+    const __m256i lo = _mm256_set1_epi32(p->lo), hi = _mm256_set1_epi32(p->hi);
+    const size_t off = tail ? c0 + nc - FN_DWCONV_CR : c0;
+    const int fix = c0 + nc > (size_t)p->ruy_channels;
+    for (output += c0; output_width > 0; output_width--, input += input_stride, output += channels) {
+        const __m256i acc = taps(input, ks, off, w, tail, sh);
+        fn_store_s8x8_avx2(output, fn_requant8_avx2(acc, &k, lo, hi), nc);
+        if (fix) {
+            int32_t a[FN_DWCONV_CR];
+            _mm256_storeu_si256((__m256i *)(void *)a, acc);
+            fn_qs8_dwconv_fix_lanes(output, a, hdr, c0, nc, p);
+        }
     }
+}
+
+/* A whole AVX2 microkernel around its taps: blocks of 8 channels outside, pixels inside (the
+ * weights and constants of a block stay in registers), then the tail block. */
+static inline __attribute__((always_inline)) void fn_qs8_dwconv_avx2(
+    fn_qs8_dwconv_taps_avx2 taps, size_t channels, size_t output_width, size_t ks, const int8_t *const *input,
+    size_t input_stride, const void *weights, int8_t *output, const fn_qs8_dwconv_params *p) {
+    enum { CR = FN_DWCONV_CR };
+    const size_t blk_bytes = FN_DWCONV_BLOCK_BYTES(ks), full = channels / CR * CR, nt = channels - full;
+    const __m128i sh = _mm_cvtsi32_si128((int)(CR - nt) * 8);
+    const uint8_t *blk = (const uint8_t *)weights;
+    for (size_t c0 = 0; c0 < full; c0 += CR, blk += blk_bytes)
+        fn_qs8_dwconv_block_avx2(taps, channels, output_width, ks, input, input_stride, blk, output, c0, CR, 0, sh, p);
+    if (nt > 0)
+        fn_qs8_dwconv_block_avx2(taps, channels, output_width, ks, input, input_stride, blk, output, full, nt, 1, sh, p);
 }
 #endif
 

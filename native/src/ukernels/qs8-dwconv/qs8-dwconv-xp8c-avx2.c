@@ -3,7 +3,7 @@
  * int16 weight pairs (exact: each product of int8 fits int16, their sum int32). */
 #include "fn_dwconv.h"
 
-static inline __m256i block(const int8_t *const *in, size_t ks, size_t off, const int16_t *w, int tail, __m128i sh) {
+static inline __m256i taps(const int8_t *const *in, size_t ks, size_t off, const int16_t *w, int tail, __m128i sh) {
     __m256i acc = _mm256_setzero_si256();
     size_t t = 0;
     for (; t + 2 <= ks; t += 2, w += 2 * FN_DWCONV_CR)
@@ -13,22 +13,6 @@ static inline __m256i block(const int8_t *const *in, size_t ks, size_t off, cons
     return acc;
 }
 
-void fn_qs8_dwconv_ukernel_xp8c__avx2(size_t channels, size_t output_width, size_t ks, const int8_t *const *input,
-                                      size_t input_stride, const void *weights, int8_t *output,
-                                      const fn_qs8_dwconv_params *p) {
-    enum { CR = FN_DWCONV_CR };
-    const size_t blk_bytes = FN_DWCONV_BLOCK_BYTES(ks), full = channels / CR * CR, nt = channels - full;
-    const __m128i sh = _mm_cvtsi32_si128((int)(CR - nt) * 8);
-    const __m256i zp = _mm256_set1_epi32(p->zp_out), lo = _mm256_set1_epi32(p->lo), hi = _mm256_set1_epi32(p->hi);
-    for (; output_width > 0; output_width--, input += input_stride, output += channels) {
-        const uint8_t *blk = (const uint8_t *)weights;
-        for (size_t c0 = 0; c0 < full; c0 += CR, blk += blk_bytes) {
-            const __m256i acc = block(input, ks, c0, (const int16_t *)(const void *)(blk + 16 * CR), 0, sh);
-            fn_qs8_dwconv_finish8_avx2(acc, blk, output + c0, c0, CR, p, zp, lo, hi);
-        }
-        if (nt > 0) {
-            const __m256i acc = block(input, ks, channels - CR, (const int16_t *)(const void *)(blk + 16 * CR), 1, sh);
-            fn_qs8_dwconv_finish8_avx2(acc, blk, output + full, full, nt, p, zp, lo, hi);
-        }
-    }
+FN_DECLARE_QS8_DWCONV_UKERNEL(fn_qs8_dwconv_ukernel_xp8c__avx2) {
+    fn_qs8_dwconv_avx2(taps, channels, output_width, ks, input, input_stride, weights, output, p);
 }
