@@ -58,7 +58,7 @@ typedef struct {
 /* The depthwise microkernels of an ISA (fn_cpu.h): an ISA without its own runs the scalar ones. */
 const fn_dwconv_config *fn_dwconv_config_for(int isa);
 
-/* Packs filter f[KH][KW][channels] (tap t = kx * KH + ky, as the indirection orders them), bias
+/* Packs filter f[KH][KW][channels] (tap t = ky * KW + kx, as the indirection orders them), bias
  * (may be NULL), multipliers and shifts into ceil(channels / 8) blocks of FN_DWCONV_BLOCK_BYTES. */
 void fn_dwconv_pack(int32_t channels, int32_t kh, int32_t kw, const int8_t *f, const int32_t *bias,
                     const int32_t *mult, const int32_t *shift, int32_t zp_in, uint8_t *out);

@@ -32,8 +32,7 @@ void fn_dwconv_pack(int32_t channels, int32_t kh, int32_t kw, const int8_t *f, c
             const size_t c = c0 + j;
             uint32_t sum = 0;
             for (size_t t = 0; t < ks; t++) {
-                const size_t ky = t % (size_t)kh, kx = t / (size_t)kh;
-                const int8_t v = f[(ky * (size_t)kw + kx) * C + c];
+                const int8_t v = f[t * C + c];
                 sum += (uint32_t)(int32_t)v;
                 wp[(t / 2 * CR + j) * 2 + t % 2] = v;
             }

@@ -24,38 +24,36 @@ int fn_check_dwconv2d_s8(const fn_node *n, const fn_tensor *t, int32_t nt) {
     return fn_conv_check_common(n, t, nt, w->dims[3]);
 }
 
-/* Prepared depthwise node. Row oy's indirection is step_height pointers: output pixel ox's taps
- * start at ox * step_width * KH and run tap t = kx * KH + ky, so with dilation 1 neighbouring
- * pixels share the columns they both read (step_width = stride) and a row costs about
- * KH * OW * stride pointers instead of KH * KW * OW. */
+/* Prepared depthwise node. The indirection holds ks = KH * KW pointers per output pixel, tap
+ * t = ky * KW + kx, pixels in order: the rows of a task are one run of it, one microkernel call. */
 typedef struct {
     fn_qs8_dwconv_ukernel ukernel;
     conv_args a;                 /* geometry and tensor addresses, as at plan creation */
-    int32_t KH, KW, ks, step_width, mult;
+    int32_t KH, KW, ks, mult;
     size_t OC;                   /* output channels, C * mult */
-    size_t step_height;          /* pointers per output row */
-    size_t row_bytes;            /* step_height pointers, rounded to 64: the start of a task's scratch */
-    const int8_t **indirection;  /* OH rows for image 0, or NULL: tasks build their row */
+    size_t row_bytes;            /* OW * ks pointers, rounded to 64: the start of a task's scratch */
+    const int8_t **indirection;  /* OH rows for image 0, or NULL: tasks build their rows */
     const int8_t *zero;          /* OC bytes of zp_in */
     const uint8_t *packed;
     fn_qs8_dwconv_params params;
 } dw_state;
 
-/* Beyond the first the buffer of all rows is not kept (tasks build their row); beyond the
- * others a task's row, or its KH input rows with repeated channels, would not fit a thread's
- * scratch, so the reference loop runs. */
+/* Beyond the first the buffer of all rows is not kept (tasks build their rows); beyond the
+ * others a row's pointers, or its KH input rows with repeated channels, would not fit a
+ * thread's scratch, so the reference loop runs. */
 #define FN_DW_TABLE_MAX ((size_t)4 << 20)
 #define FN_DW_ROW_MAX ((size_t)256 << 10)
 #define FN_DW_EXPAND_MAX ((size_t)1 << 20)
 /* Below this many multiply-adds a node runs on the calling thread: waking workers costs more.
- * A task is whole rows of at least FN_DW_TASK_MACS (under a microsecond with AVX2): handing it
- * out then costs little, and cancel is still seen within a few microseconds. */
+ * A task is whole rows of at least FN_DW_TASK_MACS (under a microsecond with AVX2) when threads
+ * share the node, FN_DW_PARALLEL_MACS when one runs it: handing a task out then costs little, a
+ * call's block constants serve many pixels, and cancel is still seen within a few microseconds. */
 #define FN_DW_PARALLEL_MACS ((size_t)1 << 15)
 #define FN_DW_TASK_MACS ((size_t)1 << 13)
 
-/* Row oy's pointers into out[0 .. step_height). They point into the image at x (input row iy
- * at x + iy * W * C), or with `expanded` into the KH rows a task repeated the channels of (tap
- * row ky at x + ky * W * OC). */
+/* Row oy's OW * ks pointers into out. They point into the image at x (input row iy at
+ * x + iy * W * C), or with `expanded` into the KH rows a task repeated the channels of (tap row
+ * ky at x + ky * W * OC). */
 static void dw_build_row(const dw_state *s, const int8_t *x, int expanded, int32_t oy, const int8_t **out) {
     const conv_args *a = &s->a;
     const size_t pixel = expanded ? s->OC : (size_t)a->C;
@@ -64,10 +62,10 @@ static void dw_build_row(const dw_state *s, const int8_t *x, int expanded, int32
         const int in_y = iy >= 0 && iy < a->H;
         const int8_t *row = in_y ? x + (expanded ? (size_t)ky : (size_t)iy) * (size_t)a->W * pixel : NULL;
         for (int32_t ox = 0; ox < a->OW; ox++) {
+            const int8_t **o = out + (size_t)ox * (size_t)s->ks + (size_t)ky * (size_t)s->KW;
             for (int32_t kx = 0; kx < s->KW; kx++) {
                 const int64_t ix = (int64_t)ox * a->sw + (int64_t)kx * a->dw - a->pl;
-                const size_t idx = ((size_t)ox * (size_t)s->step_width + (size_t)kx) * (size_t)s->KH + (size_t)ky;
-                out[idx] = in_y && ix >= 0 && ix < a->W ? row + (size_t)ix * pixel : s->zero;
+                o[kx] = in_y && ix >= 0 && ix < a->W ? row + (size_t)ix * pixel : s->zero;
             }
         }
     }
@@ -98,20 +96,17 @@ int fn_prepare_dwconv2d_s8(fn_node *n, const fn_tensor *t, int32_t nt, size_t *s
     if (a.N < 1 || a.H < 1 || a.W < 1 || a.C < 1 || a.OH < 1 || a.OW < 1) return FN_OK;
     const int32_t KH = w->dims[1], KW = w->dims[2], mult = n->p[P_DEPTH_MULT];
     if (KH < 1 || KW < 1) return FN_OK; /* no taps: the reference loop writes requantized biases */
+    /* each factor is at most INT32_MAX, so the products below cannot overflow 64 bits */
     const size_t ks = (size_t)KH * (size_t)KW, OC = (size_t)w->dims[3];
-    const int32_t step_width = a.dw == 1 && a.sw < KW ? a.sw : KW;
-    /* (OW - 1) * step_width + KW columns of KH pointers; each factor is at most INT32_MAX */
-    const size_t cols = (size_t)(a.OW - 1) * (size_t)step_width + (size_t)KW;
-    if (cols > FN_DW_ROW_MAX / sizeof(void *) / (size_t)KH) return FN_OK;
-    const size_t step_height = cols * (size_t)KH;
-    const size_t row_bytes = fn_round_up(step_height * sizeof(void *), 64);
+    if ((size_t)a.OW > FN_DW_ROW_MAX / sizeof(void *) / ks) return FN_OK;
+    const size_t row_ptrs = (size_t)a.OW * ks, row_bytes = fn_round_up(row_ptrs * sizeof(void *), 64);
     if (mult > 1 && (size_t)a.W * OC > FN_DW_EXPAND_MAX / (size_t)KH) return FN_OK;
     const size_t expand_bytes = mult > 1 ? (size_t)KH * (size_t)a.W * OC : 0;
-    const int table = mult == 1 && row_bytes <= FN_DW_TABLE_MAX / (size_t)a.OH;
+    const int table = mult == 1 && row_ptrs * sizeof(void *) <= FN_DW_TABLE_MAX / (size_t)a.OH;
     const size_t blocks = (OC + FN_DWCONV_CR - 1) / FN_DWCONV_CR;
     const size_t head = fn_round_up(sizeof(dw_state), 64);
     const size_t packed_bytes = blocks * FN_DWCONV_BLOCK_BYTES(ks);
-    const size_t table_bytes = table ? row_bytes * (size_t)a.OH : 0;
+    const size_t table_bytes = table ? fn_round_up(row_ptrs * sizeof(void *) * (size_t)a.OH, 64) : 0;
     const size_t zero_bytes = fn_round_up(OC, 64);
     void *mem = NULL;
     if (posix_memalign(&mem, 64, head + packed_bytes + table_bytes + zero_bytes) != 0) return FN_E_NOMEM;
@@ -121,8 +116,7 @@ int fn_prepare_dwconv2d_s8(fn_node *n, const fn_tensor *t, int32_t nt, size_t *s
     const fn_dwconv_config *cfg = fn_dwconv_config_for(OC >= FN_DWCONV_CR ? fn_isa() : FN_ISA_SCALAR);
     *s = (dw_state){
         .ukernel = ks == 9 && cfg->ukernel_9p ? cfg->ukernel_9p : cfg->ukernel_xp,
-        .a = a, .KH = KH, .KW = KW, .ks = (int32_t)ks, .step_width = step_width, .mult = mult, .OC = OC,
-        .step_height = step_height, .row_bytes = row_bytes,
+        .a = a, .KH = KH, .KW = KW, .ks = (int32_t)ks, .mult = mult, .OC = OC, .row_bytes = row_bytes,
         .indirection = table ? (const int8_t **)(void *)(packed + packed_bytes) : NULL,
         .zero = zero, .packed = packed,
         .params = {n->p[P_ZP_OUT], n->p[P_ACT_MIN], n->p[P_ACT_MAX],
@@ -130,13 +124,11 @@ int fn_prepare_dwconv2d_s8(fn_node *n, const fn_tensor *t, int32_t nt, size_t *s
     };
     memset(zero, a.zp_in, zero_bytes);
     fn_dwconv_pack((int32_t)OC, KH, KW, a.w, a.bias, a.mult, a.shift, a.zp_in, packed);
-    for (int32_t oy = 0; table && oy < a.OH; oy++)
-        dw_build_row(s, a.x, 0, oy, s->indirection + (size_t)oy * step_height);
+    for (int32_t oy = 0; table && oy < a.OH; oy++) dw_build_row(s, a.x, 0, oy, s->indirection + (size_t)oy * row_ptrs);
     n->state = s;
     *scratch_bytes = row_bytes + expand_bytes;
     return FN_OK;
 }
-
 typedef struct {
     const dw_state *s;
     const int8_t *x;
@@ -144,17 +136,25 @@ typedef struct {
     size_t rows, rows_per_task;
 } dw_job;
 
-/* Output row r (of N * OH) with the thread's scratch. */
-static void dw_row(const dw_job *j, size_t r, uint8_t *scratch) {
+/* Output rows [r0, r1) of N * OH with the thread's scratch: the rows of image 0 from the kept
+ * indirection in one call, any other row from pointers (and repeated channels) built here. */
+static void dw_task(void *ctx, size_t task, uint8_t *scratch) {
+    const dw_job *j = ctx;
     const dw_state *s = j->s;
     const conv_args *a = &s->a;
-    const size_t b = r / (size_t)a->OH;
-    const int32_t oy = (int32_t)(r % (size_t)a->OH);
-    const int8_t *img = j->x + b * (size_t)a->H * (size_t)a->W * (size_t)a->C;
-    const int8_t *const *rows;
-    if (b == 0 && s->indirection && j->x == a->x) {
-        rows = s->indirection + (size_t)oy * s->step_height;
-    } else {
+    const size_t OW = (size_t)a->OW, OH = (size_t)a->OH, ks = (size_t)s->ks;
+    size_t r = task * j->rows_per_task;
+    const size_t r1 = j->rows - r < j->rows_per_task ? j->rows : r + j->rows_per_task;
+    if (s->indirection && j->x == a->x && r < OH) {
+        const size_t e = r1 < OH ? r1 : OH;
+        s->ukernel(s->OC, (e - r) * OW, ks, s->indirection + r * OW * ks, ks, s->packed, j->y + r * OW * s->OC,
+                   &s->params);
+        r = e;
+    }
+    for (; r < r1; r++) {
+        const size_t b = r / OH;
+        const int32_t oy = (int32_t)(r % OH);
+        const int8_t *img = j->x + b * (size_t)a->H * (size_t)a->W * (size_t)a->C;
         const int8_t **ptrs = (const int8_t **)(void *)scratch;
         if (s->mult > 1) {
             int8_t *expanded = (int8_t *)scratch + s->row_bytes;
@@ -163,17 +163,8 @@ static void dw_row(const dw_job *j, size_t r, uint8_t *scratch) {
         } else {
             dw_build_row(s, img, 0, oy, ptrs);
         }
-        rows = ptrs;
+        s->ukernel(s->OC, OW, ks, ptrs, ks, s->packed, j->y + r * OW * s->OC, &s->params);
     }
-    s->ukernel(s->OC, (size_t)a->OW, (size_t)s->ks, rows, (size_t)s->step_width * (size_t)s->KH, s->packed,
-               j->y + r * (size_t)a->OW * s->OC, &s->params);
-}
-
-static void dw_task(void *ctx, size_t task, uint8_t *scratch) {
-    const dw_job *j = ctx;
-    const size_t r0 = task * j->rows_per_task;
-    const size_t r1 = j->rows - r0 < j->rows_per_task ? j->rows : r0 + j->rows_per_task;
-    for (size_t r = r0; r < r1; r++) dw_row(j, r, scratch);
 }
 
 static int run_dw_ukernel(const fn_node *n, fn_tensor *t, const volatile int32_t *cancel) {
@@ -181,16 +172,13 @@ static int run_dw_ukernel(const fn_node *n, fn_tensor *t, const volatile int32_t
     const conv_args *a = &s->a;
     const size_t rows = (size_t)a->N * (size_t)a->OH;
     const size_t row_macs = (size_t)a->OW * s->OC * (size_t)s->ks;
-    /* tasks of whole rows and at least FN_DW_TASK_MACS, so that handing one out costs little */
-    const size_t per = row_macs >= FN_DW_TASK_MACS ? 1 : (FN_DW_TASK_MACS + row_macs - 1) / row_macs;
+    fn_exec one = *n->exec;
+    const int shared = n->exec->threads > 1 && rows * row_macs >= FN_DW_PARALLEL_MACS;
+    if (!shared) one.pool = NULL;
+    const size_t want = shared ? FN_DW_TASK_MACS : FN_DW_PARALLEL_MACS;
+    const size_t per = row_macs >= want ? 1 : (want + row_macs - 1) / row_macs;
     dw_job j = {s, (const int8_t *)t[n->in[0]].data, (int8_t *)t[n->out[0]].data, rows, per};
-    const size_t tasks = (rows + per - 1) / per;
-    if (rows * row_macs < FN_DW_PARALLEL_MACS && n->exec->threads > 1) {
-        fn_exec one = *n->exec;
-        one.pool = NULL;
-        return fn_parallel(&one, tasks, dw_task, &j, cancel);
-    }
-    return fn_parallel(n->exec, tasks, dw_task, &j, cancel);
+    return fn_parallel(&one, (rows + per - 1) / per, dw_task, &j, cancel);
 }
 
 int fn_run_dwconv2d_s8(const fn_node *n, fn_tensor *t, const volatile int32_t *cancel) {
