@@ -114,6 +114,7 @@ FN_DECLARE_PREPARE(fully_connected_s8);
 FN_DECLARE_KERNEL(conv2d_s8);
 FN_DECLARE_PREPARE(conv2d_s8);
 FN_DECLARE_KERNEL(dwconv2d_s8);
+FN_DECLARE_PREPARE(dwconv2d_s8);
 FN_DECLARE_KERNEL(quantize_f32_s8);
 FN_DECLARE_KERNEL(dequantize_s8_f32);
 FN_DECLARE_KERNEL(requantize_s8);
