@@ -1,13 +1,15 @@
 /* The element-wise microkernels of every SIMD variant against their scalar twins, byte for
  * byte, over random rows and random parameters across everything the operators' checks admit
  * (multipliers of any sign including INT32_MIN, every shift, clamp ranges outside int8, zero
- * points at both ends), plus the one input where SRDHM saturates. LiteRT cannot reach most of
+ * points at both ends, SOFTMAX's float step at ties, infinities and NaN), plus the one input
+ * where SRDHM saturates. LiteRT cannot reach most of
  * these (its own kernels refuse or wrap first), so this is where they are compared.
  *
  *   fn_eltwise_ukernel_test [ITERATIONS]     prints a summary; exits 1 on any mismatch
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 
 #include "fn_ukernels_eltwise.h"
@@ -34,6 +36,17 @@ static int32_t any32(void) {
     case 1: return INT32_MAX;
     case 2: return range(-3, 3);
     default: return (int32_t)(rnd() ^ (rnd() << 16));
+    }
+}
+/* Floats with ties (k + 0.5), values around the int32 range, infinities and NaN among them. */
+static float any_float(void) {
+    switch (rnd() % 8) {
+    case 0: return (float)range(-300, 300) + 0.5f;
+    case 1: return (float)range(-3, 3) * 1073741824.0f;
+    case 2: return rnd() % 2 ? INFINITY : -INFINITY;
+    case 3: return NAN;
+    case 4: return (float)range(-100000, 100000) * 1e-3f;
+    default: return (float)rnd() / 4294967296.0f;
     }
 }
 static int32_t mult(void) { return rnd() % 3 ? range(1 << 30, INT32_MAX) : any32(); }
@@ -147,6 +160,16 @@ static void one(long it) {
     REF.sumpool(k, ch, a, stride, sum0, first);
     SIMD.sumpool(k, ch, a, stride, sum1, first);
     same("s8-sumpool", sum0, sum1, ch * sizeof *sum0, it);
+
+    const int32_t m0 = REF.rmax(n, a), m1 = SIMD.rmax(n, a);
+    same("s8-rmax", &m0, &m1, sizeof m0, it);
+    float exps[256];
+    for (int i = 0; i < 256; i++) exps[i] = any_float();
+    const float inv = rnd() % 4 ? (float)range(1, 1 << 20) / 4096.0f : any_float();
+    const int32_t z = zp();
+    REF.softmax(n, a, exps + 128, inv, z, y0);
+    SIMD.softmax(n, a, exps + 128, inv, z, y1);
+    same("qs8-softmax", y0, y1, n, it);
 }
 
 /* SRDHM's one saturating input, INT32_MIN * INT32_MIN, at every shift and rounding rule. */

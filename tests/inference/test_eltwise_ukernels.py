@@ -16,7 +16,7 @@ from agent.inference import _native
 
 ROOT = Path(__file__).resolve().parents[2]
 NATIVE = ROOT / "native"
-FAMILIES = ("qs8-vadd", "qs8-vmul", "x8-lut", "qs8-mean", "s8-pool")
+FAMILIES = ("qs8-vadd", "qs8-vmul", "x8-lut", "qs8-mean", "s8-pool", "qs8-softmax")
 STRICT = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-D_POSIX_C_SOURCE=200809L", f"-I{NATIVE / 'include'}"]
 
 pytestmark = pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64") or "avx2" not in _native.supported_isas()
@@ -32,7 +32,7 @@ def test_avx2_microkernels_equal_scalar_ones(tmp_path: Path) -> None:
             subprocess.run(["cc", *STRICT, *isa, "-c", str(src), "-o", str(obj)], check=True, capture_output=True)
             objects.append(str(obj))
     exe = tmp_path / "fn_eltwise_ukernel_test"
-    subprocess.run(["cc", *STRICT, "-o", str(exe), str(NATIVE / "tests" / "fn_eltwise_ukernel_test.c"), *objects],
+    subprocess.run(["cc", *STRICT, "-o", str(exe), str(NATIVE / "tests" / "fn_eltwise_ukernel_test.c"), *objects, "-lm"],
                    check=True, capture_output=True)
     out = subprocess.run([str(exe), "100000"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
