@@ -199,7 +199,9 @@ def test_mean(case: tuple[tuple[int, ...], list[int], bool], s_in: float, z_in: 
 
 
 @PROPS
-@given(shape=st.lists(st.integers(1, 40), min_size=1, max_size=3).map(tuple), s_in=scales, z_in=zps,
+@given(shape=st.one_of(st.lists(st.integers(1, 40), min_size=1, max_size=3).map(tuple),
+                      st.tuples(st.integers(1, 3), st.integers(41, 1001))),  # classifier heads
+       s_in=st.one_of(scales, st.sampled_from([1e-3, 1.0, 4.0])), z_in=wide_zps,
        beta=st.sampled_from([1.0, 0.5, 2.0]), seed=seeds)
 def test_softmax(shape: tuple[int, ...], s_in: float, z_in: int, beta: float, seed: int) -> None:
     data = models.single_op("SOFTMAX", [(shape, "int8", (s_in, z_in), None)], [(shape, "int8", (1 / 256, -128))],
