@@ -7,6 +7,22 @@
 
 #ifndef __AVX2__
 #error "fn_requant_avx2.h needs a translation unit built with -mavx2"
+/* Stores the first n <= 8 bytes of qword i of rows (int8) at dst + i * stride, for rows i < m <= 4. */
+static inline void fn_store_s8x8_rows_avx2(int8_t *dst, size_t stride, __m256i rows, size_t m, size_t n) {
+    if (n == 8) {
+        const __m128i r01 = _mm256_castsi256_si128(rows), r23 = _mm256_extracti128_si256(rows, 1);
+        _mm_storel_epi64((__m128i *)(void *)dst, r01);
+        if (m > 1) _mm_storeh_pd((double *)(void *)(dst + stride), _mm_castsi128_pd(r01));
+        if (m > 2) _mm_storel_epi64((__m128i *)(void *)(dst + 2 * stride), r23);
+        if (m > 3) _mm_storeh_pd((double *)(void *)(dst + 3 * stride), _mm_castsi128_pd(r23));
+        return;
+    }
+    int8_t tmp[32];
+    _mm256_storeu_si256((__m256i *)(void *)tmp, rows);
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++) dst[i * stride + j] = tmp[8 * i + j];
+}
+
 #endif
 
 #include <immintrin.h>
@@ -49,14 +65,18 @@ static inline fn_requant8_avx2_consts fn_requant8_avx2_prepare(const int32_t *hd
     return k;
 }
 
-/* acc + bias through fn_mul_ruy_x86, + zp, clamped: int32 lanes in [lo, hi]. */
-static inline __m256i fn_requant8_avx2(__m256i acc, const fn_requant8_avx2_consts *k, __m256i lo, __m256i hi) {
+/* acc + bias through fn_mul_ruy_x86, + zp: int32 lanes, not clamped yet. */
+static inline __m256i fn_requant8_avx2_unclamped(__m256i acc, const fn_requant8_avx2_consts *k) {
     const __m256i x = _mm256_sllv_epi32(_mm256_add_epi32(acc, k->bias), k->shl);
     const __m256i pe = _mm256_add_epi64(_mm256_mul_epi32(x, k->mult_e), k->rnd_e);
     const __m256i po = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(x, 32), k->mult_o), k->rnd_o);
     const __m256i qe = _mm256_srlv_epi64(pe, k->sh_e), qo = _mm256_srlv_epi64(po, k->sh_o);
-    const __m256i r = _mm256_add_epi32(_mm256_blend_epi32(qe, _mm256_slli_epi64(qo, 32), 0xAA), k->zp_c);
-    return _mm256_min_epi32(_mm256_max_epi32(r, lo), hi);
+    return _mm256_add_epi32(_mm256_blend_epi32(qe, _mm256_slli_epi64(qo, 32), 0xAA), k->zp_c);
+}
+
+/* As fn_requant8_avx2_unclamped, clamped: int32 lanes in [lo, hi]. */
+static inline __m256i fn_requant8_avx2(__m256i acc, const fn_requant8_avx2_consts *k, __m256i lo, __m256i hi) {
+    return _mm256_min_epi32(_mm256_max_epi32(fn_requant8_avx2_unclamped(acc, k), lo), hi);
 }
 
 /* Stores n <= 8 lanes of r, each already in [-128, 127], as int8 at dst. */
@@ -70,6 +90,22 @@ static inline void fn_store_s8x8_avx2(int8_t *dst, __m256i r, size_t n) {
     int8_t tmp[16];
     _mm_storeu_si128((__m128i *)(void *)tmp, r8);
     for (size_t j = 0; j < n; j++) dst[j] = tmp[j];
+}
+
+/* Stores the first n <= 8 bytes of qword i of rows (int8) at dst + i * stride, for rows i < m <= 4. */
+static inline void fn_store_s8x8_rows_avx2(int8_t *dst, size_t stride, __m256i rows, size_t m, size_t n) {
+    if (n == 8) {
+        const __m128i r01 = _mm256_castsi256_si128(rows), r23 = _mm256_extracti128_si256(rows, 1);
+        _mm_storel_epi64((__m128i *)(void *)dst, r01);
+        if (m > 1) _mm_storeh_pd((double *)(void *)(dst + stride), _mm_castsi128_pd(r01));
+        if (m > 2) _mm_storel_epi64((__m128i *)(void *)(dst + 2 * stride), r23);
+        if (m > 3) _mm_storeh_pd((double *)(void *)(dst + 3 * stride), _mm_castsi128_pd(r23));
+        return;
+    }
+    int8_t tmp[32];
+    _mm256_storeu_si256((__m256i *)(void *)tmp, rows);
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++) dst[i * stride + j] = tmp[8 * i + j];
 }
 
 #endif

@@ -1,7 +1,8 @@
 /* qs8-qc8w-gemm for AVX2. vpmaddubsw would saturate to int16, so this path sign-extends both
  * operands to int16 and uses vpmaddwd, which is exact (two products of int8 fit int32). Each
  * 32-byte weight row (8 channels x 4 k) becomes two int16 registers of 4 channels; the pairs of
- * partial sums are folded with vphaddd at the end. The epilogue is fn_requant_avx2.h's. */
+ * partial sums are folded with vphaddd at the end, which leaves channel order because the
+ * packing put channels 0 1 4 5 in the first half of each row and 2 3 6 7 in the second. The epilogue is fn_requant_avx2.h's. */
 #include <immintrin.h>
 
 #include "fn_requant_avx2.h"
@@ -16,7 +17,8 @@ static inline __attribute__((always_inline)) void gemm_rows(size_t R, size_t mr,
                                                             size_t cm_stride, const fn_qs8_out_params *p) {
     const size_t blk_bytes = FN_GEMM_BLOCK_BYTES(NR, kc * ks);
     const uint8_t *blk = (const uint8_t *)w;
-    const __m256i lo = _mm256_set1_epi32(p->lo), hi = _mm256_set1_epi32(p->hi);
+    const __m256i lo = _mm256_set1_epi8((int8_t)p->lo), hi = _mm256_set1_epi8((int8_t)p->hi);
+    const __m256i row_order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
     for (size_t n0 = 0; n0 < nc; n0 += NR, blk += blk_bytes) {
         __m256i acc_l[MR], acc_h[MR];
         for (size_t i = 0; i < MR; i++) acc_l[i] = acc_h[i] = _mm256_setzero_si256();
@@ -27,8 +29,8 @@ static inline __attribute__((always_inline)) void gemm_rows(size_t R, size_t mr,
             for (size_t k = 0; k < kc; k += 4, wk += 4 * NR) {
                 const __m128i w0 = _mm_loadu_si128((const __m128i *)(const void *)wk);
                 const __m128i w1 = _mm_loadu_si128((const __m128i *)(const void *)(wk + 16));
-                const __m256i wl = _mm256_cvtepi8_epi16(w0); /* channels 0-3, 4 k each */
-                const __m256i wh = _mm256_cvtepi8_epi16(w1); /* channels 4-7 */
+                const __m256i wl = _mm256_cvtepi8_epi16(w0); /* channels 0 1 4 5, 4 k each */
+                const __m256i wh = _mm256_cvtepi8_epi16(w1); /* channels 2 3 6 7 */
                 for (size_t i = 0; i < R; i++) {
                     int32_t q;
                     __builtin_memcpy(&q, ar[i] + k, 4);
@@ -41,11 +43,15 @@ static inline __attribute__((always_inline)) void gemm_rows(size_t R, size_t mr,
         }
         const size_t nb = nc - n0 < NR ? nc - n0 : NR;
         const fn_requant8_avx2_consts rk = fn_requant8_avx2_prepare((const int32_t *)(const void *)blk, p->zp_out);
-        for (size_t i = 0; i < mr; i++) {
-            /* hadd gives channels [0 1 4 5 | 2 3 6 7]; the permute restores 0..7 */
-            const __m256i s = _mm256_permute4x64_epi64(_mm256_hadd_epi32(acc_l[i], acc_h[i]), 0xD8);
-            fn_store_s8x8_avx2(c + i * cm_stride + n0, fn_requant8_avx2(s, &rk, lo, hi), nb);
-        }
+        /* every row of the tile at once (rows past mr repeat row mr - 1 and are not stored) */
+        __m256i r[MR];
+        for (size_t i = 0; i < R; i++) r[i] = fn_requant8_avx2_unclamped(_mm256_hadd_epi32(acc_l[i], acc_h[i]), &rk);
+        for (size_t i = R; i < MR; i++) r[i] = r[0];
+        /* saturating packs: int8 lanes [row 0..3 of channels 0-3 | row 0..3 of channels 4-7],
+         * clamped to the activation range, then each row's 8 bytes made one qword */
+        const __m256i b8 = _mm256_packs_epi16(_mm256_packs_epi32(r[0], r[1]), _mm256_packs_epi32(r[2], r[3]));
+        const __m256i rows = _mm256_permutevar8x32_epi32(_mm256_min_epi8(_mm256_max_epi8(b8, lo), hi), row_order);
+        fn_store_s8x8_rows_avx2(c + n0, cm_stride, rows, mr, nb);
     }
 }
 
