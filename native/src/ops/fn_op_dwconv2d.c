@@ -126,6 +126,7 @@ int fn_prepare_dwconv2d_s8(fn_node *n, const fn_tensor *t, int32_t nt, size_t *s
     fn_dwconv_pack((int32_t)OC, KH, KW, a.w, a.bias, a.mult, a.shift, a.zp_in, packed);
     for (int32_t oy = 0; table && oy < a.OH; oy++) dw_build_row(s, a.x, 0, oy, s->indirection + (size_t)oy * row_ptrs);
     n->state = s;
+    n->consumed |= 1u << 1; /* the filter: only the packed copy is read from now on */
     *scratch_bytes = row_bytes + expand_bytes;
     return FN_OK;
 }
