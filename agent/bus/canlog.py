@@ -74,7 +74,9 @@ class CanLog:
 
     def describe_buses(self) -> str:
         """``0 (1200 frames), 1 (800 frames)``: for messages that ask the user to choose."""
-        return ", ".join(f"{bus_label(b)} ({n} frames)" for b, n in self.buses().items())
+        return ", ".join(
+            f"{bus_label(b)} ({n} frame{'' if n == 1 else 's'})" for b, n in self.buses().items()
+        )
 
     def resolve_bus(self, wanted: str) -> str:
         """The log's name for the bus the user asked for.

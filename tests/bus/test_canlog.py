@@ -108,7 +108,7 @@ def two_bus_candump() -> CanLog:
 def test_buses_are_counted_in_order_of_appearance() -> None:
     log = two_bus_candump()
     assert log.buses() == {"can0": 2, "can1": 1, "vcan2": 1}
-    assert log.describe_buses() == "can0 (2 frames), can1 (1 frames), vcan2 (1 frames)"
+    assert log.describe_buses() == "can0 (2 frames), can1 (1 frame), vcan2 (1 frame)"
 
 
 @pytest.mark.parametrize(
