@@ -82,7 +82,7 @@ def _vehicle_bus(vehicle: Mapping[str, Any], problems: list[str]) -> str | None:
     if isinstance(bus, str) and _BUS_NAME.fullmatch(bus):
         return bus
     problems.append(
-        f"[vehicle]: bus {bus!r} must be a bus number (0, 1, ...) or an interface name (\"can1\")"
+        f'[vehicle]: bus {bus!r} must be a bus number (0, 1, ...) or an interface name ("can1")'
     )
     return None
 
