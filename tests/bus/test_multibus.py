@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cantools
 import pytest
 from cantools.database.can import Database
 
@@ -30,7 +29,7 @@ from agent.bus.state import StateStore, Value
 from agent.clock import FakeClock, SystemClock
 from agent.governor import Governor, Policy
 from agent.runner.governed import InputsFeed
-from tests.bus.helpers import MODEL3_DBC, PARKED_CHARGING, community_frames, wait_until
+from tests.bus.helpers import PARKED_CHARGING, community_frames, wait_until
 from tests.bus.test_cli import env, fleetnode_bus, run_bus
 from tests.fixtures.pty import PtyPair
 
@@ -68,18 +67,6 @@ INDEPENDENT: dict[str, tuple[str, Any]] = {
         {"BMS_CHARGE_COMPLETE": True, "BMS_CHARGING": False},
     ),
 }
-
-
-@pytest.fixture(scope="module")
-def db() -> Database:
-    loaded = cantools.database.load_file(str(MODEL3_DBC), strict=False)
-    assert isinstance(loaded, Database)
-    return loaded
-
-
-@pytest.fixture(scope="module")
-def tesla() -> VehicleProfile:
-    return VehicleProfile.load("tesla-model3", dbc_path=MODEL3_DBC)
 
 
 def car_at(k: int) -> dict[str, Any]:

@@ -4,26 +4,13 @@ then go through SLCAN and the profile, and must come out as the right roles."""
 
 from __future__ import annotations
 
-import cantools
 import pytest
 from cantools.database.can import Database
 
 from agent.bus.profile import VehicleProfile
 from agent.bus.slcan import CanFrame, SlcanParser, encode_frame
 from agent.bus.state import ROLES
-from tests.bus.helpers import MODEL3_DBC, PARKED_CHARGING, community_frame, community_frames
-
-
-@pytest.fixture(scope="module")
-def db() -> Database:
-    loaded = cantools.database.load_file(str(MODEL3_DBC), strict=False)
-    assert isinstance(loaded, Database)
-    return loaded
-
-
-@pytest.fixture(scope="module")
-def tesla() -> VehicleProfile:
-    return VehicleProfile.load("tesla-model3", dbc_path=MODEL3_DBC)
+from tests.bus.helpers import PARKED_CHARGING, community_frame, community_frames
 
 
 def through_the_wire(tesla: VehicleProfile, frames: list[CanFrame]) -> dict[str, object]:
