@@ -23,9 +23,13 @@ from agent.bus.errors import BusError, SlcanError
 from agent.bus.slcan import CanFrame, check_frame
 
 _CANDUMP = re.compile(
-    r"(?:\((?P<t>\d+(?:\.\d+)?)\)\s+)?(?:(?P<iface>[A-Za-z0-9_.-]+)\s+)?"
+    r"(?:\((?P<t>\d+(?:\.\d+)?)\)\s+)?(?:(?P<iface>[A-Za-z0-9_.-]{1,15})\s+)?"
     r"(?P<id>[0-9A-Fa-f]{3}|[0-9A-Fa-f]{8})#(?P<rest>R[0-8]?|[0-9A-Fa-f.]*)(?:\s+[RT])?"
 )
+
+
+# SavvyCAN numbers the buses of its capture devices from 0; a larger number is not a bus.
+MAX_BUS_NUMBER = 255
 
 
 class LogError(BusError):
@@ -181,8 +185,8 @@ def parse_savvycan(text: str) -> CanLog:
             bus = ""
             if col_bus is not None:
                 bus = row[col_bus].strip()
-                if not _is_number(bus):
-                    raise ValueError("Bus is not a number")
+                if not _is_number(bus) or int(bus) > MAX_BUS_NUMBER:
+                    raise ValueError("Bus is not a bus number")
                 bus = str(int(bus))  # "00" and "0" are one bus
             log.frames.append(TimedFrame(int(row[col_t]) / 1e6, frame, bus))
         except (ValueError, IndexError, SlcanError):

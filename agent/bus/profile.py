@@ -56,7 +56,7 @@ ROLE_VSS: dict[str, str | None] = {
 _VSS_ROLE = {vss: role for role, vss in ROLE_VSS.items() if vss is not None}
 
 _VEHICLE_KEYS = {"name", "description", "dbc", "bitrate", "bus"}
-_BUS_NAME = re.compile(r"[A-Za-z0-9_.-]{1,32}")  # a bus number or an interface name (can1, vcan0)
+_BUS_NAME = re.compile(r"[A-Za-z0-9_.-]{1,15}")  # a bus number or a Linux interface name (can1)
 _ROLE_KEYS = {
     "signal",
     "message",

@@ -43,6 +43,7 @@ def test_candump_forms() -> None:
         "(1.0) can0 20000004#0004000000000000",  # error frame, not a bus frame
         "(1.0) can0 123##1001122",  # CAN FD
         "(1.0) can0 12#00",
+        "(1.0) can0123456789abc 123#00",  # 16 characters: not a Linux interface name
     ],
 )
 def test_candump_rejects(line: str) -> None:
@@ -91,10 +92,11 @@ def test_savvycan_bus_column_names_the_bus_and_a_bad_bus_is_a_bad_line() -> None
         "3000,00000102,false,Rx,x,1,03,,,,,,,\n"
         "4000,00000102,false,Rx,,1,04,,,,,,,\n"
         "5000,00000102,false,Rx,-1,1,05,,,,,,,\n"
+        "6000,00000102,false,Rx,256,1,06,,,,,,,\n"
     )
     log = parse_savvycan(text)
     assert [(tf.bus, tf.frame.data) for tf in log.frames] == [("0", b"\x01"), ("1", b"\x02")]
-    assert (log.bad_lines, log.bad_line_numbers) == (3, [4, 5, 6])
+    assert (log.bad_lines, log.bad_line_numbers) == (4, [4, 5, 6, 7])
     no_column = parse_savvycan("Time Stamp,ID,Extended,LEN,D1\n1000,00000102,false,1,01\n")
     assert no_column.buses() == {"": 1}
 

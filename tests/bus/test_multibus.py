@@ -319,7 +319,7 @@ def test_the_profile_names_the_bus_to_play(
     assert "'3' is not in the log" in err and str(three) in err
 
 
-@pytest.mark.parametrize("bad", [True, -1, "two words", 1.5])
+@pytest.mark.parametrize("bad", [True, -1, "two words", 1.5, "x" * 16])
 def test_a_bad_profile_bus_is_a_profile_error(tmp_path: Path, bad: object) -> None:
     from agent.bus.errors import ProfileError
     from agent.bus.profile import profile_bus
