@@ -12,7 +12,8 @@ import pytest
 
 from agent.inference import _native, load_model, tflite
 from agent.inference.models import make_thin_path
-from agent.inference.planner import NativeOp, Planner
+from agent.inference.plan import NativeOp
+from agent.inference.planner import Planner
 from tests.inference import fuzz_seeds, models
 
 HEADER = Path(__file__).resolve().parents[2] / "native" / "include" / "fn_engine.h"
