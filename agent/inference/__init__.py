@@ -20,7 +20,7 @@ from agent.inference.errors import (
     UnsupportedOpError,
     counters,
 )
-from agent.inference.model import CancelToken, Model, TensorSpec
+from agent.inference.model import CancelToken, Model, Output, RunResult, TensorSpec
 
 __all__ = [
     "MAX_MODEL_BYTES",
@@ -30,6 +30,8 @@ __all__ = [
     "Model",
     "ModelError",
     "ModelFormatError",
+    "Output",
+    "RunResult",
     "TensorSpec",
     "UnsupportedOpError",
     "counters",
