@@ -23,6 +23,7 @@ from agent.inference.tflite import OperatorDef
 if TYPE_CHECKING:
     from agent.inference.planner import Planner
 
+
 def _act(pl: Planner, act: int, out: int) -> tuple[int, int]:
     pl.require(act in (ACT_NONE, ACT_RELU, ACT_RELU6, ACT_RELU_N1_TO_1), f"fused activation {act}")
     s, z = pl.qp(out)

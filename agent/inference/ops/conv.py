@@ -19,6 +19,7 @@ from agent.inference.tflite import OperatorDef
 if TYPE_CHECKING:
     from agent.inference.planner import Planner
 
+
 @handles("CONV_2D", "DEPTHWISE_CONV_2D")
 def conv2d(pl: Planner, op: OperatorDef) -> None:
     dw = pl.current_op.endswith("DEPTHWISE_CONV_2D")

@@ -18,6 +18,7 @@ from agent.inference.tflite import OperatorDef
 if TYPE_CHECKING:
     from agent.inference.planner import Planner
 
+
 def reshape_target(pl: Planner, op: OperatorDef) -> tuple[int, ...]:
     """The output shape of RESHAPE / SQUEEZE / EXPAND_DIMS, as LiteRT's Prepare computes it."""
     name = pl.current_op.split()[-1]

@@ -16,6 +16,7 @@ from agent.inference.tflite import OperatorDef
 if TYPE_CHECKING:
     from agent.inference.planner import Planner
 
+
 def broadcast_params(pl: Planner, a: int, b: int, y: int) -> list[int]:
     """Output dims and per-input strides (0 where broadcast), all padded to 6 dimensions."""
     sa, sb = pl.t(a).shape, pl.t(b).shape

@@ -20,6 +20,7 @@ from agent.inference.tflite import OperatorDef
 if TYPE_CHECKING:
     from agent.inference.planner import Planner
 
+
 def _out_dtype(pl: Planner, op: OperatorDef, k: int = 0) -> type:
     return DTYPE_OF[pl.sg.tensors[op.outputs[k]].type]
 

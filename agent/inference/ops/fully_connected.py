@@ -16,6 +16,7 @@ from agent.inference.tflite import OperatorDef
 if TYPE_CHECKING:
     from agent.inference.planner import Planner
 
+
 @handles("FULLY_CONNECTED")
 def fully_connected(pl: Planner, op: OperatorDef) -> None:
     pl.counts(op, (2, 3))

@@ -18,6 +18,7 @@ from agent.inference.tflite import OperatorDef
 if TYPE_CHECKING:
     from agent.inference.planner import Planner
 
+
 def _lut_node(pl: Planner, op: OperatorDef, kind: str, s_in: float, s_out: float, ip: list[int],
               min_valid: int = -128) -> None:
     from agent.inference import _native

@@ -14,6 +14,7 @@ from agent.inference.tflite import OperatorDef
 if TYPE_CHECKING:
     from agent.inference.planner import Planner
 
+
 @handles("AVERAGE_POOL_2D", "MAX_POOL_2D")
 def pool(pl: Planner, op: OperatorDef) -> None:
     is_max = pl.current_op.endswith("MAX_POOL_2D")

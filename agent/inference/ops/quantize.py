@@ -13,6 +13,7 @@ from agent.inference.tflite import OperatorDef
 if TYPE_CHECKING:
     from agent.inference.planner import Planner
 
+
 @handles("QUANTIZE")
 def quantize(pl: Planner, op: OperatorDef) -> None:
     pl.counts(op, (1, 1))

@@ -18,6 +18,7 @@ from agent.inference.tflite import OperatorDef
 if TYPE_CHECKING:
     from agent.inference.planner import Planner
 
+
 def reduce_axes(pl: Planner, op: OperatorDef, rank: int) -> list[int]:
     ax = pl.const(op.inputs[1], "axis")
     pl.expect_type(op.inputs[1], "int32")

@@ -15,6 +15,7 @@ from agent.inference.tflite import OperatorDef
 if TYPE_CHECKING:
     from agent.inference.planner import Planner
 
+
 @handles("SOFTMAX")
 def softmax(pl: Planner, op: OperatorDef) -> None:
     from agent.inference import _native
