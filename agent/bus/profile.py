@@ -16,6 +16,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
+import sys
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -298,14 +299,9 @@ class VehicleProfile:
 
         dbc = _resolve_dbc(path, vehicle.get("dbc"), dbc_path)
         try:
-            loaded = cantools.database.load_file(str(dbc), database_format="dbc", strict=False)
-        except FileNotFoundError as e:
-            raise ProfileError(f"{path}: DBC file {dbc} not found") from e
-        except Exception as e:  # cantools raises several unrelated types for a bad file
-            raise ProfileError(f"{path}: cannot load DBC {dbc}: {e}") from e
-        if not isinstance(loaded, Database):
-            raise ProfileError(f"{path}: {dbc} is not a CAN database")
-        db = loaded
+            db = load_dbc(dbc)
+        except ProfileError as e:
+            raise ProfileError(f"{path}: {e}") from e
 
         roles = doc.get("roles", {})
         if not isinstance(roles, dict) or not roles:
@@ -444,6 +440,92 @@ def _resolve_dbc(profile_path: Path, declared: object, override: str | Path | No
     if not isinstance(declared, str):
         raise ProfileError(f"{profile_path}: [vehicle] dbc must be a path string")
     return (profile_path.parent / declared).resolve()
+
+
+# Many community (reverse-engineered) DBC files leave out the bit-timing (BS_:) and node (BU_:)
+# sections, which cantools' grammar requires after NS_. Both may be empty, so such a file means
+# the same with empty ones inserted where the format puts them.
+_DBC_HEADER = re.compile(r"(VERSION|NS_)\b")
+_DBC_SYNTAX = re.compile(r"Invalid syntax at line (\d+), column (\d+)")
+_dbc_notices: set[str] = set()
+
+
+def _with_empty_sections(text: str) -> tuple[str, int, int, list[str]]:
+    """(text, first inserted line, lines inserted, the sections added); 1-based line numbers."""
+    lines = text.splitlines(keepends=True)
+
+    def section(keyword: str) -> int | None:
+        return next((i for i, ln in enumerate(lines) if re.match(rf"{keyword}\s*:", ln)), None)
+
+    bs, bu = section("BS_"), section("BU_")
+    if bs is not None and bu is not None:
+        return text, 0, 0, []
+    if bs is not None:
+        at = bs + 1  # BU_ follows BS_
+    elif bu is not None:
+        at = bu  # BS_ precedes BU_
+    else:
+        at = _after_header(lines)
+    if at > 0 and not lines[at - 1].endswith("\n"):
+        lines[at - 1] += "\n"
+    added = ([] if bs is not None else ["BS_:"]) + ([] if bu is not None else ["BU_:"])
+    lines[at:at] = [f"{a}\n" for a in added]
+    return "".join(lines), at + 1, len(added), added
+
+
+def _after_header(lines: list[str]) -> int:
+    """The index of the first line after VERSION and the NS_ block: where BS_ belongs."""
+    in_ns = False
+    for k, ln in enumerate(lines):
+        if not ln.strip() or ln.lstrip().startswith("//"):
+            continue
+        if in_ns and (ln[0].isspace() or re.fullmatch(r"[A-Z_]+\s*", ln)):
+            continue  # an NS_ entry: one keyword on its own (usually indented) line
+        m = _DBC_HEADER.match(ln)
+        if m is None:
+            return k
+        in_ns = m.group(1) == "NS_"
+    return len(lines)
+
+
+def load_dbc(dbc: Path) -> Database:
+    """Loads a DBC file through cantools; raises ProfileError with the file's own line and the
+    reason for a file cantools cannot read.
+
+    A file without `BS_:` or `BU_:` is read as if empty ones were there, and says so once per
+    file on stderr."""
+    try:
+        text = dbc.read_bytes().decode("cp1252")  # the DBC encoding, as cantools reads it
+    except FileNotFoundError as e:
+        raise ProfileError(f"DBC file {dbc} not found") from e
+    except OSError as e:
+        raise ProfileError(f"cannot read DBC {dbc}: {e}") from e
+    patched, first, n_added, added = _with_empty_sections(text)
+    try:
+        loaded = cantools.database.load_string(patched, database_format="dbc", strict=False)
+    except Exception as e:  # cantools raises several unrelated types for a bad file
+        raise ProfileError(f"cannot load DBC {dbc}: {_dbc_reason(e, text, first, n_added)}") from e
+    if not isinstance(loaded, Database):
+        raise ProfileError(f"{dbc} is not a CAN database")
+    if added and str(dbc) not in _dbc_notices:
+        _dbc_notices.add(str(dbc))
+        print(f"fleetnode: {dbc} has no {' or '.join(added)} section; read as if empty "
+              f"{'ones were' if len(added) > 1 else 'one was'} there", file=sys.stderr)
+    return loaded
+
+
+def _dbc_reason(e: Exception, text: str, first: int, n_added: int) -> str:
+    """cantools' reason, with the line number of the file as written (not of the patched text)."""
+    msg = str(e)
+    m = _DBC_SYNTAX.search(msg)
+    if m is None:
+        return msg
+    line, col = int(m.group(1)), int(m.group(2))
+    if n_added and line >= first + n_added:
+        line -= n_added
+    lines = text.splitlines()
+    shown = lines[line - 1].strip() if 0 < line <= len(lines) else ""
+    return f"invalid syntax at line {line}, column {col}: {shown!r}"
 
 
 def _find_signal(

@@ -46,7 +46,7 @@ def _cmd_watch(args: argparse.Namespace) -> int:
 
 def _cmd_submit(args: argparse.Namespace) -> int:
     from agent.fleet.submit import submit_command
-    return submit_command(args)
+    return submit_command(args, client_kwargs(args))
 
 
 def _cmd_keys(args: argparse.Namespace) -> int:

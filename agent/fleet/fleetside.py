@@ -24,6 +24,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Self
 
 import numpy as np
 import paho.mqtt.client as paho
@@ -135,7 +136,7 @@ class FleetClient:
 
     # -- lifecycle ----------------------------------------------------------------------------
 
-    def __enter__(self) -> FleetClient:
+    def __enter__(self) -> Self:
         self.session.start()
         if self.submitter:
             self._pumper = threading.Thread(target=self._pump_loop, name="fleet-dispatch", daemon=True)

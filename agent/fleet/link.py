@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import paho.mqtt.client as paho
@@ -188,8 +188,9 @@ class FleetLink:
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    def __enter__(self) -> FleetLink:
-        return self.start()
+    def __enter__(self) -> Self:
+        self.start()
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()

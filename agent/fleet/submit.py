@@ -10,6 +10,7 @@ import secrets
 import socket
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -76,8 +77,9 @@ def task_report(t: Task) -> dict[str, Any]:
             "outputs_sha256": hashlib.sha256(p.tensor_bytes(t.outputs)).hexdigest() if t.outputs else None}
 
 
-def submit_command(args: Any) -> int:
-    from agent.fleet.cli import client_kwargs
+def submit_command(args: Any, connection: Mapping[str, Any]) -> int:
+    """Runs `fleetnode fleet submit`; `connection` holds FleetClient's broker keyword arguments
+    (host, port, pool, tls), which the command line builds."""
     try:
         jobs = load_inputs(args.inputs)
     except (OSError, ValueError, SubmitError) as e:
@@ -89,7 +91,7 @@ def submit_command(args: Any) -> int:
         c if c.isalnum() or c in "_-" else "-" for c in f"submit-{socket.gethostname()}")[:56] + \
         f"-{os.getpid() % 100000}"
     run = secrets.token_hex(4)
-    with FleetClient(**client_kwargs(args), submitter=submitter, job_timeout_s=args.job_timeout) as fc:
+    with FleetClient(**connection, submitter=submitter, job_timeout_s=args.job_timeout) as fc:
         if not fc.wait_connected(10):
             print(f"cannot reach the broker at {args.host}:{args.port}: {fc.session.last_error}",
                   file=sys.stderr)

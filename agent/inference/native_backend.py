@@ -12,7 +12,8 @@ import numpy as np
 from agent.inference import _native
 from agent.inference.errors import Cancelled, ModelError, ModelFormatError, counters
 from agent.inference.model import CancelToken, Model, TensorSpec
-from agent.inference.planner import DTYPES, Planner, PlanTables
+from agent.inference.plan import DTYPES, PlanTables
+from agent.inference.planner import Planner
 from agent.inference.tflite import ModelDef, TensorDef
 
 

@@ -292,3 +292,44 @@ def test_roles_may_be_written_under_their_vss_path(tmp_path: Path) -> None:
     )
     with pytest.raises(ProfileError, match="mapped twice"):
         VehicleProfile.load(twice)
+
+
+def _community_dbc(tmp_path: Path, name: str, *, break_line: str | None = None) -> Path:
+    """The reference DBC as many reverse-engineered files are written: NS_ but no BS_: or BU_:
+    (and no node comments, which would name nodes no BU_ declares)."""
+    kept = [
+        ln
+        for ln in REF_DBC.read_text().splitlines()
+        if not ln.startswith(("BS_:", "BU_:", "CM_ BU_"))
+    ]
+    if break_line is not None:
+        k = next(i for i, ln in enumerate(kept) if ln.startswith(break_line))
+        kept[k] = kept[k].replace(" : ", " ", 1)  # a signal without its colon
+    out = tmp_path / name
+    out.write_text("\n".join(kept) + "\n")
+    return out
+
+
+def test_a_community_dbc_without_bs_and_bu_sections_loads_and_says_so_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], ref: VehicleProfile
+) -> None:
+    dbc = _community_dbc(tmp_path, "community.dbc")
+    assert "BS_:" not in dbc.read_text() and "NS_ :" in dbc.read_text()
+    prof = VehicleProfile.load("reference", dbc_path=dbc)
+    assert decode_all(prof, ref.encode(PARKED_CHARGING)) == PARKED_CHARGING  # type: ignore[arg-type]
+    VehicleProfile.load("reference", dbc_path=dbc)
+    err = capsys.readouterr().err
+    assert err.count(str(dbc)) == 1
+    assert "no BS_: or BU_: section" in err
+
+
+def test_a_broken_community_dbc_is_refused_with_its_own_line_and_reason(tmp_path: Path) -> None:
+    dbc = _community_dbc(tmp_path, "broken.dbc", break_line=" SG_ BMS_PackVoltage")
+    lines = dbc.read_text().splitlines()
+    line = next(i for i, ln in enumerate(lines, 1) if ln.startswith(" SG_ BMS_PackVoltage"))
+    with pytest.raises(ProfileError) as err:
+        VehicleProfile.load("reference", dbc_path=dbc)
+    msg = str(err.value)
+    assert f"invalid syntax at line {line}," in msg
+    assert "SG_ BMS_PackVoltage 0|16@1+" in msg
+    assert str(dbc) in msg

@@ -36,7 +36,8 @@ import numpy as np
 
 from agent.inference import _native, tflite
 from agent.inference.native_backend import NativeModel
-from agent.inference.planner import NODE_IN, NODE_OUT, NODE_PARAMS, Planner
+from agent.inference.plan import NODE_IN, NODE_OUT, NODE_PARAMS
+from agent.inference.planner import Planner
 from tests.inference.oracle import litert_run, random_input
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,7 +12,8 @@ import pytest
 
 from agent.inference import _native, load_model, tflite
 from agent.inference.models import make_thin_path
-from agent.inference.planner import NativeOp, Planner
+from agent.inference.plan import NativeOp
+from agent.inference.planner import Planner
 from tests.inference import fuzz_seeds, models
 from tests.inference.oracle import litert_run, random_input
 
