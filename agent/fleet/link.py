@@ -467,8 +467,7 @@ class FleetLink:
                                error[0] if error else None, error[1] if error else None,
                                run_s).encode()
 
-        seq = self.outbox.answer(job_id, topic, build, self.clock.time(),
-                                 None if also is None else lambda db: also(db))
+        seq = self.outbox.answer(job_id, topic, build, self.clock.time(), also)
         if seq is None:
             self.counters["answers_duplicate"] += 1
             return None

@@ -104,7 +104,7 @@ class Outbox:
                     db.execute("SELECT job_id, submitter FROM accepted ORDER BY t")]
 
     def answer(self, job_id: str, topic: str, build: Callable[[int], bytes], wall: float,
-               also: Callable[[sqlite3.Connection], None] | None = None) -> int | None:
+               also: Callable[[sqlite3.Connection], object] | None = None) -> int | None:
         """Store the one answer to a job; `build(seq)` makes its payload. None if already answered.
         `also(db)` writes more rows in the same transaction (the job's ledger row)."""
         with self._tx() as db:
