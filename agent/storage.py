@@ -178,8 +178,9 @@ class StorageMonitor:
     def _set(self, fault: StorageFault | None) -> None:
         with self._lock:
             before, self._fault = self._fault, fault
-            changed = (before is None) != (fault is None) or (
-                before is not None and fault is not None and before.kind != fault.kind)
+            # One line per change between usable and not: a disk that is full and then also
+            # read-only is one episode (the text shown follows the latest cause).
+            changed = (before is None) != (fault is None)
             if changed:
                 self.changes += 1
         if not changed:
