@@ -1,0 +1,157 @@
+"""The state dir failing under the real agent: full mid-batch (a tmpfs), turned read-only by
+the kernel mid-batch (an ext4 with errors=remount-ro), and start-up on each. Every part real:
+simulated car -> firmware shim (pty) -> `fleetnode run` -> mosquitto -> fleet submitter."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from agent.fleet.broker import Broker
+from agent.fleet.fleetside import FleetClient
+from hil.bench import AgentProcess, CarOnBus
+from tests.e2e.state_rig import (
+    CAR,
+    agent_args,
+    car_on_bus_args,
+    running,
+    standby_for_storage,
+    submit_batch,
+    tally,
+    write_policy,
+)
+from tests.fixtures.smallfs import Ext4Fs, SmallFs
+
+REPO = Path(__file__).resolve().parents[2]
+N = 60
+
+
+def start_once(state_dir: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """`fleetnode run` until it exits by itself (it must, at once, on a bad state dir)."""
+    return subprocess.run([sys.executable, "-m", "agent.cli", *agent_args(
+        str(tmp_path / "no-such-tty"), 1, state_dir, write_policy(tmp_path))],
+        cwd=REPO, capture_output=True, text=True, timeout=60)
+
+
+def assert_one_clear_error(run: subprocess.CompletedProcess[str], path: Path, cause: str) -> None:
+    assert run.returncode == 2, run
+    err = run.stderr.strip().splitlines()
+    assert len(err) == 1 and str(path) in err[0] and cause in err[0], run.stderr
+    assert "Traceback" not in run.stderr + run.stdout
+
+
+def test_start_on_a_full_state_dir_is_one_clear_error_and_exit_2(small_fs: SmallFs,
+                                                                  tmp_path: Path) -> None:
+    small_fs.fill()
+    assert_one_clear_error(start_once(small_fs.path, tmp_path), small_fs.path, "is full")
+
+
+def test_start_on_a_read_only_state_dir_is_one_clear_error_and_exit_2(small_fs: SmallFs,
+                                                                       tmp_path: Path) -> None:
+    small_fs.read_only()
+    assert_one_clear_error(start_once(small_fs.path, tmp_path), small_fs.path, "is read-only")
+
+
+def test_start_on_a_damaged_state_file_is_one_clear_error_and_exit_2(tmp_path: Path) -> None:
+    state = tmp_path / "agent"
+    state.mkdir()
+    (state / "state.sqlite").write_bytes(b"not a database " * 1000)
+    assert_one_clear_error(start_once(state, tmp_path), state / "state.sqlite", "damaged")
+
+
+@pytest.fixture
+def car(tmp_path: Path) -> Iterator[CarOnBus]:
+    profile, state = car_on_bus_args()
+    c = CarOnBus(profile, state, workdir=tmp_path)
+    c.start()
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+def run_agent(car: CarOnBus, broker: Broker, state_dir: Path, tmp_path: Path) -> AgentProcess:
+    return AgentProcess(None, agent_args(car.port, broker.port, state_dir, write_policy(tmp_path)))
+
+
+def storage_lines(agent: AgentProcess) -> list[str]:
+    return [line for line in agent.lines if line.startswith("storage:")]
+
+
+def fault_mid_batch(agent: AgentProcess, fleet: FleetClient, inject: Callable[[], None]) -> None:
+    """Run the batch a while, inject the fault, and check what a user sees during it."""
+    assert fleet.wait_for(running, 30), (fleet.cars, agent.lines[-10:])
+    submit_batch(fleet, N)
+    assert fleet.wait_for(lambda f: len(f.completed) >= 10, 60), agent.lines[-10:]
+    inject()
+    assert fleet.wait_for(standby_for_storage, 10), (fleet.cars.get(CAR), agent.lines[-10:])
+    assert len(fleet.completed) < N, "the fault must hit the batch mid-flight"
+    # It says why on its status line, stays up and online (bus and fleet link alive) ...
+    assert fleet.wait_for(lambda f: any("STANDBY" in ln and "the state dir" in ln
+                                        for ln in agent.lines), 5), agent.lines[-10:]
+    assert not fleet.wait_for(lambda f: not agent.alive or not f.cars[CAR].online
+                              or f.cars[CAR].mode == "OFF", 3.0)
+    # ... and takes no work meanwhile: no result is stored, so none can be delivered.
+    done = len(fleet.completed)
+    assert not fleet.wait_for(lambda f: len(f.completed) > done + 2, 2.0)
+
+
+def test_state_dir_full_mid_batch_standby_then_resumes_by_itself_nothing_lost(
+        small_fs: SmallFs, car: CarOnBus, mosquitto: Broker, tmp_path: Path,
+        fault_figures: Callable[..., None]) -> None:
+    agent = run_agent(car, mosquitto, small_fs.path, tmp_path)
+    try:
+        with FleetClient("127.0.0.1", mosquitto.port, submitter="sub", job_timeout_s=20) as fleet:
+            fault_mid_batch(agent, fleet, small_fs.fill)
+            freed = time.monotonic()
+            small_fs.free()
+            assert fleet.wait_for(running, 15), (fleet.cars.get(CAR), agent.lines[-10:])
+            resume_s = time.monotonic() - freed
+            assert fleet.wait(120), {t: s.status for t, s in fleet.tasks.items() if s.status != "ok"}
+            assert agent.stop() == 0
+            t = tally(fleet, N, small_fs.path)
+    finally:
+        agent.stop()
+    fault_figures("state dir full mid-batch (8 MiB tmpfs)", faults=1, **t.figures(),
+                  resume_s=round(resume_s, 1), storage_log_lines=len(storage_lines(agent)))
+    assert not any("Traceback" in line for line in agent.lines), "\n".join(agent.lines[-30:])
+    lines = storage_lines(agent)
+    assert len(lines) == 2 and "is full" in lines[0] and "written again" in lines[1], lines
+    assert resume_s < 10
+    assert (t.lost, t.double_counted, t.missing_from_ledger, t.unanswered_rows,
+            t.handed_up_twice) == (0, 0, 0, 0, 0), t
+    assert t.delivered == N
+
+
+def test_state_dir_turned_read_only_mid_batch_standby_then_after_repair_nothing_lost(
+        ext4_fs: Ext4Fs, car: CarOnBus, mosquitto: Broker, tmp_path: Path,
+        fault_figures: Callable[..., None]) -> None:
+    agent = run_agent(car, mosquitto, ext4_fs.path, tmp_path)
+    try:
+        with FleetClient("127.0.0.1", mosquitto.port, submitter="sub", job_timeout_s=20) as fleet:
+            fault_mid_batch(agent, fleet, ext4_fs.fail)
+            assert agent.stop() == 0  # SIGTERM: a clean exit, even with nothing writable
+            first = agent
+            lines = storage_lines(first)
+            # The kernel's read-only filesystem stays so until it is checked: the owner's
+            # service unmounts, fscks and mounts it, and starts the agent again.
+            ext4_fs.repair()
+            agent = run_agent(car, mosquitto, ext4_fs.path, tmp_path)
+            assert fleet.wait(120), {t: s.status for t, s in fleet.tasks.items() if s.status != "ok"}
+            assert agent.stop() == 0
+            t = tally(fleet, N, ext4_fs.path)
+    finally:
+        agent.stop()
+    fault_figures("state dir read-only mid-batch (ext4, errors=remount-ro)", faults=1, **t.figures(),
+                  storage_log_lines=len(lines))
+    for a in (first, agent):
+        assert not any("Traceback" in line for line in a.lines), "\n".join(a.lines[-30:])
+    assert len(lines) == 1 and ("read-only" in lines[0] or "I/O error" in lines[0]), lines
+    assert (t.lost, t.double_counted, t.missing_from_ledger, t.unanswered_rows,
+            t.handed_up_twice) == (0, 0, 0, 0, 0), t
+    assert t.delivered == N
