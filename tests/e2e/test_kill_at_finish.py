@@ -99,6 +99,7 @@ def test_sigkill_as_jobs_finish_loses_and_double_counts_nothing(
                 break
             assert rc == -signal.SIGKILL, (phase, rc, life.lines[-15:])
             kills += 1
+        assert kills == KILLS, f"the batch ran out of work after {kills} kills"
         lives_s = time.monotonic() - started
         last = Life(args, None)
         try:
@@ -109,7 +110,6 @@ def test_sigkill_as_jobs_finish_loses_and_double_counts_nothing(
     fault_figures(f"SIGKILL as jobs finish ({'/'.join(PHASES)})", faults=kills, **t.figures(),
                   s_per_life=round(lives_s / max(1, kills), 1),
                   preempted=fleet.counters["attempts_preempted"])
-    assert kills == KILLS, f"the batch ran out of work after {kills} kills"
     assert not any("Traceback" in line for line in last.lines), last.lines[-30:]
     assert (t.lost, t.double_counted, t.missing_from_ledger, t.unanswered_rows,
             t.handed_up_twice) == (0, 0, 0, 0, 0), t

@@ -86,11 +86,8 @@ def storage_lines(agent: AgentProcess) -> list[str]:
 def fault_mid_batch(agent: AgentProcess, fleet: FleetClient, inject: Callable[[], None]) -> None:
     """Run the batch a while, inject the fault, and check what a user sees during it."""
     assert fleet.wait_for(running, 30), (fleet.cars, agent.lines[-10:])
-    global T0
-    T0 = time.monotonic()
     submit_batch(fleet, N)
     assert fleet.wait_for(lambda f: len(f.completed) >= 10, 60), agent.lines[-10:]
-    print("T inject", time.monotonic() - T0)
     inject()
     assert fleet.wait_for(standby_for_storage, 10), (fleet.cars.get(CAR), agent.lines[-10:])
     assert len(fleet.completed) < N, "the fault must hit the batch mid-flight"
@@ -115,9 +112,7 @@ def test_state_dir_full_mid_batch_standby_then_resumes_by_itself_nothing_lost(
             small_fs.free()
             assert fleet.wait_for(running, 15), (fleet.cars.get(CAR), agent.lines[-10:])
             resume_s = time.monotonic() - freed
-            print("T resumed", time.monotonic() - T0, fleet.counters)
             assert fleet.wait(120), {t: s.status for t, s in fleet.tasks.items() if s.status != "ok"}
-            print("T done", time.monotonic() - T0, fleet.counters)
             assert agent.stop() == 0
             t = tally(fleet, N, small_fs.path)
     finally:
