@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -64,15 +65,35 @@ def standby_for_storage(fleet: FleetClient) -> bool:
     return st is not None and st.online and st.mode == "STANDBY" and "storage" in st.reasons
 
 
+def wait_outbox_empty(state_dir: Path, timeout_s: float) -> bool:
+    """Until the car's outbox is empty (every result acknowledged by the fleet), read by a
+    second connection as `fleetnode report` would."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        db = sqlite3.connect(f"file:{state_dir / STATE_FILE}?mode=ro", uri=True, timeout=5)
+        try:
+            depth = db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+        finally:
+            db.close()
+        if depth == 0:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)  # polling a file: nothing to wait on but the next look
+
+
 @dataclass(frozen=True)
 class Tally:
     jobs: int  # tasks submitted
     delivered: int  # tasks whose result reached the fleet (each once, by the fleet's count)
     lost: int  # tasks that never completed
-    double_counted: int  # ledger "done" rows beyond one per task
+    # Ledger "done" rows that count a job twice or count a job whose result never reached the
+    # fleet (the retry of such a job is counted again: the double count this guards against).
+    double_counted: int
     missing_from_ledger: int  # delivered ok results with no ledger row
     unanswered_rows: int  # ledger "done" rows whose result the fleet never received
     handed_up_twice: int  # job ids the consumer saw more than once (must be 0)
+    reruns: int  # tasks the fleet itself ran twice (a job timeout), each run counted once
 
     def figures(self) -> dict[str, int]:
         return {"jobs": self.jobs, "delivered": self.delivered, "lost": self.lost,
@@ -88,16 +109,17 @@ def tally(fleet: FleetClient, n: int, state_dir: Path) -> Tally:
     finally:
         db.close()
     done = [str(j) for j, o in rows if o == "done"]
-    per_task = Counter(j.split(".")[0] for j in done)
     ok = {d.result.job_id for d in fleet.deliveries if d.result.outcome == "ok"}
     ids = [d.result.job_id for d in fleet.deliveries]
-    completed = set(fleet.completed)
+    per_task = Counter(j.split(".")[0] for j in done)
+    unanswered = len(set(done) - ok)
     return Tally(
         jobs=n,
         delivered=sum(1 for t in fleet.tasks.values() if t.status == "ok"),
-        lost=n - len(completed),
-        double_counted=sum(c - 1 for c in per_task.values()),
+        lost=n - len(set(fleet.completed)),
+        double_counted=len(done) - len(set(done)) + unanswered,
         missing_from_ledger=len(ok - set(done)),
-        unanswered_rows=len(set(done) - ok),
+        unanswered_rows=unanswered,
         handed_up_twice=len(ids) - len(set(ids)),
+        reruns=sum(c - 1 for c in per_task.values()),
     )

@@ -20,7 +20,14 @@ from agent.fleet.broker import Broker
 from agent.fleet.fleetside import FleetClient
 from hil.bench import CarOnBus
 from tests.e2e.killable_agent import PHASES
-from tests.e2e.state_rig import agent_args, car_on_bus_args, submit_batch, tally, write_policy
+from tests.e2e.state_rig import (
+    agent_args,
+    car_on_bus_args,
+    submit_batch,
+    tally,
+    wait_outbox_empty,
+    write_policy,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 N = 48
@@ -104,6 +111,7 @@ def test_sigkill_as_jobs_finish_loses_and_double_counts_nothing(
         last = Life(args, None)
         try:
             assert fleet.wait(60), {t: s.status for t, s in fleet.tasks.items() if s.status != "ok"}
+            assert wait_outbox_empty(state_dir, 15)  # every result acknowledged
         finally:
             assert last.stop() == 0, last.lines[-15:]
         t = tally(fleet, N, state_dir)
@@ -111,6 +119,7 @@ def test_sigkill_as_jobs_finish_loses_and_double_counts_nothing(
                   s_per_life=round(lives_s / max(1, kills), 1),
                   preempted=fleet.counters["attempts_preempted"])
     assert not any("Traceback" in line for line in last.lines), last.lines[-30:]
+    # No job timeout ran out, so no task ran twice on the fleet's account either.
     assert (t.lost, t.double_counted, t.missing_from_ledger, t.unanswered_rows,
-            t.handed_up_twice) == (0, 0, 0, 0, 0), t
+            t.handed_up_twice, t.reruns) == (0, 0, 0, 0, 0, 0), t
     assert t.delivered == N
