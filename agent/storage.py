@@ -195,10 +195,9 @@ class StorageMonitor:
             except Exception:
                 log.exception("storage: on_change failed")
 
-    def start(self) -> StorageMonitor:
+    def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="storage", daemon=True)
         self._thread.start()
-        return self
 
     def stop(self) -> None:
         self._stop.set()

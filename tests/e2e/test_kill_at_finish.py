@@ -11,10 +11,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 from agent.fleet.broker import Broker
 from agent.fleet.fleetside import FleetClient
@@ -22,7 +20,6 @@ from hil.bench import CarOnBus
 from tests.e2e.killable_agent import PHASES
 from tests.e2e.state_rig import (
     agent_args,
-    car_on_bus_args,
     submit_batch,
     tally,
     wait_outbox_empty,
@@ -70,17 +67,6 @@ class Life:
                 self.proc.wait()
         self._pump.join(5)
         return self.proc.returncode
-
-
-@pytest.fixture
-def car(tmp_path: Path) -> Iterator[CarOnBus]:
-    profile, state = car_on_bus_args()
-    c = CarOnBus(profile, state, workdir=tmp_path)
-    c.start()
-    try:
-        yield c
-    finally:
-        c.stop()
 
 
 def test_sigkill_as_jobs_finish_loses_and_double_counts_nothing(

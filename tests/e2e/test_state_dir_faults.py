@@ -8,8 +8,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
+from typing import Self
 
 import pytest
 
@@ -21,8 +22,8 @@ from agent.service import Agent
 from hil.bench import AgentProcess, CarOnBus
 from tests.e2e.state_rig import (
     CAR,
+    Tally,
     agent_args,
-    car_on_bus_args,
     running,
     standby_for_storage,
     submit_batch,
@@ -81,23 +82,58 @@ def test_start_on_a_damaged_state_file_is_one_clear_error_and_exit_2(tmp_path: P
     assert_one_clear_error(start_once(state, tmp_path), state / "state.sqlite", "damaged")
 
 
-@pytest.fixture
-def car(tmp_path: Path) -> Iterator[CarOnBus]:
-    profile, state = car_on_bus_args()
-    c = CarOnBus(profile, state, workdir=tmp_path)
-    c.start()
-    try:
-        yield c
-    finally:
-        c.stop()
-
-
 def run_agent(car: CarOnBus, broker: Broker, state_dir: Path, tmp_path: Path) -> AgentProcess:
     return AgentProcess(None, agent_args(car.port, broker.port, state_dir, write_policy(tmp_path)))
 
 
 def storage_lines(agent: AgentProcess) -> list[str]:
     return [line for line in agent.lines if line.startswith("storage:")]
+
+
+class FaultedBatch:
+    """The agent on `state_dir`, a submitter, and a batch of N jobs hit by `inject` mid-way.
+    On entry the fault is in place and what a user sees during it has been checked."""
+
+    def __init__(self, car: CarOnBus, broker: Broker, state_dir: Path, tmp_path: Path,
+                 inject: Callable[[], None]) -> None:
+        self.start = lambda: run_agent(car, broker, state_dir, tmp_path)
+        self.state_dir = state_dir
+        self.inject = inject
+        self.agent = self.start()
+        self.lives = [self.agent]
+        self.fleet = FleetClient("127.0.0.1", broker.port, submitter="sub", job_timeout_s=8)
+
+    def __enter__(self) -> Self:
+        try:
+            self.fleet.__enter__()
+            fault_mid_batch(self.agent, self.fleet, self.inject)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def restart(self) -> None:
+        self.agent = self.start()
+        self.lives.append(self.agent)
+
+    def finish(self) -> Tally:
+        """Every task done, every result acknowledged, the agent stopped: the tally."""
+        fleet = self.fleet
+        assert fleet.wait(120), {t: s.status for t, s in fleet.tasks.items() if s.status != "ok"}
+        assert wait_outbox_empty(self.state_dir, 15)  # every result acknowledged
+        assert self.agent.stop() == 0
+        return tally(fleet, N, self.state_dir)
+
+    def __exit__(self, *exc: object) -> None:
+        self.agent.stop()
+        self.fleet.__exit__(None, None, None)
+
+    def assert_clean(self, t: Tally) -> None:
+        for a in self.lives:
+            assert not any("Traceback" in line for line in a.lines), "\n".join(a.lines[-30:])
+        assert (t.lost, t.double_counted, t.missing_from_ledger, t.unanswered_rows,
+                t.handed_up_twice) == (0, 0, 0, 0, 0), t
+        assert t.delivered == N
 
 
 def fault_mid_batch(agent: AgentProcess, fleet: FleetClient, inject: Callable[[], None]) -> None:
@@ -122,57 +158,32 @@ def fault_mid_batch(agent: AgentProcess, fleet: FleetClient, inject: Callable[[]
 def test_state_dir_full_mid_batch_standby_then_resumes_by_itself_nothing_lost(
         small_fs: SmallFs, car: CarOnBus, mosquitto: Broker, tmp_path: Path,
         fault_figures: Callable[..., None]) -> None:
-    agent = run_agent(car, mosquitto, small_fs.path, tmp_path)
-    try:
-        with FleetClient("127.0.0.1", mosquitto.port, submitter="sub", job_timeout_s=8) as fleet:
-            fault_mid_batch(agent, fleet, small_fs.fill)
-            freed = time.monotonic()
-            small_fs.free()
-            assert fleet.wait_for(running, 15), (fleet.cars.get(CAR), agent.lines[-10:])
-            resume_s = time.monotonic() - freed
-            assert fleet.wait(120), {t: s.status for t, s in fleet.tasks.items() if s.status != "ok"}
-            assert wait_outbox_empty(small_fs.path, 15)  # every result acknowledged
-            assert agent.stop() == 0
-            t = tally(fleet, N, small_fs.path)
-    finally:
-        agent.stop()
+    with FaultedBatch(car, mosquitto, small_fs.path, tmp_path, small_fs.fill) as batch:
+        freed = time.monotonic()
+        small_fs.free()
+        assert batch.fleet.wait_for(running, 15), (batch.fleet.cars.get(CAR), batch.agent.lines[-10:])
+        resume_s = time.monotonic() - freed
+        t = batch.finish()
+    lines = storage_lines(batch.agent)
     fault_figures("state dir full mid-batch (8 MiB tmpfs)", faults=1, **t.figures(),
-                  resume_s=round(resume_s, 1), reruns=t.reruns,
-                  storage_log_lines=len(storage_lines(agent)))
-    assert not any("Traceback" in line for line in agent.lines), "\n".join(agent.lines[-30:])
-    lines = storage_lines(agent)
+                  resume_s=round(resume_s, 1), reruns=t.reruns, storage_log_lines=len(lines))
+    batch.assert_clean(t)
     assert len(lines) == 2 and "is full" in lines[0] and "written again" in lines[1], lines
     assert resume_s < 10
-    assert (t.lost, t.double_counted, t.missing_from_ledger, t.unanswered_rows,
-            t.handed_up_twice) == (0, 0, 0, 0, 0), t
-    assert t.delivered == N
 
 
 def test_state_dir_turned_read_only_mid_batch_standby_then_after_repair_nothing_lost(
         ext4_fs: Ext4Fs, car: CarOnBus, mosquitto: Broker, tmp_path: Path,
         fault_figures: Callable[..., None]) -> None:
-    agent = run_agent(car, mosquitto, ext4_fs.path, tmp_path)
-    try:
-        with FleetClient("127.0.0.1", mosquitto.port, submitter="sub", job_timeout_s=8) as fleet:
-            fault_mid_batch(agent, fleet, ext4_fs.fail)
-            assert agent.stop() == 0  # SIGTERM: a clean exit, even with nothing writable
-            first = agent
-            lines = storage_lines(first)
-            # The kernel's read-only filesystem stays so until it is checked: the owner's
-            # service unmounts, fscks and mounts it, and starts the agent again.
-            ext4_fs.repair()
-            agent = run_agent(car, mosquitto, ext4_fs.path, tmp_path)
-            assert fleet.wait(120), {t: s.status for t, s in fleet.tasks.items() if s.status != "ok"}
-            assert wait_outbox_empty(ext4_fs.path, 15)
-            assert agent.stop() == 0
-            t = tally(fleet, N, ext4_fs.path)
-    finally:
-        agent.stop()
-    fault_figures("state dir read-only mid-batch (ext4, errors=remount-ro)", faults=1, **t.figures(),
-                  reruns=t.reruns, storage_log_lines=len(lines))
-    for a in (first, agent):
-        assert not any("Traceback" in line for line in a.lines), "\n".join(a.lines[-30:])
+    with FaultedBatch(car, mosquitto, ext4_fs.path, tmp_path, ext4_fs.fail) as batch:
+        assert batch.agent.stop() == 0  # SIGTERM: a clean exit, even with nothing writable
+        lines = storage_lines(batch.agent)
+        # The kernel's read-only filesystem stays so until it is checked: the owner's service
+        # unmounts, fscks and mounts it, and starts the agent again.
+        ext4_fs.repair()
+        batch.restart()
+        t = batch.finish()
+    fault_figures("state dir read-only mid-batch (ext4, errors=remount-ro)", faults=1,
+                  **t.figures(), reruns=t.reruns, storage_log_lines=len(lines))
+    batch.assert_clean(t)
     assert len(lines) == 1 and ("read-only" in lines[0] or "I/O error" in lines[0]), lines
-    assert (t.lost, t.double_counted, t.missing_from_ledger, t.unanswered_rows,
-            t.handed_up_twice) == (0, 0, 0, 0, 0), t
-    assert t.delivered == N
