@@ -205,6 +205,10 @@ class Agent:
                 link = make_link()
                 ledger = make_ledger()
                 link.outbox.probe()
+                # Older agents kept the outbox and the ledger in two files: take them over.
+                for adopt, name in ((link.outbox.adopt, "outbox.sqlite"), (ledger.adopt, "ledger.sqlite")):
+                    if (self.state_dir / name).exists():
+                        adopt(self.state_dir / name)
         except StorageError as e:
             fault = e.fault
         except (OSError, sqlite3.Error) as e:

@@ -288,3 +288,37 @@ class Transaction:
                 self._db.execute("ROLLBACK")
         except sqlite3.Error:
             pass  # SQLite has already rolled back (e.g. after SQLITE_FULL)
+
+
+def adopt_tables(db: sqlite3.Connection, lock: threading.Lock, path: Path, legacy: Path,
+                 tables: Sequence[str], then: Sequence[str] = ()) -> int:
+    """Copy `tables` from the database file `legacy` into `db` (same schemas), rows whose key
+    is already there kept as they are, and run the statements `then` (which may read
+    `legacy.*`), in one transaction; then rename `legacy` to `<name>.adopted`. Idempotent: a
+    crash before the rename copies nothing twice. Returns the rows copied. Raises StorageError."""
+    with lock:
+        try:
+            db.execute("ATTACH DATABASE ? AS legacy", (str(legacy),))
+        except sqlite3.Error as e:
+            raise _as_storage(e, legacy) from e
+    try:
+        with Transaction(lock, db, path) as tx:
+            have = {str(r[0]) for r in tx.execute(
+                "SELECT name FROM legacy.sqlite_master WHERE type='table'")}
+            n = 0
+            for t in tables:
+                if t in have:
+                    n += tx.execute(f"INSERT OR IGNORE INTO main.{t} SELECT * FROM legacy.{t}").rowcount
+            for sql in then:
+                tx.execute(sql)
+    finally:
+        with lock:
+            db.execute("DETACH DATABASE legacy")
+    for suffix in ("", "-wal", "-shm"):
+        old = Path(f"{legacy}{suffix}")
+        if old.exists():
+            try:
+                old.replace(Path(f"{legacy}{suffix}.adopted"))
+            except OSError as e:
+                raise _as_storage(e, old) from e
+    return n

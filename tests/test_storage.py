@@ -172,3 +172,27 @@ def test_a_filesystem_the_kernel_turns_read_only_under_open_files_is_a_fault(
     assert ledger.summary(T0 - 3600, T0 + 3600).outcomes == {}
     box.close()
     ledger.close()
+
+
+def test_the_outbox_and_ledger_files_of_an_older_agent_are_taken_over_once(tmp_path: Path) -> None:
+    old_box, old_ledger = Outbox(tmp_path / "outbox.sqlite"), Ledger(tmp_path / "ledger.sqlite")
+    for j in ("sent", "pending"):
+        old_box.accept(j, "sub", T0)
+        old_box.answer(j, "t", lambda seq, j=j: result(j), T0)
+    old_box.acknowledge(["sent"])
+    old_box.accept("running", "sub", T0)
+    old_ledger.record_job("sent", Outcome.DONE, T0, T0 + 60, 5.0)
+    old_box.close()
+    old_ledger.close()
+    box, ledger = Outbox(tmp_path / "state.sqlite"), Ledger(tmp_path / "state.sqlite")
+    assert box.adopt(tmp_path / "outbox.sqlite") > 0 and ledger.adopt(tmp_path / "ledger.sqlite") > 0
+    assert [r.job_id for r in box.due(0.0, 10)] == ["pending"]  # still owed to the fleet
+    assert box.accepted() == [("running", "sub")]  # answered "preempted" when the link starts
+    assert box.status("sent") != ACCEPTED and box.accept("sent", "sub", T0) is False
+    assert ledger.summary(T0 - 3600, T0 + 3600).outcomes == {"done": 1}
+    seq = box.answer("running", "t", lambda seq: result("running"), T0)
+    assert seq == 3  # numbering goes on from the old outbox
+    assert not (tmp_path / "outbox.sqlite").exists() and (tmp_path / "outbox.sqlite.adopted").exists()
+    assert not (tmp_path / "ledger.sqlite").exists()
+    box.close()
+    ledger.close()

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.storage import Transaction, open_state_db
+from agent.storage import Transaction, adopt_tables, open_state_db
 
 
 @dataclass(frozen=True)
@@ -119,6 +119,15 @@ class Outbox:
             if also is not None:
                 also(db)
             return seq
+
+    def adopt(self, legacy: Path) -> int:
+        """Take over the outbox of an older agent that kept it in a file of its own: pending
+        answers, accepted and answered job ids, the sequence number. Returns rows copied."""
+        seq = ("UPDATE main.meta SET value = MAX(value, COALESCE((SELECT value FROM legacy.meta "
+               "WHERE key='seq'), 0)) WHERE key='seq'")
+        return adopt_tables(self._db, self._lock, self.path, legacy,
+                            ("accepted", "outbox", "answered"),
+                            then=(seq, "UPDATE main.outbox SET next_try = 0"))
 
     def probe(self) -> None:
         """One small write transaction: raises StorageError while the disk cannot take it."""

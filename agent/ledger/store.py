@@ -27,7 +27,7 @@ from typing import Any, Self
 from agent.clock import Clock
 from agent.governor.policy import Tariff
 from agent.runner.runner import JobOutcome, Outcome
-from agent.storage import StorageError, Transaction, open_state_db
+from agent.storage import StorageError, Transaction, adopt_tables, open_state_db
 
 SCHEMA_VERSION = 1
 MAX_JOB_S = 7 * 86400.0  # a longer job is a clock error, not work
@@ -169,6 +169,10 @@ class Ledger:
 
     def _tx(self) -> Transaction:
         return Transaction(self._lock, self._db, self.path, write=True)
+
+    def adopt(self, legacy: Path) -> int:
+        """Take over the ledger of an older agent that kept it in a file of its own."""
+        return adopt_tables(self._db, self._lock, self.path, legacy, ("jobs", "hours", "departures"))
 
     def close(self) -> None:
         with self._lock:
