@@ -160,6 +160,7 @@ class FleetLink:
         self._acked_unstored: set[str] = set()  # acknowledged by the fleet, row not yet deleted
         self._held: dict[str, float] = {}  # sent, retry time not stored: job id -> monotonic
         self._last_storage_retry = -1e18
+        self._last_depth = 0
         self.max_job_bytes = max_job_bytes
         self.ack_timeout_s = ack_timeout_s
         self.max_ack_timeout_s = max_ack_timeout_s
@@ -371,7 +372,12 @@ class FleetLink:
         Raises KeyError for a job id this car never accepted."""
         if outcome not in p.OUTCOMES:
             raise ValueError(f"outcome must be one of {p.OUTCOMES}")
-        if self.outbox.status(job_id) == "new":
+        try:
+            status = self.outbox.status(job_id)
+        except StorageError as e:  # cannot look now: keep the answer, stored once we can
+            self._storage_failed(e)
+            status = ACCEPTED
+        if status == "new":
             raise KeyError(f"job {job_id!r} was never accepted by this car")
         if isinstance(error, str):
             error = (outcome, error)
@@ -381,7 +387,7 @@ class FleetLink:
         out = dict(self.counters)
         for k, v in self.session.counters.items():
             out[f"mqtt_{k}"] = v
-        out["outbox_depth"] = self.outbox.depth()
+        out["outbox_depth"] = self._depth()
         out["jobs_queued"] = self._jobs.qsize()
         with self._lock:
             out["answers_unstored"] = len(self._deferred)
@@ -402,6 +408,14 @@ class FleetLink:
             self.counters["answers_deferred"] += 1
             self._storage_failed(e)
             return None
+
+    def _depth(self) -> int:
+        """The outbox's depth; the last one read while the disk cannot be read."""
+        try:
+            self._last_depth = self.outbox.depth()
+        except StorageError as e:
+            self._storage_failed(e)
+        return self._last_depth
 
     def _storage_failed(self, e: StorageError) -> None:
         self.counters["storage_errors"] += 1
@@ -502,6 +516,8 @@ class FleetLink:
                 self._retry_unstored()
                 self._housekeeping()
                 self._send_due()
+            except StorageError as e:  # said once by the storage monitor; tried again soon
+                self._storage_failed(e)
             except Exception:  # the sender must outlive a bad row or a full paho queue
                 self.counters["sender_errors"] += 1
                 log.exception("outbox sender")
@@ -530,7 +546,7 @@ class FleetLink:
         sender_alive = self._sender is not None and self._sender.is_alive()
         return {"ok": sender_alive and self.session.alive and loop_age < 10.0,
                 "connected": self.session.connected, "network_loop_age_s": round(loop_age, 3),
-                "sender_alive": sender_alive, "outbox_depth": self.outbox.depth(),
+                "sender_alive": sender_alive, "outbox_depth": self._depth(),
                 "last_error": self.session.last_error}
 
     def _send_due(self) -> None:
@@ -588,7 +604,7 @@ class FleetLink:
         with self._sub_lock:
             with self._lock:
                 # Backpressure: with the outbox full the car takes no work until the fleet acks.
-                want = self._want_accepting and self.outbox.depth() < self.outbox_limit
+                want = self._want_accepting and self._depth() < self.outbox_limit
                 changed = want != self._subscribed
                 # After a reconnect (force) the subscription is renewed once per connection, in
                 # case the broker lost the session; not again for every state change.
@@ -663,7 +679,12 @@ class FleetLink:
             self.counters[f"jobs_invalid_{e.code}"] += 1
             self._reject(msg, payload, e.code, e.text, corr)
             return
-        status = self.outbox.status(job.job_id)
+        try:
+            status = self.outbox.status(job.job_id)
+        except StorageError as e:
+            self._storage_failed(e)
+            self._hand_back_unstored(msg, job)
+            return
         if status == ANSWERED:
             self.counters["jobs_duplicate"] += 1
             self._ack_mid(msg)
@@ -827,8 +848,15 @@ class FleetLink:
                 corr: bytes | None) -> None:
         job_id, submitter = p.peek_job_ids(payload)
         # Enough of the job survives to answer it like any other: through the outbox.
-        if (job_id is not None and submitter is not None and self.outbox.status(job_id) == "new"
-                and self.outbox.accept(job_id, submitter, self.clock.time())):
+        try:
+            stored = (job_id is not None and submitter is not None
+                      and self.outbox.status(job_id) == "new"
+                      and self.outbox.accept(job_id, submitter, self.clock.time()))
+        except StorageError as e:  # answered by an error reply instead, which needs no disk
+            self._storage_failed(e)
+            stored = False
+        if stored:
+            assert job_id is not None and submitter is not None
             with self._lock:
                 self._pending[job_id] = _Pending(self.session.generation, msg.mid)
             self._answer(job_id, "rejected", None, (code, text), None, submitter)
