@@ -220,7 +220,7 @@ class Agent:
                 with contextlib.suppress(Exception):  # after a failed start: say the cause, not this
                     part.close()
         assert fault is not None
-        print(f"fleetnode run: cannot use the state dir: {fault.text}", file=sys.stderr)
+        print(f"fleetnode run: {fault.text}", file=sys.stderr)
         return None
 
     def _loop(self, stop: threading.Event, store: Any, reader: Any, governed: Any, link: Any,

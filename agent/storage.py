@@ -35,10 +35,9 @@ _SQLITE_KINDS = {8: READ_ONLY, 10: IO_ERROR, 13: FULL, 14: NO_ACCESS, 11: CORRUP
                  3: NO_ACCESS}  # SQLITE_READONLY, IOERR, FULL, CANTOPEN, CORRUPT, NOTADB, PERM
 _ERRNO_KINDS = {errno.ENOSPC: FULL, errno.EDQUOT: FULL, errno.EROFS: READ_ONLY, errno.EIO: IO_ERROR,
                 errno.EACCES: NO_ACCESS, errno.EPERM: NO_ACCESS, errno.ENOTDIR: NO_ACCESS,
-                errno.EFBIG: FULL}
+                errno.EFBIG: FULL, errno.ENOENT: NO_ACCESS}
 _WORDS = {FULL: "is full", READ_ONLY: "is read-only", IO_ERROR: "has I/O errors",
-          BELOW_FLOOR: "is below its free-space floor", NO_ACCESS: "cannot be opened or written",
-          CORRUPT: "holds a damaged database"}
+          BELOW_FLOOR: "is below its free-space floor", NO_ACCESS: "cannot be opened or written"}
 
 
 @dataclass(frozen=True)
@@ -49,6 +48,8 @@ class StorageFault:
 
     @property
     def text(self) -> str:
+        if self.kind == CORRUPT:  # the path names the file
+            return f"the state file {self.path} is damaged ({self.detail})"
         return f"the state dir {self.path} {_WORDS.get(self.kind, 'fails')} ({self.detail})"
 
 
