@@ -84,15 +84,20 @@ def storage_error(exc: BaseException, path: str | Path) -> StorageError | None:
     return None if fault is None else StorageError(fault)
 
 
-def check_dir(path: str | Path, floor_bytes: int) -> StorageFault | None:
-    """Can `path` take writes now? Creates it if missing; probes free space and a synced write."""
+def check_dir(path: str | Path, floor_bytes: int, write: bool = True) -> StorageFault | None:
+    """Can `path` take writes now? Creates it if missing; checks the free space and, with
+    `write`, a small synced write."""
     d = Path(path)
     try:
         d.mkdir(parents=True, exist_ok=True)
         st = os.statvfs(d)
         free = st.f_bavail * st.f_frsize
+        if free == 0:
+            return StorageFault(FULL, str(d), "no free blocks")
         if free < floor_bytes:
             return StorageFault(BELOW_FLOOR, str(d), f"{free} bytes free, the floor is {floor_bytes}")
+        if not write:
+            return None
         probe = d / ".write-probe"
         fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
@@ -118,18 +123,23 @@ class StorageMonitor:
         on_change: called with the new fault (or None) after each change.
         hold_s: a fault a writer reported holds at least this long, so a disk that takes the
             probe's small write but not a result's large one does not flap.
+        write_probe_s: while healthy, the write probes run this often (each costs an fsync on
+            the car's flash); free space is looked at every interval, and while faulty both.
     """
 
     def __init__(self, path: str | Path, floor_bytes: int, probes: Sequence[Callable[[], None]] = (),
                  interval_s: float = 1.0,
                  on_change: Callable[[StorageFault | None], None] | None = None,
-                 hold_s: float = 2.0, monotonic: Callable[[], float] = time.monotonic) -> None:
+                 hold_s: float = 2.0, monotonic: Callable[[], float] = time.monotonic,
+                 write_probe_s: float = 30.0) -> None:
         self.path = Path(path)
         self.floor_bytes = floor_bytes
         self.probes = list(probes)
         self.interval_s = interval_s
         self.on_change = on_change
         self.hold_s = hold_s
+        self.write_probe_s = write_probe_s
+        self._last_write_probe: float | None = None
         self._monotonic = monotonic
         self._reported_at: float | None = None
         self.changes = 0
@@ -149,10 +159,13 @@ class StorageMonitor:
         f = self.fault
         return None if f is None else f.text
 
-    def check(self) -> StorageFault | None:
-        """Look now: the dir, then each database probe. Sets and returns the fault."""
-        fault = check_dir(self.path, self.floor_bytes)
-        for probe in self.probes:
+    def check(self, write: bool = True) -> StorageFault | None:
+        """Look now: the dir's free space and, with `write`, a synced write and each database
+        probe. Sets and returns the fault."""
+        if write:
+            self._last_write_probe = self._monotonic()
+        fault = check_dir(self.path, self.floor_bytes, write)
+        for probe in self.probes if write else ():
             if fault is not None:
                 break
             try:
@@ -207,8 +220,11 @@ class StorageMonitor:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            last = self._last_write_probe
+            write = self.fault is not None or last is None \
+                or self._monotonic() - last >= self.write_probe_s
             try:
-                self.check()
+                self.check(write)
             except Exception:  # the watch must outlive a surprise; the next look tries again
                 log.exception("storage: check failed")
             # Faster while faulty, so the agent resumes within about a second of the disk.
