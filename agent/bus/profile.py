@@ -25,7 +25,7 @@ from typing import Any, cast
 import cantools
 from cantools.database.can import Database, Message, Signal
 
-from agent.bus.errors import DecodeError, EncodeError, ProfileError
+from agent.bus.errors import DecodeError, EncodeError, LengthMismatchError, ProfileError
 from agent.bus.slcan import BITRATE_CODES, CanFrame
 from agent.bus.state import DEFAULT_MAX_AGE_S, GEARS, ROLES, Value
 
@@ -55,7 +55,8 @@ ROLE_VSS: dict[str, str | None] = {
 
 _VSS_ROLE = {vss: role for role, vss in ROLE_VSS.items() if vss is not None}
 
-_VEHICLE_KEYS = {"name", "description", "dbc", "bitrate"}
+_VEHICLE_KEYS = {"name", "description", "dbc", "bitrate", "bus"}
+_BUS_NAME = re.compile(r"[A-Za-z0-9_.-]{1,15}")  # a bus number or a Linux interface name (can1)
 _ROLE_KEYS = {
     "signal",
     "message",
@@ -69,6 +70,47 @@ _ROLE_KEYS = {
 }
 _RAW_KEY = re.compile(r"-?[0-9]+")  # a map key written as a raw number ("3" = raw value 3)
 _SNA_NAME = re.compile(r"SNA|INVALID|UNKNOWN", re.IGNORECASE)
+
+
+def _vehicle_bus(vehicle: Mapping[str, Any], problems: list[str]) -> str | None:
+    """``[vehicle] bus``: the bus of a multi-bus log the DBC describes, as a name; None if unset."""
+    bus = vehicle.get("bus")
+    if bus is None:
+        return None
+    if isinstance(bus, int) and not isinstance(bus, bool) and bus >= 0:
+        return str(bus)
+    if isinstance(bus, str) and _BUS_NAME.fullmatch(bus):
+        return bus
+    problems.append(
+        f'[vehicle]: bus {bus!r} must be a bus number (0, 1, ...) or an interface name ("can1")'
+    )
+    return None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise ProfileError(f"{path}: cannot read the profile: {e}") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ProfileError(f"{path}: not valid TOML: {e}") from e
+
+
+def profile_bus(name_or_path: str | Path) -> str | None:
+    """The bus a profile expects (``[vehicle] bus``), read without loading its DBC.
+
+    ``fleetnode bus replay`` uses it to pick one bus of a multi-bus log. Raises ProfileError for
+    a missing or unreadable profile or an invalid bus entry.
+    """
+    path = resolve_profile_path(name_or_path)
+    vehicle = _read_toml(path).get("vehicle", {})
+    if not isinstance(vehicle, dict):
+        raise ProfileError(f"{path}: [vehicle] must be a table")
+    problems: list[str] = []
+    bus = _vehicle_bus(vehicle, problems)
+    if problems:
+        raise ProfileError(f"{path}: {problems[0]}")
+    return bus
 
 
 def _choice_names(signal: Signal) -> dict[str, int]:
@@ -192,8 +234,10 @@ class VehicleProfile:
         bitrate: int,
         bindings: Mapping[str, RoleBinding],
         description: str = "",
+        bus: str | None = None,
     ) -> None:
         self.name = name
+        self.bus = bus  # the bus of a multi-bus log this DBC describes (None: not said)
         self.path = path
         self.dbc_path = dbc_path
         self.db = db
@@ -207,6 +251,12 @@ class VehicleProfile:
         self._by_id: dict[tuple[int, bool], _MessageBinding] = {
             key: _MessageBinding(bs[0].message, tuple(bs)) for key, bs in grouped.items()
         }
+        # Every message of the DBC, bound to a role or not: its length is checked on every frame.
+        self._lengths: dict[tuple[int, bool], tuple[str, int]] = {
+            (m.frame_id, bool(m.is_extended_frame)): (m.name, m.length) for m in db.messages
+        }
+        for key, mb in self._by_id.items():
+            self._lengths.setdefault(key, (mb.message.name, mb.message.length))
 
     # --- loading --------------------------------------------------------------------------------
 
@@ -218,13 +268,7 @@ class VehicleProfile:
         Raises ProfileError naming every problem.
         """
         path = resolve_profile_path(name_or_path)
-        try:
-            doc = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError) as e:
-            raise ProfileError(f"{path}: cannot read the profile: {e}") from e
-        except tomllib.TOMLDecodeError as e:
-            raise ProfileError(f"{path}: not valid TOML: {e}") from e
-        return cls.from_dict(doc, path, dbc_path)
+        return cls.from_dict(_read_toml(path), path, dbc_path)
 
     @classmethod
     def from_dict(
@@ -250,6 +294,7 @@ class VehicleProfile:
         if bitrate not in BITRATE_CODES or isinstance(bitrate, bool):
             problems.append(f"[vehicle]: bitrate {bitrate!r} is not one of {sorted(BITRATE_CODES)}")
             bitrate = 500_000
+        bus = _vehicle_bus(vehicle, problems)
 
         dbc = _resolve_dbc(path, vehicle.get("dbc"), dbc_path)
         try:
@@ -289,7 +334,7 @@ class VehicleProfile:
         if problems:
             lines = "\n  ".join(problems)
             raise ProfileError(f"{path}: {len(problems)} problem(s) with DBC {dbc}:\n  {lines}")
-        return cls(name, path, dbc, db, int(bitrate), bindings, description)
+        return cls(name, path, dbc, db, int(bitrate), bindings, description, bus)
 
     # --- use ------------------------------------------------------------------------------------
 
@@ -311,17 +356,19 @@ class VehicleProfile:
     def decode(self, frame: CanFrame) -> dict[str, Value | None]:
         """Role values carried by the frame ({} for a frame the profile does not use).
 
-        A role whose signal holds an SNA or out-of-range value maps to None. Raises DecodeError
-        for a known id whose payload is too short for its DBC message.
+        A role whose signal holds an SNA or out-of-range value maps to None. Raises
+        LengthMismatchError for a frame whose id the DBC knows (carrying a role or not) but whose
+        length differs from the DBC message's, and DecodeError for a payload cantools refuses.
         """
-        mb = self._by_id.get((frame.arb_id, frame.extended))
-        if mb is None or frame.remote:
+        key = (frame.arb_id, frame.extended)
+        known = self._lengths.get(key)
+        if known is None or frame.remote:
             return {}
-        if len(frame.data) < mb.message.length:
-            raise DecodeError(
-                f"{mb.message.name} (0x{frame.arb_id:X}): {len(frame.data)} bytes, "
-                f"DBC says {mb.message.length}"
-            )
+        if len(frame.data) != known[1]:
+            raise LengthMismatchError(known[0], frame.arb_id, len(frame.data), known[1])
+        mb = self._by_id.get(key)
+        if mb is None:
+            return {}
         try:
             raw = cast(
                 dict[str, float], mb.message.decode(frame.data, decode_choices=False, scaling=False)

@@ -343,7 +343,7 @@ class Planner:
             rows[p, 9] = max(pt.offset, 0)
             rows[p, 10] = pt.nbytes
         nodes = np.array(self.nodes, dtype=np.int64).reshape(-1, 3 + NODE_IN + NODE_OUT + NODE_PARAMS)
-        return PlanTables(rows, nodes.astype(np.int32), np.frombuffer(bytes(self.consts), np.uint8).copy(),
+        return PlanTables(rows, nodes.astype(np.int32), np.frombuffer(self.consts, np.uint8),
                           arena_bytes, inputs, outputs,
                           [pt.offset if pt.region == 0 else -1 for pt in self.ptensors], self.node_ops,
                           dict(self.tmap), {i: self.t(i).shape for i in list(self.sg.inputs) + list(self.sg.outputs)})

@@ -9,11 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.bus import profile as profile_module
-from agent.bus.errors import DecodeError, EncodeError, ProfileError
+from agent.bus.errors import DecodeError, EncodeError, LengthMismatchError, ProfileError
 from agent.bus.profile import ROLE_VSS, VehicleProfile, shipped_profiles
 from agent.bus.slcan import CanFrame
 from agent.bus.state import ROLES
-from tests.bus.helpers import PARKED_CHARGING
+from tests.bus.helpers import MODEL3_DBC, PARKED_CHARGING
 
 REF_DBC = Path(__file__).parents[2] / "agent/bus/vehicles/fleetnode_ref.dbc"
 
@@ -76,6 +76,22 @@ def test_unknown_ids_and_remote_frames_carry_nothing(ref: VehicleProfile) -> Non
 def test_short_payload_is_a_decode_error(ref: VehicleProfile) -> None:
     with pytest.raises(DecodeError, match="VCU_DriveStatus"):
         ref.decode(CanFrame(0x102, b"\x01\x02"))
+
+
+def test_a_dbc_id_with_another_length_is_a_length_mismatch_bound_or_not() -> None:
+    # Unbound: ID3D2TotalChargeDischarge carries no role, yet its length is the DBC's too.
+    tesla = VehicleProfile.load("tesla-model3", dbc_path=MODEL3_DBC)
+    unbound = tesla.db.get_message_by_name("ID3D2TotalChargeDischarge")
+    assert unbound.frame_id not in tesla.frame_ids
+    assert tesla.decode(CanFrame(unbound.frame_id, bytes(unbound.length))) == {}
+    with pytest.raises(LengthMismatchError) as e:
+        tesla.decode(CanFrame(unbound.frame_id, bytes(unbound.length - 1)))
+    assert (e.value.got, e.value.expected) == (unbound.length - 1, unbound.length)
+    assert "a second bus" in str(e.value)
+    hvac = tesla.db.get_message_by_name("ID2F3UI_hvacRequest")  # 5 bytes in the DBC, bound
+    assert hvac.length == 5 and hvac.frame_id in tesla.frame_ids
+    with pytest.raises(LengthMismatchError, match="ID2F3UI_hvacRequest .*8 bytes, DBC says 5"):
+        tesla.decode(CanFrame(hvac.frame_id, bytes(8)))  # longer is another message too
 
 
 def test_encode_refuses_what_the_signal_cannot_carry(ref: VehicleProfile) -> None:
@@ -191,7 +207,7 @@ def test_any_payload_decodes_or_is_a_decode_error(
     try:
         values = ref.decode(CanFrame(arb_id, data))
     except DecodeError:
-        assert len(data) < 8
+        assert len(data) != 8
         return
     for role, value in values.items():
         assert value is None or isinstance(value, ROLES[role])

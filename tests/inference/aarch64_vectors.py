@@ -123,7 +123,8 @@ def plan_vector(data: bytes, name: str, cases: int, rng: np.random.Generator, ca
     """One model's plan file: the tables the binding gets, inputs, LiteRT's outputs, our arena.
     keep=False gives the production plan (arena reuse), whose arena shows only the last writers."""
     model = _plan_recording(data, calls, keep)
-    tables = model._tables
+    # the same tables again, constants included: the model keeps only its plan's own copy of them
+    tables = Planner(tflite.parse(data), reuse_memory=not keep).plan()
     ncols = 3 + NODE_IN + NODE_OUT + NODE_PARAMS
     rows = np.ascontiguousarray(tables.tensor_rows, dtype="<i8")
     nodes = np.ascontiguousarray(tables.node_rows, dtype="<i4").reshape(-1, ncols)

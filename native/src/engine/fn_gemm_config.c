@@ -5,10 +5,17 @@
 #include "fn_cpu.h"
 #include "fn_ukernels.h"
 
+#if defined(__x86_64__)
+/* The AVX2 kernel widens a weight row's two halves into two registers of int16 pairs; with
+ * channels 0 1 4 5 in the first half and 2 3 6 7 in the second, vphaddd leaves the eight sums in
+ * channel order and no permute is needed. */
+static const uint8_t AVX2_W_SLOT[8] = {0, 1, 4, 5, 2, 3, 6, 7};
+#endif
+
 static const fn_gemm_config CONFIGS[FN_ISA_COUNT] = {
     [FN_ISA_SCALAR] = {fn_qs8_qc8w_gemm_ukernel_4x8c4__scalar, 4, 8, 4, 0, FN_ISA_SCALAR},
 #if defined(__x86_64__)
-    [FN_ISA_AVX2] = {fn_qs8_qc8w_gemm_ukernel_4x8c4__avx2, 4, 8, 4, 0, FN_ISA_AVX2},
+    [FN_ISA_AVX2] = {fn_qs8_qc8w_gemm_ukernel_4x8c4__avx2, 4, 8, 4, 0, FN_ISA_AVX2, AVX2_W_SLOT},
     [FN_ISA_AVX512VNNI] = {fn_qs8_qc8w_gemm_ukernel_6x16c4__avx512vnni, 6, 16, 4, 128, FN_ISA_AVX512VNNI},
 #endif
 #if defined(__aarch64__) && defined(FN_HAVE_NEONDOT)
@@ -53,10 +60,11 @@ void fn_gemm_pack(const fn_gemm_config *cfg, int32_t n, int32_t k, const int8_t 
         for (size_t j = 0; j < nr && n0 + j < (size_t)n; j++) {
             const size_t ch = n0 + j;
             const int8_t *wr = w + ch * (size_t)k;
+            const size_t slot = cfg->w_slot ? cfg->w_slot[j] : j;
             uint32_t sum = 0;
             for (size_t q = 0; q < (size_t)k; q++) {
                 sum += (uint32_t)(int32_t)wr[q];
-                wk[((q / 4) * nr + j) * 4 + (q % 4)] = wr[q];
+                wk[((q / 4) * nr + slot) * 4 + (q % 4)] = wr[q];
             }
             /* sum w * (x - zp) = sum w * (x + a_offset) - (zp + a_offset) * sum w, mod 2^32 */
             hdr[0][j] = (int32_t)((bias ? (uint32_t)bias[ch] : 0u) - a_zp * sum);
