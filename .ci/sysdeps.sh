@@ -7,6 +7,10 @@ declare -A want=(
   [aarch64-linux-gnu-gcc]=gcc-aarch64-linux-gnu
   [qemu-aarch64]=qemu-user
   [systemd-analyze]=systemd
+  [mkfs.ext4]=e2fsprogs
+  [e2fsck]=e2fsprogs
+  [findmnt]=util-linux
+  [losetup]=mount
 )
 missing=()
 for cmd in "${!want[@]}"; do

@@ -36,6 +36,8 @@ class AgentConfig:
     policy_file: str = ""
     trusted_keys: str = ""  # a directory (or file) of Ed25519 public keys that sign fleet models
     status_interval_s: float = 1.0
+    # Below this much free space in state_dir the agent takes no jobs (results need room).
+    storage_floor_bytes: int = 16 << 20
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -73,4 +75,6 @@ class AgentConfig:
             raise ConfigError("config keys 'tls_ca', 'tls_cert' and 'tls_key' go together: give all three or none")
         if cfg.status_interval_s <= 0:
             raise ConfigError("config key 'status_interval_s' must be > 0")
+        if cfg.storage_floor_bytes < 0:
+            raise ConfigError("config key 'storage_floor_bytes' must be >= 0")
         return cfg

@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         if rc not in (0, -15):
             problems.append(f"the agent exited with {rc}")
     say("owner", "what `fleetnode report` tells the owner:")
-    show([sys.executable, "-m", "agent.cli", "report", "--db", str(work / "agent" / "ledger.sqlite"),
+    show([sys.executable, "-m", "agent.cli", "report", "--db", str(work / "agent" / "state.sqlite"),
           "--policy", str(HERE / "policies" / "demo.toml")], head=12)
     for prob in problems:
         say("demo", f"PROBLEM: {prob}")
