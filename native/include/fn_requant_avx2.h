@@ -7,22 +7,6 @@
 
 #ifndef __AVX2__
 #error "fn_requant_avx2.h needs a translation unit built with -mavx2"
-/* Stores the first n <= 8 bytes of qword i of rows (int8) at dst + i * stride, for rows i < m <= 4. */
-static inline void fn_store_s8x8_rows_avx2(int8_t *dst, size_t stride, __m256i rows, size_t m, size_t n) {
-    if (n == 8) {
-        const __m128i r01 = _mm256_castsi256_si128(rows), r23 = _mm256_extracti128_si256(rows, 1);
-        _mm_storel_epi64((__m128i *)(void *)dst, r01);
-        if (m > 1) _mm_storeh_pd((double *)(void *)(dst + stride), _mm_castsi128_pd(r01));
-        if (m > 2) _mm_storel_epi64((__m128i *)(void *)(dst + 2 * stride), r23);
-        if (m > 3) _mm_storeh_pd((double *)(void *)(dst + 3 * stride), _mm_castsi128_pd(r23));
-        return;
-    }
-    int8_t tmp[32];
-    _mm256_storeu_si256((__m256i *)(void *)tmp, rows);
-    for (size_t i = 0; i < m; i++)
-        for (size_t j = 0; j < n; j++) dst[i * stride + j] = tmp[8 * i + j];
-}
-
 #endif
 
 #include <immintrin.h>
