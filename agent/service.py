@@ -142,12 +142,14 @@ class Agent:
         if self.cfg.tls_ca:
             tls = TlsConfig(Path(self.cfg.tls_ca), Path(self.cfg.tls_cert), Path(self.cfg.tls_key))
         keys = TrustStore.from_paths([self.cfg.trusted_keys]) if self.cfg.trusted_keys else TrustStore()
+        ledger = Ledger(self.state_dir / "ledger.sqlite", self.policy.tariff, self.policy.timezone)
         link = FleetLink(self.cfg.car_id, self.cfg.broker_host, self.cfg.broker_port, self.clock,
                          outbox_path=self.state_dir / "outbox.sqlite", pool=self.cfg.pool, tls=tls,
                          audit_path=self.state_dir / "audit.sqlite",
-                         model_dir=self.state_dir / "models", trusted_keys=keys)
+                         model_dir=self.state_dir / "models", trusted_keys=keys,
+                         on_grant=lambda g: ledger.record_grant(g.grant, g.t, g.job_id, g.task,
+                                                                g.credits, g.energy_wh))
         self.models.cache = link.models
-        ledger = Ledger(self.state_dir / "ledger.sqlite", self.policy.tariff, self.policy.timezone)
         sink = LedgerSink(ledger, self.clock, self.policy)
         runner = Runner(self.clock, on_outcome=lambda o: self._on_outcome(link, sink, store, o))
         # The stop path (frame -> store -> governor -> cancel tokens) runs on its own thread and

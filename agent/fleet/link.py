@@ -23,7 +23,7 @@ import secrets
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,6 +123,8 @@ class FleetLink:
         model_cache_bytes: int = 256 << 20,
         trusted_keys: TrustStore | None = None,
         model_fetch_timeout_s: float = 120.0,
+        compute: p.ComputeClass | None = None,
+        on_grant: Callable[[p.CreditGrant], None] | None = None,
     ) -> None:
         self.car_id = p.check_id("car_id", car_id)
         self.pool = p.check_id("pool", pool)
@@ -142,6 +144,10 @@ class FleetLink:
         self.models = ModelCache(model_dir, model_cache_bytes) if model_dir is not None else None
         self.trust = trusted_keys or TrustStore()
         self.model_fetch_timeout_s = model_fetch_timeout_s
+        self.compute = compute or p.engine_class()
+        # Credits the fleet granted: handed to the owner's ledger; a grant is acknowledged to the
+        # broker only once the callback returned, so a grant the ledger could not take comes again.
+        self.on_grant = on_grant
         self._model_waiters: dict[str, list[p.JobRequest]] = {}
         self._model_started: dict[str, float] = {}
         self._assembly: dict[str, ModelAssembly] = {}
@@ -250,7 +256,8 @@ class FleetLink:
                 reasons=reasons, available_w=budget if mode == "RUN" else 0.0,
                 accepting_jobs=accepting, capacity=self.job_queue_size,
                 soc_percent=None if soc is None else max(0.0, min(100.0, float(soc))),
-                charging=None if kw is None else float(kw) > 0.0, pool=self.pool)
+                charging=None if kw is None else float(kw) > 0.0, pool=self.pool,
+                compute=self.compute)
             if self._state is not None and _same_state(self._state, st):
                 return False
             self._state = st
@@ -502,6 +509,7 @@ class FleetLink:
 
     def _on_connect(self, session_present: bool) -> None:
         self.session.subscribe(p.Topics.acks(self.car_id), p.QOS_ACK)
+        self.session.subscribe(p.Topics.credits(self.car_id), p.QOS_GRANT)
         with self._lock:
             self._inflight.clear()
             self._resync = True
@@ -519,6 +527,8 @@ class FleetLink:
             self._on_ack(msg)
         elif msg.topic == p.Topics.jobs(self.pool):
             self._on_job(msg)
+        elif msg.topic == p.Topics.credits(self.car_id):
+            self._on_grant(msg)
         elif msg.topic.startswith(f"{p.ROOT}/models/"):
             self._on_model_message(msg)
             self._ack_mid(msg)
@@ -538,6 +548,25 @@ class FleetLink:
         else:
             self.counters["acks_received"] += self.outbox.acknowledge(ids)
             self._wake.set()
+        self._ack_mid(msg)
+
+    def _on_grant(self, msg: paho.MQTTMessage) -> None:
+        try:
+            grant = p.CreditGrant.decode(bytes(msg.payload))
+            if grant.car != self.car_id:
+                raise p.ProtocolError("forged", f"a grant for {grant.car} on {self.car_id}'s topic")
+        except p.ProtocolError:
+            self.counters["grants_invalid"] += 1
+            self._ack_mid(msg)
+            return
+        if self.on_grant is not None:
+            try:
+                self.on_grant(grant)
+            except Exception:  # noqa: BLE001 -- not acknowledged: the broker sends it again
+                self.counters["grants_unrecorded"] += 1
+                log.exception("cannot record grant %s", grant.grant)
+                return
+        self.counters["grants_received"] += 1
         self._ack_mid(msg)
 
     def _on_job(self, msg: paho.MQTTMessage) -> None:
