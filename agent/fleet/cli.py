@@ -1,4 +1,6 @@
-"""`fleetnode fleet …` (watch, submit, keys) and `fleetnode audit`: the fleet link's commands."""
+"""`fleetnode fleet …` (watch, submit, serve, tokens, keys) and `fleetnode audit`.
+
+`serve` and `tokens` are the fleet service's (agent/fleetside/cli.py registers them)."""
 
 from __future__ import annotations
 
@@ -114,6 +116,9 @@ def register(subparsers: Any) -> None:
     s.add_argument("--out", type=Path, help="write each task's outputs to DIR/<task>.npz")
     s.add_argument("--json", action="store_true", help="print one JSON object per task")
     s.set_defaults(func=_cmd_submit)
+
+    from agent.fleetside.cli import register as register_service  # argparse only
+    register_service(sub, _connection_args)
 
     k = sub.add_parser("keys", help="create and inspect model signing keys",
                        description="Ed25519 keys that sign model manifests; cars trust public keys.")

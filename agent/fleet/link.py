@@ -625,16 +625,20 @@ class FleetLink:
             return None
         with self._lock:
             waiting = sum(len(v) for v in self._model_waiters.values())
-            if waiting >= self._jobs.maxsize:
-                return ("busy", "too many jobs waiting for models")
+            # A waiting job is not acknowledged, so it holds a slot of our Receive Maximum
+            # (job_queue_size): one slot stays free for the model's own QoS 1 messages, or a
+            # broker that honours the limit could never deliver them.
+            room = waiting < self.job_queue_size - 1
             first = sha not in self._model_waiters
-            self._model_waiters.setdefault(sha, []).append(job)
+            waiters = self._model_waiters.setdefault(sha, [])
+            if room:
+                waiters.append(job)
             if first:
                 self._model_started[sha] = self.clock.monotonic()
         if first:
             self.counters["model_fetches"] += 1
             self.session.subscribe(p.Topics.model_all(sha), p.QOS_MODEL)
-        return None
+        return None if room else ("busy", "too many jobs waiting for models")
 
     def _on_model_message(self, msg: paho.MQTTMessage) -> None:
         parts = msg.topic.split("/")
