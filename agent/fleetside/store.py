@@ -107,7 +107,7 @@ class Dispatch:
 class Outcome:
     """What storing one result did."""
 
-    status: str  # unknown | duplicate | late | retry | stored | settled
+    status: str  # unknown | duplicate | late | retry | same_car | stored | settled
     settled_task: str | None = None
     convicted: list[str] = field(default_factory=list)
     reopened: int = 0
@@ -315,6 +315,23 @@ class Store:
                 "ON b.id=t.batch WHERE b.state='cancelled' AND b.finished>=? AND a.state='cancelled'",
                 (since,))]
 
+    def attempts(self, bid: str) -> list[dict[str, Any]]:
+        """Every attempt of a batch's tasks: who ran it, how it ended, what became of it."""
+        with self.tx() as c:
+            rows = c.all("SELECT a.job_id, a.task, a.car, a.class, a.state, a.verdict, a.digest, "
+                         "a.sent, a.received FROM attempts a JOIN tasks t ON t.id=a.task "
+                         "WHERE t.batch=? ORDER BY a.sent", (bid,))
+        keys = ("job_id", "task", "car", "compute_class", "state", "verdict", "digest", "sent",
+                "received")
+        return [dict(zip(keys, r)) for r in rows]
+
+    def stored_results(self, bid: str) -> list[dict[str, Any]]:
+        """The results rows of a batch (one per settled task), with the attempt each came from."""
+        with self.tx() as c:
+            rows = c.all("SELECT task, job_id, digest, replicas, state FROM results WHERE batch=? "
+                         "ORDER BY task", (bid,))
+        return [dict(zip(("task", "job_id", "digest", "replicas", "state"), r)) for r in rows]
+
     def batches(self) -> list[dict[str, Any]]:
         with self.tx() as c:
             ids = [str(r[0]) for r in c.all("SELECT id FROM batches ORDER BY created")]
@@ -425,16 +442,23 @@ class Store:
             return Outcome("stored")
         outputs = res.output_bytes
         digest = hashlib.sha256(outputs).hexdigest()
+        # Two replicas of one task on one car (two attempts in flight, the broker chose the same
+        # car) are no cross-check: the second is kept but counts for nothing.
+        twice = c.one("SELECT 1 FROM attempts WHERE task=? AND car=? AND state='ok'", (tid, res.car))
         c.execute("UPDATE attempts SET state='ok', car=?, class=?, digest=?, outputs=?, run_s=?, "
-                  "received=? WHERE job_id=?",
-                  (res.car, cls, digest, outputs, res.run_s, now, res.job_id))
+                  "received=?, verdict=? WHERE job_id=?",
+                  (res.car, cls, digest, outputs, res.run_s, now, "same_car" if twice else None,
+                   res.job_id))
         if task[0] != "pending":
             return Outcome("late")
+        if twice:
+            return Outcome("same_car")
         return self._settle(c, tid, int(task[1]), str(task[2]), now)
 
     def _settle(self, c: _Cursor, tid: str, quorum: int, bid: str, now: float) -> Outcome:
-        oks = c.all("SELECT job_id, car, class, digest, run_s, verdict FROM attempts "
-                    "WHERE task=? AND state='ok' ORDER BY received", (tid,))
+        oks = c.all("SELECT job_id, car, class, digest, run_s, verdict FROM attempts WHERE task=? "
+                    "AND state='ok' AND (verdict IS NULL OR verdict <> 'same_car') ORDER BY received",
+                    (tid,))
         groups: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
         for r in oks:
             groups.setdefault((str(r[2]), str(r[3])), []).append(r)
@@ -487,7 +511,7 @@ class Store:
                       "stored=? WHERE task=?", (first[0], digest, outputs[0], len(group), now, tid))
         for r in group:
             job_id, car = str(r[0]), str(r[1])
-            already = r[5] is not None  # granted and counted when it first stood alone
+            already = r[5] == "alone"  # granted when it first stood alone
             c.execute("UPDATE attempts SET verdict=? WHERE job_id=?",
                       ("valid" if validated else "alone", job_id))
             if validated:
