@@ -3,4 +3,5 @@
 pytest_plugins = [
     "tests.fixtures.pty",
     "tests.fixtures.broker",
+    "tests.fixtures.postgres",
 ]

@@ -36,6 +36,8 @@ def register(sub: Any, connection_args: Any) -> None:
     s.add_argument("--submitter", default="fleet", help="results topic level (default 'fleet')")
     s.add_argument("--job-timeout", type=float, default=30.0, help="resend an attempt unanswered after S s")
     s.add_argument("--max-run-s", type=float, default=60.0, help="run-time limit per job on the car")
+    s.add_argument("--lease", type=float, default=10.0,
+                   help="seconds a dispatcher holds its tasks; a dead one's pass to a peer after it")
     s.add_argument("--trust-after", type=int, default=100,
                    help="consecutive validated results before a car's results stand alone (default 100)")
     s.add_argument("--spot-check", type=float, default=0.1,
@@ -117,7 +119,8 @@ def serve_command(args: argparse.Namespace) -> int:
         return 2
     dispatcher = Dispatcher(store, DispatcherConfig(
         host=args.host, port=args.port, tls=tls_from_args(args), pool=args.pool,
-        submitter=args.submitter, name=args.name, job_timeout_s=args.job_timeout))
+        submitter=args.submitter, name=args.name, job_timeout_s=args.job_timeout,
+        lease_s=args.lease))
 
     def signer(model: bytes, name: str) -> Any:
         return sign_manifest(key, model, name, 1, time.time())

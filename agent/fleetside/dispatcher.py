@@ -45,7 +45,7 @@ class DispatcherConfig:
     name: str = ""  # this dispatcher (MQTT client id and lease owner); random when empty
     job_timeout_s: float = 30.0
     lease_s: float = 10.0
-    tick_s: float = 0.05
+    tick_s: float = 0.25  # between turns when nothing wakes the pump
 
 
 class Dispatcher:

@@ -419,6 +419,10 @@ class Store:
         the tasks whose quorum agrees. One Outcome per result, in order."""
         now = time.time()
         with self.tx() as c:
+            if self.postgres:
+                # Settling touches several cars' rows in an order no two transactions share;
+                # dispatchers take turns here rather than deadlock (SQLite's writer lock does it).
+                c.execute("SELECT pg_advisory_xact_lock(7014)")
             return [self._record(c, res, cls, now) for res, cls in results]
 
     def _record(self, c: _Cursor, res: proto.JobResult, cls: str | None, now: float) -> Outcome:
