@@ -147,8 +147,7 @@ class Agent:
                          outbox_path=self.state_dir / "outbox.sqlite", pool=self.cfg.pool, tls=tls,
                          audit_path=self.state_dir / "audit.sqlite",
                          model_dir=self.state_dir / "models", trusted_keys=keys,
-                         on_grant=lambda g: ledger.record_grant(g.grant, g.t, g.job_id, g.task,
-                                                                g.credits, g.energy_wh))
+                         on_grant=lambda g: record_grant(ledger, g))
         self.models.cache = link.models
         sink = LedgerSink(ledger, self.clock, self.policy)
         runner = Runner(self.clock, on_outcome=lambda o: self._on_outcome(link, sink, store, o))
@@ -271,6 +270,11 @@ def _brief(decision: Any, most: int = 2) -> str:
         return "all conditions met"
     more = f" (+{len(texts) - most} more)" if len(texts) > most else ""
     return "; ".join(texts[:most]) + more
+
+
+def record_grant(ledger: Any, g: Any) -> None:
+    """A credit grant from the fleet (agent/fleet/protocol.CreditGrant) into the owner's ledger."""
+    ledger.record_grant(g.grant, g.t, g.job_id, g.task, g.credits, g.energy_wh)
 
 
 class ModelStore:

@@ -18,7 +18,9 @@ import numpy as np
 
 from agent.fleet.link import FleetLink
 from agent.fleet.models import TrustStore
+from agent.fleet.protocol import CreditGrant
 from agent.ledger import Ledger
+from agent.service import record_grant
 
 RUN = {"mode": "RUN", "power_budget_w": 800.0, "reasons": []}
 VEHICLE = {"soc_percent": 80.0, "charging_power_kw": 7.2, "gear": "P", "speed_kph": 0.0}
@@ -37,13 +39,15 @@ class SimCar:
         self.link = FleetLink(car_id, host, port, outbox_path=workdir / "outbox.sqlite",
                               audit_path=workdir / "audit.sqlite", model_dir=workdir / "models",
                               trusted_keys=trusted, job_queue_size=queue,
-                              on_grant=lambda g: self.ledger.record_grant(
-                                  g.grant, g.t, g.job_id, g.task, g.credits, g.energy_wh),
+                              on_grant=self._grant,
                               **link_kw)
         self.sent = 0
         self.flipped: list[str] = []  # job ids of the results this car falsified
         self._models: dict[str, Any] = {}
         self._thread = threading.Thread(target=self._work, name=f"sim-{car_id}", daemon=True)
+
+    def _grant(self, g: CreditGrant) -> None:
+        record_grant(self.ledger, g)  # as the agent does
 
     def start(self) -> SimCar:
         self.link.start()

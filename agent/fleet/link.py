@@ -562,7 +562,7 @@ class FleetLink:
         if self.on_grant is not None:
             try:
                 self.on_grant(grant)
-            except Exception:  # noqa: BLE001 -- not acknowledged: the broker sends it again
+            except Exception:  # not acknowledged: the broker sends it again
                 self.counters["grants_unrecorded"] += 1
                 log.exception("cannot record grant %s", grant.grant)
                 return

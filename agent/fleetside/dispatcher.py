@@ -20,6 +20,7 @@ import threading
 import time
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
+from typing import Self
 
 import paho.mqtt.client as paho
 
@@ -74,7 +75,7 @@ class Dispatcher:
 
     # -- lifecycle ----------------------------------------------------------------------------
 
-    def start(self) -> Dispatcher:
+    def start(self) -> Self:
         self.session.start()
         self._thread = threading.Thread(target=self._run, name=f"dispatch-{self.name}", daemon=True)
         self._thread.start()
@@ -91,7 +92,7 @@ class Dispatcher:
                 t.join(timeout=10)
         self.session.stop()
 
-    def __enter__(self) -> Dispatcher:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -109,7 +110,7 @@ class Dispatcher:
             except StoreError:
                 self.counters["store_errors"] += 1
                 log.exception("dispatch: store")
-            except Exception:  # noqa: BLE001 -- one bad turn must not end dispatching
+            except Exception:  # one bad turn must not end dispatching
                 self.counters["dispatch_errors"] += 1
                 log.exception("dispatch")
             self._wake.wait(self.cfg.tick_s)

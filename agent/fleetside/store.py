@@ -145,7 +145,7 @@ class Store:
             self._migrate()
         except StoreError:
             raise
-        except Exception as e:  # noqa: BLE001 -- any driver error at open is "cannot open"
+        except Exception as e:  # any driver error at open is "cannot open"
             raise StoreError(f"cannot open the fleet database {self._safe_url()}: {e}") from e
 
     def _safe_url(self) -> str:
@@ -467,7 +467,7 @@ class Store:
         for r in oks:
             groups.setdefault((str(r[2]), str(r[3])), []).append(r)
         best_key, best = max(groups.items(), key=lambda kv: len(kv[1]))
-        b = c.one("SELECT redundancy, max_run_s FROM batches WHERE id=?", (bid,))
+        b = c.get("SELECT redundancy, max_run_s FROM batches WHERE id=?", (bid,))
         redundancy, max_run_s = int(b[0]), float(b[1])
         same_class = [k for k in groups if k[0] == best_key[0]]
         mismatched = len(same_class) > 1
@@ -504,7 +504,7 @@ class Store:
     def _accept(self, c: _Cursor, tid: str, bid: str, group: list[tuple[Any, ...]], digest: str,
                 max_run_s: float, now: float, validated: bool) -> None:
         first = group[0]
-        outputs = c.one("SELECT outputs FROM attempts WHERE job_id=?", (first[0],))
+        outputs = c.get("SELECT outputs FROM attempts WHERE job_id=?", (first[0],))
         energy = self.rate.energy_wh([r[4] for r in group], max_run_s)
         credits = self.rate.credits(energy)
         if c.one("SELECT 1 FROM results WHERE task=?", (tid,)) is None:
@@ -603,6 +603,13 @@ class _Cursor:
         self._cur.execute(self._sql(sql), tuple(args))
         row = self._cur.fetchone()
         return None if row is None else tuple(row)
+
+    def get(self, sql: str, args: Sequence[Any] = ()) -> tuple[Any, ...]:
+        """One row that must exist (a row this transaction's own reads found)."""
+        row = self.one(sql, args)
+        if row is None:
+            raise StoreError(f"the database lost a row: {sql[:60]}")
+        return row
 
     def all(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         self._cur.execute(self._sql(sql), tuple(args))

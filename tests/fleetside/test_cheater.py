@@ -13,7 +13,7 @@ from hil.fleetscenario import run_cheater
 
 
 def _granted(report: str) -> float:
-    m = re.search(r"^credits granted\s+(\S+)\s+(\S+)$", report, re.M)
+    m = re.search(r"^credits granted\s+(\S+)\s+(\S+)$", report, re.MULTILINE)
     assert m, report
     return float(m.group(2))  # the last 7 days
 

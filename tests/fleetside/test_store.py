@@ -100,14 +100,14 @@ def test_a_caught_cars_lone_results_are_run_again(store: Store) -> None:
     cls = "fleetnode/1"
     x = proto.tensor_bytes([np.zeros(1, np.int8)])
     for _ in range(2):  # c1 becomes trusted
-        bid = store.create_batch("t", "c" * 64, 2, [("x", x)])
+        store.create_batch("t", "c" * 64, 2, [("x", x)])
         a, b = store.lease("me", "default", 10, 30.0, 10.0)
         store.record([(_result(a.job_id, "c1", 1), cls), (_result(b.job_id, "c2", 1), cls)])
     lone = store.create_batch("t", "c" * 64, ADAPTIVE, [("x", x)])
     (d,) = store.lease("me", "default", 10, 30.0, 10.0)
     store.record([(_result(d.job_id, "c1", 5), cls)])  # wrong, but alone: accepted for now
     assert store.batch(lone)["state"] == "done"
-    bid = store.create_batch("t", "c" * 64, 2, [("x", x)])
+    store.create_batch("t", "c" * 64, 2, [("x", x)])
     a, b = store.lease("me", "default", 10, 30.0, 10.0)
     store.record([(_result(a.job_id, "c1", 7), cls), (_result(b.job_id, "c2", 1), cls)])
     (c,) = store.lease("me", "default", 10, 30.0, 10.0)
