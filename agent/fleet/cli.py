@@ -106,7 +106,11 @@ def register(subparsers: Any) -> None:
     s.add_argument("model", help="a .tflite file (sent signed to the cars), a sha256 of a model the "
                                  "cars hold, or builtin:NAME")
     s.add_argument("inputs", type=Path, help=".npy (one job) or .npz (one job per array)")
-    s.add_argument("--redundancy", type=int, default=1, help="cars per job, cross-checked (default 1)")
+    s.add_argument("--redundancy", default="1",
+                   help="cars per job, cross-checked (default 1); with --server also 'adaptive'")
+    s.add_argument("--server", metavar="URL",
+                   help="send the batch to a fleet service (fleetnode fleet serve) instead of the broker")
+    s.add_argument("--token", help="the service's bearer token (default $FLEETNODE_TOKEN)")
     s.add_argument("--key", type=Path, help="signing key (from `fleet keys create`) for a .tflite model")
     s.add_argument("--submitter", default=None,
                    help="submitter id (default: submit-<host>-<pid>)")

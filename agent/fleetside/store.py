@@ -384,8 +384,11 @@ class Store:
             if limit <= 0:
                 return []
             rows = c.all(
-                "SELECT t.id, t.quorum, t.agree, t.attempts, b.model, b.max_run_s, t.inputs, "
-                "(SELECT COUNT(*) FROM attempts a WHERE a.task=t.id AND a.state='sent') AS flying "
+                "SELECT t.id, t.quorum, t.agree, b.model, b.max_run_s, t.inputs, "
+                "(SELECT COUNT(*) FROM attempts a WHERE a.task=t.id AND a.state='sent') AS flying, "
+                # Refusals (a busy car, one excluded from the task) are no tries.
+                "(SELECT COUNT(*) FROM attempts a WHERE a.task=t.id "
+                "AND a.state NOT IN ('sent', 'preempted')) AS tried "
                 "FROM tasks t JOIN batches b ON b.id=t.batch "
                 "WHERE t.state='pending' AND t.not_before <= ? "
                 "AND (t.lease_owner IS NULL OR t.lease_owner=? OR t.lease_until < ?) "
@@ -393,12 +396,12 @@ class Store:
                 " < t.quorum ORDER BY b.created, t.idx LIMIT ?"
                 + (" FOR UPDATE OF t SKIP LOCKED" if self.postgres else ""),
                 (now, owner, now, limit))
-            for tid, quorum, agree, attempts, model, max_run_s, inputs, flying in rows:
+            for tid, quorum, agree, model, max_run_s, inputs, flying, tried in rows:
                 need = min(int(quorum) - int(agree) - int(flying), limit - len(out))
                 limit_attempts = self.rule.max_attempts_per_replica * max(2, int(quorum))
-                if int(attempts) >= limit_attempts:
+                if int(tried) >= limit_attempts:
                     c.execute("UPDATE tasks SET state='failed', error=? WHERE id=?",
-                              (f"no agreement within {attempts} attempts", tid))
+                              (f"no agreement within {tried} attempts", tid))
                     self._maybe_finish(c, str(tid).rsplit("-", 1)[0], now)
                     continue
                 done_by = [str(r[0]) for r in c.all(
@@ -438,7 +441,10 @@ class Store:
         if res.outcome in proto.RETRYABLE_OUTCOMES:  # not now: it goes out again soon
             c.execute("UPDATE attempts SET state=?, car=?, received=? WHERE job_id=?",
                       (res.outcome, res.car, now, res.job_id))
-            c.execute("UPDATE tasks SET not_before=? WHERE id=?", (now + 0.05, tid))
+            # Jittered: the broker deals jobs round-robin, so two tasks resent in step could each
+            # land on the one car that must not run it, again and again.
+            c.execute("UPDATE tasks SET not_before=? WHERE id=?",
+                      (now + self.rng.uniform(0.02, 0.3), tid))
             return Outcome("retry")
         if res.outcome != "ok":
             c.execute("UPDATE attempts SET state=?, car=?, received=? WHERE job_id=?",

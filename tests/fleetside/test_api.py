@@ -131,3 +131,27 @@ def test_results_come_as_npz_by_input_name(service: FleetService, sim_cars: obje
     for c in cars["cars"]:
         assert set(c) >= {"mode", "reasons", "reputation", "credits"}
         assert not {"lat", "lon", "location", "gps"} & set(c)
+
+
+def test_fleet_submit_server_sends_a_batch_through_the_api_and_writes_its_results(
+        service: FleetService, sim_cars: object, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from agent.cli import main as fleetnode
+    from agent.inference import load_model
+
+    sim_cars(2)  # type: ignore[operator]
+    inputs = _x(4)
+    np.savez(tmp_path / "in.npz", **inputs)  # type: ignore[arg-type]
+    rc = fleetnode(["fleet", "submit", str(MODEL), str(tmp_path / "in.npz"), "--server", service.api.base,
+                    "--token", service.api.token, "--redundancy", "adaptive", "--out", str(tmp_path / "out"),
+                    "--timeout", "60"])
+    out = capsys.readouterr()
+    assert rc == 0, out
+    assert "4/4 done" in out.out
+    (npz,) = (tmp_path / "out").glob("*.npz")
+    model = load_model(MODEL.read_bytes())
+    with np.load(npz) as z:
+        assert all(np.array_equal(z[k], model.run([v])[0]) for k, v in inputs.items())
+    assert fleetnode(["fleet", "submit", str(MODEL), str(tmp_path / "in.npz"), "--server",
+                      service.api.base, "--token", "wrong"]) == 2
+    assert "HTTP 401" in capsys.readouterr().err

@@ -28,7 +28,7 @@ def test_three_sigkills_during_a_500_task_batch_lose_nothing_and_store_each_resu
     api = svc.start(token)
     try:
         inputs = inputs_for(500, seed=3)
-        status, body = api.submit(MODEL.read_bytes(), inputs, redundancy="2")
+        status, body = api.submit(MODEL.read_bytes(), inputs, redundancy="1")
         assert status == 201, body
         bid = body["id"]
         deadline = time.monotonic() + 180
@@ -38,7 +38,7 @@ def test_three_sigkills_during_a_500_task_batch_lose_nothing_and_store_each_resu
             assert status == 200, b
             if b["state"] != "running":
                 break
-            if svc.kills < 3 and int(b["done"]) >= 120 * (svc.kills + 1):  # type: ignore[call-overload]
+            if svc.kills < 3 and int(b["done"]) >= 100 * (svc.kills + 1):  # type: ignore[call-overload]
                 svc.kill()
                 api = svc.start(token)
             time.sleep(0.2)
@@ -56,13 +56,11 @@ def test_three_sigkills_during_a_500_task_batch_lose_nothing_and_store_each_resu
     with sqlite3.connect(db) as con:
         rows = con.execute("SELECT task, COUNT(*) FROM results WHERE batch=? GROUP BY task", (bid,)).fetchall()
         assert len(rows) == 500 and all(n == 1 for _, n in rows)
-        # Each settled task: two agreeing replicas from two different cars, each granted once.
-        bad = con.execute("SELECT r.task FROM results r WHERE r.replicas <> 2 OR (SELECT COUNT(DISTINCT "
-                          "a.car) FROM attempts a WHERE a.task=r.task AND a.verdict='valid') <> 2").fetchall()
+        # Each settled task: one accepted attempt, granted once, whatever arrived twice.
+        bad = con.execute("SELECT r.task FROM results r WHERE (SELECT COUNT(*) FROM attempts a "
+                          "WHERE a.task=r.task AND a.verdict IS NOT NULL) <> 1").fetchall()
         assert bad == []
-        grants = con.execute("SELECT job_id, COUNT(*) FROM grants GROUP BY job_id HAVING COUNT(*) > 1").fetchall()
-        assert grants == []
-        assert con.execute("SELECT COUNT(*) FROM grants").fetchone()[0] == 1000
+        assert con.execute("SELECT COUNT(*), COUNT(DISTINCT task) FROM grants").fetchone() == (500, 500)
 
 
 def test_two_dispatchers_on_postgresql_one_killed_the_other_finishes_the_batch(
@@ -72,7 +70,7 @@ def test_two_dispatchers_on_postgresql_one_killed_the_other_finishes_the_batch(
 
     token = fleetnode("fleet", "tokens", "add", "pg-test", "--db", pg_url).stdout.strip()
     sim_cars(5)
-    extra = ("--lease", "5")
+    extra = ("--lease", "2")
     one = ServeProcess(pg_url, fleet_key[0], mosquitto, "pg1", tmp_path / "pg1.log", extra)
     two = ServeProcess(pg_url, fleet_key[0], mosquitto, "pg2", tmp_path / "pg2.log", extra)
     api1, api2 = one.start(token), two.start(token)
