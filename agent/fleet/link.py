@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import paho.mqtt.client as paho
@@ -194,13 +194,13 @@ class FleetLink:
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    def __enter__(self) -> FleetLink:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def start(self) -> FleetLink:
+    def start(self) -> Self:
         # Jobs accepted by a previous run and never answered (a crash, a kill): their inputs
         # are gone, so each gets its one reply now, "preempted", and the fleet sends it elsewhere.
         for job_id, _ in self.outbox.accepted():
