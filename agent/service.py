@@ -112,8 +112,6 @@ class Agent:
         self.governor = Governor(self.policy)
         self.state_dir = Path(cfg.state_dir)
         self.models = ModelStore()
-        self._outputs: dict[str, list[Any]] = {}
-        self._outputs_lock = threading.Lock()
         self.jobs_done = 0
         self.tick_errors = 0
         self._last_key: tuple[Any, ...] | None = None
@@ -236,25 +234,21 @@ class Agent:
             link.send_result(request.job_id, "failed", error=("model_unavailable", str(e)))
             return
 
-        def work(token: Any, model: Any = model, request: Any = request) -> bytes:
-            outs = model.run(request.inputs, cancel=token)
-            with self._outputs_lock:
-                self._outputs[request.job_id] = outs
-            return b""
+        def work(token: Any, model: Any = model, request: Any = request) -> Any:
+            return model.run_result(request.inputs, cancel=token)
 
         deadline = self.clock.monotonic() + request.max_run_s
         if not runner.submit(Job(request.job_id, work, deadline=deadline)):
             link.send_result(request.job_id, "preempted", error=("busy", "the car's job queue is full"))
 
     def _on_outcome(self, link: Any, sink: Any, store: Any, o: Any) -> None:
+        from agent.inference import RunResult
         from agent.runner import Outcome
 
         sink.outcome(o, store.snapshot())
-        with self._outputs_lock:
-            outs = self._outputs.pop(o.job_id, None)
-        if o.outcome is Outcome.DONE and outs is not None:
+        if o.outcome is Outcome.DONE and isinstance(o.result, RunResult):
             self.jobs_done += 1
-            link.send_result(o.job_id, "ok", outputs=outs, run_s=o.duration_s)
+            link.send_result(o.job_id, "ok", outputs=o.result.arrays, run_s=o.duration_s)
         elif o.outcome is Outcome.PREEMPTED:
             link.send_result(o.job_id, "preempted", error=("preempted", "the governor stopped compute"))
         elif o.outcome is Outcome.EXPIRED:

@@ -1,6 +1,9 @@
 """Native engine vs LiteRT on the same models in the same run, one thread: the median latency of
 native, litert-xnnpack and litert-builtin, the ratios, peak RSS, and how long a cancel takes to
-stop a native run.
+stop a native run. Then two figures of the kernels themselves: the int8 multiply-adds per second
+of single convolutions beside this machine's measured int8 peak (`_native.int8_peak`, the
+microkernel ISA's vpmaddwd / vpdpbusd / sdot issue rate with no loads), and the speed-up of two
+threads over one on the largest zoo model.
 
 The measurement is `fleetnode bench`'s (agent.inference.bench.measure): one fresh process per
 model and backend, runs interleaved round robin. Models: the builder's single-op models, the
@@ -22,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from agent.inference import Cancelled, CancelToken, load_model
+from agent.inference import Cancelled, CancelToken, _native, load_model
 from agent.inference import builder as models
 from agent.inference.bench import BACKENDS, Target, measure, render_report
 from agent.inference.models import make_thin_path
@@ -43,6 +46,77 @@ def builder_models() -> dict[str, bytes]:
         "dwconv3x3_32x32x32": models.conv2d(rng, h=32, w=32, c=32, depthwise=True, padding=0),
         "fc_256x256_b8": models.fully_connected(rng, batch=8, depth=256, units=256),
     }
+
+
+# Single convolutions of MobileNetV2-224's sizes: (name, builder arguments). Their MACs are
+# out pixels x out channels x taps x channels per tap.
+KERNEL_LAYERS: dict[str, dict[str, Any]] = {
+    "conv1x1_14x14_96to576": {"h": 14, "w": 14, "c": 96, "o": 576, "kh": 1, "kw": 1, "padding": 1},
+    "conv1x1_7x7_320to1280": {"h": 7, "w": 7, "c": 320, "o": 1280, "kh": 1, "kw": 1, "padding": 1},
+    "conv1x1_7x7_960to320": {"h": 7, "w": 7, "c": 960, "o": 320, "kh": 1, "kw": 1, "padding": 1},
+    "conv1x1_56x56_24to144": {"h": 56, "w": 56, "c": 24, "o": 144, "kh": 1, "kw": 1, "padding": 1},
+    "conv3x3_16x16_64to64": {"h": 16, "w": 16, "c": 64, "o": 64, "padding": 0},
+    "dwconv3x3_56x56_144": {"h": 56, "w": 56, "c": 144, "depthwise": True, "padding": 0},
+}
+
+
+def layer_macs(a: dict[str, Any]) -> int:
+    kh, kw = a.get("kh", 3), a.get("kw", 3)
+    sh, sw = a.get("stride", (1, 1))
+    same = a.get("padding", 0) == 0
+    oh = -(-a["h"] // sh) if same else (a["h"] - kh) // sh + 1
+    ow = -(-a["w"] // sw) if same else (a["w"] - kw) // sw + 1
+    if a.get("depthwise"):
+        return oh * ow * a["c"] * kh * kw
+    return oh * ow * a["o"] * kh * kw * a["c"]
+
+
+def kernel_efficiency(tmp: Path) -> tuple[dict[str, object], list[str]]:
+    """GMAC/s of each KERNEL_LAYERS convolution on native and litert-xnnpack, and native's
+    fraction of the int8 peak of the ISA its GEMM runs."""
+    rng = np.random.default_rng(0)
+    targets = []
+    for name, args in KERNEL_LAYERS.items():
+        path = tmp / f"{name}.tflite"
+        path.write_bytes(models.conv2d(rng, **args))
+        targets.append(Target(name, path))
+    report = measure(targets, ("native", "litert-xnnpack"), threads=1, budget_s=BUDGET_S)
+    isa = report["native_isa"]
+    peak = max(_native.int8_peak(isa) for _ in range(3)) / 1e9  # GMAC/s; the best of three
+    figures: dict[str, object] = {"int8_peak_gmacs": round(peak, 1), "int8_peak_isa": isa}
+    lines = [f"int8 peak of {isa}: {peak:.1f} GMAC/s (one thread)", "",
+             "| layer | native GMAC/s | of peak | litert-xnnpack GMAC/s |", "|---|---|---|---|"]
+    by = {(r["model"], r["backend"]): r for r in report["results"] if "error" not in r}
+    for name, args in KERNEL_LAYERS.items():
+        macs = layer_macs(args)
+        g = {b: macs / (by[(name, b)]["median_ms"] * 1e6) for b in ("native", "litert-xnnpack") if (name, b) in by}
+        if "native" not in g:
+            continue
+        figures[f"{name}_native_gmacs"] = round(g["native"], 1)
+        figures[f"{name}_native_of_peak"] = round(g["native"] / peak, 3)
+        if "litert-xnnpack" in g:
+            figures[f"{name}_xnnpack_gmacs"] = round(g["litert-xnnpack"], 1)
+        lines.append(f"| {name} | {g['native']:.1f} | {g['native'] / peak:.0%} | "
+                     f"{g.get('litert-xnnpack', float('nan')):.1f} |")
+    return figures, lines
+
+
+def thread_scaling(model: Path) -> tuple[dict[str, object], str]:
+    """Native median latency with one and with two threads on one model, and their ratio."""
+    medians = {}
+    for threads in (1, 2):
+        report = measure([Target(model.stem, model)], ("native",), threads=threads, budget_s=2 * BUDGET_S)
+        rows = [r for r in report["results"] if "error" not in r]
+        if rows:
+            medians[threads] = rows[0]["median_ms"]
+    if len(medians) < 2:
+        return {}, f"{model.stem}: thread scaling not measured"
+    speedup = medians[1] / medians[2]
+    figures: dict[str, object] = {f"{model.stem}_native_1t_median_ms": medians[1],
+                                  f"{model.stem}_native_2t_median_ms": medians[2],
+                                  f"{model.stem}_native_2t_speedup": round(speedup, 2)}
+    return figures, (f"{model.stem}, native: 1 thread {medians[1]:.2f} ms, 2 threads {medians[2]:.2f} ms, "
+                     f"speed-up {speedup:.2f}x")
 
 
 def zoo_models() -> list[Path]:
@@ -119,8 +193,15 @@ def run() -> dict[str, object]:
             targets.append(Target(name, path))
         targets += [Target(p.stem, p) for p in zoo]
         report = measure(targets, BACKENDS, threads=1, budget_s=BUDGET_S)
+        kfigures, klines = kernel_efficiency(Path(tmp))
     figures = figures_of(report, {p.stem for p in zoo})
     figures["native_isa"] = report["native_isa"]
+    figures.update(kfigures)
+    scaling = "no zoo model: thread scaling not measured"
+    if zoo:
+        largest = max(zoo, key=lambda p: p.stat().st_size)
+        sfigures, scaling = thread_scaling(largest)
+        figures.update(sfigures)
     lat = cancel_latency_ms()
     if lat:
         figures["cancel_latency_median_ms"] = round(statistics.median(lat), 3)
@@ -131,7 +212,9 @@ def run() -> dict[str, object]:
                                                   "geomean_native_over_builtin") if k in figures)
     text = (f"# Engine benchmark\n\n{table}\n\nOver the zoo ({len(zoo)} models): {geo}.\n"
             f"Cancel latency: median {figures.get('cancel_latency_median_ms')} ms, "
-            f"max {figures.get('cancel_latency_max_ms')} ms ({figures.get('cancel_trials')} trials).\n")
+            f"max {figures.get('cancel_latency_max_ms')} ms ({figures.get('cancel_trials')} trials).\n\n"
+            "## Kernels against this machine's int8 peak\n\n" + "\n".join(klines) + "\n\n"
+            f"## Threads\n\n{scaling}\n")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "engine.md").write_text(text)
     print(text)

@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from agent.clock import FakeClock
+from agent.fleet.acl import acl_text
 from agent.fleet.broker import BrokerTls, start_broker
 from agent.fleet.link import FleetLink
 from agent.fleet.mqtt import MqttSession, TlsConfig
-from agent.fleet.pki import CertificateAuthority, acl_text
+from agent.fleet.pki import CertificateAuthority
 
 DAY_S = 86_400
 KEEPALIVE_S = 120
@@ -142,7 +143,7 @@ def run() -> dict[str, Any]:
         server = ca.issue("broker", server=True)
         car = ca.issue("car0001")
         tls = TlsConfig(ca.cert_path, car.cert, car.key)
-        (d / "acl").write_text(acl_text(["fleet"]))
+        (d / "acl").write_text(acl_text(["fleet"], exact=True))
         broker = start_broker(d / "broker", tls=BrokerTls(ca.cert_path, server.cert, server.key),
                               acl_file=d / "acl")
         proxy = CountingProxy((broker.host, broker.port))

@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.time()
         try:
             figures = importlib.import_module(f"bench.bench_{name}").run()
-        except Exception as e:  # one broken benchmark must not hide the others
+        except Exception as e:  # noqa: BLE001 -- one broken benchmark must not hide the others
             print(f"   FAILED: {type(e).__name__}: {e}", file=sys.stderr)
             failed += 1
             continue

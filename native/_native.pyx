@@ -123,7 +123,7 @@ class PlanError(Exception):
 
 cdef class Plan:
     cdef fn_plan *plan
-    cdef object tensor_rows, node_rows, arena, consts
+    cdef object tensor_rows, node_rows, arena
 
     def __cinit__(self, tensor_rows, node_rows, arena, consts):
         self.plan = NULL
@@ -139,8 +139,7 @@ cdef class Plan:
         if not (isinstance(consts, np.ndarray) and consts.dtype == np.uint8 and consts.ndim == 1
                 and consts.flags.c_contiguous):
             raise ValueError("constants must be a contiguous uint8 array")
-        self.arena = arena
-        self.consts = consts
+        self.arena = arena  # borrowed by the plan; consts is copied (what the kernels still read)
         cdef int64_t[:, ::1] tr = self.tensor_rows
         cdef int32_t[:, ::1] nr = self.node_rows
         cdef uint8_t[::1] ar = arena

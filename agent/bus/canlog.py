@@ -3,6 +3,11 @@
 Used by ``fleetnode bus replay``. A log is outside input: a line that cannot be read is skipped
 and counted (with the first few line numbers kept for the error message), never a crash.
 The candump writer here produces the lines the host build of the firmware shim reads.
+
+A log may hold several buses at once (SavvyCAN's ``Bus`` column, candump's interface names). A
+DBC describes one bus, and two buses may use one id for different messages, so a replay plays one
+bus: ``CanLog.select`` picks it by name or number, and a log with several buses and no choice is
+refused with the list of buses and their frame counts.
 """
 
 from __future__ import annotations
@@ -18,9 +23,13 @@ from agent.bus.errors import BusError, SlcanError
 from agent.bus.slcan import CanFrame, check_frame
 
 _CANDUMP = re.compile(
-    r"(?:\((?P<t>\d+(?:\.\d+)?)\)\s+)?(?:(?P<iface>[A-Za-z0-9_.-]+)\s+)?"
+    r"(?:\((?P<t>\d+(?:\.\d+)?)\)\s+)?(?:(?P<iface>[A-Za-z0-9_.-]{1,15})\s+)?"
     r"(?P<id>[0-9A-Fa-f]{3}|[0-9A-Fa-f]{8})#(?P<rest>R[0-8]?|[0-9A-Fa-f.]*)(?:\s+[RT])?"
 )
+
+
+# SavvyCAN numbers the buses of its capture devices from 0; a larger number is not a bus.
+MAX_BUS_NUMBER = 255
 
 
 class LogError(BusError):
@@ -31,6 +40,21 @@ class LogError(BusError):
 class TimedFrame:
     t: float  # seconds, from the log's own clock
     frame: CanFrame
+    bus: str = ""  # the log's name for the bus: "0" (SavvyCAN), "can1" (candump); "" if unnamed
+
+
+def bus_label(bus: str) -> str:
+    return bus if bus else "(unnamed)"
+
+
+def _is_number(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
+def _bus_number(bus: str) -> int | None:
+    """The number a bus name ends in: 0 for "0", "can0" and "vcan0"; None for "" or "slcan"."""
+    m = re.search(r"[0-9]+$", bus)
+    return int(m[0]) if m else None
 
 
 @dataclass
@@ -44,6 +68,50 @@ class CanLog:
         self.bad_lines += 1
         if len(self.bad_line_numbers) < 10:
             self.bad_line_numbers.append(lineno)
+
+    def buses(self) -> dict[str, int]:
+        """Every bus name in the log with its frame count, in order of first appearance."""
+        counts: dict[str, int] = {}
+        for tf in self.frames:
+            counts[tf.bus] = counts.get(tf.bus, 0) + 1
+        return counts
+
+    def describe_buses(self) -> str:
+        """``0 (1200 frames), 1 (800 frames)``: for messages that ask the user to choose."""
+        return ", ".join(
+            f"{bus_label(b)} ({n} frame{'' if n == 1 else 's'})" for b, n in self.buses().items()
+        )
+
+    def resolve_bus(self, wanted: str) -> str:
+        """The log's name for the bus the user asked for.
+
+        ``wanted`` is a name as the log writes it ("1", "can1", "vcan0") or a bare number, which
+        also matches the one interface name ending in that number ("0" -> "can0" or "vcan0").
+        A log that names no bus at all is one bus, whatever it is called. Raises LogError
+        naming the buses found when none (or more than one) matches.
+        """
+        wanted = wanted.strip()
+        buses = self.buses()
+        if wanted in buses:
+            return wanted
+        if set(buses) == {""}:
+            return ""
+        hits = []
+        if _is_number(wanted):
+            hits = [b for b in buses if b and _bus_number(b) == int(wanted)]
+        if len(hits) == 1:
+            return hits[0]
+        why = "matches several buses" if hits else "is not in the log"
+        raise LogError(f"bus {wanted!r} {why}; the log holds {self.describe_buses()}")
+
+    def select(self, bus: str) -> CanLog:
+        """The log of one bus (a name ``resolve_bus`` returned); bad-line counts are kept."""
+        return CanLog(
+            [tf for tf in self.frames if tf.bus == bus],
+            self.bad_lines,
+            list(self.bad_line_numbers),
+            self.fmt,
+        )
 
 
 def parse_candump_line(line: str) -> TimedFrame | None:
@@ -68,7 +136,7 @@ def parse_candump_line(line: str) -> TimedFrame | None:
     except SlcanError:
         return None
     t = float(m["t"]) if m["t"] else math.nan
-    return TimedFrame(t, frame)
+    return TimedFrame(t, frame, m["iface"] or "")
 
 
 def parse_candump(text: str) -> CanLog:
@@ -84,12 +152,16 @@ def parse_candump(text: str) -> CanLog:
     # A log without timestamps plays at 1 ms per frame.
     for i, tf in enumerate(log.frames):
         if math.isnan(tf.t):
-            log.frames[i] = TimedFrame(i * 0.001, tf.frame)
+            log.frames[i] = TimedFrame(i * 0.001, tf.frame, tf.bus)
     return log
 
 
 def parse_savvycan(text: str) -> CanLog:
-    """GVRET CSV: ``Time Stamp,ID,Extended,[Dir,]Bus,LEN,D1..D8``, time in microseconds."""
+    """GVRET CSV: ``Time Stamp,ID,Extended,[Dir,]Bus,LEN,D1..D8``, time in microseconds.
+
+    The ``Bus`` column (0, 1, … as SavvyCAN numbers its capture devices' buses) names each
+    frame's bus; a row whose bus is not a number is unreadable. Without the column, one bus.
+    """
     log = CanLog([], fmt="savvycan")
     rows = csv.reader(io.StringIO(text))
     header = [h.strip().lower() for h in next(rows, [])]
@@ -99,6 +171,7 @@ def parse_savvycan(text: str) -> CanLog:
         col_d1 = header.index("d1")
     except ValueError as e:
         raise LogError(f"not a SavvyCAN GVRET CSV header: {header}") from e
+    col_bus = header.index("bus") if "bus" in header else None
     for n, row in enumerate(rows, 2):
         if not row or not "".join(row).strip():
             continue
@@ -109,7 +182,13 @@ def parse_savvycan(text: str) -> CanLog:
             data = bytes(int(row[col_d1 + i], 16) for i in range(length))
             frame = CanFrame(int(row[col_id], 16), data, row[col_ext].strip().lower() == "true")
             check_frame(frame)
-            log.frames.append(TimedFrame(int(row[col_t]) / 1e6, frame))
+            bus = ""
+            if col_bus is not None:
+                bus = row[col_bus].strip()
+                if not _is_number(bus) or int(bus) > MAX_BUS_NUMBER:
+                    raise ValueError("Bus is not a bus number")
+                bus = str(int(bus))  # "00" and "0" are one bus
+            log.frames.append(TimedFrame(int(row[col_t]) / 1e6, frame, bus))
         except (ValueError, IndexError, SlcanError):
             log._bad(n)
     return log
@@ -128,8 +207,13 @@ def load_log(path: str | Path) -> CanLog:
     return log
 
 
-def candump_line(tf: TimedFrame, iface: str = "can0") -> str:
-    """The ``candump -L`` line for a frame (what the shim's host build reads on stdin)."""
+def candump_line(tf: TimedFrame, iface: str | None = None) -> str:
+    """The ``candump -L`` line for a frame (what the shim's host build reads on stdin).
+
+    The interface is ``iface``, else the frame's own bus (SavvyCAN's bus 1 as can1), else can0.
+    """
+    if iface is None:
+        iface = f"can{tf.bus}" if _is_number(tf.bus) else tf.bus or "can0"
     f = tf.frame
     ident = f"{f.arb_id:08X}" if f.extended else f"{f.arb_id:03X}"
     body = f"R{f.dlc or 0}" if f.remote else f.data.hex().upper()

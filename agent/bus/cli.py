@@ -1,7 +1,8 @@
 """`fleetnode bus …`: watch the roles the agent reads from a serial port, replay a CAN log onto one.
 
 fleetnode bus monitor --port PORT [--profile NAME|FILE] [--dbc FILE] [--json] [--count N]
-fleetnode bus replay LOG --port PORT [--speed X] [--loop] [--shim PATH | --direct]
+fleetnode bus replay LOG --port PORT [--bus N] [--profile NAME|FILE] [--speed X] [--loop]
+                       [--shim PATH | --direct]
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ import tty
 from pathlib import Path
 from typing import IO, Any
 
-from agent.bus.canlog import CanLog, LogError, TimedFrame, candump_line, load_log
+from agent.bus.canlog import CanLog, LogError, TimedFrame, bus_label, candump_line, load_log
 from agent.bus.errors import BusError
-from agent.bus.profile import VehicleProfile, shipped_profiles
+from agent.bus.profile import VehicleProfile, profile_bus, shipped_profiles
 from agent.bus.reader import BusReader
 from agent.bus.slcan import encode_frame
 from agent.bus.state import ROLES, StateStore, Value, VehicleState
@@ -67,10 +68,23 @@ def register(subparsers: Any) -> None:
         help="play a candump log or SavvyCAN CSV onto a pty through the shim",
         description="Play LOG (candump -L, or SavvyCAN GVRET CSV) at real or scaled speed. The "
         "frames go through the firmware shim's host build, whose pty is linked at PORT for the "
-        "agent (or `bus monitor`) to open.",
+        "agent (or `bus monitor`) to open. A serial line carries one bus and a DBC describes one "
+        "bus, so a log recorded on several buses (SavvyCAN's Bus column, candump's interface "
+        "names) plays one of them, chosen with --bus or by the profile's [vehicle] bus; without "
+        "either it is refused with the list of buses and their frame counts.",
     )
     rep.add_argument("log", help="candump log or SavvyCAN CSV file")
     rep.add_argument("--port", required=True, help="path to create as a link to the shim's pty")
+    rep.add_argument(
+        "--bus",
+        help="the bus to play: a number (SavvyCAN's Bus column; 1 also picks can1 or vcan1 of "
+        "a candump log) or an interface name as the log writes it (can1)",
+    )
+    rep.add_argument(
+        "--profile",
+        help="a profile (shipped name or .toml) whose [vehicle] bus names the bus to play; "
+        "refused if it contradicts --bus",
+    )
     rep.add_argument(
         "--speed", type=float, default=1.0, help="time scale: 2 = twice as fast, 0 = no waits"
     )
@@ -92,10 +106,18 @@ def role_values(profile: VehicleProfile, snap: VehicleState, now: float) -> dict
 
 
 def render_table(
-    profile: VehicleProfile, snap: VehicleState, now: float, counters: dict[str, int]
+    profile: VehicleProfile,
+    snap: VehicleState,
+    now: float,
+    counters: dict[str, int],
+    last_error: str | None = None,
 ) -> str:
     link = "up" if snap.link.up else f"DOWN ({snap.link.reason})"
-    lines = [f"profile {profile.name}   link {link}", f"{'role':<20} {'value':>12} {'age':>8}"]
+    bus = f" (bus {profile.bus})" if profile.bus is not None else ""
+    lines = [
+        f"profile {profile.name}{bus}   link {link}",
+        f"{'role':<20} {'value':>12} {'age':>8}",
+    ]
     for role in ROLES:
         value = snap.value(role, now, profile.max_age(role))
         age = snap.age(role, now)
@@ -116,7 +138,19 @@ def render_table(
     lines.append(
         f"frames {counters.get('frames', 0)}   decoded {counters.get('decoded_frames', 0)}   {bad}"
     )
+    note = mismatch_note(counters, last_error)
+    if note:
+        lines.append(note)
     return "\n".join(lines)
+
+
+def mismatch_note(counters: dict[str, int], last_error: str | None) -> str:
+    """The line that reports frames of a DBC id with another length ("" when there is none)."""
+    n = counters.get("length_mismatches", 0)
+    if not n:
+        return ""
+    latest = f" (latest: {last_error})" if last_error else ""
+    return f"{n} frame(s) with a length the DBC does not give, not decoded{latest}"
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
@@ -134,15 +168,22 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     reader.start()
     live = sys.stdout.isatty() and not args.json
     shown = 0
+    mismatches_said = 0
     try:
         while args.count is None or shown < args.count:
             time.sleep(args.interval)
             now = clock.monotonic()
             snap = store.snapshot()
+            counters = reader.counters
             if args.json:
                 print(json.dumps(role_values(profile, snap, now)), flush=True)
+                # JSON lines carry roles only: the length mismatches go to stderr when they grow.
+                if counters["length_mismatches"] > mismatches_said:
+                    mismatches_said = counters["length_mismatches"]
+                    note = mismatch_note(counters, reader.last_decode_error)
+                    print(f"fleetnode bus monitor: {note}", file=sys.stderr, flush=True)
             else:
-                view = render_table(profile, snap, now, reader.counters)
+                view = render_table(profile, snap, now, counters, reader.last_decode_error)
                 print(("\x1b[H\x1b[J" if live else "") + view + ("" if live else "\n"), flush=True)
             shown += 1
     except BrokenPipeError:
@@ -269,6 +310,40 @@ def _terminate(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt  # run the cleanup below: stop the shim, remove the port link
 
 
+def pick_bus(
+    log: CanLog, path: str, wanted: str | None, profile: str | None, expected: str | None
+) -> CanLog:
+    """The one bus of LOG to play: ``--bus`` (wanted) or the profile's bus (expected).
+
+    Raises LogError listing the buses when the log holds several and neither names one, when the
+    named bus is not in the log, or when --bus and the profile disagree.
+    """
+    buses = log.buses()
+    if wanted is None and expected is None:
+        if len(buses) > 1:
+            raise LogError(
+                f"{path} holds {len(buses)} buses: {log.describe_buses()}. A DBC describes one "
+                "bus and buses reuse ids for other messages, so one bus is played: choose it "
+                "with --bus N (or a --profile whose [vehicle] bus names it)"
+            )
+        return log
+    chosen = log.resolve_bus(wanted) if wanted is not None else None
+    try:
+        from_profile = log.resolve_bus(expected) if expected is not None else None
+    except LogError as e:
+        if chosen is None:
+            raise LogError(f"profile {profile}: {e}") from e
+        from_profile = None  # reported as a disagreement below
+    if expected is not None and chosen is not None and chosen != from_profile:
+        raise LogError(
+            f"--bus {wanted} is bus {bus_label(chosen)} of {path}, but profile {profile} expects "
+            f"bus {expected}; the profile's DBC would decode another bus's frames"
+        )
+    bus = chosen if chosen is not None else from_profile
+    assert bus is not None
+    return log.select(bus)
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     if args.speed < 0:
@@ -277,10 +352,19 @@ def cmd_replay(args: argparse.Namespace) -> int:
     port = Path(args.port)
     try:
         log = load_log(args.log)
+        expected = profile_bus(args.profile) if args.profile else None
+        whole = log.describe_buses()
+        unnamed = set(log.buses()) == {""}
+        log = pick_bus(log, args.log, args.bus, args.profile, expected)
         sink = ReplaySink(args.shim, args.direct)
     except BusError as e:
         print(f"fleetnode bus replay: {e}", file=sys.stderr)
         return 2
+    if unnamed and (args.bus is not None or expected is not None):
+        print(
+            f"fleetnode bus replay: {args.log} names no bus (one bus): playing all of it",
+            file=sys.stderr,
+        )
     if log.bad_lines:
         print(
             f"fleetnode bus replay: skipped {log.bad_lines} unreadable line(s) "
@@ -289,8 +373,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
         )
     try:
         link_port(port, sink.slave_path)
+        bus = log.frames[0].bus
+        of = f", bus {bus_label(bus)}; the log holds {whole}" if bus else ""
         print(
-            f"replaying {len(log.frames)} frames ({log.fmt}) on {port} -> {sink.slave_path}",
+            f"replaying {len(log.frames)} frames ({log.fmt}{of}) on {port} -> {sink.slave_path}",
             flush=True,
         )
         sent = play(log, sink, args.speed, args.loop)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
+import sys
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from typing import Any, cast
 import cantools
 from cantools.database.can import Database, Message, Signal
 
-from agent.bus.errors import DecodeError, EncodeError, ProfileError
+from agent.bus.errors import DecodeError, EncodeError, LengthMismatchError, ProfileError
 from agent.bus.slcan import BITRATE_CODES, CanFrame
 from agent.bus.state import DEFAULT_MAX_AGE_S, GEARS, ROLES, Value
 
@@ -55,7 +56,8 @@ ROLE_VSS: dict[str, str | None] = {
 
 _VSS_ROLE = {vss: role for role, vss in ROLE_VSS.items() if vss is not None}
 
-_VEHICLE_KEYS = {"name", "description", "dbc", "bitrate"}
+_VEHICLE_KEYS = {"name", "description", "dbc", "bitrate", "bus"}
+_BUS_NAME = re.compile(r"[A-Za-z0-9_.-]{1,15}")  # a bus number or a Linux interface name (can1)
 _ROLE_KEYS = {
     "signal",
     "message",
@@ -69,6 +71,47 @@ _ROLE_KEYS = {
 }
 _RAW_KEY = re.compile(r"-?[0-9]+")  # a map key written as a raw number ("3" = raw value 3)
 _SNA_NAME = re.compile(r"SNA|INVALID|UNKNOWN", re.IGNORECASE)
+
+
+def _vehicle_bus(vehicle: Mapping[str, Any], problems: list[str]) -> str | None:
+    """``[vehicle] bus``: the bus of a multi-bus log the DBC describes, as a name; None if unset."""
+    bus = vehicle.get("bus")
+    if bus is None:
+        return None
+    if isinstance(bus, int) and not isinstance(bus, bool) and bus >= 0:
+        return str(bus)
+    if isinstance(bus, str) and _BUS_NAME.fullmatch(bus):
+        return bus
+    problems.append(
+        f'[vehicle]: bus {bus!r} must be a bus number (0, 1, ...) or an interface name ("can1")'
+    )
+    return None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise ProfileError(f"{path}: cannot read the profile: {e}") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ProfileError(f"{path}: not valid TOML: {e}") from e
+
+
+def profile_bus(name_or_path: str | Path) -> str | None:
+    """The bus a profile expects (``[vehicle] bus``), read without loading its DBC.
+
+    ``fleetnode bus replay`` uses it to pick one bus of a multi-bus log. Raises ProfileError for
+    a missing or unreadable profile or an invalid bus entry.
+    """
+    path = resolve_profile_path(name_or_path)
+    vehicle = _read_toml(path).get("vehicle", {})
+    if not isinstance(vehicle, dict):
+        raise ProfileError(f"{path}: [vehicle] must be a table")
+    problems: list[str] = []
+    bus = _vehicle_bus(vehicle, problems)
+    if problems:
+        raise ProfileError(f"{path}: {problems[0]}")
+    return bus
 
 
 def _choice_names(signal: Signal) -> dict[str, int]:
@@ -192,8 +235,10 @@ class VehicleProfile:
         bitrate: int,
         bindings: Mapping[str, RoleBinding],
         description: str = "",
+        bus: str | None = None,
     ) -> None:
         self.name = name
+        self.bus = bus  # the bus of a multi-bus log this DBC describes (None: not said)
         self.path = path
         self.dbc_path = dbc_path
         self.db = db
@@ -207,6 +252,12 @@ class VehicleProfile:
         self._by_id: dict[tuple[int, bool], _MessageBinding] = {
             key: _MessageBinding(bs[0].message, tuple(bs)) for key, bs in grouped.items()
         }
+        # Every message of the DBC, bound to a role or not: its length is checked on every frame.
+        self._lengths: dict[tuple[int, bool], tuple[str, int]] = {
+            (m.frame_id, bool(m.is_extended_frame)): (m.name, m.length) for m in db.messages
+        }
+        for key, mb in self._by_id.items():
+            self._lengths.setdefault(key, (mb.message.name, mb.message.length))
 
     # --- loading --------------------------------------------------------------------------------
 
@@ -218,13 +269,7 @@ class VehicleProfile:
         Raises ProfileError naming every problem.
         """
         path = resolve_profile_path(name_or_path)
-        try:
-            doc = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError) as e:
-            raise ProfileError(f"{path}: cannot read the profile: {e}") from e
-        except tomllib.TOMLDecodeError as e:
-            raise ProfileError(f"{path}: not valid TOML: {e}") from e
-        return cls.from_dict(doc, path, dbc_path)
+        return cls.from_dict(_read_toml(path), path, dbc_path)
 
     @classmethod
     def from_dict(
@@ -250,17 +295,13 @@ class VehicleProfile:
         if bitrate not in BITRATE_CODES or isinstance(bitrate, bool):
             problems.append(f"[vehicle]: bitrate {bitrate!r} is not one of {sorted(BITRATE_CODES)}")
             bitrate = 500_000
+        bus = _vehicle_bus(vehicle, problems)
 
         dbc = _resolve_dbc(path, vehicle.get("dbc"), dbc_path)
         try:
-            loaded = cantools.database.load_file(str(dbc), database_format="dbc", strict=False)
-        except FileNotFoundError as e:
-            raise ProfileError(f"{path}: DBC file {dbc} not found") from e
-        except Exception as e:  # cantools raises several unrelated types for a bad file
-            raise ProfileError(f"{path}: cannot load DBC {dbc}: {e}") from e
-        if not isinstance(loaded, Database):
-            raise ProfileError(f"{path}: {dbc} is not a CAN database")
-        db = loaded
+            db = load_dbc(dbc)
+        except ProfileError as e:
+            raise ProfileError(f"{path}: {e}") from e
 
         roles = doc.get("roles", {})
         if not isinstance(roles, dict) or not roles:
@@ -289,7 +330,7 @@ class VehicleProfile:
         if problems:
             lines = "\n  ".join(problems)
             raise ProfileError(f"{path}: {len(problems)} problem(s) with DBC {dbc}:\n  {lines}")
-        return cls(name, path, dbc, db, int(bitrate), bindings, description)
+        return cls(name, path, dbc, db, int(bitrate), bindings, description, bus)
 
     # --- use ------------------------------------------------------------------------------------
 
@@ -311,17 +352,19 @@ class VehicleProfile:
     def decode(self, frame: CanFrame) -> dict[str, Value | None]:
         """Role values carried by the frame ({} for a frame the profile does not use).
 
-        A role whose signal holds an SNA or out-of-range value maps to None. Raises DecodeError
-        for a known id whose payload is too short for its DBC message.
+        A role whose signal holds an SNA or out-of-range value maps to None. Raises
+        LengthMismatchError for a frame whose id the DBC knows (carrying a role or not) but whose
+        length differs from the DBC message's, and DecodeError for a payload cantools refuses.
         """
-        mb = self._by_id.get((frame.arb_id, frame.extended))
-        if mb is None or frame.remote:
+        key = (frame.arb_id, frame.extended)
+        known = self._lengths.get(key)
+        if known is None or frame.remote:
             return {}
-        if len(frame.data) < mb.message.length:
-            raise DecodeError(
-                f"{mb.message.name} (0x{frame.arb_id:X}): {len(frame.data)} bytes, "
-                f"DBC says {mb.message.length}"
-            )
+        if len(frame.data) != known[1]:
+            raise LengthMismatchError(known[0], frame.arb_id, len(frame.data), known[1])
+        mb = self._by_id.get(key)
+        if mb is None:
+            return {}
         try:
             raw = cast(
                 dict[str, float], mb.message.decode(frame.data, decode_choices=False, scaling=False)
@@ -397,6 +440,92 @@ def _resolve_dbc(profile_path: Path, declared: object, override: str | Path | No
     if not isinstance(declared, str):
         raise ProfileError(f"{profile_path}: [vehicle] dbc must be a path string")
     return (profile_path.parent / declared).resolve()
+
+
+# Many community (reverse-engineered) DBC files leave out the bit-timing (BS_:) and node (BU_:)
+# sections, which cantools' grammar requires after NS_. Both may be empty, so such a file means
+# the same with empty ones inserted where the format puts them.
+_DBC_HEADER = re.compile(r"(VERSION|NS_)\b")
+_DBC_SYNTAX = re.compile(r"Invalid syntax at line (\d+), column (\d+)")
+_dbc_notices: set[str] = set()
+
+
+def _with_empty_sections(text: str) -> tuple[str, int, int, list[str]]:
+    """(text, first inserted line, lines inserted, the sections added); 1-based line numbers."""
+    lines = text.splitlines(keepends=True)
+
+    def section(keyword: str) -> int | None:
+        return next((i for i, ln in enumerate(lines) if re.match(rf"{keyword}\s*:", ln)), None)
+
+    bs, bu = section("BS_"), section("BU_")
+    if bs is not None and bu is not None:
+        return text, 0, 0, []
+    if bs is not None:
+        at = bs + 1  # BU_ follows BS_
+    elif bu is not None:
+        at = bu  # BS_ precedes BU_
+    else:
+        at = _after_header(lines)
+    if at > 0 and not lines[at - 1].endswith("\n"):
+        lines[at - 1] += "\n"
+    added = ([] if bs is not None else ["BS_:"]) + ([] if bu is not None else ["BU_:"])
+    lines[at:at] = [f"{a}\n" for a in added]
+    return "".join(lines), at + 1, len(added), added
+
+
+def _after_header(lines: list[str]) -> int:
+    """The index of the first line after VERSION and the NS_ block: where BS_ belongs."""
+    in_ns = False
+    for k, ln in enumerate(lines):
+        if not ln.strip() or ln.lstrip().startswith("//"):
+            continue
+        if in_ns and (ln[0].isspace() or re.fullmatch(r"[A-Z_]+\s*", ln)):
+            continue  # an NS_ entry: one keyword on its own (usually indented) line
+        m = _DBC_HEADER.match(ln)
+        if m is None:
+            return k
+        in_ns = m.group(1) == "NS_"
+    return len(lines)
+
+
+def load_dbc(dbc: Path) -> Database:
+    """Loads a DBC file through cantools; raises ProfileError with the file's own line and the
+    reason for a file cantools cannot read.
+
+    A file without `BS_:` or `BU_:` is read as if empty ones were there, and says so once per
+    file on stderr."""
+    try:
+        text = dbc.read_bytes().decode("cp1252")  # the DBC encoding, as cantools reads it
+    except FileNotFoundError as e:
+        raise ProfileError(f"DBC file {dbc} not found") from e
+    except OSError as e:
+        raise ProfileError(f"cannot read DBC {dbc}: {e}") from e
+    patched, first, n_added, added = _with_empty_sections(text)
+    try:
+        loaded = cantools.database.load_string(patched, database_format="dbc", strict=False)
+    except Exception as e:  # cantools raises several unrelated types for a bad file
+        raise ProfileError(f"cannot load DBC {dbc}: {_dbc_reason(e, text, first, n_added)}") from e
+    if not isinstance(loaded, Database):
+        raise ProfileError(f"{dbc} is not a CAN database")
+    if added and str(dbc) not in _dbc_notices:
+        _dbc_notices.add(str(dbc))
+        print(f"fleetnode: {dbc} has no {' or '.join(added)} section; read as if empty "
+              f"{'ones were' if len(added) > 1 else 'one was'} there", file=sys.stderr)
+    return loaded
+
+
+def _dbc_reason(e: Exception, text: str, first: int, n_added: int) -> str:
+    """cantools' reason, with the line number of the file as written (not of the patched text)."""
+    msg = str(e)
+    m = _DBC_SYNTAX.search(msg)
+    if m is None:
+        return msg
+    line, col = int(m.group(1)), int(m.group(2))
+    if n_added and line >= first + n_added:
+        line -= n_added
+    lines = text.splitlines()
+    shown = lines[line - 1].strip() if 0 < line <= len(lines) else ""
+    return f"invalid syntax at line {line}, column {col}: {shown!r}"
 
 
 def _find_signal(

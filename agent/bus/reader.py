@@ -14,7 +14,7 @@ from typing import Any
 
 import serial
 
-from agent.bus.errors import DecodeError
+from agent.bus.errors import DecodeError, LengthMismatchError
 from agent.bus.profile import VehicleProfile
 from agent.bus.slcan import SlcanParser, open_sequence
 from agent.bus.state import StateStore
@@ -24,7 +24,8 @@ READER_COUNTERS = (
     "bytes",
     "decoded_frames",  # frames that carried at least one role
     "ignored_frames",  # well-formed frames with an id the profile does not use
-    "decode_errors",  # frames with a known id whose payload the DBC cannot decode
+    "decode_errors",  # frames with a known id whose payload the DBC cannot decode (every reason)
+    "length_mismatches",  # of those, a DBC id with another length: a second bus, or the wrong DBC
     "connects",
     "open_failures",
     "link_lost",  # the open port failed (EOF, EIO, device gone)
@@ -77,6 +78,8 @@ class BusReader:
         self._serial_factory = serial_factory
         self.parser = SlcanParser()
         self._counters: dict[str, int] = dict.fromkeys(READER_COUNTERS, 0)
+        # The latest decode error's text, for people: which message, which length.
+        self.last_decode_error: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._ser: Any = None
@@ -195,8 +198,11 @@ class BusReader:
             for frame in parser.feed(data):
                 try:
                     values = profile.decode(frame)
-                except DecodeError:
+                except DecodeError as e:
                     counters["decode_errors"] += 1
+                    if isinstance(e, LengthMismatchError):
+                        counters["length_mismatches"] += 1
+                    self.last_decode_error = str(e)
                     continue
                 if values:
                     counters["decoded_frames"] += 1

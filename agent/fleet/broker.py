@@ -16,6 +16,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 MOSQUITTO = os.environ.get("FLEETNODE_MOSQUITTO", shutil.which("mosquitto") or "/usr/sbin/mosquitto")
 
@@ -170,8 +171,9 @@ class Broker:
         except OSError:
             return ""
 
-    def __enter__(self) -> Broker:
-        return self.start()
+    def __enter__(self) -> Self:
+        self.start()
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.kill()

@@ -48,7 +48,7 @@ def _cmd_watch(args: argparse.Namespace) -> int:
 
 def _cmd_submit(args: argparse.Namespace) -> int:
     from agent.fleet.submit import submit_command
-    return submit_command(args)
+    return submit_command(args, client_kwargs(args))
 
 
 def _cmd_keys(args: argparse.Namespace) -> int:
@@ -122,7 +122,7 @@ def register(subparsers: Any) -> None:
     s.set_defaults(func=_cmd_submit)
 
     from agent.fleetside.cli import register as register_service  # argparse only
-    register_service(sub, _connection_args)
+    register_service(sub, _connection_args, tls_from_args)
 
     k = sub.add_parser("keys", help="create and inspect model signing keys",
                        description="Ed25519 keys that sign model manifests; cars trust public keys.")

@@ -195,7 +195,8 @@ class FleetLink:
     # -- lifecycle -----------------------------------------------------------------------------
 
     def __enter__(self) -> Self:
-        return self.start()
+        self.start()
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()

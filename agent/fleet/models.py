@@ -64,14 +64,14 @@ def create_key(path: str | Path) -> str:
 def load_private(path: str | Path) -> Ed25519PrivateKey:
     key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
     if not isinstance(key, Ed25519PrivateKey):
-        raise ValueError(f"{path} is not an Ed25519 private key")
+        raise ValueError(f"{path} is not an Ed25519 private key")  # noqa: TRY004 -- a bad file, as its callers expect
     return key
 
 
 def load_public(path: str | Path) -> Ed25519PublicKey:
     key = serialization.load_pem_public_key(Path(path).read_bytes())
     if not isinstance(key, Ed25519PublicKey):
-        raise ValueError(f"{path} is not an Ed25519 public key")
+        raise ValueError(f"{path} is not an Ed25519 public key")  # noqa: TRY004 -- a bad file, as its callers expect
     return key
 
 

@@ -9,6 +9,7 @@ as it runs, catches and counts every exception, and the durable state lives with
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import ssl
 import threading
@@ -269,7 +270,7 @@ class MqttSession:
                         backoff = self._min_backoff
                     continue
                 self.last_error = f"network loop: {paho.error_string(rc)}"
-            except Exception as e:  # refused, reset, TLS failure...: back off and retry
+            except Exception as e:  # noqa: BLE001 -- refused, reset, TLS failure...: back off and retry
                 self.counters["network_errors"] += 1
                 self.last_error = f"{type(e).__name__}: {e}"
             if self._connected.is_set():
@@ -282,10 +283,10 @@ class MqttSession:
         """End the session: a clean DISCONNECT (no will) flushed by the network thread."""
         self._stopping = True
         if disconnect and self._thread is not None and self._connected.is_set():
-            try:
-                self.client.disconnect()  # queued; the network thread sends what precedes it first
-            except Exception:
-                pass
+            # queued; the network thread sends what precedes it first. A client already torn
+            # down cannot disconnect, and the stop goes on regardless.
+            with contextlib.suppress(Exception):
+                self.client.disconnect()
             deadline = time.monotonic() + timeout
             while self.client.socket() is not None and time.monotonic() < deadline:
                 self._stop.wait(0.01)

@@ -316,14 +316,6 @@ class CertificateAuthority:
         return True
 
 
-def acl_text(fleet_users: Iterable[str]) -> str:
-    """The broker's ACL (agent/fleet/acl.py) with these fleet identities, named by their exact
-    certificate CN (`fleet.dispatch`, or a name without a dot issued through `issue`)."""
-    from agent.fleet import acl  # acl imports this module for the names
-
-    return acl.acl_text(fleet_users, exact=True)
-
-
 # ---------------------------------------------------------------------------------------------
 # Command line
 

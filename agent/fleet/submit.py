@@ -10,6 +10,7 @@ import secrets
 import socket
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -115,9 +116,9 @@ def submit_to_server(args: Any) -> int:
     return 0 if b["state"] == "done" and b["failed"] == 0 else 1
 
 
-def submit_command(args: Any) -> int:
-    from agent.fleet.cli import client_kwargs
-
+def submit_command(args: Any, connection: Mapping[str, Any]) -> int:
+    """Runs `fleetnode fleet submit`; `connection` holds FleetClient's broker keyword arguments
+    (host, port, pool, tls), which the command line builds."""
     if getattr(args, "server", None):
         return submit_to_server(args)
     try:
@@ -136,7 +137,7 @@ def submit_command(args: Any) -> int:
         print("without --server, --redundancy must be an integer", file=sys.stderr)
         return 2
     run = secrets.token_hex(4)
-    with FleetClient(**client_kwargs(args), submitter=submitter, job_timeout_s=args.job_timeout) as fc:
+    with FleetClient(**connection, submitter=submitter, job_timeout_s=args.job_timeout) as fc:
         if not fc.wait_connected(10):
             print(f"cannot reach the broker at {args.host}:{args.port}: {fc.session.last_error}",
                   file=sys.stderr)

@@ -71,4 +71,7 @@ def watch(client: FleetClient, out: TextIO, as_json: bool = False, count: int | 
         left = None if deadline is None else deadline - time.monotonic()
         if left is not None and left <= 0:
             return 0 if count is None else 1
-        client.wait_for(lambda c: progress(c) != seen, interval if left is None else min(interval, left))
+        def changed(c: FleetClient, seen: int = seen) -> bool:
+            return progress(c) != seen
+
+        client.wait_for(changed, interval if left is None else min(interval, left))

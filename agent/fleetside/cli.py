@@ -19,7 +19,9 @@ def _db_arg(p: argparse.ArgumentParser) -> None:
                         "postgresql://user@host:port/dbname (several dispatchers may share it)")
 
 
-def register(sub: Any, connection_args: Any) -> None:
+def register(sub: Any, connection_args: Any, tls_from_args: Any) -> None:
+    """Adds `serve` and `tokens` to the `fleet` subcommands; the broker options and their TLS
+    reading come from the fleet link's command line (agent/fleet/cli.py), which calls this."""
     s = sub.add_parser(
         "serve", help="run the fleet service: durable dispatcher and HTTP API",
         description="Keep batches in a database, send their tasks to the cars through the broker, "
@@ -43,7 +45,7 @@ def register(sub: Any, connection_args: Any) -> None:
     s.add_argument("--spot-check", type=float, default=0.1,
                    help="share of a trusted car's results replicated anyway (default 0.1)")
     s.add_argument("--max-upload-mb", type=float, default=64.0, help="largest upload (default 64 MB)")
-    s.set_defaults(func=serve_command)
+    s.set_defaults(func=serve_command, tls_from_args=tls_from_args)
 
     t = sub.add_parser("tokens", help="API bearer tokens of the fleet service",
                        description="Tokens are stored hashed; a new token is printed once.")
@@ -88,7 +90,6 @@ def serve_command(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from agent.fleet.cli import tls_from_args
     from agent.fleet.models import load_private, sign_manifest
     from agent.fleetside.api import ApiConfig, create_app
     from agent.fleetside.dispatcher import Dispatcher, DispatcherConfig
@@ -118,7 +119,7 @@ def serve_command(args: argparse.Namespace) -> int:
         print(f"fleetnode fleet serve: {e}", file=sys.stderr)
         return 2
     dispatcher = Dispatcher(store, DispatcherConfig(
-        host=args.host, port=args.port, tls=tls_from_args(args), pool=args.pool,
+        host=args.host, port=args.port, tls=args.tls_from_args(args), pool=args.pool,
         submitter=args.submitter, name=args.name, job_timeout_s=args.job_timeout,
         lease_s=args.lease))
 

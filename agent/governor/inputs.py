@@ -24,5 +24,7 @@ class Inputs:
     grid: GridSignal | None = None
     broker_down_since: float | None = None  # monotonic seconds; None while connected
     decode_errors_per_s: float = 0.0  # from the bus reader's counters
+    # Of those, frames whose id the DBC knows with another length: a second bus or the wrong DBC.
+    length_mismatches_per_s: float = 0.0
     energy_today_wh: float | None = None  # the ledger's figure; the governor keeps its own too
     cost_today: float | None = None

@@ -101,8 +101,11 @@ def rule_faults(c: _Ctx) -> None:
     if not c.state.link.up:
         c.off.append(Reason("link_down", f"vehicle link down: {c.state.link.reason or 'no reason given'}"))
     if c.inputs.decode_errors_per_s > f.max_decode_errors_per_s:
+        mismatched = c.inputs.length_mismatches_per_s
+        why = (f" ({mismatched:.1f}/s with a length the DBC does not give: a second bus on the line, "
+               "or the wrong DBC?)" if mismatched > 0 else "")
         c.off.append(Reason("decode_errors", f"{c.inputs.decode_errors_per_s:.1f} CAN decode errors per second "
-                                             f"exceed the limit of {f.max_decode_errors_per_s:g}"))
+                                             f"exceed the limit of {f.max_decode_errors_per_s:g}{why}"))
     down = c.inputs.broker_down_since
     if down is not None and c.now - down > f.broker_down_max_s:
         c.off.append(Reason("broker_down", f"the fleet broker has been unreachable for {(c.now - down) / 60:.0f} min"))

@@ -20,7 +20,7 @@ from agent.inference.errors import (
     UnsupportedOpError,
     counters,
 )
-from agent.inference.model import CancelToken, Model, TensorSpec
+from agent.inference.model import CancelToken, Model, Output, RunResult, TensorSpec
 
 __all__ = [
     "MAX_MODEL_BYTES",
@@ -30,16 +30,20 @@ __all__ = [
     "Model",
     "ModelError",
     "ModelFormatError",
+    "Output",
+    "RunResult",
     "TensorSpec",
     "UnsupportedOpError",
     "counters",
     "load_model",
+    "read_model",
 ]
 
 MAX_MODEL_BYTES = 512 << 20
 
 
-def _read(path_or_bytes: str | os.PathLike[str] | bytes | bytearray | memoryview) -> bytes:
+def read_model(path_or_bytes: str | os.PathLike[str] | bytes | bytearray | memoryview) -> bytes:
+    """The bytes of a model file (or buffer), refused with a ModelError above MAX_MODEL_BYTES."""
     if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
         data = bytes(path_or_bytes)
     else:
@@ -70,7 +74,7 @@ def load_model(path_or_bytes: str | os.PathLike[str] | bytes | bytearray | memor
 
     Raises ModelError (ModelFormatError, UnsupportedOpError naming the op) for a model that
     cannot be used; never crashes on malformed input."""
-    data = _read(path_or_bytes)
+    data = read_model(path_or_bytes)
     if backend == "native":
         if delegate is not None:
             raise ModelError("delegates apply to the litert backend only")

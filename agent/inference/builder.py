@@ -15,7 +15,7 @@ import numpy as np
 from agent.inference.schema import BUILTIN_OPS, OPTIONS
 
 TYPE_CODES: dict[str, int] = {
-    "float32": 0, "int32": 2, "uint8": 3, "int64": 4, "bool": 6, "int16": 7, "int8": 9,
+    "float32": 0, "float16": 1, "int32": 2, "uint8": 3, "int64": 4, "bool": 6, "int16": 7, "int8": 9, "float64": 10,
 }
 
 # (field number, flatbuffers kind, value); kinds: b B h i f bool ivec

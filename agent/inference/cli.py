@@ -1,15 +1,20 @@
-"""`fleetnode infer`: run a .tflite model on .npy inputs and write the outputs to an .npz file.
+"""`fleetnode infer`: run a .tflite model on .npy inputs and write the outputs to an .npz file;
+`fleetnode model show`: what a model is and whether this engine runs it.
 
     fleetnode infer MODEL.tflite --input IN.npy [--input IN2.npy ...] --output OUT.npz
                     [--backend native|litert] [--delegate LIB.so]
+    fleetnode model show MODEL.tflite [--json]
 
 One .npy per model input, in the model's input order; the .npz holds output_0, output_1, ...
-Exit status: 0 on success, 2 for bad arguments, inputs or models (with one line saying why).
+Exit status of infer: 0 on success, 2 for bad arguments, inputs or models (with one line saying
+why). Of model show: 0 for a model the engine runs, 1 for one it refuses (the reason is part of
+the report), 2 for a file that cannot be read as a model.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from agent.inference import ModelError, load_model
+from agent.inference import ModelError, load_model, read_model
+from agent.inference.describe import describe, text_report
 
 
 def register(subparsers: Any) -> None:
@@ -28,6 +34,34 @@ def register(subparsers: Any) -> None:
                     "LiteRT's builtin kernels.")
     _arguments(p)
     p.set_defaults(func=run)
+    model = subparsers.add_parser(
+        "model", help="inspect .tflite models",
+        description="Inspect .tflite models before giving them to the engine or the fleet.")
+    model_sub = model.add_subparsers(dest="model_command", metavar="COMMAND", required=True)
+    show = model_sub.add_parser(
+        "show", help="a model's inputs, outputs, operators, arena, MACs and job signature",
+        description="Show a model in its own terms: inputs and outputs (names, shapes, types, "
+                    "quantization), operators with their counts and whether the engine supports "
+                    "each, the arena the native engine needs, the MAC count, and the signature "
+                    "(dtype and shape per input, in order) a fleet job's inputs must match. "
+                    "Exit status: 0 supported, 1 refused (the reason is in the report), "
+                    "2 not a readable model.")
+    show.add_argument("model", type=Path, metavar="MODEL.tflite", help="the model file")
+    show.add_argument("--json", action="store_true", help="one JSON object instead of text")
+    show.set_defaults(func=show_model)
+
+
+def show_model(args: argparse.Namespace) -> int:
+    try:
+        info = describe(read_model(args.model))
+    except ModelError as e:
+        print(f"fleetnode model show: error: {args.model}: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({"file": str(args.model), **info.as_dict()}, indent=2))
+    else:
+        print(text_report(str(args.model), info))
+    return 0 if info.refusal is None else 1
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:

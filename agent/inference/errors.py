@@ -22,6 +22,19 @@ class UnsupportedOpError(ModelError):
         self.op = op
 
 
+# Where a refusal sends the user: the command that shows the model in its own terms.
+SHOW_HINT = "`fleetnode model show MODEL.tflite` lists the model's operators and tensors"
+
+
+class UnsupportedModelError(UnsupportedOpError):
+    """The model uses operators or tensor types the engine lacks: every one of them, at once."""
+
+    def __init__(self, items: list[str]) -> None:
+        ModelError.__init__(self, f"unsupported: {', '.join(items)}; {SHOW_HINT}")
+        self.op = items[0].split(" (")[0]
+        self.items = items
+
+
 class InputError(ModelError):
     """run() was given inputs of the wrong number, shape or dtype."""
 

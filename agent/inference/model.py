@@ -21,6 +21,31 @@ class TensorSpec:
     zero_point: int
 
 
+@dataclass(frozen=True)
+class Output:
+    """One output of a run, with the spec (name, dtype, shape, quantization) it was made under."""
+
+    spec: TensorSpec
+    array: np.ndarray
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What one run produced: every output with its tensor metadata, in the model's order."""
+
+    outputs: tuple[Output, ...]
+
+    @classmethod
+    def of(cls, specs: Sequence[TensorSpec], arrays: Sequence[np.ndarray]) -> RunResult:
+        if len(specs) != len(arrays):
+            raise ValueError(f"{len(arrays)} arrays for {len(specs)} outputs")
+        return cls(tuple(Output(s, a) for s, a in zip(specs, arrays)))
+
+    @property
+    def arrays(self) -> list[np.ndarray]:
+        return [o.array for o in self.outputs]
+
+
 class CancelToken:
     """A flag another thread sets to stop a run; the native kernels poll it between tiles."""
 
@@ -58,6 +83,10 @@ class Model(abc.ABC):
         and writable) the outputs are written into those arrays, which are returned as a list,
         so a caller can reuse its buffers from run to run. Bad inputs or out arrays raise
         InputError; a cancelled token raises Cancelled."""
+
+    def run_result(self, inputs: Sequence[np.ndarray], cancel: CancelToken | None = None) -> RunResult:
+        """run(), with each output paired with its TensorSpec."""
+        return RunResult.of(self.outputs, self.run(inputs, cancel=cancel))
 
     def _check_inputs(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         if len(inputs) != len(self.inputs):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from collections.abc import Sequence
@@ -11,7 +12,8 @@ import numpy as np
 from agent.inference import _native
 from agent.inference.errors import Cancelled, ModelError, ModelFormatError, counters
 from agent.inference.model import CancelToken, Model, TensorSpec
-from agent.inference.planner import DTYPES, Planner, PlanTables
+from agent.inference.plan import DTYPES, PlanTables
+from agent.inference.planner import Planner
 from agent.inference.tflite import ModelDef, TensorDef
 
 
@@ -86,6 +88,8 @@ class NativeModel(Model):
         self._in_views = [self._view(tables, p, s) for p, s in zip(tables.inputs, self.inputs)]
         self._out_views = [self._view(tables, p, s) for p, s in zip(tables.outputs, self.outputs)]
         self.node_ops = tables.op_names
+        # The plan copied the constants its kernels read; the packed filters were the bulk of them.
+        self._tables = dataclasses.replace(tables, consts=np.zeros(0, dtype=np.uint8))
         self._lock = threading.Lock()
         # Polled by the kernels when run() is given no token; nothing ever sets it.
         self._idle_flag = np.zeros(1, dtype=np.int32)

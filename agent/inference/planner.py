@@ -8,89 +8,37 @@ in one static arena, reusing memory between tensors whose lifetimes do not overl
 
 from __future__ import annotations
 
+import collections
 import dataclasses
-import enum
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from agent.inference.errors import ModelError, ModelFormatError, UnsupportedOpError
+from agent.inference.errors import (
+    SHOW_HINT,
+    ModelError,
+    ModelFormatError,
+    UnsupportedModelError,
+    UnsupportedOpError,
+)
+from agent.inference.ops import FOLDERS, HANDLERS
+from agent.inference.plan import (
+    ALIGN,
+    DTYPES,
+    F64_CODE,
+    MAX_DIMS,
+    MAX_ELEMENTS,
+    NODE_IN,
+    NODE_OUT,
+    NODE_PARAMS,
+    NativeOp,
+    PlanTables,
+    prod,
+)
 from agent.inference.schema import BUILTIN_NAMES, OPTIONS
-from agent.inference.tflite import ModelDef, OperatorDef, Table, TensorDef
-
-MAX_DIMS = 6
-NODE_IN, NODE_OUT, NODE_PARAMS = 8, 4, 48
-ALIGN = 64
-MAX_ELEMENTS = 1 << 31  # per tensor; kernels index with int64 but dims are int32
-
-
-class NativeOp(enum.IntEnum):
-    """Mirror of enum fn_op in native/include/fn_engine.h (same order)."""
-
-    FULLY_CONNECTED = 0
-    CONV_2D = enum.auto()
-    DEPTHWISE_CONV_2D = enum.auto()
-    QUANTIZE_F32_S8 = enum.auto()
-    DEQUANTIZE_S8_F32 = enum.auto()
-    REQUANTIZE_S8 = enum.auto()
-    COPY = enum.auto()
-    ADD_S8 = enum.auto()
-    MUL_S8 = enum.auto()
-    AVG_POOL_S8 = enum.auto()
-    MAX_POOL_S8 = enum.auto()
-    MEAN_S8 = enum.auto()
-    SOFTMAX_S8 = enum.auto()
-    LUT_S8 = enum.auto()
-    CONCAT = enum.auto()
-    STRIDED_COPY = enum.auto()
-    GATHER = enum.auto()
-    BATCH_MATMUL_S8 = enum.auto()
-    BINARY_F32 = enum.auto()
-    UNARY_F32 = enum.auto()
-    BINARY_I32 = enum.auto()
-    REDUCE_I32 = enum.auto()
-
-
-class Requant(enum.IntEnum):
-    """Mirror of enum fn_requant."""
-
-    DOUBLE_ROUND = 0
-    FLOAT64 = 1
-    RUY_X86 = 2
-
-
-DTYPES: dict[str, tuple[int, np.dtype]] = {
-    "float32": (0, np.dtype(np.float32)), "int32": (1, np.dtype(np.int32)),
-    "int8": (2, np.dtype(np.int8)), "uint8": (3, np.dtype(np.uint8)),
-    "int64": (4, np.dtype(np.int64)), "bool": (5, np.dtype(np.bool_)),
-    "int16": (6, np.dtype(np.int16)),
-}
-F64_CODE = 7
-
-# Requantization rule per op in the oracle build, learnt from tests (see docs/engine.md): the
-# builtin FULLY_CONNECTED and CONV_2D run through ruy's x86 output stage, BATCH_MATMUL through
-# gemmlowp double rounding, DEPTHWISE_CONV_2D through double rounding for the channels its
-# NEON-emulated blocks of 8 leave over (the blocks themselves round half up; see ops.conv2d).
-FC_REQUANT = Requant.RUY_X86
-CONV_REQUANT = Requant.RUY_X86
-DWCONV_REQUANT = Requant.DOUBLE_ROUND
-BMM_REQUANT = Requant.DOUBLE_ROUND
-
-
-@dataclass
-class PlanTables:
-    tensor_rows: np.ndarray  # int64 [n, 11]
-    node_rows: np.ndarray  # int32 [m, 63]
-    consts: np.ndarray  # uint8
-    arena_bytes: int
-    inputs: list[int]  # plan tensor ids of the graph inputs
-    outputs: list[int]
-    offsets: list[int]  # arena offset of each plan tensor (or -1 if constant)
-    op_names: list[str]  # model op name behind each node (for error messages)
-    model_tensors: dict[int, int]  # model tensor index -> plan tensor id
-    io_shapes: dict[int, tuple[int, ...]]  # inferred shapes of the graph inputs and outputs
+from agent.inference.tflite import ModelDef, OperatorDef, SubgraphDef, Table, TensorDef
 
 
 @dataclass
@@ -102,18 +50,60 @@ class _PTensor:
     nbytes: int
 
 
-def _prod(shape: tuple[int, ...]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
+def op_name(model: ModelDef, op: OperatorDef) -> str:
+    """The builtin name of an operator (CUSTOM(name) for a custom one)."""
+    code = model.operator_codes[op.opcode_index]
+    name = BUILTIN_NAMES.get(code.builtin, f"builtin code {code.builtin}")
+    return f"CUSTOM({code.custom})" if name == "CUSTOM" else name
+
+
+def tensor_label(model: ModelDef, sg: SubgraphDef, i: int) -> str:
+    """'tensor 33 (conv1/w, input 1 of CONV_2D op 4)': a tensor as a person finds it in the model."""
+    t = sg.tensors[i]
+    where = [t.name] if t.name else []
+    use = next(((k, op) for op in sg.operators for k, j in enumerate(op.inputs) if j == i), None)
+    if use is not None:
+        where.append(f"input {use[0]} of {op_name(model, use[1])} op {use[1].index}")
+    return f"tensor {i}" + (f" ({', '.join(where)})" if where else "")
+
+
+def unsupported(model: ModelDef) -> list[str]:
+    """Everything in the model the engine has no kernel or type for, each with where it is used:
+    'SVDF (2 uses)', 'float16 tensors (inputs of DEQUANTIZE op 0)', '2 subgraphs (control flow)'.
+    Empty when the engine covers every operator and tensor type (its variants are checked later,
+    op by op)."""
+    out: list[str] = []
+    if len(model.subgraphs) != 1:
+        out.append(f"{len(model.subgraphs)} subgraphs (control flow)")
+    ops: collections.Counter[str] = collections.Counter()
+    types: dict[str, list[str]] = {}
+    for sg in model.subgraphs:
+        for op in sg.operators:
+            name = op_name(model, op)
+            if name not in HANDLERS:
+                ops[name] += 1
+            for kind, idx in (("inputs", op.inputs), ("outputs", op.outputs)):
+                bad = sorted({sg.tensors[i].type for i in idx if i >= 0} - DTYPES.keys())
+                for ty in bad:
+                    types.setdefault(ty, []).append(f"{kind} of {name} op {op.index}")
+        used = {i for op in sg.operators for i in op.inputs + op.outputs}
+        for t in sg.tensors:
+            if t.type not in DTYPES and t.index not in used:
+                types.setdefault(t.type, []).append(f"tensor {t.index}")
+    out += [f"{name} ({n} use{'s' if n > 1 else ''})" for name, n in ops.items()]
+    for ty, where in types.items():
+        shown = ", ".join(dict.fromkeys(where[:4]))
+        more = f" and {len(where) - 4} more" if len(where) > 4 else ""
+        out.append(f"{ty} tensors ({shown}{more})")
+    return out
 
 
 class Planner:
     def __init__(self, model: ModelDef, reuse_memory: bool = True) -> None:
         self.reuse_memory = reuse_memory  # False keeps every tensor (for inspecting intermediates)
-        if len(model.subgraphs) != 1:
-            raise UnsupportedOpError("subgraphs", f"{len(model.subgraphs)} subgraphs (control flow)")
+        missing = unsupported(model)
+        if missing:
+            raise UnsupportedModelError(missing)
         self.model = model
         self.sg = model.subgraphs[0]
         self.ptensors: list[_PTensor] = []
@@ -132,9 +122,7 @@ class Planner:
 
     # ---- validation helpers -------------------------------------------------------------
     def _check_tensor(self, t: TensorDef) -> None:
-        if t.type not in DTYPES:
-            raise UnsupportedOpError(f"tensor type {t.type}", f"tensor {t.index} '{t.name}'")
-        n = _prod(t.shape)
+        n = prod(t.shape)
         if n > MAX_ELEMENTS:
             raise ModelFormatError(f"tensor {t.index}: {n} elements")
         if len(t.scales) != len(t.zero_points):
@@ -144,8 +132,14 @@ class Planner:
                 raise ModelFormatError(f"tensor {t.index}: scale {s}")
         if len(t.scales) > 1:
             qd = t.quantized_dimension
-            if not (0 <= qd < len(t.shape)) or t.shape[qd] != len(t.scales):
-                raise ModelFormatError(f"tensor {t.index}: {len(t.scales)} scales on dimension {qd} of {t.shape}")
+            if not 0 <= qd < len(t.shape):
+                raise ModelFormatError(
+                    f"{tensor_label(self.model, self.sg, t.index)}: quantized_dimension {qd} is not a dimension "
+                    f"of shape {list(t.shape)} but {len(t.scales)} scales are given; {SHOW_HINT}")
+            if t.shape[qd] != len(t.scales):
+                raise ModelFormatError(
+                    f"{tensor_label(self.model, self.sg, t.index)}: quantized_dimension {qd} has size "
+                    f"{t.shape[qd]} but {len(t.scales)} scales; {SHOW_HINT}")
         info = np.iinfo(DTYPES[t.type][1]) if DTYPES[t.type][1].kind in "iu" else None
         for z in t.zero_points:
             if info is not None and t.scales and not (info.min <= z <= info.max):
@@ -172,7 +166,7 @@ class Planner:
     def set_shape(self, i: int, shape: tuple[int, ...]) -> None:
         shape = tuple(int(d) for d in shape)
         self.require(len(shape) <= MAX_DIMS and all(d >= 0 for d in shape), f"shape {shape}")
-        self.require(_prod(shape) <= MAX_ELEMENTS, f"shape {shape} is too large")
+        self.require(prod(shape) <= MAX_ELEMENTS, f"shape {shape} is too large")
         self.require(i not in self.tmap, f"tensor {i} is written twice")
         self.shapes[i] = shape
 
@@ -186,7 +180,7 @@ class Planner:
         raw = self.model.buffers[t.buffer] if t.buffer < len(self.model.buffers) else b""
         if not raw:
             # a tensor without elements has no contents to wait for: it is known now
-            return np.zeros(t.shape, DTYPES[t.type][1]) if _prod(t.shape) == 0 else None
+            return np.zeros(t.shape, DTYPES[t.type][1]) if prod(t.shape) == 0 else None
         return np.frombuffer(raw, dtype=DTYPES[t.type][1]).reshape(t.shape)
 
     def const(self, i: int, what: str) -> np.ndarray:
@@ -235,7 +229,7 @@ class Planner:
             pid = self.add_const(np.ascontiguousarray(d, dtype=dt), code)
         else:
             pid = len(self.ptensors)
-            self.ptensors.append(_PTensor(code, t.shape, 0, -1, _prod(t.shape) * dt.itemsize))
+            self.ptensors.append(_PTensor(code, t.shape, 0, -1, prod(t.shape) * dt.itemsize))
         self.tmap[i] = pid
         return pid
 
@@ -252,7 +246,7 @@ class Planner:
 
     def add_temp(self, dtype: str, shape: tuple[int, ...]) -> int:
         code, dt = DTYPES[dtype]
-        self.ptensors.append(_PTensor(code, shape, 0, -1, _prod(shape) * dt.itemsize))
+        self.ptensors.append(_PTensor(code, shape, 0, -1, prod(shape) * dt.itemsize))
         return len(self.ptensors) - 1
 
     def node(self, op: NativeOp, ins: list[int], outs: list[int], params: list[int]) -> None:
@@ -268,16 +262,11 @@ class Planner:
 
     # ---- the whole graph -----------------------------------------------------------------
     def plan(self) -> PlanTables:
-        from agent.inference.ops import FOLDERS, HANDLERS
-
         for i in self.sg.inputs:
             self.require(self.data(i) is None, f"graph input {i} has constant data")
             self.pid(i)
         for op in self.sg.operators:
-            code = self.model.operator_codes[op.opcode_index]
-            name = BUILTIN_NAMES.get(code.builtin, f"builtin code {code.builtin}")
-            if name == "CUSTOM":
-                name = f"CUSTOM({code.custom})"
+            name = op_name(self.model, op)
             self.current_op = f"op {op.index} {name}"
             handler: Callable[[Planner, OperatorDef], None] | None = HANDLERS.get(name)
             if handler is None:
@@ -343,7 +332,7 @@ class Planner:
             rows[p, 9] = max(pt.offset, 0)
             rows[p, 10] = pt.nbytes
         nodes = np.array(self.nodes, dtype=np.int64).reshape(-1, 3 + NODE_IN + NODE_OUT + NODE_PARAMS)
-        return PlanTables(rows, nodes.astype(np.int32), np.frombuffer(bytes(self.consts), np.uint8).copy(),
+        return PlanTables(rows, nodes.astype(np.int32), np.frombuffer(self.consts, np.uint8),
                           arena_bytes, inputs, outputs,
                           [pt.offset if pt.region == 0 else -1 for pt in self.ptensors], self.node_ops,
                           dict(self.tmap), {i: self.t(i).shape for i in list(self.sg.inputs) + list(self.sg.outputs)})

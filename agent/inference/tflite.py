@@ -192,7 +192,8 @@ class ModelDef:
     version: int
     operator_codes: tuple[OperatorCode, ...]
     subgraphs: tuple[SubgraphDef, ...]
-    buffers: tuple[bytes, ...]  # index 0 is the schema's empty sentinel
+    # read-only views into the model's bytes, never copies; index 0 is the schema's empty sentinel
+    buffers: tuple[memoryview, ...]
 
 
 def parse(data: bytes) -> ModelDef:
@@ -229,7 +230,7 @@ def _model(root: Table, buf: memoryview) -> ModelDef:
             if offset + size > len(buf):
                 raise ModelFormatError(f"buffer {i} [{offset}, +{size}) outside the file")
             data = buf[offset:offset + size]
-        buffers.append(bytes(data) if data is not None else b"")
+        buffers.append(data if data is not None else memoryview(b""))
     subgraphs = []
     for sg in root.tables(2):
         subgraphs.append(_subgraph(sg, len(buffers), len(codes)))

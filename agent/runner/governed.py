@@ -98,7 +98,7 @@ class InputsFeed:
     """Builds the governor's Inputs from the agent's parts, for GovernedLoop(inputs=feed).
 
     - decode errors per second: the bus reader's `decode_errors` and its parser's bad lines
-      over `window_s`;
+      over `window_s`, and among them its `length_mismatches` (said in the reason);
     - broker down since: when the fleet link's `connected` last turned false;
     - today's energy and cost: the ledger sink, if any;
     - the grid signal: whatever the fleet last sent through `set_grid`.
@@ -113,7 +113,7 @@ class InputsFeed:
         self.ledger = ledger
         self.window_s = window_s
         self._lock = threading.Lock()
-        self._samples: list[tuple[float, int]] = []
+        self._samples: list[tuple[float, int, int]] = []
         self._down_since: float | None = None
         self._grid: GridSignal | None = None
 
@@ -121,18 +121,22 @@ class InputsFeed:
         with self._lock:
             self._grid = signal
 
-    def decode_error_rate(self, now: float) -> float:
+    def decode_error_rates(self, now: float) -> tuple[float, float]:
+        """(decode errors, length mismatches among them) per second over `window_s`."""
         counters = getattr(self.reader, "counters", None)
         if not isinstance(counters, dict):
-            return 0.0
+            return 0.0, 0.0
         # Undecodable frames plus malformed SLCAN lines: both mean the bus cannot be trusted.
         count = int(counters.get("decode_errors", 0)) + int(getattr(getattr(self.reader, "parser", None),
                                                                     "bad_lines", 0))
+        mismatched = int(counters.get("length_mismatches", 0))
         with self._lock:
-            self._samples.append((now, count))
-            self._samples = [(t, c) for t, c in self._samples if now - t <= self.window_s]
-            t0, c0 = self._samples[0]
-        return (count - c0) / (now - t0) if now > t0 else 0.0
+            self._samples.append((now, count, mismatched))
+            self._samples = [s for s in self._samples if now - s[0] <= self.window_s]
+            t0, c0, m0 = self._samples[0]
+        if now <= t0:
+            return 0.0, 0.0
+        return (count - c0) / (now - t0), (mismatched - m0) / (now - t0)
 
     def __call__(self) -> Inputs:
         now = self.clock.monotonic()
@@ -147,6 +151,7 @@ class InputsFeed:
         today = getattr(self.ledger, "energy_today", None)
         if callable(today):
             energy, cost = today()
+        errors, mismatched = self.decode_error_rates(now)
         return Inputs(wall=self.clock.time(), grid=grid, broker_down_since=down,
-                      decode_errors_per_s=self.decode_error_rate(now),
+                      decode_errors_per_s=errors, length_mismatches_per_s=mismatched,
                       energy_today_wh=energy, cost_today=cost)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 from agent.clock import Clock
 from agent.governor.decision import Decision, Mode
+from agent.inference.model import RunResult
 from agent.runner.power import Allocation, PowerModel
 from agent.runner.token import CancelToken, TokenFactory, default_token_factory
 
@@ -47,7 +48,7 @@ class Outcome(enum.Enum):
 @dataclass(frozen=True)
 class Job:
     job_id: str
-    work: Callable[[CancelToken], bytes]
+    work: Callable[[CancelToken], bytes | RunResult]  # an engine run returns its RunResult
     priority: int = 0  # higher runs first
     deadline: float | None = None  # monotonic seconds, on the runner's clock
 
@@ -56,7 +57,7 @@ class Job:
 class JobOutcome:
     job_id: str
     outcome: Outcome
-    result: bytes | None
+    result: bytes | RunResult | None  # what the work returned (None unless DONE)
     error: str | None
     started: float  # monotonic seconds; equal to ended for a job that never started
     ended: float
@@ -363,17 +364,19 @@ class Runner:
         t.start()
 
     def _work(self, r: _Running) -> None:
-        result: bytes | None = None
+        result: bytes | RunResult | None = None
         error: str | None = None
         raised = False
         _lower_priority(self._job_nice)
         try:
             value = r.job.work(r.token)
-            if isinstance(value, (bytes, bytearray, memoryview)):
+            if isinstance(value, RunResult):
+                result = value
+            elif isinstance(value, (bytes, bytearray, memoryview)):
                 result = bytes(value)
             else:
                 raised = True
-                error = f"work returned {type(value).__name__}, not bytes"
+                error = f"work returned {type(value).__name__}, not bytes or a RunResult"
         except Exception as e:  # noqa: BLE001 -- outside code: whatever it raises ends this job only
             raised = True
             error = f"{type(e).__name__}: {e}"

@@ -85,6 +85,7 @@ typedef struct fn_node {
     int32_t p[FN_NODE_PARAMS];
     fn_run_fn run;
     void *state;           /* what prepare made, or NULL */
+    uint32_t consumed;     /* bit j: prepare took what it needs of input j (a filter it packed) */
     struct fn_exec *exec;  /* the plan's threads and scratch */
 } fn_node;
 
@@ -97,8 +98,9 @@ typedef struct {
 
 typedef struct fn_plan fn_plan;
 
-/* Checks both tables and binds kernels. Borrowed pointers (arena, consts) must outlive the plan,
- * and consts must not change while it lives: values in it (per-channel shifts) are checked here only.
+/* Checks both tables and binds kernels. The arena is borrowed and must outlive the plan; consts is
+ * read only here: the plan keeps its own copy of the constants its kernels still read (not the
+ * filters the operators packed), so the caller may free consts once this returns.
  * On failure returns NULL and writes the failing node index (or -1) and status to *err_node, *err. */
 fn_plan *fn_plan_create(const int64_t *tensor_rows, int32_t n_tensors, const int32_t *node_rows,
                         int32_t n_nodes, uint8_t *arena, int64_t arena_len, const uint8_t *consts,

@@ -15,7 +15,7 @@
  *   int32 mult[NR]   fixed-point multiplier M
  *   int32 shl[NR]    max(shift, 0)
  *   int32 shr[NR]    max(-shift, 0)
- *   int8  w[KC/4][NR][4]
+ *   int8  w[KC/4][NR][4]      channel j at slot w_slot[j] of its row (fn_gemm_config)
  * KC is K rounded up to 4; padded k carry zero weights. a_offset is 128 when the microkernel
  * reads activations as unsigned (x ^ 0x80, vpdpbusd), 0 when it reads them signed.
  *
@@ -49,6 +49,7 @@ typedef struct {
     int32_t mr, nr, kr;
     int32_t a_offset; /* 128: activations are read as x ^ 0x80 */
     int32_t isa;
+    const uint8_t *w_slot; /* where channel j sits among the NR of a weight row; NULL: at j */
 } fn_gemm_config;
 
 /* The gemm plans of the given ISA (fn_cpu.h) use: its own if it passed the self-test, else the

@@ -1,6 +1,6 @@
 /* Microkernels of the element-wise int8 ops, their reductions and their tables: qs8-vadd (ADD,
  * SUB, SQUARED_DIFFERENCE), qs8-vmul (MUL), x8-lut (every int8 -> int8 table op), s8-rsum and
- * qs8-requant (MEAN), s8-maxpool and s8-sumpool (the pools). As in fn_ukernels.h: pure compute
+ * qs8-requant (MEAN), s8-maxpool and s8-sumpool (the pools), s8-rmax and qs8-softmax (SOFTMAX). As in fn_ukernels.h: pure compute
  * on rows, one ISA per file, named fn_<dtype>_<op>_ukernel__<isa>; the operators collapse shapes
  * into rows, poll cancel between rows and call what fn_eltwise_ukernels_for picked at plan
  * creation.
@@ -108,6 +108,18 @@ static inline int8_t fn_qs8_requant_one(uint32_t acc, const fn_qs8_requant_param
 typedef void (*fn_s8_maxpool_ukernel)(size_t k, size_t c, const int8_t *x, size_t stride, int8_t *y, int first);
 typedef void (*fn_s8_sumpool_ukernel)(size_t k, size_t c, const int8_t *x, size_t stride, int32_t *acc, int first);
 
+/* ---- s8-rmax: max(-128, x[0..n)).
+ *      qs8-softmax: SOFTMAX's output step, y[i] = (int8) clamp(round(table[x[i]] * inv) + zp,
+ *      -128, 127) with C's roundf (half away from zero) and x86-64's float-to-int32 conversion
+ *      (fn_f32_to_i32); table is the row's view of the exp table, read at x[i] in [-128, 127]. */
+typedef int32_t (*fn_s8_rmax_ukernel)(size_t n, const int8_t *x);
+typedef void (*fn_qs8_softmax_ukernel)(size_t n, const int8_t *x, const float *table, float inv, int32_t zp,
+                                       int8_t *y);
+
+static inline int8_t fn_qs8_softmax_one(int8_t x, const float *table, float inv, int32_t zp) {
+    return fn_out_s8(fn_f32_to_i32(roundf(table[x] * inv)), zp, -128, 127);
+}
+
 #define FN_DECLARE_ELTWISE_UKERNELS(isa)                                                                       \
     void fn_qs8_vadd_ukernel__##isa(size_t n, const int8_t *a, const int8_t *b, int8_t *y,                      \
                                     const fn_qs8_vadd_params *p);                                              \
@@ -120,7 +132,10 @@ typedef void (*fn_s8_sumpool_ukernel)(size_t k, size_t c, const int8_t *x, size_
     void fn_s8_vacc_ukernel__##isa(size_t n, const int8_t *x, uint32_t *acc);                                   \
     void fn_qs8_requant_ukernel__##isa(size_t n, const uint32_t *acc, int8_t *y, const fn_qs8_requant_params *p); \
     void fn_s8_maxpool_ukernel__##isa(size_t k, size_t c, const int8_t *x, size_t stride, int8_t *y, int first); \
-    void fn_s8_sumpool_ukernel__##isa(size_t k, size_t c, const int8_t *x, size_t stride, int32_t *acc, int first)
+    void fn_s8_sumpool_ukernel__##isa(size_t k, size_t c, const int8_t *x, size_t stride, int32_t *acc, int first); \
+    int32_t fn_s8_rmax_ukernel__##isa(size_t n, const int8_t *x);                                              \
+    void fn_qs8_softmax_ukernel__##isa(size_t n, const int8_t *x, const float *table, float inv, int32_t zp,     \
+                                       int8_t *y)
 
 FN_DECLARE_ELTWISE_UKERNELS(scalar);
 #if defined(__x86_64__)
@@ -138,13 +153,15 @@ typedef struct {
     fn_qs8_requant_ukernel requant;
     fn_s8_maxpool_ukernel maxpool;
     fn_s8_sumpool_ukernel sumpool;
+    fn_s8_rmax_ukernel rmax;
+    fn_qs8_softmax_ukernel softmax;
 } fn_eltwise_ukernels;
 
 #define FN_ELTWISE_UKERNELS(isa)                                                                      \
     {fn_qs8_vadd_ukernel__##isa, fn_qs8_vaddc_ukernel__##isa, fn_qs8_vmul_ukernel__##isa,             \
      fn_qs8_vmulc_ukernel__##isa, fn_x8_lut_ukernel__##isa, fn_s8_rsum_ukernel__##isa,                \
      fn_s8_vacc_ukernel__##isa, fn_qs8_requant_ukernel__##isa, fn_s8_maxpool_ukernel__##isa,          \
-     fn_s8_sumpool_ukernel__##isa}
+     fn_s8_sumpool_ukernel__##isa, fn_s8_rmax_ukernel__##isa, fn_qs8_softmax_ukernel__##isa}
 
 /* The element-wise microkernels of an ISA (fn_cpu.h): AVX2 on AVX2 and AVX-512 machines, the
  * portable C elsewhere. Operators call this once per node, at plan creation. */

@@ -9,11 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.bus import profile as profile_module
-from agent.bus.errors import DecodeError, EncodeError, ProfileError
+from agent.bus.errors import DecodeError, EncodeError, LengthMismatchError, ProfileError
 from agent.bus.profile import ROLE_VSS, VehicleProfile, shipped_profiles
 from agent.bus.slcan import CanFrame
 from agent.bus.state import ROLES
-from tests.bus.helpers import PARKED_CHARGING
+from tests.bus.helpers import MODEL3_DBC, PARKED_CHARGING
 
 REF_DBC = Path(__file__).parents[2] / "agent/bus/vehicles/fleetnode_ref.dbc"
 
@@ -76,6 +76,22 @@ def test_unknown_ids_and_remote_frames_carry_nothing(ref: VehicleProfile) -> Non
 def test_short_payload_is_a_decode_error(ref: VehicleProfile) -> None:
     with pytest.raises(DecodeError, match="VCU_DriveStatus"):
         ref.decode(CanFrame(0x102, b"\x01\x02"))
+
+
+def test_a_dbc_id_with_another_length_is_a_length_mismatch_bound_or_not() -> None:
+    # Unbound: ID3D2TotalChargeDischarge carries no role, yet its length is the DBC's too.
+    tesla = VehicleProfile.load("tesla-model3", dbc_path=MODEL3_DBC)
+    unbound = tesla.db.get_message_by_name("ID3D2TotalChargeDischarge")
+    assert unbound.frame_id not in tesla.frame_ids
+    assert tesla.decode(CanFrame(unbound.frame_id, bytes(unbound.length))) == {}
+    with pytest.raises(LengthMismatchError) as e:
+        tesla.decode(CanFrame(unbound.frame_id, bytes(unbound.length - 1)))
+    assert (e.value.got, e.value.expected) == (unbound.length - 1, unbound.length)
+    assert "a second bus" in str(e.value)
+    hvac = tesla.db.get_message_by_name("ID2F3UI_hvacRequest")  # 5 bytes in the DBC, bound
+    assert hvac.length == 5 and hvac.frame_id in tesla.frame_ids
+    with pytest.raises(LengthMismatchError, match="ID2F3UI_hvacRequest .*8 bytes, DBC says 5"):
+        tesla.decode(CanFrame(hvac.frame_id, bytes(8)))  # longer is another message too
 
 
 def test_encode_refuses_what_the_signal_cannot_carry(ref: VehicleProfile) -> None:
@@ -191,7 +207,7 @@ def test_any_payload_decodes_or_is_a_decode_error(
     try:
         values = ref.decode(CanFrame(arb_id, data))
     except DecodeError:
-        assert len(data) < 8
+        assert len(data) != 8
         return
     for role, value in values.items():
         assert value is None or isinstance(value, ROLES[role])
@@ -276,3 +292,44 @@ def test_roles_may_be_written_under_their_vss_path(tmp_path: Path) -> None:
     )
     with pytest.raises(ProfileError, match="mapped twice"):
         VehicleProfile.load(twice)
+
+
+def _community_dbc(tmp_path: Path, name: str, *, break_line: str | None = None) -> Path:
+    """The reference DBC as many reverse-engineered files are written: NS_ but no BS_: or BU_:
+    (and no node comments, which would name nodes no BU_ declares)."""
+    kept = [
+        ln
+        for ln in REF_DBC.read_text().splitlines()
+        if not ln.startswith(("BS_:", "BU_:", "CM_ BU_"))
+    ]
+    if break_line is not None:
+        k = next(i for i, ln in enumerate(kept) if ln.startswith(break_line))
+        kept[k] = kept[k].replace(" : ", " ", 1)  # a signal without its colon
+    out = tmp_path / name
+    out.write_text("\n".join(kept) + "\n")
+    return out
+
+
+def test_a_community_dbc_without_bs_and_bu_sections_loads_and_says_so_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], ref: VehicleProfile
+) -> None:
+    dbc = _community_dbc(tmp_path, "community.dbc")
+    assert "BS_:" not in dbc.read_text() and "NS_ :" in dbc.read_text()
+    prof = VehicleProfile.load("reference", dbc_path=dbc)
+    assert decode_all(prof, ref.encode(PARKED_CHARGING)) == PARKED_CHARGING  # type: ignore[arg-type]
+    VehicleProfile.load("reference", dbc_path=dbc)
+    err = capsys.readouterr().err
+    assert err.count(str(dbc)) == 1
+    assert "no BS_: or BU_: section" in err
+
+
+def test_a_broken_community_dbc_is_refused_with_its_own_line_and_reason(tmp_path: Path) -> None:
+    dbc = _community_dbc(tmp_path, "broken.dbc", break_line=" SG_ BMS_PackVoltage")
+    lines = dbc.read_text().splitlines()
+    line = next(i for i, ln in enumerate(lines, 1) if ln.startswith(" SG_ BMS_PackVoltage"))
+    with pytest.raises(ProfileError) as err:
+        VehicleProfile.load("reference", dbc_path=dbc)
+    msg = str(err.value)
+    assert f"invalid syntax at line {line}," in msg
+    assert "SG_ BMS_PackVoltage 0|16@1+" in msg
+    assert str(dbc) in msg

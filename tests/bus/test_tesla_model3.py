@@ -4,44 +4,13 @@ then go through SLCAN and the profile, and must come out as the right roles."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
-import cantools
 import pytest
 from cantools.database.can import Database
 
 from agent.bus.profile import VehicleProfile
 from agent.bus.slcan import CanFrame, SlcanParser, encode_frame
 from agent.bus.state import ROLES
-from tests.bus.helpers import PARKED_CHARGING
-
-MODEL3_DBC = Path("/work/shared/vehicles/Model3CAN.dbc")
-
-
-@pytest.fixture(scope="module")
-def db() -> Database:
-    loaded = cantools.database.load_file(str(MODEL3_DBC), strict=False)
-    assert isinstance(loaded, Database)
-    return loaded
-
-
-@pytest.fixture(scope="module")
-def tesla() -> VehicleProfile:
-    return VehicleProfile.load("tesla-model3", dbc_path=MODEL3_DBC)
-
-
-def community_frame(db: Database, message: str, **signals: Any) -> CanFrame:
-    """Encode one message from the community DBC: unnamed signals are 0 (raw)."""
-    msg = db.get_message_by_name(message)
-    values: dict[str, Any] = {s.name: 0 for s in msg.signals}
-    # Raw 0 is below the physical minimum of offset signals; start those at their minimum.
-    for s in msg.signals:
-        if s.offset and s.minimum is not None:
-            values[s.name] = s.minimum
-    values.update(signals)
-    data = msg.encode(values, strict=False)
-    return CanFrame(msg.frame_id, bytes(data), msg.is_extended_frame)
+from tests.bus.helpers import PARKED_CHARGING, community_frame, community_frames
 
 
 def through_the_wire(tesla: VehicleProfile, frames: list[CanFrame]) -> dict[str, object]:
@@ -58,67 +27,6 @@ def test_profile_binds_to_the_community_dbc(tesla: VehicleProfile) -> None:
     assert set(tesla.roles) == set(ROLES) - {"compute_temp_c"}
     ids = {0x00C, 0x102, 0x118, 0x132, 0x212, 0x257, 0x25D, 0x264, 0x292, 0x2F3, 0x312, 0x3A1}
     assert set(tesla.frame_ids) == ids
-
-
-def community_frames(db: Database, car: dict[str, Any]) -> list[CanFrame]:
-    """The frames a Model 3 in this state sends, written with the community DBC's own names."""
-    gear_names = {"P": "DI_GEAR_P", "R": "DI_GEAR_R", "N": "DI_GEAR_N", "D": "DI_GEAR_D"}
-    frames = [
-        community_frame(db, "ID118DriveSystemStatus", DI_gear=gear_names[car["gear"]]),
-        community_frame(db, "ID257UIspeed", UIspeed_signed257=car["speed_kph"]),
-        community_frame(
-            db,
-            "ID3A1VCFRONT_vehicleStatus",
-            VCFRONT_driverPresent=int(car["driver_present"]),
-            VCFRONT_driverDoorStatus="DOOR_OPEN" if car["door_open"] else "DOOR_CLOSED",
-        ),
-        community_frame(
-            db,
-            "ID25DCP_status",
-            CP_chargeCablePresent="CABLE_PRESENT" if car["charge_cable"] else "CABLE_NOT_PRESENT",
-        ),
-    ]
-    if "soc_percent" in car:  # the battery and charger side, when the test gives it
-        frames += [
-            community_frame(db, "ID292BMS_SOC", SOCUI292=car["soc_percent"]),
-            community_frame(db, "ID00CUI_status", UI_systemActive=int(car["vehicle_awake"])),
-            community_frame(
-                db, "ID264ChargeLineStatus", ChargeLinePower264=car["charging_power_kw"]
-            ),
-            community_frame(
-                db,
-                "ID132HVBattAmpVolt",
-                BattVoltage132=car["pack_voltage_v"],
-                SmoothBattCurrent132=car["pack_current_a"],
-            ),
-            community_frame(
-                db,
-                "ID312BMSthermal",
-                BMSminPackTemperature=car["pack_temp_min_c"],
-                BMSmaxPackTemperature=car["pack_temp_max_c"],
-            ),
-        ]
-    if "departure_event" in car:
-        frames += [
-            community_frame(
-                db, "ID102VCLEFT_doorStatus", VCLEFT_frontHandlePulled=int(car["departure_event"])
-            ),
-            community_frame(
-                db,
-                "ID2F3UI_hvacRequest",
-                UI_hvacReqUserPowerState="PRECONDITION" if car["cabin_preconditioning"] else "OFF",
-                UI_hvacReqTempSetpointLeft=21.0,
-                UI_hvacReqTempSetpointRight=21.0,
-            ),
-            community_frame(
-                db,
-                "ID212BMS_status",
-                BMS_uiChargeStatus="BMS_CHARGE_COMPLETE"
-                if car["charge_limit_reached"]
-                else "BMS_CHARGING",
-            ),
-        ]
-    return frames
 
 
 def test_parked_and_charging(db: Database, tesla: VehicleProfile) -> None:

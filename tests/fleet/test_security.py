@@ -41,7 +41,6 @@ from agent.fleet.link import FleetLink
 from agent.fleet.models import TrustStore, create_key, load_private, load_public, sign_manifest
 from agent.fleet.mqtt import TlsConfig
 from agent.fleet.pki import CertificateAuthority, Identity, PkiError, common_name
-from agent.fleet.pki import acl_text as pki_acl_text
 from tests.fleet.conftest import RUN, VEHICLE, run_car
 
 T = p.Topics
@@ -295,7 +294,7 @@ def test_acl_lets_a_car_write_nothing_outside_its_own_subtree() -> None:
         assert "#" not in topic or topic.startswith(f"{p.ROOT}/models/")
     assert all(not t.startswith(f"{p.ROOT}/cars/") or a != "write" or t.endswith(("/acks", "/credits"))
                for a, t in acl.fleet_rules())  # the fleet writes only its messages to a car
-    text = pki_acl_text(["fleet-legacy", "fleet.dispatch"])
+    text = acl.acl_text(["fleet-legacy", "fleet.dispatch"], exact=True)
     assert "user fleet-legacy" in text and "user fleet.dispatch" in text
     with pytest.raises(PkiError):
         acl.acl_text(["bad name"])

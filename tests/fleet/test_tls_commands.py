@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from agent.fleet.acl import acl_text
 from agent.fleet.broker import Broker, BrokerTls, start_broker
 from agent.fleet.mqtt import TlsConfig
-from agent.fleet.pki import CertificateAuthority, acl_text
+from agent.fleet.pki import CertificateAuthority
 
 
 @dataclass
@@ -34,7 +35,7 @@ def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureFleet]:
     for name in ("car1", "car2", "fleet-dispatch"):
         ident = ca.issue(name)
         tls[name] = TlsConfig(ca.cert_path, ident.cert, ident.key)
-    (d / "acl").write_text(acl_text(["fleet-dispatch"]))
+    (d / "acl").write_text(acl_text(["fleet-dispatch"], exact=True))
     broker = start_broker(d / "broker", tls=BrokerTls(ca.cert_path, server.cert, server.key),
                           acl_file=d / "acl")
     yield SecureFleet(broker, ca, tls)

@@ -57,6 +57,10 @@ def test_decode_errors_over_the_rate_are_off() -> None:
     assert decide(state(), BARE, MONO0, Inputs(wall=WALL0, decode_errors_per_s=4.9)).mode is Mode.RUN
     d = decide(state(), BARE, MONO0, Inputs(wall=WALL0, decode_errors_per_s=6.0))
     assert d.mode is Mode.OFF and codes(d) == {"decode_errors"}
+    assert "length" not in d.reasons[0].text
+    mixed = decide(state(), BARE, MONO0, Inputs(wall=WALL0, decode_errors_per_s=6.0, length_mismatches_per_s=4.0))
+    assert mixed.mode is Mode.OFF and codes(mixed) == {"decode_errors"}
+    assert "4.0/s with a length the DBC does not give" in mixed.reasons[0].text
 
 
 def test_broker_down_for_long_is_off_but_a_blip_is_not() -> None:

@@ -36,7 +36,8 @@ import numpy as np
 
 from agent.inference import _native, tflite
 from agent.inference.native_backend import NativeModel
-from agent.inference.planner import NODE_IN, NODE_OUT, NODE_PARAMS, Planner
+from agent.inference.plan import NODE_IN, NODE_OUT, NODE_PARAMS
+from agent.inference.planner import Planner
 from tests.inference.oracle import litert_run, random_input
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -123,7 +124,8 @@ def plan_vector(data: bytes, name: str, cases: int, rng: np.random.Generator, ca
     """One model's plan file: the tables the binding gets, inputs, LiteRT's outputs, our arena.
     keep=False gives the production plan (arena reuse), whose arena shows only the last writers."""
     model = _plan_recording(data, calls, keep)
-    tables = model._tables
+    # the same tables again, constants included: the model keeps only its plan's own copy of them
+    tables = Planner(tflite.parse(data), reuse_memory=not keep).plan()
     ncols = 3 + NODE_IN + NODE_OUT + NODE_PARAMS
     rows = np.ascontiguousarray(tables.tensor_rows, dtype="<i8")
     nodes = np.ascontiguousarray(tables.node_rows, dtype="<i4").reshape(-1, ncols)

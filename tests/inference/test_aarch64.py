@@ -155,6 +155,15 @@ def test_host_microkernels_agree_with_scalar(build: Path) -> None:
     res = run([str(build / "host" / "test_qs8_qc8w_gemm")], [])
     assert res.returncode == 0, res.stdout + res.stderr
     assert "MISMATCH" not in res.stdout and "ok qs8-qc8w-gemm scalar " in res.stdout
+    res = run([str(build / "host" / "test_eltwise")], [])
+    assert res.returncode == 0 and "MISMATCH" not in res.stdout, res.stdout + res.stderr
+    assert re.search(r"^(ok eltwise avx2: \d+ trials|skip eltwise avx2: not supported here)$", res.stdout,
+                     re.MULTILINE), res.stdout
+
+
+def test_aarch64_eltwise_microkernels_agree_with_scalar(build: Path) -> None:
+    res = run(qemu(build, program="test_eltwise") + ["2000"], [])  # trials: qemu is slow
+    assert res.returncode == 0 and "ok eltwise scalar" in res.stdout, res.stdout + res.stderr
 
 
 def test_host_build_of_the_runner_agrees(build: Path, vectors: list[Path]) -> None:

@@ -45,7 +45,7 @@ def _run_with_isa(isa: str) -> subprocess.CompletedProcess[str]:
             "m = load_model(builder.fully_connected(np.random.default_rng(0), batch=1, depth=8, units=4)); "
             "print(m.isa)")
     env = dict(os.environ, FLEETNODE_ISA=isa)
-    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run([sys.executable, "-c", code], check=False, env=env, capture_output=True, text=True, timeout=60)
 
 
 @pytest.mark.parametrize("isa", ["scalar", "avx2"] if platform.machine() == "x86_64" else ["scalar"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -42,9 +43,16 @@ def test_conv2d(n: int, h: int, w: int, c: int, o: int, k: tuple[int, int], stri
     assert_bit_exact(data, rng, runs=2)
 
 
+# Channel counts on and around the kernels' blocks of 8 (and 16, 32), so that full blocks, tails
+# (LiteRT rounds them differently) and counts below one block all come up; square 3x3 and 5x5
+# kernels as often as the other shapes, since they have kernels of their own.
+dw_channels = st.one_of(st.integers(1, 24), st.sampled_from([7, 8, 9, 15, 16, 17, 23, 31, 32, 33, 40, 47, 48, 63, 64, 65]))
+dw_kernels = st.one_of(st.sampled_from([(3, 3), (5, 5)]), st.tuples(st.integers(1, 5), st.integers(1, 5)))
+
+
 @PROPS
-@given(n=st.integers(1, 2), h=st.integers(1, 9), w=st.integers(1, 9), c=st.integers(1, 24), mult=st.integers(1, 3),
-       k=st.tuples(st.integers(1, 5), st.integers(1, 5)), stride=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+@given(n=st.integers(1, 2), h=st.integers(1, 12), w=st.integers(1, 12), c=dw_channels,
+       mult=st.sampled_from([1, 1, 1, 2, 3]), k=dw_kernels, stride=st.tuples(st.integers(1, 3), st.integers(1, 3)),
        dil=st.tuples(st.integers(1, 2), st.integers(1, 2)), padding=st.integers(0, 1), act=acts, s_in=scales,
        z_in=zps, s_out=scales, z_out=zps, per_channel=st.booleans(), seed=seeds)
 def test_depthwise_conv2d(n: int, h: int, w: int, c: int, mult: int, k: tuple[int, int], stride: tuple[int, int],
@@ -59,6 +67,21 @@ def test_depthwise_conv2d(n: int, h: int, w: int, c: int, mult: int, k: tuple[in
                          depthwise=True, mult=mult)
     assert_bit_exact(data, rng, runs=2)
 
+
+
+# Shapes past the depthwise operator's buffers (fn_op_dwconv2d.c): every row's pointers do not
+# fit the kept table, so tasks build their row; one row does not fit a thread's scratch, and the
+# input rows with repeated channels of a multiplier do not either, so the reference loop runs.
+@pytest.mark.parametrize("h, w, c, k, dil, mult", [
+    (150, 150, 8, (5, 5), (2, 2), 1),  # the table would pass 4 MiB
+    (1, 40000, 8, (1, 1), (1, 1), 1),  # a row of 40000 pointers passes 256 KiB
+    (3, 3000, 64, (3, 3), (1, 1), 2),  # 3 rows of 3000 x 128 repeated channels pass 1 MiB
+])
+def test_depthwise_conv2d_large(h: int, w: int, c: int, k: tuple[int, int], dil: tuple[int, int], mult: int) -> None:
+    rng = np.random.default_rng(h * w + c)
+    data = models.conv2d(rng, h=h, w=w, c=c, kh=k[0], kw=k[1], dil=dil, padding=0, s_in=0.02, z_in=-7,
+                         s_out=0.05, z_out=3, depthwise=True, mult=mult)
+    assert_bit_exact(data, rng, runs=1)
 
 @PROPS
 @given(batch=st.integers(1, 6), depth=st.integers(1, 70), units=st.integers(1, 40), act=acts, s_in=scales,
@@ -176,7 +199,9 @@ def test_mean(case: tuple[tuple[int, ...], list[int], bool], s_in: float, z_in: 
 
 
 @PROPS
-@given(shape=st.lists(st.integers(1, 40), min_size=1, max_size=3).map(tuple), s_in=scales, z_in=zps,
+@given(shape=st.one_of(st.lists(st.integers(1, 40), min_size=1, max_size=3).map(tuple),
+                      st.tuples(st.integers(1, 3), st.integers(41, 1001))),  # classifier heads
+       s_in=st.one_of(scales, st.sampled_from([1e-3, 1.0, 4.0])), z_in=wide_zps,
        beta=st.sampled_from([1.0, 0.5, 2.0]), seed=seeds)
 def test_softmax(shape: tuple[int, ...], s_in: float, z_in: int, beta: float, seed: int) -> None:
     data = models.single_op("SOFTMAX", [(shape, "int8", (s_in, z_in), None)], [(shape, "int8", (1 / 256, -128))],

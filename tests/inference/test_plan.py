@@ -12,8 +12,10 @@ import pytest
 
 from agent.inference import _native, load_model, tflite
 from agent.inference.models import make_thin_path
-from agent.inference.planner import NativeOp, Planner
+from agent.inference.plan import NativeOp
+from agent.inference.planner import Planner
 from tests.inference import fuzz_seeds, models
+from tests.inference.oracle import litert_run, random_input
 
 HEADER = Path(__file__).resolve().parents[2] / "native" / "include" / "fn_engine.h"
 
@@ -135,3 +137,25 @@ def test_c_refuses_strided_copies_that_revisit_or_leave_their_output() -> None:
         for col, v in change.items():
             bad[0, col] = v
         assert _refused(rows, bad, consts, arena), change
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2_035_64", "transformer_tiny", "fc_autoencoder"])
+def test_a_plan_reads_the_constants_only_while_it_is_created(name: str) -> None:
+    """The plan copies the constants its kernels read and packs the filters, so the caller's
+    constants can be overwritten (or freed) once it exists: the outputs stay LiteRT's."""
+    data = (Path(__file__).resolve().parents[2] / "models" / "zoo" / f"{name}.tflite").read_bytes()
+    model = load_model(data)
+    t = Planner(tflite.parse(data)).plan()
+    arena = np.zeros(t.arena_bytes, np.uint8)
+    consts = t.consts.copy()
+    plan = _native.Plan(t.tensor_rows, t.node_rows, arena, consts)
+    consts[:] = 0x5A  # what the plan did not copy is gone
+    x = [random_input(np.random.default_rng(3), s.dtype, s.shape) for s in model.inputs]
+    for pid, xi in zip(t.inputs, x):
+        off = t.offsets[pid]
+        arena[off:off + xi.nbytes] = np.ascontiguousarray(xi).view(np.uint8).ravel()
+    status, node, _ = plan.run_profile(np.zeros(1, np.int32))
+    assert status == 0, (status, node)
+    for pid, ref in zip(t.outputs, litert_run(data, x)):
+        off = t.offsets[pid]
+        assert arena[off:off + ref.nbytes].tobytes() == np.ascontiguousarray(ref).tobytes()

@@ -5,10 +5,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
+import numpy as np
 import pytest
 
 from agent.clock import FakeClock, SystemClock
 from agent.governor.decision import Decision, Mode
+from agent.inference import RunResult
 from agent.runner import (
     Cancelled,
     EventToken,
@@ -392,3 +394,18 @@ def test_jobs_get_the_engines_token_and_its_cancelled_is_preemption() -> None:
         r.stop()
     assert isinstance(seen[0], EngineToken)
     assert o.outcome is Outcome.PREEMPTED and EngineCancelled.__name__ in (o.error or "")
+
+
+def test_an_engine_run_reaches_the_outcome_with_its_tensor_metadata(make_runner) -> None:
+    from agent.inference import load_model
+    from agent.inference.models import make_thin_path
+
+    model = load_model(make_thin_path.build())
+    x = np.arange(16, dtype=np.int8).reshape(1, 16)
+    r, out = make_runner()
+    r.set_decision(RUN_ALL)
+    assert r.submit(Job("engine", lambda tok: model.run_result([x])))
+    [o] = out.wait(1)
+    assert o.outcome is Outcome.DONE and isinstance(o.result, RunResult)
+    assert [res.spec for res in o.result.outputs] == model.outputs
+    assert [a.tobytes() for a in o.result.arrays] == [a.tobytes() for a in model.run([x])]

@@ -11,7 +11,7 @@
 static const fn_kernel KERNELS[FN_OP_COUNT] = {
     KP(FN_OP_FULLY_CONNECTED, fully_connected_s8),
     KP(FN_OP_CONV_2D, conv2d_s8),
-    K(FN_OP_DEPTHWISE_CONV_2D, dwconv2d_s8),
+    KP(FN_OP_DEPTHWISE_CONV_2D, dwconv2d_s8),
     K(FN_OP_QUANTIZE_F32_S8, quantize_f32_s8),
     K(FN_OP_DEQUANTIZE_S8_F32, dequantize_s8_f32),
     K(FN_OP_REQUANTIZE_S8, requantize_s8),
@@ -24,7 +24,7 @@ static const fn_kernel KERNELS[FN_OP_COUNT] = {
     KP(FN_OP_MAX_POOL_S8, max_pool_s8),
     KP(FN_OP_MEAN_S8, mean_s8),
     K(FN_OP_REDUCE_I32, reduce_i32),
-    K(FN_OP_SOFTMAX_S8, softmax_s8),
+    KP(FN_OP_SOFTMAX_S8, softmax_s8),
     KP(FN_OP_LUT_S8, lut_s8),
     K(FN_OP_UNARY_F32, unary_f32),
     K(FN_OP_STRIDED_COPY, strided_copy),

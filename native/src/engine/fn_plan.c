@@ -10,6 +10,7 @@
 
 struct fn_plan {
     fn_tensor *tensors;
+    uint8_t *consts; /* the plan's own copy of the constants its kernels read (own_consts) */
     int32_t n_tensors;
     fn_node *nodes;
     int32_t n_nodes;
@@ -94,6 +95,52 @@ static int outputs_ok(const fn_node *n, const fn_tensor *t, int32_t nt) {
     return 1;
 }
 
+/* Copies the constants the kernels still read into one block the plan owns, each at a 64-byte
+ * boundary, and points their tensors there. A constant is left out (its data pointer NULL) when
+ * every input slot that names it was consumed by a prepare, and no node parameter has its index
+ * as value: parameters name tables and multipliers by tensor index, and any parameter that could
+ * be such a reference keeps the constant. */
+static int own_consts(fn_plan *plan) {
+    const int32_t nt = plan->n_tensors;
+    uint8_t *keep = calloc((size_t)nt + 1, 1);
+    if (!keep) return FN_E_NOMEM;
+    enum { UNSEEN = 0, CONSUMED = 1, READ = 2 };
+    for (int32_t i = 0; i < plan->n_nodes; i++) {
+        const fn_node *n = &plan->nodes[i];
+        for (int j = 0; j < n->n_in; j++) {
+            const int32_t ti = n->in[j];
+            if (ti < 0 || ti >= nt) continue;
+            if (!(n->consumed & (1u << j))) keep[ti] = READ;
+            else if (keep[ti] == UNSEEN) keep[ti] = CONSUMED;
+        }
+        for (int j = 0; j < FN_NODE_PARAMS; j++)
+            if (n->p[j] >= 0 && n->p[j] < nt) keep[n->p[j]] = READ;
+    }
+    size_t total = 0;
+    for (int32_t i = 0; i < nt; i++) {
+        const fn_tensor *t = &plan->tensors[i];
+        if (t->region == FN_REGION_CONST && t->nbytes > 0 && keep[i] != CONSUMED) total += fn_round_up((size_t)t->nbytes, 64);
+    }
+    if (total > 0 && posix_memalign((void **)&plan->consts, 64, total) != 0) {
+        free(keep);
+        return FN_E_NOMEM;
+    }
+    size_t off = 0;
+    for (int32_t i = 0; i < nt; i++) {
+        fn_tensor *t = &plan->tensors[i];
+        if (t->region != FN_REGION_CONST || t->nbytes == 0) continue;
+        if (keep[i] == CONSUMED) {
+            t->data = NULL;
+            continue;
+        }
+        memcpy(plan->consts + off, t->data, (size_t)t->nbytes);
+        t->data = plan->consts + off;
+        off += fn_round_up((size_t)t->nbytes, 64);
+    }
+    free(keep);
+    return FN_OK;
+}
+
 fn_plan *fn_plan_create(const int64_t *tensor_rows, int32_t n_tensors, const int32_t *node_rows,
                         int32_t n_nodes, uint8_t *arena, int64_t arena_len, const uint8_t *consts,
                         int64_t consts_len, int32_t *err_node, int32_t *err) {
@@ -142,7 +189,7 @@ fn_plan *fn_plan_create(const int64_t *tensor_rows, int32_t n_tensors, const int
         n->run = k->run;
         n->exec = &plan->exec;
     }
-    if (alloc_exec(&plan->exec, 1, plan->scratch_need) != FN_OK) {
+    if (own_consts(plan) != FN_OK || alloc_exec(&plan->exec, 1, plan->scratch_need) != FN_OK) {
         *err = FN_E_NOMEM;
         fn_plan_free(plan);
         return NULL;
@@ -195,6 +242,7 @@ void fn_plan_free(fn_plan *plan) {
         for (int32_t i = 0; i < plan->n_nodes; i++) free(plan->nodes[i].state);
     fn_pool_free(plan->exec.pool);
     free(plan->exec.scratch);
+    free(plan->consts);
     free(plan->tensors);
     free(plan->nodes);
     free(plan);

@@ -54,6 +54,7 @@ int fn_prepare_conv2d_s8(fn_node *n, const fn_tensor *t, int32_t nt, size_t *scr
                              (const int32_t *)t[n->p[P_SHIFT]].data, n->p[P_ZP_IN],
                              mode == ROWS_INDIRECT ? (size_t)C : 0);
     if (rc != FN_OK) return rc;
+    n->consumed |= 1u << 1; /* the filter: only the packed copy is read from now on */
     fn_gemm_state *g = n->state;
     if (mode == ROWS_INDIRECT) memset(g->extra, n->p[P_ZP_IN], (size_t)C);
     *scratch_bytes = mode == ROWS_IM2COL ? fn_gemm_scratch(g) : 0;

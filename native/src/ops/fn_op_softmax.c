@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "fn_kernels.h"
+#include "fn_ukernels_eltwise.h"
 
 enum { S_ZP_OUT, S_SCALE_OUT_BITS, S_TABLE };
 
@@ -18,10 +19,20 @@ int fn_check_softmax_s8(const fn_node *n, const fn_tensor *t, int32_t nt) {
     const fn_tensor *x = &t[n->in[0]];
     if (x->ndim < 1 || x->dims[x->ndim - 1] < 1 || t[n->out[0]].count != x->count) return -1;
     if (!fn_zp_ok(n->p[S_ZP_OUT], FN_I8)) return -1;
-    return fn_param_tensor_ok(t, nt, n->p[S_TABLE], FN_F32, 256) ? 0 : -1;
+    /* a constant: microkernels may read ahead of what they have written */
+    if (!fn_param_tensor_ok(t, nt, n->p[S_TABLE], FN_F32, 256)) return -1;
+    return t[n->p[S_TABLE]].region == FN_REGION_CONST ? 0 : -1;
 }
 
+int fn_prepare_softmax_s8(fn_node *n, const fn_tensor *t, int32_t nt, size_t *scratch_bytes) {
+    (void)t, (void)nt, (void)scratch_bytes;
+    return fn_eltwise_prepare(n);
+}
+
+/* Per row: the max and the output step through microkernels; the float sum stays one
+ * sequential loop, since the order of float additions is part of the result. */
 int fn_run_softmax_s8(const fn_node *n, fn_tensor *t, const volatile int32_t *cancel) {
+    const fn_eltwise_ukernels *uk = n->state;
     const fn_tensor *xt = &t[n->in[0]];
     const int64_t depth = xt->dims[xt->ndim - 1], rows = xt->count / depth;
     const int8_t *x = (const int8_t *)xt->data;
@@ -32,16 +43,11 @@ int fn_run_softmax_s8(const fn_node *n, fn_tensor *t, const volatile int32_t *ca
     for (int64_t r = 0; r < rows; r++) {
         if (FN_CANCEL_REQUESTED(cancel)) return FN_CANCELLED;
         const int8_t *xr = x + r * depth;
-        int32_t mx = -128;
-        for (int64_t j = 0; j < depth; j++) mx = xr[j] > mx ? xr[j] : mx;
+        const int32_t mx = uk->rmax((size_t)depth, xr);
         const float *row_table = table + (255 - mx); /* row_table[v] for v <= mx stays in [0, 255] */
         float sum = 0.0f;
         for (int64_t j = 0; j < depth; j++) sum += row_table[xr[j]];
-        const float inv = 1.0f / (sum * s_out);
-        for (int64_t j = 0; j < depth; j++) {
-            const int32_t q = fn_f32_to_i32(roundf(row_table[xr[j]] * inv));
-            y[r * depth + j] = fn_out_s8(q, n->p[S_ZP_OUT], -128, 127);
-        }
+        uk->softmax((size_t)depth, xr, row_table, 1.0f / (sum * s_out), n->p[S_ZP_OUT], y + r * depth);
     }
     return FN_OK;
 }

@@ -3,7 +3,7 @@
  *   test_qs8_qc8w_gemm [TRIALS [SEED]]
  *
  * Each trial draws a problem (rows 1..MR, channels across one to three blocks and a tail, K
- * with every remainder modulo 16, one step or an indirect A of 2..4 steps with rows shared as a
+ * with every remainder modulo 16, now and then deeper than 4096, one step or an indirect A of 2..4 steps with rows shared as a
  * convolution's padding row is), packs it for the scalar config and for the config under test
  * (their nr and a_offset differ), runs the scalar microkernel row by row and the one under test
  * on the whole tile, and compares the whole C buffer, including the bytes past nc and the rows
@@ -23,7 +23,9 @@
 #include "fn_cpu.h"
 #include "fn_ukernels.h"
 
-enum { MAX_K = 80, MAX_N = 56, MAX_M = 16, MAX_KS = 4, PAD = 8 };
+/* Most trials have K up to SHALLOW_K; one in DEEP_ONE_IN goes past 4096, where a microkernel may
+ * switch strategy (the AVX2 one widens A into a 4096-entry buffer only below that). */
+enum { SHALLOW_K = 80, MAX_K = 4224, DEEP_ONE_IN = 64, MAX_N = 56, MAX_M = 16, MAX_KS = 4, PAD = 8 };
 
 static uint64_t rng_state;
 static uint32_t next32(void) {
@@ -91,11 +93,13 @@ static void draw(problem *pb, size_t max_mr, size_t nr) {
     const size_t n_max = 3 * nr + 7 < MAX_N ? 3 * nr + 7 : MAX_N;
     pb->n = (size_t)range(1, (int32_t)n_max);
     pb->ks = next32() % 3 == 0 ? (size_t)range(2, MAX_KS) : 1;
+    const int deep = next32() % DEEP_ONE_IN == 0;
     if (pb->ks == 1) {
-        pb->k = (size_t)range(1, MAX_K);
+        pb->k = (size_t)(deep ? range(4097, MAX_K) : range(1, SHALLOW_K));
         pb->kc = fn_round_up(pb->k, 4);
     } else {
-        pb->kc = 4 * (size_t)range(1, MAX_K / 4 / (int32_t)pb->ks);
+        const int32_t steps = (deep ? MAX_K : SHALLOW_K) / 4 / (int32_t)pb->ks;
+        pb->kc = 4 * (size_t)(deep ? range(4097 / 4 / (int32_t)pb->ks + 1, steps) : range(1, steps));
         pb->k = pb->ks * pb->kc;
     }
     const int zero_a = next32() % 8 == 0, extreme = next32() % 4 == 0;

@@ -13,5 +13,6 @@ void fn_s8_vacc_ukernel__scalar(size_t n, const int8_t *x, uint32_t *acc) {
 }
 
 void fn_qs8_requant_ukernel__scalar(size_t n, const uint32_t *acc, int8_t *y, const fn_qs8_requant_params *p) {
-    for (size_t i = 0; i < n; i++) y[i] = fn_qs8_requant_one(acc[i], p);
+    const fn_qs8_requant_params q = *p; /* int8_t stores may alias *p */
+    for (size_t i = 0; i < n; i++) y[i] = fn_qs8_requant_one(acc[i], &q);
 }

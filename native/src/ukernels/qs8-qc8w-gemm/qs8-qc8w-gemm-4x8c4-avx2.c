@@ -1,56 +1,42 @@
 /* qs8-qc8w-gemm for AVX2. vpmaddubsw would saturate to int16, so this path sign-extends both
  * operands to int16 and uses vpmaddwd, which is exact (two products of int8 fit int32). Each
  * 32-byte weight row (8 channels x 4 k) becomes two int16 registers of 4 channels; the pairs of
- * partial sums are folded with vphaddd at the end. The epilogue is fn_mul_ruy_x86 on 64-bit lanes. */
+ * partial sums are folded with vphaddd at the end, which leaves channel order because the
+ * packing put channels 0 1 4 5 in the first half of each row and 2 3 6 7 in the second.
+ *
+ * The tile's A rows are widened to int16 once, into a buffer on the stack, before the loop over
+ * blocks of 8 channels: each k step then takes a row's four int16 with one broadcast load, and
+ * the vector units spend their slots on the weights' widening, vpmaddwd and vpaddd only. Rows
+ * deeper than that buffer widen their bytes at every block instead. The epilogue is
+ * fn_requant_avx2.h's. */
 #include <immintrin.h>
 
+#include "fn_requant_avx2.h"
 #include "fn_ukernels.h"
 
-enum { MR = 4, NR = 8 };
+enum { MR = 4, NR = 8, KMAX = 4096 /* int16 per row in the widened tile: 32 KiB of stack */ };
 
-/* fn_mul_ruy_x86 on 8 lanes, in one rounding shift per lane. Its two roundings nest exactly:
- *   ((p + 2^30) >> 31 + 2^(rs-1)) >> rs  ==  (p + 2^30 + [rs > 0] 2^(30+rs)) >> (31 + rs)
- * for p = (x << ls) * M (floor divisions by powers of two compose). AVX2 has no 64-bit arithmetic
- * shift, so 2^62 is added too: the sum is then in [0, 2^64) for every int32 x and M, the logical
- * shift by s = 31 + rs gives the result plus 2^(62-s), and that constant (mod 2^32) is taken off
- * together with the zero point. What depends only on the channel is computed once per block. */
-typedef struct {
-    __m256i bias, mult_e, mult_o, shl, rnd_e, rnd_o, sh_e, sh_o, zp_c;
-} requant8_consts;
+/* The packed weights' two int16 halves of k step wk (channels 0 1 4 5, then 2 3 6 7). */
+#define LOAD_W(wk, wl, wh)                                                                     \
+    const __m256i wl = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(wk))); \
+    const __m256i wh = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)((wk) + 16)))
 
-static inline requant8_consts requant8_prepare(const int32_t *hdr, int32_t zp_out) {
-    requant8_consts k;
-    k.bias = _mm256_loadu_si256((const __m256i *)(const void *)hdr);
-    const __m256i mult = _mm256_loadu_si256((const __m256i *)(const void *)(hdr + NR));
-    k.shl = _mm256_loadu_si256((const __m256i *)(const void *)(hdr + 2 * NR));
-    const __m256i shr = _mm256_loadu_si256((const __m256i *)(const void *)(hdr + 3 * NR));
-    k.mult_e = mult;
-    k.mult_o = _mm256_srli_epi64(mult, 32);
-    const __m256i lo32 = _mm256_set1_epi64x(0xFFFFFFFF);
-    const __m256i rs_e = _mm256_and_si256(shr, lo32), rs_o = _mm256_srli_epi64(shr, 32);
-    const __m256i base = _mm256_set1_epi64x(((int64_t)1 << 62) + ((int64_t)1 << 30));
-    const __m256i two30 = _mm256_set1_epi64x((int64_t)1 << 30), zero = _mm256_setzero_si256();
-    const __m256i t_e = _mm256_andnot_si256(_mm256_cmpeq_epi64(rs_e, zero), _mm256_sllv_epi64(two30, rs_e));
-    const __m256i t_o = _mm256_andnot_si256(_mm256_cmpeq_epi64(rs_o, zero), _mm256_sllv_epi64(two30, rs_o));
-    k.rnd_e = _mm256_add_epi64(base, t_e);
-    k.rnd_o = _mm256_add_epi64(base, t_o);
-    const __m256i s31 = _mm256_set1_epi64x(31);
-    k.sh_e = _mm256_add_epi64(rs_e, s31);
-    k.sh_o = _mm256_add_epi64(rs_o, s31);
-    /* 2^(62 - s) = 2^(31 - rs) in each 32-bit lane */
-    const __m256i c32 = _mm256_sllv_epi32(_mm256_set1_epi32(1), _mm256_sub_epi32(_mm256_set1_epi32(31), shr));
-    k.zp_c = _mm256_sub_epi32(_mm256_set1_epi32(zp_out), c32);
-    return k;
-}
-
-/* acc + bias through fn_mul_ruy_x86, + zp, clamped: int32 lanes in [lo, hi]. */
-static inline __m256i requant8(__m256i acc, const requant8_consts *k, __m256i lo, __m256i hi) {
-    const __m256i x = _mm256_sllv_epi32(_mm256_add_epi32(acc, k->bias), k->shl);
-    const __m256i pe = _mm256_add_epi64(_mm256_mul_epi32(x, k->mult_e), k->rnd_e);
-    const __m256i po = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(x, 32), k->mult_o), k->rnd_o);
-    const __m256i qe = _mm256_srlv_epi64(pe, k->sh_e), qo = _mm256_srlv_epi64(po, k->sh_o);
-    const __m256i r = _mm256_add_epi32(_mm256_blend_epi32(qe, _mm256_slli_epi64(qo, 32), 0xAA), k->zp_c);
-    return _mm256_min_epi32(_mm256_max_epi32(r, lo), hi);
+/* Requantizes the tile's R rows of one block and stores its mr rows of nb channels. */
+static inline __attribute__((always_inline)) void tile_out(size_t R, const __m256i *acc_l, const __m256i *acc_h,
+                                                            const uint8_t *blk, int8_t *c, size_t cm_stride,
+                                                            size_t mr, size_t nb, const fn_qs8_out_params *p) {
+    const fn_requant8_avx2_consts rk = fn_requant8_avx2_prepare((const int32_t *)(const void *)blk, p->zp_out);
+    /* every row of the tile at once (rows past mr repeat row mr - 1 and are not stored) */
+    __m256i r[MR];
+    for (size_t i = 0; i < R; i++) r[i] = fn_requant8_avx2_unclamped(_mm256_hadd_epi32(acc_l[i], acc_h[i]), &rk);
+    for (size_t i = R; i < MR; i++) r[i] = r[0];
+    /* saturating packs: int8 lanes [rows 0..3 of channels 0-3 | rows 0..3 of channels 4-7],
+     * clamped to the activation range, then each row's 8 bytes made one qword */
+    const __m256i lo = _mm256_set1_epi8((int8_t)p->lo), hi = _mm256_set1_epi8((int8_t)p->hi);
+    const __m256i b8 = _mm256_packs_epi16(_mm256_packs_epi32(r[0], r[1]), _mm256_packs_epi32(r[2], r[3]));
+    const __m256i rows = _mm256_permutevar8x32_epi32(_mm256_min_epi8(_mm256_max_epi8(b8, lo), hi),
+                                                     _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    fn_store_s8x8_rows_avx2(c, cm_stride, rows, mr, nb);
 }
 
 /* R rows (a constant after inlining: 1, or the whole tile), so a one-row GEMM (a batch-1
@@ -58,9 +44,44 @@ static inline __m256i requant8(__m256i acc, const requant8_consts *k, __m256i lo
 static inline __attribute__((always_inline)) void gemm_rows(size_t R, size_t mr, size_t nc, size_t kc, size_t ks,
                                                             const int8_t *const *a, const void *w, int8_t *c,
                                                             size_t cm_stride, const fn_qs8_out_params *p) {
-    const size_t blk_bytes = FN_GEMM_BLOCK_BYTES(NR, kc * ks);
+    const size_t K = kc * ks, blk_bytes = FN_GEMM_BLOCK_BYTES(NR, K);
     const uint8_t *blk = (const uint8_t *)w;
-    const __m256i lo = _mm256_set1_epi32(p->lo), hi = _mm256_set1_epi32(p->hi);
+    if (K <= KMAX) {
+        /* row i's K int16 (step t's kc bytes at t * kc): widened once for all the blocks */
+        int16_t aw[MR][KMAX] __attribute__((aligned(32)));
+        for (size_t i = 0; i < R; i++)
+            for (size_t t = 0; t < ks; t++) {
+                const int8_t *src = a[t * MR + (i < mr ? i : mr - 1)];
+                int16_t *dst = &aw[i][t * kc];
+                size_t k = 0;
+                for (; k + 16 <= kc; k += 16)
+                    _mm256_storeu_si256((__m256i *)(void *)(dst + k),
+                                        _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(src + k))));
+                for (; k < kc; k += 4) { /* kc is a multiple of 4 */
+                    int32_t q;
+                    __builtin_memcpy(&q, src + k, 4);
+                    _mm_storel_epi64((__m128i *)(void *)(dst + k), _mm_cvtepi8_epi16(_mm_cvtsi32_si128(q)));
+                }
+            }
+        for (size_t n0 = 0; n0 < nc; n0 += NR, blk += blk_bytes) {
+            __m256i acc_l[MR], acc_h[MR];
+            for (size_t i = 0; i < MR; i++) acc_l[i] = acc_h[i] = _mm256_setzero_si256();
+            const int8_t *wk = (const int8_t *)(blk + 16 * NR);
+            for (size_t k = 0; k < K; k += 4, wk += 4 * NR) {
+                LOAD_W(wk, wl, wh);
+                for (size_t i = 0; i < R; i++) {
+                    /* [a0 a1 a2 a3] as int16 in every qword: one load, no shuffle */
+                    int64_t q;
+                    __builtin_memcpy(&q, &aw[i][k], 8);
+                    const __m256i av = _mm256_set1_epi64x(q);
+                    acc_l[i] = _mm256_add_epi32(acc_l[i], _mm256_madd_epi16(wl, av));
+                    acc_h[i] = _mm256_add_epi32(acc_h[i], _mm256_madd_epi16(wh, av));
+                }
+            }
+            tile_out(R, acc_l, acc_h, blk, c + n0, cm_stride, mr, nc - n0 < NR ? nc - n0 : NR, p);
+        }
+        return;
+    }
     for (size_t n0 = 0; n0 < nc; n0 += NR, blk += blk_bytes) {
         __m256i acc_l[MR], acc_h[MR];
         for (size_t i = 0; i < MR; i++) acc_l[i] = acc_h[i] = _mm256_setzero_si256();
@@ -69,10 +90,7 @@ static inline __attribute__((always_inline)) void gemm_rows(size_t R, size_t mr,
             const int8_t *ar[MR];
             for (size_t i = 0; i < R; i++) ar[i] = a[t * MR + (i < mr ? i : mr - 1)];
             for (size_t k = 0; k < kc; k += 4, wk += 4 * NR) {
-                const __m128i w0 = _mm_loadu_si128((const __m128i *)(const void *)wk);
-                const __m128i w1 = _mm_loadu_si128((const __m128i *)(const void *)(wk + 16));
-                const __m256i wl = _mm256_cvtepi8_epi16(w0); /* channels 0-3, 4 k each */
-                const __m256i wh = _mm256_cvtepi8_epi16(w1); /* channels 4-7 */
+                LOAD_W(wk, wl, wh);
                 for (size_t i = 0; i < R; i++) {
                     int32_t q;
                     __builtin_memcpy(&q, ar[i] + k, 4);
@@ -83,23 +101,7 @@ static inline __attribute__((always_inline)) void gemm_rows(size_t R, size_t mr,
                 }
             }
         }
-        const size_t nb = nc - n0 < NR ? nc - n0 : NR;
-        const requant8_consts rk = requant8_prepare((const int32_t *)(const void *)blk, p->zp_out);
-        for (size_t i = 0; i < mr; i++) {
-            /* hadd gives channels [0 1 4 5 | 2 3 6 7]; the permute restores 0..7 */
-            const __m256i s = _mm256_permute4x64_epi64(_mm256_hadd_epi32(acc_l[i], acc_h[i]), 0xD8);
-            const __m256i r = requant8(s, &rk, lo, hi);
-            const __m128i r16 = _mm_packs_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
-            const __m128i r8 = _mm_packs_epi16(r16, r16);
-            int8_t *cr = c + i * cm_stride + n0;
-            if (nb == NR) {
-                _mm_storel_epi64((__m128i *)(void *)cr, r8);
-            } else {
-                int8_t tmp[16];
-                _mm_storeu_si128((__m128i *)(void *)tmp, r8);
-                for (size_t j = 0; j < nb; j++) cr[j] = tmp[j];
-            }
-        }
+        tile_out(R, acc_l, acc_h, blk, c + n0, cm_stride, mr, nc - n0 < NR ? nc - n0 : NR, p);
     }
 }
 

@@ -27,6 +27,10 @@ static inline __m256i lookup32(__m256i u, const __m256i *d) {
 }
 
 void fn_x8_lut_ukernel__avx2(size_t n, const int8_t *x, int8_t *y, const int8_t table[256]) {
+    if (n < 32) { /* fewer lookups than building the sixteen tables costs */
+        fn_x8_lut_ukernel__scalar(n, x, y, table);
+        return;
+    }
     __m128i p[16];
     __m256i d[16];
     for (int k = 0; k < 16; k++) {

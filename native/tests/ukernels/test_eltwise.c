@@ -1,24 +1,24 @@
-/* The element-wise microkernels of every SIMD variant against their scalar twins, byte for
- * byte, over random rows and random parameters across everything the operators' checks admit
+/* Every element-wise microkernel set this machine runs (fn_ukernels_eltwise.h) against the
+ * scalar one, byte for byte, over random rows and random parameters across everything the operators' checks admit
  * (multipliers of any sign including INT32_MIN, every shift, clamp ranges outside int8, zero
- * points at both ends), plus the one input where SRDHM saturates. LiteRT cannot reach most of
+ * points at both ends, SOFTMAX's float step at ties, infinities and NaN), plus the one input
+ * where SRDHM saturates. LiteRT cannot reach most of
  * these (its own kernels refuse or wrap first), so this is where they are compared.
  *
- *   fn_eltwise_ukernel_test [ITERATIONS]     prints a summary; exits 1 on any mismatch
- */
+ *   test_eltwise [TRIALS]
+ *
+ * Prints "ok eltwise ISA: N trials" per ISA whose set differs from the scalar one (the scalar set
+ * itself is listed as the reference), "skip eltwise ISA: ..." for the others, "MISMATCH ..." for
+ * the first differences; exits 0 only if all agree. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fn_ukernels_eltwise.h"
 
-#if defined(__x86_64__)
-static const fn_eltwise_ukernels SIMD = FN_ELTWISE_UKERNELS(avx2);
-#define SIMD_NAME "avx2"
-#else
-#error "no SIMD variant to test on this architecture"
-#endif
 static const fn_eltwise_ukernels REF = FN_ELTWISE_UKERNELS(scalar);
+static fn_eltwise_ukernels SIMD; /* the set under test */
 
 static uint64_t state = 88172645463325252ull;
 static uint32_t rnd(void) {
@@ -34,6 +34,17 @@ static int32_t any32(void) {
     case 1: return INT32_MAX;
     case 2: return range(-3, 3);
     default: return (int32_t)(rnd() ^ (rnd() << 16));
+    }
+}
+/* Floats with ties (k + 0.5), values around the int32 range, infinities and NaN among them. */
+static float any_float(void) {
+    switch (rnd() % 8) {
+    case 0: return (float)range(-300, 300) + 0.5f;
+    case 1: return (float)range(-3, 3) * 1073741824.0f;
+    case 2: return rnd() % 2 ? INFINITY : -INFINITY;
+    case 3: return NAN;
+    case 4: return (float)range(-100000, 100000) * 1e-3f;
+    default: return (float)rnd() / 4294967296.0f;
     }
 }
 static int32_t mult(void) { return rnd() % 3 ? range(1 << 30, INT32_MAX) : any32(); }
@@ -61,7 +72,7 @@ static void clamp_range(int32_t *lo, int32_t *hi) {
 
 static long failures;
 static void same(const char *what, const void *ref, const void *got, size_t bytes, long it) {
-    if (memcmp(ref, got, bytes) != 0 && failures++ < 10) printf("MISMATCH %s (iteration %ld, %zu bytes)\n", what, it, bytes);
+    if (memcmp(ref, got, bytes) != 0 && failures++ < 10) printf("MISMATCH %s (trial %ld, %zu bytes)\n", what, it, bytes);
 }
 
 enum { MAXN = 300 };
@@ -147,6 +158,16 @@ static void one(long it) {
     REF.sumpool(k, ch, a, stride, sum0, first);
     SIMD.sumpool(k, ch, a, stride, sum1, first);
     same("s8-sumpool", sum0, sum1, ch * sizeof *sum0, it);
+
+    const int32_t m0 = REF.rmax(n, a), m1 = SIMD.rmax(n, a);
+    same("s8-rmax", &m0, &m1, sizeof m0, it);
+    float exps[256];
+    for (int i = 0; i < 256; i++) exps[i] = any_float();
+    const float inv = rnd() % 4 ? (float)range(1, 1 << 20) / 4096.0f : any_float();
+    const int32_t z = zp();
+    REF.softmax(n, a, exps + 128, inv, z, y0);
+    SIMD.softmax(n, a, exps + 128, inv, z, y1);
+    same("qs8-softmax", y0, y1, n, it);
 }
 
 /* SRDHM's one saturating input, INT32_MIN * INT32_MIN, at every shift and rounding rule. */
@@ -164,9 +185,23 @@ static void saturation(void) {
 }
 
 int main(int argc, char **argv) {
-    const long iterations = argc > 1 ? atol(argv[1]) : 20000;
-    for (long it = 0; it < iterations; it++) one(it);
-    saturation();
-    printf("%s vs scalar: %ld iterations, %ld mismatches\n", SIMD_NAME, iterations, failures);
+    const long trials = argc > 1 ? atol(argv[1]) : 50000;
+    printf("ok eltwise scalar: the reference\n");
+    for (int isa = 0; isa < FN_ISA_COUNT; isa++) {
+        if (isa == FN_ISA_SCALAR) continue;
+        if (!fn_isa_supported(isa)) {
+            printf("skip eltwise %s: not supported here\n", fn_isa_name(isa));
+            continue;
+        }
+        SIMD = fn_eltwise_ukernels_for(isa);
+        if (SIMD.vadd == REF.vadd) {
+            printf("skip eltwise %s: runs the scalar microkernels\n", fn_isa_name(isa));
+            continue;
+        }
+        const long before = failures;
+        for (long it = 0; it < trials; it++) one(it);
+        saturation();
+        if (failures == before) printf("ok eltwise %s: %ld trials\n", fn_isa_name(isa), trials);
+    }
     return failures != 0;
 }
