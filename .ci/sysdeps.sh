@@ -17,6 +17,8 @@ for cmd in "${!want[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("${want[$cmd]}")
 done
 [ -e /usr/aarch64-linux-gnu/lib/libc.so.6 ] || missing+=(libc6-dev-arm64-cross)
+# The fleet service's PostgreSQL tests start a private cluster with initdb and pg_ctl.
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
 ((${#missing[@]})) || exit 0
 echo "installing Debian packages: ${missing[*]}"
 if [ "$(id -u)" != 0 ]; then

@@ -157,7 +157,8 @@ class Agent:
             self.cfg.car_id, self.cfg.broker_host, self.cfg.broker_port, self.clock,
             outbox_path=self.state_dir / STATE_FILE, pool=self.cfg.pool, tls=tls,
             audit_path=self.state_dir / "audit.sqlite", model_dir=self.state_dir / "models",
-            trusted_keys=keys, on_storage_error=monitor.report),
+            trusted_keys=keys, on_storage_error=monitor.report,
+            on_grant=lambda g: record_grant(ledger, g)),
             lambda: Ledger(self.state_dir / STATE_FILE, self.policy.tariff, self.policy.timezone))
         if opened is None:
             return 2
@@ -321,6 +322,11 @@ def _brief(decision: Any, most: int = 2) -> str:
         return "all conditions met"
     more = f" (+{len(texts) - most} more)" if len(texts) > most else ""
     return "; ".join(texts[:most]) + more
+
+
+def record_grant(ledger: Any, g: Any) -> None:
+    """A credit grant from the fleet (agent/fleet/protocol.CreditGrant) into the owner's ledger."""
+    ledger.record_grant(g.grant, g.t, g.job_id, g.task, g.credits, g.energy_wh)
 
 
 class ModelStore:

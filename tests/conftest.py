@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.broker",
     "tests.fixtures.smallfs",
     "tests.fixtures.figures",
+    "tests.fixtures.postgres",
 ]

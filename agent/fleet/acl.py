@@ -62,6 +62,7 @@ def car_rules() -> list[tuple[str, str]]:
         ("write", _topic(T.errors(_CAR))),
         ("write", _topic(T.results(_CAR, _ANY))),
         ("read", _topic(T.acks(_CAR))),
+        ("read", _topic(T.credits(_CAR))),
         ("read", _topic(T.jobs(_ANY))),
         ("read", _topic(T.model_all(_SHA))),
     ]
@@ -76,6 +77,7 @@ def fleet_rules() -> list[tuple[str, str]]:
         ("read", T.ALL_ERRORS),
         ("read", _topic(T.all_results(_ANY))),
         ("write", _topic(T.acks(_ANY))),
+        ("write", _topic(T.credits(_ANY))),
         ("write", _topic(T.jobs(_ANY))),
         ("readwrite", _topic(T.model_all(_SHA))),
     ]

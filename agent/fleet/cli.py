@@ -1,4 +1,6 @@
-"""`fleetnode fleet …` (watch, submit, keys) and `fleetnode audit`: the fleet link's commands."""
+"""`fleetnode fleet …` (watch, submit, serve, tokens, keys) and `fleetnode audit`.
+
+`serve` and `tokens` are the fleet service's (agent/fleetside/cli.py registers them)."""
 
 from __future__ import annotations
 
@@ -104,7 +106,11 @@ def register(subparsers: Any) -> None:
     s.add_argument("model", help="a .tflite file (sent signed to the cars), a sha256 of a model the "
                                  "cars hold, or builtin:NAME")
     s.add_argument("inputs", type=Path, help=".npy (one job) or .npz (one job per array)")
-    s.add_argument("--redundancy", type=int, default=1, help="cars per job, cross-checked (default 1)")
+    s.add_argument("--redundancy", default="1",
+                   help="cars per job, cross-checked (default 1); with --server also 'adaptive'")
+    s.add_argument("--server", metavar="URL",
+                   help="send the batch to a fleet service (fleetnode fleet serve) instead of the broker")
+    s.add_argument("--token", help="the service's bearer token (default $FLEETNODE_TOKEN)")
     s.add_argument("--key", type=Path, help="signing key (from `fleet keys create`) for a .tflite model")
     s.add_argument("--submitter", default=None,
                    help="submitter id (default: submit-<host>-<pid>)")
@@ -114,6 +120,9 @@ def register(subparsers: Any) -> None:
     s.add_argument("--out", type=Path, help="write each task's outputs to DIR/<task>.npz")
     s.add_argument("--json", action="store_true", help="print one JSON object per task")
     s.set_defaults(func=_cmd_submit)
+
+    from agent.fleetside.cli import register as register_service  # argparse only
+    register_service(sub, _connection_args, tls_from_args)
 
     k = sub.add_parser("keys", help="create and inspect model signing keys",
                        description="Ed25519 keys that sign model manifests; cars trust public keys.")

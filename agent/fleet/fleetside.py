@@ -21,7 +21,7 @@ import logging
 import secrets
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Self
@@ -35,6 +35,8 @@ from agent.fleet.models import chunks_of
 from agent.fleet.mqtt import MqttSession, TlsConfig, publish_props, wait_until
 
 log = logging.getLogger(__name__)
+
+SEEN_JOBS = 100_000  # job ids remembered for the exactly-once hand-up
 
 
 @dataclass
@@ -116,7 +118,9 @@ class FleetClient:
         self.tasks: dict[str, Task] = {}
         self.deliveries: list[Delivery] = []  # every first arrival of a job id, in order
         self.completed: list[str] = []  # task ids as they finish, each once: the consumer's view
-        self._seen_jobs: set[str] = set()
+        # Job ids already handed up, newest last: bounded, since a resend older than this window
+        # still finds its replica done (results_late) and is not handed up again.
+        self._seen_jobs: OrderedDict[str, None] = OrderedDict()
         self._job_index: dict[str, tuple[str, int]] = {}  # job id -> (task, replica)
         self._cond = threading.Condition(threading.RLock())
         self._watch_telemetry = watch_telemetry
@@ -384,7 +388,9 @@ class FleetClient:
             if res.job_id in self._seen_jobs:
                 self.counters["results_duplicate"] += 1
                 return
-            self._seen_jobs.add(res.job_id)
+            self._seen_jobs[res.job_id] = None
+            while len(self._seen_jobs) > SEEN_JOBS:
+                self._seen_jobs.popitem(last=False)
             self.deliveries.append(Delivery(res))
             where = self._job_index.get(res.job_id)
             was_finished = where is not None and self.tasks[where[0]].finished

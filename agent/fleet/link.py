@@ -145,6 +145,8 @@ class FleetLink:
         trusted_keys: TrustStore | None = None,
         model_fetch_timeout_s: float = 120.0,
         on_storage_error: Callable[[StorageError], None] | None = None,
+        compute: p.ComputeClass | None = None,
+        on_grant: Callable[[p.CreditGrant], None] | None = None,
     ) -> None:
         self.car_id = p.check_id("car_id", car_id)
         self.pool = p.check_id("pool", pool)
@@ -171,6 +173,10 @@ class FleetLink:
         self.models = ModelCache(model_dir, model_cache_bytes) if model_dir is not None else None
         self.trust = trusted_keys or TrustStore()
         self.model_fetch_timeout_s = model_fetch_timeout_s
+        self.compute = compute or p.engine_class()
+        # Credits the fleet granted: handed to the owner's ledger; a grant is acknowledged to the
+        # broker only once the callback returned, so a grant the ledger could not take comes again.
+        self.on_grant = on_grant
         self._model_waiters: dict[str, list[p.JobRequest]] = {}
         self._model_started: dict[str, float] = {}
         self._assembly: dict[str, ModelAssembly] = {}
@@ -224,7 +230,7 @@ class FleetLink:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def start(self) -> FleetLink:
+    def start(self) -> Self:
         # Jobs accepted by a previous run and never answered (a crash, a kill): their inputs
         # are gone, so each gets its one reply now, "preempted", and the fleet sends it elsewhere.
         for job_id, _ in self.outbox.accepted():
@@ -280,7 +286,8 @@ class FleetLink:
                 reasons=reasons, available_w=budget if mode == "RUN" else 0.0,
                 accepting_jobs=accepting, capacity=self.job_queue_size,
                 soc_percent=None if soc is None else max(0.0, min(100.0, float(soc))),
-                charging=None if kw is None else float(kw) > 0.0, pool=self.pool)
+                charging=None if kw is None else float(kw) > 0.0, pool=self.pool,
+                compute=self.compute)
             if self._state is not None and _same_state(self._state, st):
                 return False
             self._state = st
@@ -625,6 +632,7 @@ class FleetLink:
 
     def _on_connect(self, session_present: bool) -> None:
         self.session.subscribe(p.Topics.acks(self.car_id), p.QOS_ACK)
+        self.session.subscribe(p.Topics.credits(self.car_id), p.QOS_GRANT)
         with self._lock:
             self._inflight.clear()
             self._resync = True
@@ -642,6 +650,8 @@ class FleetLink:
             self._on_ack(msg)
         elif msg.topic == p.Topics.jobs(self.pool):
             self._on_job(msg)
+        elif msg.topic == p.Topics.credits(self.car_id):
+            self._on_grant(msg)
         elif msg.topic.startswith(f"{p.ROOT}/models/"):
             self._on_model_message(msg)
             self._ack_mid(msg)
@@ -666,6 +676,25 @@ class FleetLink:
                     self._acked_unstored.update(ids)  # deleted once the disk takes writes
                 self._storage_failed(e)
             self._wake.set()
+        self._ack_mid(msg)
+
+    def _on_grant(self, msg: paho.MQTTMessage) -> None:
+        try:
+            grant = p.CreditGrant.decode(bytes(msg.payload))
+            if grant.car != self.car_id:
+                raise p.ProtocolError("forged", f"a grant for {grant.car} on {self.car_id}'s topic")
+        except p.ProtocolError:
+            self.counters["grants_invalid"] += 1
+            self._ack_mid(msg)
+            return
+        if self.on_grant is not None:
+            try:
+                self.on_grant(grant)
+            except Exception:  # not acknowledged: the broker sends it again
+                self.counters["grants_unrecorded"] += 1
+                log.exception("cannot record grant %s", grant.grant)
+                return
+        self.counters["grants_received"] += 1
         self._ack_mid(msg)
 
     def _on_job(self, msg: paho.MQTTMessage) -> None:
@@ -748,16 +777,20 @@ class FleetLink:
             return None
         with self._lock:
             waiting = sum(len(v) for v in self._model_waiters.values())
-            if waiting >= self._jobs.maxsize:
-                return ("busy", "too many jobs waiting for models")
+            # A waiting job is not acknowledged, so it holds a slot of our Receive Maximum
+            # (job_queue_size): one slot stays free for the model's own QoS 1 messages, or a
+            # broker that honours the limit could never deliver them.
+            room = waiting < self.job_queue_size - 1
             first = sha not in self._model_waiters
-            self._model_waiters.setdefault(sha, []).append(job)
+            waiters = self._model_waiters.setdefault(sha, [])
+            if room:
+                waiters.append(job)
             if first:
                 self._model_started[sha] = self.clock.monotonic()
         if first:
             self.counters["model_fetches"] += 1
             self.session.subscribe(p.Topics.model_all(sha), p.QOS_MODEL)
-        return None
+        return None if room else ("busy", "too many jobs waiting for models")
 
     def _on_model_message(self, msg: paho.MQTTMessage) -> None:
         parts = msg.topic.split("/")

@@ -69,6 +69,7 @@ QOS_RESULT = 1
 QOS_ACK = 0
 QOS_ERROR = 1
 QOS_MODEL = 1
+QOS_GRANT = 1
 
 
 class ProtocolError(ValueError):
@@ -130,6 +131,11 @@ class Topics:
     def errors(cls, car_id: str) -> str:
         return f"{cls.car(car_id)}/errors"
 
+    @classmethod
+    def credits(cls, car_id: str) -> str:
+        """Fleet -> car: credits granted for the car's verified results."""
+        return f"{cls.car(car_id)}/credits"
+
     @staticmethod
     def jobs(pool: str) -> str:
         return f"{ROOT}/pools/{check_id('pool', pool)}/jobs"
@@ -160,6 +166,11 @@ class Topics:
     @staticmethod
     def all_results(submitter: str) -> str:
         return f"{ROOT}/cars/+/results/{check_id('submitter', submitter)}"
+
+    @classmethod
+    def shared_results(cls, group: str, submitter: str) -> str:
+        """Results for `submitter` shared among the dispatchers of `group`: each goes to one."""
+        return f"$share/{check_id('group', group)}/{cls.all_results(submitter)}"
 
     @staticmethod
     def parse_car_topic(topic: str) -> tuple[str, str]:
@@ -243,6 +254,62 @@ def _only(obj: Mapping[str, Any], allowed: set[str], what: str) -> None:
 # State (retained; also the last will)
 
 MODES = ("OFF", "STANDBY", "RUN")
+_CLASS_PART = re.compile(r"[A-Za-z0-9._+-]{1,64}")
+
+
+@dataclass(frozen=True)
+class ComputeClass:
+    """What computes a car's results. Results are compared byte for byte only between cars
+    of one class: our engine on any ISA is one class (`fleetnode` and its version); a LiteRT
+    delegate or an NPU backend adds its library and version, and is a class of its own."""
+
+    engine: str
+    version: str
+    library: str | None = None
+    library_version: str | None = None
+
+    @property
+    def key(self) -> str:
+        """One string per class: what the dispatcher groups replicas by."""
+        parts = [self.engine, self.version]
+        if self.library is not None:
+            parts += [self.library, self.library_version or "?"]
+        return "/".join(parts)
+
+    def as_dict(self) -> dict[str, str]:
+        d = {"engine": self.engine, "version": self.version}
+        if self.library is not None:
+            d["library"] = self.library
+            d["library_version"] = self.library_version or ""
+        return d
+
+    @classmethod
+    def from_obj(cls, o: object) -> ComputeClass:
+        if not isinstance(o, dict):
+            raise ProtocolError("bad_schema", "compute must be an object")
+        _only(o, {"engine", "version", "library", "library_version"}, "compute")
+        vals: dict[str, str | None] = {}
+        for k in ("engine", "version", "library", "library_version"):
+            v = o.get(k)
+            if v is None and k in ("library", "library_version"):
+                vals[k] = None
+                continue
+            if not isinstance(v, str) or not (_CLASS_PART.fullmatch(v) or (v == "" and k == "library_version")):
+                raise ProtocolError("bad_schema", f"compute.{k} must match [A-Za-z0-9._+-]{{1,64}}")
+            vals[k] = v
+        return cls(engine=str(vals["engine"]), version=str(vals["version"]),
+                   library=vals["library"], library_version=vals["library_version"])
+
+
+def engine_class() -> ComputeClass:
+    """The class of our own engine: every ISA computes the same bytes."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        v = version("fleetnode")
+    except PackageNotFoundError:
+        v = "0"
+    return ComputeClass("fleetnode", v)
 
 
 @dataclass(frozen=True)
@@ -259,22 +326,26 @@ class CarState:
     seq: int = 0
     t: float = 0.0  # wall seconds when published
     capacity: int = 0  # jobs the car takes at once; the dispatcher keeps no more in flight
+    compute: ComputeClass | None = None  # what computes the car's results (absent in a will)
 
     def encode(self) -> bytes:
-        return _dumps({
+        obj: dict[str, Any] = {
             "v": VERSION, "car": self.car, "online": self.online, "mode": self.mode,
             "reasons": list(self.reasons), "available_w": round(self.available_w, 1),
             "accepting_jobs": self.accepting_jobs, "capacity": self.capacity,
             "soc_percent": None if self.soc_percent is None else round(self.soc_percent, 1),
             "charging": self.charging, "pool": self.pool, "seq": self.seq, "t": round(self.t, 3),
-        })
+        }
+        if self.compute is not None:
+            obj["compute"] = self.compute.as_dict()
+        return _dumps(obj)
 
     @classmethod
     def decode(cls, payload: bytes) -> CarState:
         o = _loads(payload)
         _version(o)
         _only(o, {"v", "car", "online", "mode", "reasons", "available_w", "accepting_jobs",
-                  "capacity", "soc_percent", "charging", "pool", "seq", "t"}, "state")
+                  "capacity", "soc_percent", "charging", "pool", "seq", "t", "compute"}, "state")
         mode = o.get("mode")
         if mode not in MODES:
             raise ProtocolError("bad_schema", f"mode must be one of {MODES}")
@@ -292,6 +363,7 @@ class CarState:
             soc_percent=_num(o, "soc_percent", 0, 100, optional=True), charging=charging,
             pool=check_id("pool", o.get("pool")), seq=_int(o, "seq"),
             t=_num(o, "t", 0, 1e11) or 0.0, capacity=_int(o, "capacity", 0, 4096),
+            compute=None if o.get("compute") is None else ComputeClass.from_obj(o["compute"]),
         )
 
     @classmethod
@@ -739,3 +811,39 @@ class SignedManifest:
         except (binascii.Error, ValueError):
             raise ProtocolError("unsigned", "the signature is not base64") from None
         return cls(ModelManifest.from_obj(o.get("manifest")), raw)
+
+
+# ---------------------------------------------------------------------------------------------
+# Credit grants (fleet -> car, on cars/<car>/credits)
+
+MAX_GRANT_CREDITS = 1e9
+
+
+@dataclass(frozen=True)
+class CreditGrant:
+    """Credits the fleet granted for one verified result. `grant` is unique: a grant that
+    arrives twice is recorded once."""
+
+    grant: str
+    car: str
+    job_id: str
+    task: str
+    credits: float
+    energy_wh: float
+    t: float  # wall seconds when granted
+
+    def encode(self) -> bytes:
+        return _dumps({"v": VERSION, "grant": self.grant, "car": self.car, "job_id": self.job_id,
+                       "task": self.task, "credits": round(self.credits, 9),
+                       "energy_wh": round(self.energy_wh, 6), "t": round(self.t, 3)})
+
+    @classmethod
+    def decode(cls, payload: bytes) -> CreditGrant:
+        o = _loads(payload)
+        _version(o)
+        _only(o, {"v", "grant", "car", "job_id", "task", "credits", "energy_wh", "t"}, "grant")
+        return cls(grant=check_job_id(o.get("grant")), car=check_id("car", o.get("car")),
+                   job_id=check_job_id(o.get("job_id")), task=_str(o, "task", 128) or "",
+                   credits=_num(o, "credits", 0, MAX_GRANT_CREDITS) or 0.0,
+                   energy_wh=_num(o, "energy_wh", 0, 1e9) or 0.0,
+                   t=_num(o, "t", 0, 1e11) or 0.0)

@@ -77,9 +77,50 @@ def task_report(t: Task) -> dict[str, Any]:
             "outputs_sha256": hashlib.sha256(p.tensor_bytes(t.outputs)).hexdigest() if t.outputs else None}
 
 
+def submit_to_server(args: Any) -> int:
+    """`fleetnode fleet submit --server URL`: one batch through the fleet service's HTTP API."""
+    from agent.fleet.apiclient import ApiClient
+
+    token = args.token or os.environ.get("FLEETNODE_TOKEN")
+    if not token:
+        print("--server needs --token or $FLEETNODE_TOKEN (fleetnode fleet tokens add NAME)",
+              file=sys.stderr)
+        return 2
+    try:
+        jobs = load_inputs(args.inputs)
+        model = Path(args.model).read_bytes()
+    except (OSError, ValueError, SubmitError) as e:
+        print(f"cannot read the model or the inputs: {e}", file=sys.stderr)
+        return 2
+    api = ApiClient(args.server.rstrip("/"), token)
+    try:
+        status, body = api.submit(model, {name: inputs[0] for name, inputs in jobs},
+                                  redundancy=str(args.redundancy))
+        if status != 201:
+            print(f"the service refused the batch (HTTP {status}): "
+                  f"{body.get('message') if isinstance(body, dict) else body}", file=sys.stderr)
+            return 2
+        bid = body["id"]
+        print(f"batch {bid}: {body['tasks']} tasks", file=sys.stderr)
+        b = api.wait_batch(bid, args.timeout)
+        results = api.results(bid)
+    except (OSError, ValueError, RuntimeError) as e:
+        print(f"the fleet service at {args.server}: {e}", file=sys.stderr)
+        return 2
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        np.savez(args.out / f"{bid}.npz", **results)  # type: ignore[arg-type]
+    print(json.dumps(b, separators=(",", ":")) if args.json else
+          f"-- batch {bid}: {b['done']}/{b['tasks']} done, {b['failed']} failed, "
+          f"{b['mismatches']} mismatches, {b['state']}")
+    return 0 if b["state"] == "done" and b["failed"] == 0 else 1
+
+
 def submit_command(args: Any, connection: Mapping[str, Any]) -> int:
     """Runs `fleetnode fleet submit`; `connection` holds FleetClient's broker keyword arguments
     (host, port, pool, tls), which the command line builds."""
+    if getattr(args, "server", None):
+        return submit_to_server(args)
     try:
         jobs = load_inputs(args.inputs)
     except (OSError, ValueError, SubmitError) as e:
@@ -90,6 +131,11 @@ def submit_command(args: Any, connection: Mapping[str, Any]) -> int:
     submitter = args.submitter or "".join(
         c if c.isalnum() or c in "_-" else "-" for c in f"submit-{socket.gethostname()}")[:56] + \
         f"-{os.getpid() % 100000}"
+    try:
+        redundancy = int(args.redundancy)
+    except ValueError:
+        print("without --server, --redundancy must be an integer", file=sys.stderr)
+        return 2
     run = secrets.token_hex(4)
     with FleetClient(**connection, submitter=submitter, job_timeout_s=args.job_timeout) as fc:
         if not fc.wait_connected(10):
@@ -101,7 +147,7 @@ def submit_command(args: Any, connection: Mapping[str, Any]) -> int:
         except (SubmitError, OSError, ValueError, p.ProtocolError) as e:
             print(f"model: {e}", file=sys.stderr)
             return 2
-        tasks = [fc.submit(f"{run}-{name}"[:100], model, inputs, args.redundancy, args.max_run_s)
+        tasks = [fc.submit(f"{run}-{name}"[:100], model, inputs, redundancy, args.max_run_s)
                  for name, inputs in jobs]
         finished = fc.wait(args.timeout)
         if args.out is not None:

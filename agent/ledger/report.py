@@ -49,7 +49,9 @@ def render_text(report: Report, ledger: Ledger, currency: str = "EUR") -> str:
         ("  from the grid", f"{t.grid_wh / 1000:.2f} kWh", f"{w.grid_wh / 1000:.2f} kWh"),
         ("  from the battery", f"{t.battery_wh / 1000:.2f} kWh", f"{w.battery_wh / 1000:.2f} kWh"),
         (f"cost ({currency})", f"{t.cost:.2f}", f"{w.cost:.2f}"),
-        ("earnings (credits)", f"{t.credits:.2f}", f"{w.credits:.2f}"),
+        ("credits claimed", f"{t.credits:.2f}", f"{w.credits:.2f}"),
+        ("credits granted", f"{t.granted:.6f}", f"{w.granted:.6f}"),
+        ("  verified results", f"{t.grants}", f"{w.grants}"),
     ]
     out = [f"fleetnode ledger {ledger.path}",
            f"as of {local:%a %d %b %Y %H:%M} ({ledger.zone.key})", "",

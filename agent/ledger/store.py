@@ -2,7 +2,9 @@
 
 Owns the ledger's schema and every query on it. One row per job outcome, one row per hour
 (energy in Wh, busy time, grid vs battery energy, cost under the owner's tariff, credits) and
-one row per departure (SoC reached vs target). A job spanning hours is split across them in
+one row per departure (SoC reached vs target). Credits come in two kinds: claimed (what the
+car's own accounting says its jobs earned) and granted (what the fleet paid for results it
+verified, one row per grant, each recorded once however often it arrives). A job spanning hours is split across them in
 proportion to the time it ran in each. Times are wall seconds; hours are UTC-aligned buckets.
 
 The agent keeps these tables in the same SQLite file as its outbox (agent/fleet/outbox.py), so
@@ -47,7 +49,12 @@ CREATE TABLE IF NOT EXISTS hours (
 CREATE TABLE IF NOT EXISTS departures (
     wall REAL PRIMARY KEY, soc_percent REAL NOT NULL, target_percent REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS grants (
+    grant_id TEXT PRIMARY KEY, wall REAL NOT NULL, job_id TEXT NOT NULL, task TEXT NOT NULL,
+    credits REAL NOT NULL, energy_wh REAL NOT NULL
+);
 CREATE INDEX IF NOT EXISTS jobs_ended ON jobs (ended);
+CREATE INDEX IF NOT EXISTS grants_wall ON grants (wall);
 """
 
 
@@ -108,7 +115,9 @@ class Summary:
     grid_wh: float = 0.0
     battery_wh: float = 0.0
     cost: float = 0.0
-    credits: float = 0.0
+    credits: float = 0.0  # claimed
+    granted: float = 0.0  # granted by the fleet for verified results
+    grants: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
     departures: tuple[DepartureRow, ...] = ()
 
@@ -239,6 +248,20 @@ class Ledger:
         with self._tx() as db:
             entry.write(db)
 
+    def record_grant(self, grant_id: str, wall: float, job_id: str, task: str, credits: float,
+                     energy_wh: float) -> bool:
+        """One grant from the fleet. Returns False for a grant already recorded (a resend)."""
+        for name, v in (("wall", wall), ("credits", credits), ("energy_wh", energy_wh)):
+            if not math.isfinite(v) or v < 0:
+                raise LedgerError(f"grant {grant_id!r}: {name} must be a finite number >= 0")
+        with self._lock:
+            try:
+                cur = self._db.execute("INSERT OR IGNORE INTO grants VALUES (?,?,?,?,?,?)",
+                                       (grant_id, wall, job_id, task, credits, energy_wh))
+                return cur.rowcount == 1
+            except sqlite3.Error as e:
+                raise LedgerError(f"cannot write to ledger {self.path}: {e}") from e
+
     def record_departure(self, wall: float, soc_percent: float, target_percent: float) -> None:
         if not all(math.isfinite(v) for v in (wall, soc_percent, target_percent)):
             raise LedgerError("departure figures must be finite numbers")
@@ -272,11 +295,14 @@ class Ledger:
         outcomes = {str(row[0]): int(row[1]) for row in self._query(
             "SELECT outcome, COUNT(*) FROM jobs WHERE ended >= ? AND ended < ? GROUP BY outcome",
             (start, end))}
+        granted, grants = self._query(
+            "SELECT COALESCE(SUM(credits), 0), COUNT(*) FROM grants WHERE wall >= ? AND wall < ?",
+            (start, end))[0]
         return Summary(
             start, end, busy_s=sum(h.busy_s for h in hours), energy_wh=sum(h.energy_wh for h in hours),
             grid_wh=sum(h.grid_wh for h in hours), battery_wh=sum(h.battery_wh for h in hours),
             cost=sum(h.cost for h in hours), credits=sum(h.credits for h in hours),
-            outcomes=outcomes,
+            granted=float(granted), grants=int(grants), outcomes=outcomes,
             departures=tuple(self.departures(start, end)))
 
     def day_end(self, wall: float) -> float:
