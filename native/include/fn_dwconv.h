@@ -48,6 +48,7 @@ typedef void (*fn_qs8_dwconv_ukernel)(size_t channels, size_t output_width, size
 FN_DECLARE_QS8_DWCONV_UKERNEL(fn_qs8_dwconv_ukernel_xp8c__scalar);
 FN_DECLARE_QS8_DWCONV_UKERNEL(fn_qs8_dwconv_ukernel_9p8c__avx2);
 FN_DECLARE_QS8_DWCONV_UKERNEL(fn_qs8_dwconv_ukernel_xp8c__avx2);
+FN_DECLARE_QS8_DWCONV_UKERNEL(fn_qs8_dwconv_ukernel_xp8c__neon);
 
 typedef struct {
     fn_qs8_dwconv_ukernel ukernel_9p; /* for ks == 9 */

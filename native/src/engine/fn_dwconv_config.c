@@ -11,6 +11,10 @@ static const fn_dwconv_config CONFIGS[FN_ISA_COUNT] = {
     /* an AVX-512 machine runs AVX2 code; the depthwise kernels are load-bound, not width-bound */
     [FN_ISA_AVX512VNNI] = {fn_qs8_dwconv_ukernel_9p8c__avx2, fn_qs8_dwconv_ukernel_xp8c__avx2, FN_ISA_AVX2},
 #endif
+#if defined(__aarch64__)
+    /* plain NEON: runs on the "neon" ISA (dot product present) and needs none of it */
+    [FN_ISA_NEONDOT] = {NULL, fn_qs8_dwconv_ukernel_xp8c__neon, FN_ISA_NEONDOT},
+#endif
 };
 
 const fn_dwconv_config *fn_dwconv_config_for(int isa) {

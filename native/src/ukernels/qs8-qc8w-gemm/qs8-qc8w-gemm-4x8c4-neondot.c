@@ -3,52 +3,14 @@
  * is two registers of 4 channels; one SDOT by lane adds 4 products of one row into 4 channels.
  * Sixteen bytes of each row are loaded at once and their four lanes meet four weight groups.
  * A is indirect (fn_ukernels.h): ks steps of kc bytes per row, the weights one run of ks * kc.
- *
- * The epilogue is fn_mul_ruy_x86 on 64-bit lanes, step for step: SSHL by register wraps as
- * x << ls does; SMULL gives the exact product; + 2^30 and an arithmetic >> 31; + 2^(rs-1) (0 when
- * rs = 0) and SSHL by -rs, an arithmetic shift that truncates; XTN keeps the low 32 bits, which is
- * fn_wrap32. SQRDMULH + SRSHL would round the same way (half up) but saturate where x and M are
- * both INT32_MIN, and the plan does not forbid that multiplier (tests/ukernels reach it). */
+ * The epilogue is fn_requant_neon.h's. */
 #include <arm_neon.h>
 #include <string.h>
 
+#include "fn_requant_neon.h"
 #include "fn_ukernels.h"
 
 enum { MR = 4, NR = 8 };
-
-/* The per-channel requantisation constants of four channels, read once per block. */
-typedef struct {
-    int32x4_t mult, shl;
-    int64x2_t nshr_lo, nshr_hi; /* -rs as 64-bit shift counts */
-    int64x2_t rnd_lo, rnd_hi;   /* 2^(rs-1), or 0 when rs = 0 */
-} requant4_params;
-
-static inline requant4_params requant4_load(const int32_t *hdr) {
-    requant4_params q;
-    q.mult = vld1q_s32(hdr + NR);
-    q.shl = vld1q_s32(hdr + 2 * NR);
-    const int32x4_t shr = vld1q_s32(hdr + 3 * NR);
-    const int64x2_t rs_lo = vmovl_s32(vget_low_s32(shr)), rs_hi = vmovl_high_s32(shr);
-    const int64x2_t one = vdupq_n_s64(1);
-    q.nshr_lo = vnegq_s64(rs_lo);
-    q.nshr_hi = vnegq_s64(rs_hi);
-    q.rnd_lo = vshrq_n_s64(vshlq_s64(one, rs_lo), 1);
-    q.rnd_hi = vshrq_n_s64(vshlq_s64(one, rs_hi), 1);
-    return q;
-}
-
-/* fn_mul_ruy_x86 of four accumulators (bias included), + zp, clamped to [lo, hi]. */
-static inline int32x4_t requant4(int32x4_t acc, const requant4_params *q, int32x4_t zp, int32x4_t lo,
-                                 int32x4_t hi) {
-    const int32x4_t x = vshlq_s32(acc, q->shl);
-    const int64x2_t half = vdupq_n_s64((int64_t)1 << 30);
-    int64x2_t v_lo = vshrq_n_s64(vaddq_s64(vmull_s32(vget_low_s32(x), vget_low_s32(q->mult)), half), 31);
-    int64x2_t v_hi = vshrq_n_s64(vaddq_s64(vmull_high_s32(x, q->mult), half), 31);
-    v_lo = vshlq_s64(vaddq_s64(v_lo, q->rnd_lo), q->nshr_lo);
-    v_hi = vshlq_s64(vaddq_s64(v_hi, q->rnd_hi), q->nshr_hi);
-    const int32x4_t r = vaddq_s32(vcombine_s32(vmovn_s64(v_lo), vmovn_s64(v_hi)), zp);
-    return vminq_s32(vmaxq_s32(r, lo), hi);
-}
 
 /* Four-byte tail of a row: one k group, broadcast to every lane. */
 static inline int8x16_t load4_dup(const int8_t *p) {
@@ -110,7 +72,7 @@ static inline __attribute__((always_inline)) void gemm_rows(size_t R, size_t mr,
             }
         }
 #undef FN_DOT_LANE
-        const requant4_params ql = requant4_load(hdr), qh = requant4_load(hdr + 4);
+        const requant4_params ql = requant4_load(hdr, NR), qh = requant4_load(hdr + 4, NR);
         const size_t nb = nc - n0 < NR ? nc - n0 : NR;
         for (size_t i = 0; i < mr; i++) {
             const int32x4_t rl = requant4(acc[i][0], &ql, zp, lo, hi);
