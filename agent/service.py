@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import Any, TextIO
 
-from agent.clock import Clock, SystemClock
+from agent.clock import Clock, ClockFileError, SharedClock, SystemClock
 from agent.config import AgentConfig, ConfigError
 from agent.sdnotify import Watchdog, notify
 
@@ -45,6 +45,9 @@ def register(sub: Any) -> None:
                    help="directory of Ed25519 public keys (*.pub) whose signed models this car runs")
     p.add_argument("--json", action="store_true", help="print each status as one JSON line")
     p.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: run until signalled)")
+    p.add_argument("--clock", dest="clock_file", metavar="FILE",
+                   help="take time from a shared clock file written by the HIL bench (simulated time; "
+                   "default: the system clock)")
     p.set_defaults(func=_cmd_run)
 
     u = sub.add_parser("unit", help="print the hardened systemd unit for this installation",
@@ -81,7 +84,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stop.set())
     if args.duration > 0:
         threading.Timer(args.duration, stop.set).start()
-    agent = Agent(cfg, SystemClock(), out=sys.stdout, json_lines=args.json)
+    clock: Clock = SystemClock()
+    if args.clock_file:
+        try:
+            clock = SharedClock(args.clock_file)
+        except ClockFileError as e:
+            print(f"fleetnode run: {e}", file=sys.stderr)
+            return 2
+    agent = Agent(cfg, clock, out=sys.stdout, json_lines=args.json)
+    signal.signal(signal.SIGHUP, lambda *_: agent.reload_policy())
     return agent.run(stop)
 
 
@@ -119,6 +130,22 @@ class Agent:
         self._last_key: tuple[Any, ...] | None = None
         self._last_print = -1e9
 
+    def reload_policy(self) -> None:
+        """Read the policy file again (SIGHUP, `systemctl reload`): the owner changed consent,
+        floor or caps. A file that no longer parses keeps the policy in force, and says why."""
+        from agent.governor import Policy
+        from agent.governor.policy import PolicyError
+
+        if not self.cfg.policy_file:
+            return
+        try:
+            policy = Policy.from_toml(self.cfg.policy_file)
+        except (PolicyError, OSError) as e:
+            self._say({"error": f"policy reload: {e}"}, f"[{self.cfg.car_id}] policy not reloaded: {e}")
+            return
+        self.policy = self.governor.policy = policy
+        self._say({"policy": "reloaded"}, f"[{self.cfg.car_id}] policy reloaded from {self.cfg.policy_file}")
+
     def _say(self, record: dict[str, Any], text: str) -> None:
         if self.out is None:
             return
@@ -149,11 +176,21 @@ class Agent:
         self.models.cache = link.models
         ledger = Ledger(self.state_dir / "ledger.sqlite", self.policy.tariff, self.policy.timezone)
         sink = LedgerSink(ledger, self.clock, self.policy)
-        runner = Runner(self.clock, on_outcome=lambda o: self._on_outcome(link, sink, store, o))
+        shared = self.clock if isinstance(self.clock, SharedClock) else None
+        runner = Runner(self.clock, on_outcome=lambda o: self._on_outcome(link, sink, store, o),
+                        on_power=shared.meter if shared is not None else None)
+        feed = InputsFeed(self.clock, reader=reader, link=link, ledger=sink)
+        inputs: Any = feed
+        if shared is not None:
+            # The bench moves time on once the governor has looked at the present instant.
+            def inputs(feed: InputsFeed = feed, shared: SharedClock = shared) -> Any:
+                counters = reader.counters
+                shared.ack(sum(counters.get(k, 0) for k in ("decoded_frames", "ignored_frames", "decode_errors")))
+                return feed()
         # The stop path (frame -> store -> governor -> cancel tokens) runs on its own thread and
         # never waits for the fleet link; this thread only reports and takes jobs.
         governed = GovernedLoop(store, self.governor, runner, self.clock,
-                                inputs=InputsFeed(self.clock, reader=reader, link=link, ledger=sink))
+                                inputs=inputs)
         reader.start()
         runner.start()
         link.start()
