@@ -30,9 +30,9 @@ def write(result: Result, out_dir: Path = REPORT_DIR) -> tuple[Path, Path]:
 def markdown(r: Result, png_name: str) -> str:
     sc = r.scenario
     lines = [f"# {sc.title}", "",
-             f"Scenario `{sc.path.name}`{' (shortened)' if sc.short else ''}: {sc.clock_text(0)} to "
-             f"{sc.clock_text(sc.duration_s)} local ({sc.timezone}), vehicle profile `{sc.profile}`, "
-             f"{r.steps} steps of {sc.step_s} s simulated in {r.real_s:.1f} s.", "",
+             (f"Scenario `{sc.path.name}`{' (shortened)' if sc.short else ''}: {sc.clock_text(0)} to "
+              f"{sc.clock_text(sc.duration_s)} local ({sc.timezone}), vehicle profile `{sc.profile}`, "
+              f"{r.steps} steps of {sc.step_s} s simulated in {r.real_s:.1f} s."), "",
              f"**Verdict: {'PASS' if r.ok else 'FAIL'}**", "", "| expectation | verdict | detail |", "|---|---|---|"]
     for v in r.verdicts:
         lines.append(f"| {v.name} | {'pass' if v.ok else '**FAIL**'} | {v.detail} |")
@@ -40,13 +40,13 @@ def markdown(r: Result, png_name: str) -> str:
     lines += [f"- {entry}" for entry in r.log] or ["- (no events)"]
     j = r.jobs
     lines += ["", "## Fleet", "",
-              f"{j.get('submitted', 0)} tasks submitted, {j.get('ok', 0)} done, {j.get('pending', 0)} waiting for a car; "
-              f"{j.get('jobs_sent', 0)} jobs sent, {j.get('results', 0)} results received, "
-              f"{j.get('duplicates_dropped', 0)} duplicate deliveries dropped, {j.get('handed_back', 0)} handed back.",
+              (f"{j.get('submitted', 0)} tasks submitted, {j.get('ok', 0)} done, {j.get('pending', 0)} waiting for a car; "
+               f"{j.get('jobs_sent', 0)} jobs sent, {j.get('results', 0)} results received, "
+               f"{j.get('duplicates_dropped', 0)} duplicate deliveries dropped, {j.get('handed_back', 0)} handed back."),
               "", "## Energy", "",
               f"Compute energy: {r.meter_wh:.4f} Wh on the simulator's meter, {r.ledger_wh:.4f} Wh in the owner's ledger.",
-              f"Departure SoC: {'-' if r.departure_soc is None else f'{r.departure_soc:.1f} %'}; "
-              f"the charger alone: {'-' if r.baseline_soc is None else f'{r.baseline_soc:.1f} %'}.", ""]
+              (f"Departure SoC: {'-' if r.departure_soc is None else f'{r.departure_soc:.1f} %'}; "
+               f"the charger alone: {'-' if r.baseline_soc is None else f'{r.baseline_soc:.1f} %'}."), ""]
     if r.violations:
         lines += ["## Violations", ""] + [f"- {v}" for v in r.violations] + [""]
     return "\n".join(lines)
