@@ -146,6 +146,14 @@ class Agent:
         self.policy = self.governor.policy = policy
         self._say({"policy": "reloaded"}, f"[{self.cfg.car_id}] policy reloaded from {self.cfg.policy_file}")
 
+    def _on_grid(self, feed: Any, g: Any) -> None:
+        feed.set_grid(_grid_signal(g, self.clock.monotonic()), g.valid_s)
+        figures = ", ".join(f"{k} {v}" for k, v in (("price/kWh", g.price_per_kwh), ("g CO2/kWh", g.carbon_g_per_kwh),
+                                                      ("cap W", g.power_cap_w)) if v is not None) or "lifted"
+        self._say({"grid_seq": g.seq, "grid": figures, "valid_s": g.valid_s},
+                  f"[{self.cfg.car_id}] grid signal {g.seq} ({g.reason or 'no reason given'}): {figures} "
+                  f"for {g.valid_s:.0f} s")
+
     def _say(self, record: dict[str, Any], text: str) -> None:
         if self.out is None:
             return
@@ -180,6 +188,7 @@ class Agent:
         runner = Runner(self.clock, on_outcome=lambda o: self._on_outcome(link, sink, store, o),
                         on_power=shared.meter if shared is not None else None)
         feed = InputsFeed(self.clock, reader=reader, link=link, ledger=sink)
+        link.on_grid = lambda g: self._on_grid(feed, g)
         inputs: Any = feed
         if shared is not None:
             # The bench moves time on once the governor has looked at the present instant.
@@ -297,6 +306,16 @@ class Agent:
             link.send_result(o.job_id, "failed", error=("expired", "the job ran past its time limit"))
         else:
             link.send_result(o.job_id, "failed", error=("failed", o.error or "the job failed"))
+
+
+def _grid_signal(g: Any, now: float) -> Any:
+    """The governor's view of a fleet grid message (None when the message lifts every figure)."""
+    from agent.governor import GridSignal
+
+    if g.price_per_kwh is None and g.carbon_g_per_kwh is None and g.power_cap_w is None:
+        return None
+    return GridSignal(t=now, price_per_kwh=g.price_per_kwh, carbon_g_per_kwh=g.carbon_g_per_kwh,
+                      power_cap_w=g.power_cap_w)
 
 
 def _brief(decision: Any, most: int = 2) -> str:

@@ -183,6 +183,8 @@ class Bench:
         self._wall_jump_at: float | None = None
         self._departed_at: float | None = None
         self._job_seq = 0
+        self._grid_seq = 0
+        self._grid_cap: tuple[float, float] | None = None  # (watts, until simulated s)
         self._periods: dict[tuple[int, bool], float] = {}
         self._last_sent: dict[tuple[int, bool], tuple[float, bytes]] = {}
 
@@ -225,6 +227,14 @@ class Bench:
             case "submit":
                 for _ in range(int(a["jobs"])):
                     self._submit(fleet)
+            case "grid":
+                self._grid_seq += 1
+                msg = p.GridMessage(t=clock.time(), seq=self._grid_seq, valid_s=float(a["valid_s"]),
+                                    price_per_kwh=a.get("price_per_kwh"), carbon_g_per_kwh=a.get("carbon_g_per_kwh"),
+                                    power_cap_w=a.get("power_cap_w"), reason=str(a["reason"]))
+                fleet.publish_grid(msg)
+                self._grid_cap = (msg.power_cap_w, t + msg.valid_s) if msg.power_cap_w is not None else None
+                self._wait_grid(agent)
 
     def _set_consent(self, on: bool, agent: AgentProcess) -> None:
         text = self.policy_path.read_text()
@@ -236,6 +246,14 @@ class Bench:
         while time.monotonic() < deadline and not any("policy reloaded" in ln for ln in agent.lines[seen:]):
             time.sleep(0.01)  # the agent's own output, read by its pump thread; bounded
         self.consent = on
+
+    def _wait_grid(self, agent: AgentProcess) -> None:
+        """Time stands still until the agent has the signal: MQTT runs on real time."""
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline:
+            if any(f'"grid_seq": {self._grid_seq}' in ln for ln in agent.lines[-50:]):
+                return
+            time.sleep(0.01)  # the agent's own output, read by its pump thread; bounded
 
     def _submit(self, fleet: FleetClient) -> None:
         x = self.rng.integers(-128, 128, size=(1, 16), dtype=np.int8)
@@ -442,6 +460,9 @@ class Bench:
             "rule 7: computing right after a wall-clock jump":
                 self._wall_jump_at is not None and t - self._wall_jump_at < pol.faults.clock_jump_hold_s - GRACE_S,
         }
+        cap = self._grid_cap
+        over_cap = cap is not None and t < cap[1] and power_w > cap[0] + 1e-6
+        conditions["grid: computing above the fleet's demand-response power cap"] = over_cap
         for kind, bad in conditions.items():
             if not bad:
                 pending.pop(kind, None)

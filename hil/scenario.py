@@ -44,6 +44,10 @@ EVENTS: dict[str, dict[str, Any]] = {
     "wall_jump": {"seconds": None},  # the wall clock steps (bad NTP, RTC reset)
     "consent": {"on": None},  # the owner changes consent in the policy (reloaded with SIGHUP)
     "submit": {"jobs": None},  # the fleet submits jobs
+    # The fleet's grid signal over MQTT (docs/protocol.md): a tariff change, a carbon figure or
+    # a demand-response power cap, valid for valid_s. An absent figure is not part of it.
+    "grid": {"price_per_kwh": ..., "carbon_g_per_kwh": ..., "power_cap_w": ..., "valid_s": 3600,
+             "reason": "demand_response"},
 }
 _OFFSET = re.compile(r"^\+(\d+(?:\.\d+)?)(s|m|h)$")
 _HHMM = re.compile(r"^(\d{1,2}):(\d{2})$")
@@ -214,7 +218,8 @@ def parse(data: Mapping[str, Any], path: Path, short: bool = False) -> Scenario:
         for k, default in spec.items():
             if k not in ev and default is None:
                 raise ScenarioError(f"{path}: {where} ({kind}) needs `{k}`")
-            params[k] = ev.get(k, default)
+            if k in ev or default is not ...:
+                params[k] = ev.get(k, default)
         at_s = when(ev["at"], f"{where}.at")
         if at_s < 0 or (short and at_s > (end - start).total_seconds()):
             continue  # outside this run (a [short] cut starts later or ends sooner)

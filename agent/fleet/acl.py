@@ -64,6 +64,7 @@ def car_rules() -> list[tuple[str, str]]:
         ("read", _topic(T.acks(_CAR))),
         ("read", _topic(T.jobs(_ANY))),
         ("read", _topic(T.model_all(_SHA))),
+        ("read", _topic(T.grid(_ANY))),
     ]
 
 
@@ -78,6 +79,7 @@ def fleet_rules() -> list[tuple[str, str]]:
         ("write", _topic(T.acks(_ANY))),
         ("write", _topic(T.jobs(_ANY))),
         ("readwrite", _topic(T.model_all(_SHA))),
+        ("write", _topic(T.grid(_ANY))),
     ]
 
 
