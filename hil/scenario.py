@@ -85,6 +85,7 @@ class Expectations:
     departure_soc: bool = True
     jobs_answered: bool = True
     ledger_tolerance: float = 0.02
+    all_tasks_done: bool = False  # every task finished by the end (on the neighbour if need be)
     min_jobs_done: int = 0
     max_jobs_done: int | None = None
     modes: tuple[ModeExpectation, ...] = ()
@@ -106,6 +107,7 @@ class Scenario:
     departure_s: float | None  # the planned departure (seconds after start), if any
     events: tuple[TimelineEvent, ...]
     stream_jobs: int  # the fleet keeps this many jobs outstanding while the car is parked
+    neighbour: bool  # a second car of the pool, parked and charging all along (work goes there)
     expect: Expectations
     short: bool = False
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
@@ -249,6 +251,7 @@ def parse(data: Mapping[str, Any], path: Path, short: bool = False) -> Scenario:
     expect = Expectations(no_violations=bool(ex.get("no_violations", True)),
                           departure_soc=bool(ex.get("departure_soc", departure_s is not None)),
                           jobs_answered=bool(ex.get("jobs_answered", True)), ledger_tolerance=tol,
+                          all_tasks_done=bool(ex.get("all_tasks_done", False)),
                           min_jobs_done=int(ex.get("min_jobs_done", 0)),
                           max_jobs_done=None if max_jobs is None else int(max_jobs), modes=tuple(modes))
     step_s = float(sc.get("step_s", 0.4))
@@ -260,6 +263,7 @@ def parse(data: Mapping[str, Any], path: Path, short: bool = False) -> Scenario:
                     duration_s=(end - start).total_seconds(), timezone=tz, profile=profile, step_s=step_s,
                     car=_table(data, "car", path, required=False), charger=_table(data, "charger", path, required=False),
                     policy=policy, departure_s=departure_s, events=tuple(events), stream_jobs=stream,
+                    neighbour=bool(fleet.get("neighbour", False)),
                     expect=expect, short=short, raw=data)
 
 
