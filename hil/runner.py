@@ -170,7 +170,7 @@ class Bench:
         self.progress = progress
         self.progress_every_s = progress_every_s
         self.result = Result(sc)
-        self.profile = VehicleProfile.load(sc.profile)
+        self.profile = VehicleProfile.load(sc.profile, str(sc.dbc) if sc.dbc else None)
         self.policy_path = self.work / "policy.toml"
         self.policy_path.write_text(sc.policy_toml())
         self.policy = Policy.from_toml(self.policy_path)
@@ -282,7 +282,8 @@ class Bench:
             agent = AgentProcess(None, [
                 "run", "--port", car.port, "--broker-port", str(broker.port), "--car-id", CAR,
                 "--state-dir", str(self.work / "agent"), "--policy", str(self.policy_path),
-                "--profile", sc.profile, "--clock", str(clock.path), "--json"])
+                "--profile", sc.profile, *(["--dbc", str(sc.dbc)] if sc.dbc else []),
+                "--clock", str(clock.path), "--json"])
             if sc.neighbour:
                 self.neighbour = Neighbour(self, broker.port, sc.start_wall)
             self._loop(car, clock, broker, agent, fleet, roles)
@@ -652,7 +653,8 @@ class Neighbour:
         self.agent = AgentProcess(None, [
             "run", "--port", self.car.port, "--broker-port", str(broker_port), "--car-id", self.CAR_ID,
             "--state-dir", str(self.work / "agent"), "--policy", str(bench.policy_path),
-            "--profile", bench.sc.profile, "--clock", str(self.clock.path), "--json"])
+            "--profile", bench.sc.profile, *(["--dbc", str(bench.sc.dbc)] if bench.sc.dbc else []),
+            "--clock", str(self.clock.path), "--json"])
         self._seen = 0
         self._energy = 0.0
         self.missed = 0

@@ -100,6 +100,7 @@ class Scenario:
     duration_s: float
     timezone: str
     profile: str
+    dbc: Path | None  # for profiles that ship no DBC; relative paths are from the repository root
     step_s: float
     car: Mapping[str, Any]  # CarState and CarParams fields
     charger: Mapping[str, Any]
@@ -259,8 +260,11 @@ def parse(data: Mapping[str, Any], path: Path, short: bool = False) -> Scenario:
         raise ScenarioError(f"{path}: scenario.step_s must be within 0.05..0.45 s (the gear's "
                             "max age is 0.5 s, and the car sends its frames once a step)")
     profile = str(sc.get("profile", "reference"))
+    dbc = (HERE.parent / str(sc["dbc"])).resolve() if "dbc" in sc else None
+    if dbc is not None and not dbc.is_file():
+        raise ScenarioError(f"{path}: scenario.dbc: no file {dbc}")
     return Scenario(name=name, title=str(sc.get("title", name)), path=path, start_wall=start_wall,
-                    duration_s=(end - start).total_seconds(), timezone=tz, profile=profile, step_s=step_s,
+                    duration_s=(end - start).total_seconds(), timezone=tz, profile=profile, dbc=dbc, step_s=step_s,
                     car=_table(data, "car", path, required=False), charger=_table(data, "charger", path, required=False),
                     policy=policy, departure_s=departure_s, events=tuple(events), stream_jobs=stream,
                     neighbour=bool(fleet.get("neighbour", False)),
