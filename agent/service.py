@@ -198,8 +198,9 @@ class Agent:
                 return feed()
         # The stop path (frame -> store -> governor -> cancel tokens) runs on its own thread and
         # never waits for the fleet link; this thread only reports and takes jobs.
+        # On simulated time the bench waits for each look: tick often while no frame comes.
         governed = GovernedLoop(store, self.governor, runner, self.clock,
-                                inputs=inputs)
+                                inputs=inputs, tick_s=0.02 if shared is not None else 0.25)
         reader.start()
         runner.start()
         link.start()

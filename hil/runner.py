@@ -298,6 +298,7 @@ class Bench:
                 # Stopping the agent hands back what its queue still holds (results it sends
                 # before it exits); the fleet must hear of every job it sent.
                 res.agent_rc = agent.stop()
+                (self.work / "agent.log").write_text("\n".join(agent.lines) + "\n")
                 fleet.wait_for(lambda f: not self._unanswered(f), 5.0)
             # The meter's last reading, now that no job runs any more.
             res.meter_wh = clock.report().energy_at(clock.monotonic()) / 3600.0
@@ -358,7 +359,7 @@ class Bench:
                 sent = car.send(frames, lines)
             if sent:
                 frames_seen = self._wait_ack(clock, car, frames_seen + sent)
-            elif car.plugged or power_w > 0:
+            else:  # no frames: the governor looks on its own tick
                 self._wait_ack(clock, car, 0)
             if self.neighbour is not None:
                 self.neighbour.step(t, h)
