@@ -417,11 +417,10 @@ class Bench:
         return out
 
     def _stream(self, fleet: FleetClient, t: float) -> None:
-        """Keep `stream_jobs` tasks outstanding while the car is parked and not about to leave."""
+        """Keep `stream_jobs` tasks outstanding until the car leaves (the fleet does not know when
+        it will: a car that stops taking jobs simply gets none)."""
         want = self.sc.stream_jobs
         if not want or self._departed_at is not None:
-            return
-        if self.sc.departure_s is not None and t > self.sc.departure_s - self.policy.departure.drain_s:
             return
         outstanding = sum(1 for task in list(fleet.tasks.values()) if not task.finished)
         for _ in range(max(0, want - outstanding)):
@@ -476,7 +475,7 @@ class Bench:
         con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
         try:
             return {str(row[0]) for table in ("accepted", "outbox", "answered")
-                    for row in con.execute(f"SELECT job_id FROM {table}")}  # noqa: S608 -- fixed names
+                    for row in con.execute(f"SELECT job_id FROM {table}")}
         finally:
             con.close()
 
@@ -605,8 +604,8 @@ class FrameScheduler:
 
     def due(self, t: float, values: dict[str, Any]) -> list[tuple[int, bytes, bool]]:
         if not self._periods:
-            for role in values:
-                for f in self.profile.encode({role: values[role]}):  # type: ignore[dict-item]
+            for role, value in values.items():
+                for f in self.profile.encode({role: value}):
                     key = (f.arb_id, f.extended)
                     age = min(self.profile.max_age(role), self.max_input_age_s)
                     self._periods[key] = min(self._periods.get(key, math.inf), age / 3.0)
