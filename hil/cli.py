@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ def register(sub: Any) -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from hil import report, scenario
-    from hil.runner import Bench
+    from hil.runner import Bench, car_setup
 
     paths = scenario.all_scenarios() if args.all else [scenario.find(s) for s in args.scenarios]
     if not paths:
@@ -40,9 +41,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 2
     try:
         loaded = [scenario.load(p, short=args.short) for p in paths]
-    except scenario.ScenarioError as e:
+        for sc in loaded:
+            car_setup(sc)  # the [car] and [charger] tables, checked before anything starts
+    except (scenario.ScenarioError, ValueError, TypeError) as e:
         print(f"fleetnode hil run: {e}", file=sys.stderr)
         return 2
+    def stop(*_: object) -> None:
+        raise SystemExit(143)  # unwinds each bench's cleanup: agent, shim and broker end too
+
+    signal.signal(signal.SIGTERM, stop)
     failures: list[str] = []
     for sc in loaded:
         res = Bench(sc, speed=args.speed, progress=lambda line: print(line, flush=True)).run()

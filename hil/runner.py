@@ -102,6 +102,10 @@ def car_setup(sc: Scenario) -> tuple[CarState, CarParams]:
     unknown = set(sc.car) - params_names - state_names - input_names
     if unknown:
         raise ValueError(f"{sc.path}: [car] has unknown field(s) {', '.join(sorted(unknown))}")
+    bad = [k for k, v in sc.car.items() if k in params_names | state_names
+           and (isinstance(v, bool) or not isinstance(v, (int, float)))]
+    if bad:
+        raise ValueError(f"{sc.path}: [car] {', '.join(sorted(bad))} must be numbers")
     params = CarParams(**{k: float(v) if not isinstance(v, int) or k != "cells_series" else v
                           for k, v in sc.car.items() if k in params_names})
     inputs = CarInputs(charge_cable=bool(sc.charger.get("plugged", False)),

@@ -87,3 +87,14 @@ def test_shared_clock_carries_time_and_the_meter(tmp_path: Path) -> None:
     assert rep.energy_at(20.0) == pytest.approx(200.0)
     drv.jump_wall(3600.0)
     assert agent.time() - agent.monotonic() == pytest.approx(1_800_000_000.0 - 10.0 + 3600.0)
+
+
+def test_the_command_refuses_a_bad_scenario_before_starting_anything(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from agent.cli import main
+
+    bad = write(tmp_path, BASE + "[car]\nwheels = 4\n")
+    assert main(["hil", "run", str(bad)]) == 2
+    assert "unknown field(s) wheels" in capsys.readouterr().err
+    assert main(["hil", "run", str(tmp_path / "missing.toml")]) == 2
+    assert main(["hil", "run"]) == 2
