@@ -60,8 +60,11 @@ def test_a_broken_grid_signal_is_counted_and_ignored(make_link: MakeLink, make_c
     car.start()
     fleet = make_client(submitter="grid-operator")
     assert fleet.wait_connected(10)
-    fleet.session.publish(p.Topics.grid("default"), b'{"v":1,"power_cap_w":"lots"}', 1, False,
+    # Retained, so it reaches the car whenever its subscription is in place.
+    fleet.session.publish(p.Topics.grid("default"), b'{"v":1,"power_cap_w":"lots"}', 1, True,
                           publish_props(content_type=p.CT_JSON))
+    assert fleet.wait_for(lambda _: car.stats().get("grid_invalid") == 1, 10)
+    assert not got
     fleet.publish_grid(p.GridMessage(t=2.0, seq=2, valid_s=60, price_per_kwh=0.4))
     assert seen.wait(10)
     assert [g.seq for g in got] == [2] and car.stats().get("grid_invalid") == 1
