@@ -193,9 +193,12 @@ class Agent:
         if shared is not None:
             # The bench moves time on once the governor has looked at the present instant.
             def inputs(feed: InputsFeed = feed, shared: SharedClock = shared) -> Any:
+                # Wall time is read before the ack: after it the bench may move time at once,
+                # and a wall read from the next step would look like a clock jump.
+                got = feed()
                 counters = reader.counters
                 shared.ack(sum(counters.get(k, 0) for k in ("decoded_frames", "ignored_frames", "decode_errors")))
-                return feed()
+                return got
         # The stop path (frame -> store -> governor -> cancel tokens) runs on its own thread and
         # never waits for the fleet link; this thread only reports and takes jobs.
         # On simulated time the bench waits for each look: tick often while no frame comes.

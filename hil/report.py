@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hil.runner import Result
+from hil.runner import ACK_TIMEOUT_S, Result
 
 REPORT_DIR = Path(__file__).parent / "reports"
 MODES = {"OFF": 0, "STANDBY": 1, "RUN": 2}
@@ -32,7 +32,8 @@ def markdown(r: Result, png_name: str) -> str:
     lines = [f"# {sc.title}", "",
              (f"Scenario `{sc.path.name}`{' (shortened)' if sc.short else ''}: {sc.clock_text(0)} to "
               f"{sc.clock_text(sc.duration_s)} local ({sc.timezone}), vehicle profile `{sc.profile}`, "
-              f"{r.steps} steps of {sc.step_s} s simulated in {r.real_s:.1f} s."), "",
+              f"{r.steps} steps of {sc.step_s} s simulated in {r.real_s:.1f} s; the agent was late for "
+              f"{r.acks_missed} of them (time moved on after {ACK_TIMEOUT_S} s)."), "",
              f"**Verdict: {'PASS' if r.ok else 'FAIL'}**", "", "| expectation | verdict | detail |", "|---|---|---|"]
     for v in r.verdicts:
         lines.append(f"| {v.name} | {'pass' if v.ok else '**FAIL**'} | {v.detail} |")
