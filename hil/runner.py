@@ -34,7 +34,7 @@ from agent.bus.profile import VehicleProfile
 from agent.clock import ClockDriver
 from agent.fleet import protocol as p
 from agent.fleet.broker import Broker, start_broker
-from agent.fleet.fleetside import FleetClient
+from agent.fleet.fleetside import FleetClient, Task
 from agent.governor.policy import Policy
 from hil.bench import AgentProcess, CarOnBus
 from hil.scenario import Scenario, TimelineEvent
@@ -187,6 +187,7 @@ class Bench:
         self._wall_jump_at: float | None = None
         self._departed_at: float | None = None
         self._job_seq = 0
+        self._open: list[Task] = []  # tasks this bench submitted that have not finished
         self._grid_seq = 0
         self._grid_cap: tuple[float, float] | None = None  # (watts, until simulated s)
         self.frames = FrameScheduler(self.profile, self.policy.max_input_age_s)
@@ -259,10 +260,10 @@ class Bench:
                 return
             time.sleep(0.01)  # the agent's own output, read by its pump thread; bounded
 
-    def _submit(self, fleet: FleetClient) -> None:
+    def _submit(self, fleet: FleetClient) -> Task:
         x = self.rng.integers(-128, 128, size=(1, 16), dtype=np.int8)
         self._job_seq += 1
-        fleet.submit(f"job-{self._job_seq}", p.ModelRef(builtin="thin_path"), [x], max_run_s=600.0)
+        return fleet.submit(f"job-{self._job_seq}", p.ModelRef(builtin="thin_path"), [x], max_run_s=600.0)
 
     # -- the run -------------------------------------------------------------------------------
 
@@ -426,9 +427,10 @@ class Bench:
         want = self.sc.stream_jobs
         if not want or self._departed_at is not None:
             return
-        outstanding = sum(1 for task in list(fleet.tasks.values()) if not task.finished)
-        for _ in range(max(0, want - outstanding)):
-            self._submit(fleet)
+        # Only this bench's open tasks are looked at: the fleet's table grows all night.
+        self._open = [task for task in self._open if not task.finished]
+        for _ in range(max(0, want - len(self._open))):
+            self._open.append(self._submit(fleet))
 
     # -- checks --------------------------------------------------------------------------------
 
