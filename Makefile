@@ -6,7 +6,7 @@ PIP   := $(VENV)/bin/pip
 PYTHON ?= python3
 NATIVE_SRC := $(shell find native -name '*.c' -o -name '*.h' -o -name '*.pyx' -o -name '*.pxd' 2>/dev/null)
 
-.PHONY: install sysdeps native test demo bench fuzz fuzz-bus lint clean firmware
+.PHONY: install sysdeps native test demo hil bench fuzz fuzz-bus lint clean firmware
 
 install: sysdeps $(VENV)/.installed native firmware
 
@@ -29,8 +29,15 @@ firmware:
 test: install
 	$(PY) -m pytest -q
 
+# The thin path in 30 s of real time, then the overnight scenario in simulated time (the fleet
+# submitting jobs all night); it prints where its report and plot are.
 demo: install
 	$(PY) -m hil.demo
+	$(PY) -m agent.cli hil run overnight
+
+# Every HIL scenario at full length (hil/scenarios/*.toml); reports in hil/reports/.
+hil: install
+	$(PY) -m agent.cli hil run --all
 
 bench: install
 	$(PY) -m bench.run

@@ -21,6 +21,7 @@ SUBCOMMAND_MODULES = (
     "agent.runner.cli",  # calibrate
     "agent.ledger.cli",  # report
     "agent.hostsource",  # host
+    "hil.cli",  # hil run (the bench; shipped with the package, imports the agent, not the reverse)
 )
 
 

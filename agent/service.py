@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from agent.clock import Clock, SystemClock
+from agent.clock import Clock, ClockFileError, SharedClock, SystemClock
 from agent.config import AgentConfig, ConfigError
 from agent.sdnotify import Watchdog, notify
 
@@ -56,6 +56,9 @@ def register(sub: Any) -> None:
                    help="directory of Ed25519 public keys (*.pub) whose signed models this car runs")
     p.add_argument("--json", action="store_true", help="print each status as one JSON line")
     p.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: run until signalled)")
+    p.add_argument("--clock", dest="clock_file", metavar="FILE",
+                   help="take time from a shared clock file written by the HIL bench (simulated time; "
+                   "default: the system clock)")
     p.set_defaults(func=_cmd_run)
 
     u = sub.add_parser("unit", help="print the hardened systemd unit for this installation",
@@ -92,7 +95,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stop.set())
     if args.duration > 0:
         threading.Timer(args.duration, stop.set).start()
-    agent = Agent(cfg, SystemClock(), out=sys.stdout, json_lines=args.json)
+    clock: Clock = SystemClock()
+    if args.clock_file:
+        try:
+            clock = SharedClock(args.clock_file)
+        except ClockFileError as e:
+            print(f"fleetnode run: {e}", file=sys.stderr)
+            return 2
+    agent = Agent(cfg, clock, out=sys.stdout, json_lines=args.json)
+    signal.signal(signal.SIGHUP, lambda *_: agent.reload_policy())
     return agent.run(stop)
 
 
@@ -127,6 +138,30 @@ class Agent:
         self.tick_errors = 0
         self._last_key: tuple[Any, ...] | None = None
         self._last_print = -1e9
+
+    def reload_policy(self) -> None:
+        """Read the policy file again (SIGHUP, `systemctl reload`): the owner changed consent,
+        floor or caps. A file that no longer parses keeps the policy in force, and says why."""
+        from agent.governor import Policy
+        from agent.governor.policy import PolicyError
+
+        if not self.cfg.policy_file:
+            return
+        try:
+            policy = Policy.from_toml(self.cfg.policy_file)
+        except (PolicyError, OSError) as e:
+            self._say({"error": f"policy reload: {e}"}, f"[{self.cfg.car_id}] policy not reloaded: {e}")
+            return
+        self.policy = self.governor.policy = policy
+        self._say({"policy": "reloaded"}, f"[{self.cfg.car_id}] policy reloaded from {self.cfg.policy_file}")
+
+    def _on_grid(self, feed: Any, g: Any) -> None:
+        feed.set_grid(_grid_signal(g, self.clock.monotonic()), g.valid_s)
+        figures = ", ".join(f"{k} {v}" for k, v in (("price/kWh", g.price_per_kwh), ("g CO2/kWh", g.carbon_g_per_kwh),
+                                                      ("cap W", g.power_cap_w)) if v is not None) or "lifted"
+        self._say({"grid_seq": g.seq, "grid": figures, "valid_s": g.valid_s},
+                  f"[{self.cfg.car_id}] grid signal {g.seq} ({g.reason or 'no reason given'}): {figures} "
+                  f"for {g.valid_s:.0f} s")
 
     def _say(self, record: dict[str, Any], text: str) -> None:
         if self.out is None:
@@ -166,12 +201,26 @@ class Agent:
         monitor.probes.append(link.outbox.probe)
         self.models.cache = link.models
         sink = LedgerSink(ledger, self.clock, self.policy, on_storage_error=monitor.report)
-        runner = Runner(self.clock, on_outcome=lambda o: self._on_outcome(link, sink, store, o))
+        shared = self.clock if isinstance(self.clock, SharedClock) else None
+        runner = Runner(self.clock, on_outcome=lambda o: self._on_outcome(link, sink, store, o),
+                        on_power=shared.meter if shared is not None else None)
+        feed = InputsFeed(self.clock, reader=reader, link=link, ledger=sink, storage=monitor)
+        link.on_grid = lambda g: self._on_grid(feed, g)
+        inputs: Any = feed
+        if shared is not None:
+            # The bench moves time on once the governor has looked at the present instant.
+            def inputs(feed: InputsFeed = feed, shared: SharedClock = shared) -> Any:
+                # Wall time is read before the ack: after it the bench may move time at once,
+                # and a wall read from the next step would look like a clock jump.
+                got = feed()
+                counters = reader.counters
+                shared.ack(sum(counters.get(k, 0) for k in ("decoded_frames", "ignored_frames", "decode_errors")))
+                return got
         # The stop path (frame -> store -> governor -> cancel tokens) runs on its own thread and
         # never waits for the fleet link; this thread only reports and takes jobs.
+        # On simulated time the bench waits for each look: tick often while no frame comes.
         governed = GovernedLoop(store, self.governor, runner, self.clock,
-                                inputs=InputsFeed(self.clock, reader=reader, link=link, ledger=sink,
-                                                  storage=monitor))
+                                inputs=inputs, tick_s=0.02 if shared is not None else 0.25)
         monitor.start()
         reader.start()
         runner.start()
@@ -313,6 +362,16 @@ class Agent:
                              also=also)
         else:
             link.send_result(o.job_id, "failed", error=("failed", o.error or "the job failed"), also=also)
+
+
+def _grid_signal(g: Any, now: float) -> Any:
+    """The governor's view of a fleet grid message (None when the message lifts every figure)."""
+    from agent.governor import GridSignal
+
+    if g.price_per_kwh is None and g.carbon_g_per_kwh is None and g.power_cap_w is None:
+        return None
+    return GridSignal(t=now, price_per_kwh=g.price_per_kwh, carbon_g_per_kwh=g.carbon_g_per_kwh,
+                      power_cap_w=g.power_cap_w)
 
 
 def _brief(decision: Any, most: int = 2) -> str:

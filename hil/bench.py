@@ -113,6 +113,24 @@ class CarOnBus:
         with self._lock:
             self.state.inputs.compute_kw = max(0.0, kw)
 
+    def send(self, frames: Sequence[tuple[int, bytes, bool]], raw_lines: Sequence[str] = ()) -> int:
+        """Put frames (and any raw candump lines, for noise) on the bus now; returns the number of
+        frames sent, 0 when the cable is out or was pulled between two steps."""
+        with self._lock:
+            shim = self._shim
+        if shim is None:
+            return 0
+        try:
+            if raw_lines:
+                shim.send_lines([*raw_lines[: len(raw_lines) // 2]])
+            shim.send_many(frames)
+            if raw_lines:
+                shim.send_lines([*raw_lines[len(raw_lines) // 2:]])
+        except (OSError, ShimError):
+            return 0
+        self.frames_sent += len(frames)
+        return len(frames)
+
     def roles(self) -> dict[str, object]:
         with self._lock:
             return self.state.roles(self.params)

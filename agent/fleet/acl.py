@@ -65,6 +65,7 @@ def car_rules() -> list[tuple[str, str]]:
         ("read", _topic(T.credits(_CAR))),
         ("read", _topic(T.jobs(_ANY))),
         ("read", _topic(T.model_all(_SHA))),
+        ("read", _topic(T.grid(_ANY))),
     ]
 
 
@@ -80,6 +81,7 @@ def fleet_rules() -> list[tuple[str, str]]:
         ("write", _topic(T.credits(_ANY))),
         ("write", _topic(T.jobs(_ANY))),
         ("readwrite", _topic(T.model_all(_SHA))),
+        ("write", _topic(T.grid(_ANY))),
     ]
 
 

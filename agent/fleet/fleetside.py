@@ -269,6 +269,16 @@ class FleetClient:
                                                user=[(p.SCHEMA_PROPERTY, "job/1")]))
             self.counters["jobs_sent"] += 1
 
+    def publish_grid(self, signal: p.GridMessage) -> None:
+        """Tell the pool's cars what the grid asks now (retained, expiring with the signal), and
+        wait until the broker has it."""
+        info = self.session.publish(p.Topics.grid(self.pool), signal.encode(), p.QOS_GRID, True,
+                                    publish_props(expiry_s=max(1, int(signal.valid_s)), content_type=p.CT_JSON,
+                                                  user=[(p.SCHEMA_PROPERTY, "grid/1")]))
+        if info is None:
+            raise RuntimeError("the broker connection did not take the grid signal")
+        info.wait_for_publish(30)
+
     def publish_model(self, model: bytes, signed: p.SignedManifest) -> None:
         """Offer a model to the cars: its signed manifest and its chunks, retained, so a car
         that needs it subscribes and gets it whenever it comes. Blocks until the broker has it."""

@@ -163,6 +163,8 @@ class FleetLink:
         self._held: dict[str, float] = {}  # sent, retry time not stored: job id -> monotonic
         self._last_storage_retry = -1e18
         self._last_depth = 0
+        # Called (network thread) with each valid grid signal of this car's pool.
+        self.on_grid: Callable[[p.GridMessage], None] | None = None
         self.max_job_bytes = max_job_bytes
         self.ack_timeout_s = ack_timeout_s
         self.max_ack_timeout_s = max_ack_timeout_s
@@ -633,6 +635,7 @@ class FleetLink:
     def _on_connect(self, session_present: bool) -> None:
         self.session.subscribe(p.Topics.acks(self.car_id), p.QOS_ACK)
         self.session.subscribe(p.Topics.credits(self.car_id), p.QOS_GRANT)
+        self.session.subscribe(p.Topics.grid(self.pool), p.QOS_GRID)
         with self._lock:
             self._inflight.clear()
             self._resync = True
@@ -655,6 +658,9 @@ class FleetLink:
         elif msg.topic.startswith(f"{p.ROOT}/models/"):
             self._on_model_message(msg)
             self._ack_mid(msg)
+        elif msg.topic == p.Topics.grid(self.pool):
+            self._on_grid(msg)
+            self._ack_mid(msg)
         else:
             self.counters["messages_unexpected"] += 1
             self._ack_mid(msg)
@@ -662,6 +668,21 @@ class FleetLink:
     def _ack_mid(self, msg: paho.MQTTMessage) -> None:
         if msg.qos > 0:
             self.session.ack(msg.mid, msg.qos)
+
+    def _on_grid(self, msg: paho.MQTTMessage) -> None:
+        """The pool's grid signal: handed to `on_grid` (the governor's inputs) if it parses."""
+        if not msg.payload:  # the fleet deleted the retained signal: it lifts the last one
+            signal = p.GridMessage(self.clock.time(), 0, 1.0)
+        else:
+            try:
+                signal = p.GridMessage.decode(bytes(msg.payload))
+            except p.ProtocolError as e:
+                self.counters["grid_invalid"] += 1
+                log.warning("ignoring a grid signal: %s", e)
+                return
+        self.counters["grid_received"] += 1
+        if self.on_grid is not None:
+            self.on_grid(signal)
 
     def _on_ack(self, msg: paho.MQTTMessage) -> None:
         try:

@@ -70,6 +70,7 @@ QOS_ACK = 0
 QOS_ERROR = 1
 QOS_MODEL = 1
 QOS_GRANT = 1
+QOS_GRID = 1
 
 
 class ProtocolError(ValueError):
@@ -144,6 +145,11 @@ class Topics:
     def shared_jobs(cls, pool: str) -> str:
         """The shared subscription a car holds while it may compute: one car gets each job."""
         return f"$share/{check_id('pool', pool)}/{cls.jobs(pool)}"
+
+    @staticmethod
+    def grid(pool: str) -> str:
+        """The pool's grid signal: price, carbon intensity, demand response (retained)."""
+        return f"{ROOT}/grid/{check_id('pool', pool)}"
 
     @staticmethod
     def model_manifest(sha256: str) -> str:
@@ -371,6 +377,50 @@ class CarState:
         """The last will: what the broker publishes for a car whose connection died."""
         return cls(car=car, online=False, mode="OFF", reasons=("offline",), available_w=0.0,
                    accepting_jobs=False, pool=pool)
+
+
+# ---------------------------------------------------------------------------------------------
+# Grid signal (fleet -> cars of a pool; retained, expires)
+
+MAX_GRID_VALID_S = 86400
+
+
+@dataclass(frozen=True)
+class GridMessage:
+    """What the grid behind a pool asks of its cars now, valid for `valid_s` from `t`.
+
+    Any of the three figures may be absent (null): a tariff change sends a price, a carbon
+    feed a carbon intensity, a demand-response event (the grid operator asks for less load)
+    a power cap in watts, 0 meaning no compute at all. The car applies the newest message
+    until it expires; a message with every figure null lifts the last one.
+    """
+
+    t: float  # wall seconds when issued
+    seq: int
+    valid_s: float
+    price_per_kwh: float | None = None
+    carbon_g_per_kwh: float | None = None
+    power_cap_w: float | None = None
+    reason: str | None = None  # e.g. "tariff", "demand_response": shown to the owner
+
+    def encode(self) -> bytes:
+        return _dumps({"v": VERSION, "t": round(self.t, 3), "seq": self.seq, "valid_s": self.valid_s,
+                       "price_per_kwh": self.price_per_kwh, "carbon_g_per_kwh": self.carbon_g_per_kwh,
+                       "power_cap_w": self.power_cap_w, "reason": self.reason})
+
+    @classmethod
+    def decode(cls, payload: bytes) -> GridMessage:
+        o = _loads(payload)
+        _version(o)
+        _only(o, {"v", "t", "seq", "valid_s", "price_per_kwh", "carbon_g_per_kwh", "power_cap_w", "reason"}, "grid")
+        reason = _str(o, "reason", 64, optional=True)
+        if reason is not None and not _ID.fullmatch(reason):
+            raise ProtocolError("bad_schema", "reason must match [A-Za-z0-9_-]{1,64}")
+        return cls(t=_num(o, "t", 0.0) or 0.0, seq=_int(o, "seq"),
+                   valid_s=_num(o, "valid_s", 1.0, MAX_GRID_VALID_S) or 0.0,
+                   price_per_kwh=_num(o, "price_per_kwh", -100.0, 100.0, optional=True),
+                   carbon_g_per_kwh=_num(o, "carbon_g_per_kwh", 0.0, 10_000.0, optional=True),
+                   power_cap_w=_num(o, "power_cap_w", 0.0, 1e6, optional=True), reason=reason)
 
 
 # ---------------------------------------------------------------------------------------------

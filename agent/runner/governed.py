@@ -118,10 +118,13 @@ class InputsFeed:
         self._samples: list[tuple[float, int, int]] = []
         self._down_since: float | None = None
         self._grid: GridSignal | None = None
+        self._grid_until: float | None = None
 
-    def set_grid(self, signal: GridSignal) -> None:
+    def set_grid(self, signal: GridSignal | None, valid_s: float | None = None) -> None:
+        """The fleet's grid signal from now on; with `valid_s`, only for that long."""
         with self._lock:
             self._grid = signal
+            self._grid_until = None if valid_s is None else self.clock.monotonic() + valid_s
 
     def decode_error_rates(self, now: float) -> tuple[float, float]:
         """(decode errors, length mismatches among them) per second over `window_s`."""
@@ -148,6 +151,8 @@ class InputsFeed:
                 self._down_since = None
             elif self._down_since is None:
                 self._down_since = now
+            if self._grid_until is not None and now >= self._grid_until:
+                self._grid = self._grid_until = None  # expired: no signal is no reason to stop
             down, grid = self._down_since, self._grid
         energy = cost = None
         today = getattr(self.ledger, "energy_today", None)

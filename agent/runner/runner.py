@@ -3,7 +3,8 @@
 Owns the threads that run jobs. The governor's Decision is the only switch: RUN lets jobs
 start (as many at once as the power model allows for the budget), a draining RUN lets running
 jobs finish but starts none, anything else cancels every running job through its cancel token
-and holds the queue. Cancelling happens in the caller's thread, inside `set_decision`, so a
+and holds the queue. Draining and OFF also hand queued jobs back (PREEMPTED): the car is
+leaving, or cannot compute, and the fleet can run them elsewhere. Cancelling happens in the caller's thread, inside `set_decision`, so a
 stop reaches the kernels without waiting for the dispatcher.
 
 Every job submitted ends in exactly one JobOutcome: DONE, PREEMPTED (handed back, the caller
@@ -128,6 +129,7 @@ class Runner:
         poll_s: float = 0.05,
         job_nice: int = 0,
         stop_grace_s: float = 2.0,
+        on_power: Callable[[float, float], None] | None = None,
     ) -> None:
         if max_queue < 1:
             raise RunnerError("max_queue must be >= 1")
@@ -139,6 +141,9 @@ class Runner:
         self._poll_s = poll_s
         self._job_nice = job_nice
         self._stop_grace_s = stop_grace_s
+        # Told (compute power by the power model, monotonic time) at every change of busy cores,
+        # with the same times the jobs' energy is reckoned from, for a meter.
+        self._on_power = on_power
         self._cv = threading.Condition()
         self._heap: list[tuple[int, float, int, Job]] = []
         self._queued_ids: set[str] = set()
@@ -306,6 +311,16 @@ class Runner:
                 r.started, now, self._model.job_energy_wh(now - r.started)))
         return out
 
+    def _power_changed(self, at: float) -> None:
+        """Called under the lock whenever a core starts or stops being busy, at `at`."""
+        if self._on_power is None:
+            return
+        try:
+            self._on_power(self._model.power_w(self._busy()), at)
+        except Exception:  # a broken meter must not stop a job
+            self.stats.callback_errors += 1
+            log.exception("on_power raised")
+
     def _may_start(self, now: float) -> bool:
         return (
             not self._stopping
@@ -323,7 +338,7 @@ class Runner:
                 if self._stopping:
                     return
                 now = self._clock.monotonic()
-                expired = self._expire(now)
+                expired = self._expire(now) + self._hand_back_queued(now)
                 while self._may_start(now):
                     _, _, seq, job = heapq.heappop(self._heap)
                     self._queued_ids.discard(job.job_id)
@@ -332,6 +347,19 @@ class Runner:
                     self._cv.wait(self._poll_s)
             for outcome in expired:
                 self._report(outcome)
+
+    def _hand_back_queued(self, now: float) -> list[JobOutcome]:
+        """Queued jobs go back to the fleet when the car is leaving (a draining RUN) or cannot
+        compute at all (OFF): held here they would wait for a car that is driving away."""
+        if not self._heap or not (self._decision.mode is Mode.OFF or getattr(self._decision, "drain", False)):
+            return []
+        jobs = [entry[3] for entry in sorted(self._heap)]
+        self._heap.clear()
+        self._queued_ids.clear()
+        self.stats.preempted += len(jobs)
+        why = "the car is leaving" if getattr(self._decision, "drain", False) else "the car cannot compute now"
+        return [JobOutcome(j.job_id, Outcome.PREEMPTED, None, f"{why}: handed back before it started",
+                           now, now, 0.0) for j in jobs]
 
     def _expire(self, now: float) -> list[JobOutcome]:
         """Queued jobs past their deadline leave as EXPIRED; running ones are cancelled so."""
@@ -361,6 +389,7 @@ class Runner:
         r.thread = t
         self._running[job.job_id] = r
         self._workers.add(t)
+        self._power_changed(now)
         t.start()
 
     def _work(self, r: _Running) -> None:
@@ -380,14 +409,18 @@ class Runner:
         except Exception as e:  # noqa: BLE001 -- outside code: whatever it raises ends this job only
             raised = True
             error = f"{type(e).__name__}: {e}"
-        ended = self._clock.monotonic()
         with self._cv:
+            # Read under the lock, as launches read theirs: the times of busy-core changes then
+            # come in order, so a power meter integrates exactly what the jobs are charged.
+            ended = self._clock.monotonic()
             if self._stuck.pop(id(r), None) is not None:  # already handed back: drop the result
                 self.stats.late_returns += 1
+                self._power_changed(ended)
                 self._workers.discard(threading.current_thread())
                 self._cv.notify_all()
                 return
             del self._running[r.job.job_id]
+            self._power_changed(ended)
             if not raised:
                 outcome = Outcome.DONE
             elif r.cancel_as is not None:

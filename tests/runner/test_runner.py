@@ -237,10 +237,12 @@ def test_drain_lets_running_jobs_finish_and_starts_none(make_runner) -> None:
     assert started.wait(WAIT_S)
     r.set_decision(Decision(Mode.RUN, 40.0, (), drain=True))
     r.submit(Job("new", returns(b"")))
+    [back] = out.wait(1)  # the car is leaving: a queued job goes back to the fleet, unstarted
+    assert (back.job_id, back.outcome, back.energy_wh) == ("new", Outcome.PREEMPTED, 0.0)
     release.set()
-    [o] = out.wait(1)
+    [o] = out.wait(2)[1:]
     assert (o.job_id, o.outcome, o.result) == ("inflight", Outcome.DONE, b"finished")
-    assert r.wait_idle(WAIT_S) and r.queued == ["new"]
+    assert r.wait_idle(WAIT_S) and r.queued == []
 
 
 def test_stop_hands_back_every_job_exactly_once(make_runner) -> None:
