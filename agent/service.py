@@ -43,6 +43,8 @@ def register(sub: Any) -> None:
     p.add_argument("--policy", dest="policy_file", help="owner policy (TOML)")
     p.add_argument("--trusted-keys", dest="trusted_keys",
                    help="directory of Ed25519 public keys (*.pub) whose signed models this car runs")
+    p.add_argument("--metrics-listen", dest="metrics_listen", metavar="IP:PORT",
+                   help="serve Prometheus metrics here (e.g. 127.0.0.1:9464; port 0: any free port)")
     p.add_argument("--json", action="store_true", help="print each status as one JSON line")
     p.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: run until signalled)")
     p.set_defaults(func=_cmd_run)
@@ -68,7 +70,7 @@ def _cmd_unit(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     overrides = {k: getattr(args, k) for k in (
         "serial_port", "profile", "dbc", "car_id", "broker_host", "broker_port", "pool", "state_dir", "policy_file",
-        "trusted_keys")}
+        "trusted_keys", "metrics_listen")}
     try:
         base = AgentConfig.load(args.config) if args.config else AgentConfig()
         cfg = AgentConfig.from_mapping({}, **{**_asdict(base), **{k: v for k, v in overrides.items() if v is not None}})
@@ -115,6 +117,7 @@ class Agent:
         self.jobs_done = 0
         self.tick_errors = 0
         self._last_key: tuple[Any, ...] | None = None
+        self.metrics: Any = None  # agent.metrics.AgentMetrics, when [metrics] listen is set
         self._last_print = -1e9
 
     def _say(self, record: dict[str, Any], text: str) -> None:
@@ -133,6 +136,8 @@ class Agent:
         from agent.runner import Runner
         from agent.runner.governed import GovernedLoop, InputsFeed
 
+        if self.cfg.metrics_listen and not self._start_metrics():
+            return 2
         self.state_dir.mkdir(parents=True, exist_ok=True)
         store = StateStore()
         reader = BusReader(self.cfg.serial_port, self.profile, store, self.clock)
@@ -152,6 +157,11 @@ class Agent:
         # never waits for the fleet link; this thread only reports and takes jobs.
         governed = GovernedLoop(store, self.governor, runner, self.clock,
                                 inputs=InputsFeed(self.clock, reader=reader, link=link, ledger=sink))
+        if self.metrics is not None:
+            from agent.metrics import bind
+
+            bind(self.metrics, governed=governed, reader=reader, store=store, link=link, ledger=ledger,
+                 clock=self.clock)
         reader.start()
         runner.start()
         link.start()
@@ -166,7 +176,25 @@ class Agent:
             reader.stop()
             link.close()
             ledger.close()
+            if self.metrics is not None:
+                self.metrics.close()
         return 0
+
+    def _start_metrics(self) -> bool:
+        from agent.config import parse_listen
+        from agent.metrics import AgentMetrics
+
+        host, port = parse_listen(self.cfg.metrics_listen)
+        self.metrics = AgentMetrics(agent_version(), engine_isa(), self.cfg.car_id)
+        try:
+            port = self.metrics.serve(host, port)
+        except OSError as e:
+            self._say({"error": f"cannot serve metrics on {self.cfg.metrics_listen}: {e}"},
+                      f"fleetnode run: cannot serve metrics on {self.cfg.metrics_listen}: {e}")
+            return False
+        where = f"http://{host if ':' not in host else f'[{host}]'}:{port}/metrics"
+        self._say({"metrics": where}, f"[{self.cfg.car_id}] metrics on {where}")
+        return True
 
     def _loop(self, stop: threading.Event, store: Any, reader: Any, governed: Any, link: Any,
               runner: Any, sink: Any) -> None:
@@ -207,6 +235,8 @@ class Agent:
             self.watchdog.progress("fleet")
         self.watchdog.maybe_ping()
         key = (decision.mode, decision.codes)
+        if self.metrics is not None and (self._last_key is None or key[0] != self._last_key[0]):
+            self.metrics.mode_entered(decision.mode.value)
         if key != self._last_key or now - self._last_print >= self.cfg.status_interval_s:
             self._last_key, self._last_print = key, now
             self._status(decision, vehicle, link.connected)
@@ -231,6 +261,7 @@ class Agent:
             model = self.models.get(request.model)
         except (ModelError, KeyError) as e:
             link.send_result(request.job_id, "failed", error=("model_unavailable", str(e)))
+            self._count_job("refused")
             return
 
         def work(token: Any, model: Any = model, request: Any = request) -> Any:
@@ -239,12 +270,18 @@ class Agent:
         deadline = self.clock.monotonic() + request.max_run_s
         if not runner.submit(Job(request.job_id, work, deadline=deadline)):
             link.send_result(request.job_id, "preempted", error=("busy", "the car's job queue is full"))
+            self._count_job("refused")
+
+    def _count_job(self, outcome: str, run_s: float | None = None) -> None:
+        if self.metrics is not None:
+            self.metrics.job_ended(outcome, run_s)
 
     def _on_outcome(self, link: Any, sink: Any, store: Any, o: Any) -> None:
         from agent.inference import RunResult
         from agent.runner import Outcome
 
         sink.outcome(o, store.snapshot())
+        self._count_job(o.outcome.value, o.duration_s if o.outcome is Outcome.DONE else None)
         if o.outcome is Outcome.DONE and isinstance(o.result, RunResult):
             self.jobs_done += 1
             link.send_result(o.job_id, "ok", outputs=o.result.arrays, run_s=o.duration_s)
@@ -254,6 +291,22 @@ class Agent:
             link.send_result(o.job_id, "failed", error=("expired", "the job ran past its time limit"))
         else:
             link.send_result(o.job_id, "failed", error=("failed", o.error or "the job failed"))
+
+
+def agent_version() -> str:
+    import agent
+
+    return agent.__version__
+
+
+def engine_isa() -> str:
+    """The native engine's instruction set, or why it is not available (never raises)."""
+    try:
+        from agent.inference.native_backend import apply_isa_env
+
+        return apply_isa_env()
+    except Exception as e:  # noqa: BLE001 -- an engine that does not load is reported, not fatal here
+        return f"unavailable ({type(e).__name__})"
 
 
 def _brief(decision: Any, most: int = 2) -> str:

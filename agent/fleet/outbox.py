@@ -142,6 +142,12 @@ class Outbox:
         with self._tx() as db:
             return int(db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
 
+    def oldest_wall(self) -> float | None:
+        """Wall time at which the oldest unacknowledged answer was stored (None: the outbox is empty)."""
+        with self._tx() as db:
+            row = db.execute("SELECT MIN(a.t) FROM outbox o JOIN answered a ON a.job_id = o.job_id").fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
     def prune(self, wall: float) -> int:
         """Forget answered job ids older than the dedup window, and beyond the row cap."""
         with self._tx() as db:
