@@ -13,6 +13,7 @@ import agent
 # `func` to a callable taking the parsed namespace and returning an exit code.
 SUBCOMMAND_MODULES = (
     "agent.service",
+    "agent.doctor",
     "agent.bus.cli",
     "agent.fleet.cli",
     "agent.inference.cli",

@@ -161,6 +161,18 @@ class Outbox:
             return n
 
 
+def inspect_outbox(path: str | Path) -> tuple[int, float | None]:
+    """(depth, wall time of the oldest unacknowledged answer) of an outbox file, read-only: for
+    `fleetnode doctor` while the agent may be running. Raises sqlite3.Error if unreadable."""
+    db = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True, timeout=2.0)
+    try:
+        depth = int(db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+        row = db.execute("SELECT MIN(a.t) FROM outbox o JOIN answered a ON a.job_id = o.job_id").fetchone()
+    finally:
+        db.close()
+    return depth, None if row is None or row[0] is None else float(row[0])
+
+
 class _Tx:
     def __init__(self, lock: threading.Lock, db: sqlite3.Connection) -> None:
         self._lock = lock

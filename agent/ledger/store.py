@@ -108,6 +108,25 @@ class Summary:
         return self.busy_s / 3600.0
 
 
+def check_ledger(path: str | Path) -> str | None:
+    """What is wrong with a ledger file (None: nothing): SQLite's integrity check and the schema
+    version, read-only, for `fleetnode doctor` while the agent may be running."""
+    try:
+        db = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True, timeout=2.0)
+        try:
+            problems = [str(r[0]) for r in db.execute("PRAGMA integrity_check").fetchall()]
+            row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error as e:
+        return f"cannot read: {e}"
+    if problems != ["ok"]:
+        return "integrity check: " + "; ".join(problems[:3])
+    if row is None or row[0] != str(SCHEMA_VERSION):
+        return f"ledger schema {None if row is None else row[0]}, this agent reads {SCHEMA_VERSION}"
+    return None
+
+
 class Ledger:
     """Append-only accounting of lent compute. Thread-safe; close() when done."""
 
