@@ -12,6 +12,7 @@ docs/operations.md lists every metric; a test keeps that list and METRICS equal.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -245,6 +246,23 @@ def bind(metrics: AgentMetrics, *, governed: Any, reader: Any, store: Any, link:
         decision=lambda: governed.last, steps=lambda: governed.steps,
         reader_counters=lambda: reader.counters, link_up=lambda: store.snapshot().link.up,
         broker_connected=lambda: link.connected, outbox=outbox, ledger=ledger_totals)
+
+
+_ANNOUNCED = re.compile(r"metrics on (http://\S+/metrics)|\"metrics\": \"(http://[^\"]+)\"")
+
+
+def announcement(url: str) -> str:
+    """The agent's one line at start saying where its endpoint is (port 0 picks a free one)."""
+    return f"metrics on {url}"
+
+
+def find_announced(lines: Iterable[str]) -> str | None:
+    """The endpoint URL from an agent's output, text or --json (None: not announced yet)."""
+    for line in lines:
+        m = _ANNOUNCED.search(line)
+        if m:
+            return m.group(1) or m.group(2)
+    return None
 
 
 def scrape(url: str, timeout_s: float = 5.0) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -182,7 +182,7 @@ class Agent:
 
     def _start_metrics(self) -> bool:
         from agent.config import parse_listen
-        from agent.metrics import AgentMetrics
+        from agent.metrics import AgentMetrics, announcement
 
         host, port = parse_listen(self.cfg.metrics_listen)
         self.metrics = AgentMetrics(agent_version(), engine_isa(), self.cfg.car_id)
@@ -193,7 +193,7 @@ class Agent:
                       f"fleetnode run: cannot serve metrics on {self.cfg.metrics_listen}: {e}")
             return False
         where = f"http://{host if ':' not in host else f'[{host}]'}:{port}/metrics"
-        self._say({"metrics": where}, f"[{self.cfg.car_id}] metrics on {where}")
+        self._say({"metrics": where}, f"[{self.cfg.car_id}] {announcement(where)}")
         return True
 
     def _loop(self, stop: threading.Event, store: Any, reader: Any, governed: Any, link: Any,

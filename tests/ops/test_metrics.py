@@ -3,7 +3,6 @@ that survives a broken part."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ from agent.fleet import protocol as p
 from agent.fleet.broker import Broker
 from agent.fleet.fleetside import FleetClient
 from agent.governor.decision import Decision, Mode, Reason
-from agent.metrics import METRICS, AgentMetrics, Sources, sample, scrape
+from agent.metrics import METRICS, AgentMetrics, Sources, find_announced, sample, scrape
 from hil.bench import AgentProcess, CarOnBus
 from hil.sim import CarInputs, CarState
 
@@ -32,13 +31,6 @@ def wait_for(pred, timeout_s: float):  # type: ignore[no-untyped-def]
         if got or time.monotonic() > deadline:
             return got
         time.sleep(0.05)
-
-
-def metrics_url(agent: AgentProcess) -> str | None:
-    for line in list(agent.lines):
-        if line.startswith("{") and '"metrics"' in line:
-            return str(json.loads(line)["metrics"])
-    return None
 
 
 @pytest.fixture
@@ -57,7 +49,7 @@ def rig(tmp_path: Path, mosquitto: Broker) -> Iterator[AgentProcess]:
 
 
 def test_scrape_during_a_run_shows_jobs_energy_and_mode(rig: AgentProcess, mosquitto: Broker) -> None:
-    url = wait_for(lambda: metrics_url(rig), 20)
+    url = wait_for(lambda: find_announced(list(rig.lines)), 20)
     assert url is not None and url.startswith("http://127.0.0.1:"), rig.lines[-5:]
     rng = np.random.default_rng(3)
     jobs = [f"m{i}" for i in range(3)]
