@@ -202,8 +202,31 @@ def _broker(cfg: AgentConfig) -> list[Check]:
                          "start the broker (systemctl start mosquitto), or set [agent] broker_host and "
                          "broker_port; the unit's --broker-net must include it"))
         return out
-    out.extend(_mqtt(cfg, tls, where))
+    out.extend(_tls_handshake(cfg, tls, where) if tls is not None else _mqtt(cfg, where))
     return out
+
+
+def _tls_handshake(cfg: AgentConfig, tls: Any, where: str) -> list[Check]:
+    """TLS only, no MQTT session: a TLS broker binds the client id to the certificate's name
+    (use_username_as_clientid), so a second session as this car would take over the agent's."""
+    import ssl
+
+    fix = "check tls_ca against the broker's CA, and that the broker's CA signed tls_cert"
+    try:
+        with socket.create_connection((cfg.broker_host, cfg.broker_port), timeout=BROKER_TIMEOUT_S) as raw, \
+                tls.context().wrap_socket(raw, server_hostname=cfg.broker_host) as s:
+            s.settimeout(0.5)
+            try:  # TLS 1.3 refuses a client certificate after the handshake, on the first read
+                if s.recv(1) == b"":
+                    return [Check("broker", FAIL, f"{where}: the broker closed the TLS connection", fix)]
+            except TimeoutError:
+                pass  # it waits for our CONNECT: the certificate was accepted
+    except ssl.SSLError as e:
+        return [Check("broker", FAIL, f"{where}: TLS refused ({e.reason or e})", fix)]
+    except OSError as e:
+        return [Check("broker", FAIL, f"{where}: TLS connection failed ({e})", fix)]
+    return [Check("broker", OK, f"{where}: TLS handshake with this car's certificate accepted (the ACL is "
+                                f"checked by the broker per message; no second session as this car is opened)")]
 
 
 def _certificate(cfg: AgentConfig) -> list[Check]:
@@ -228,11 +251,12 @@ def _certificate(cfg: AgentConfig) -> list[Check]:
     return [Check("certificate", OK, f"{cfg.tls_cert} valid until {until}")]
 
 
-def _mqtt(cfg: AgentConfig, tls: Any, where: str) -> list[Check]:
+def _mqtt(cfg: AgentConfig, where: str) -> list[Check]:
     from agent.fleet import protocol as p
     from agent.fleet.mqtt import MqttSession
 
-    session = MqttSession(f"{cfg.car_id}-doctor", cfg.broker_host, cfg.broker_port, tls=tls,
+    # Its own client id: the running agent's session is left alone.
+    session = MqttSession(f"{cfg.car_id}-doctor", cfg.broker_host, cfg.broker_port,
                           clean_start=True, session_expiry_s=0)
     session.start()
     try:
@@ -251,7 +275,7 @@ def _mqtt(cfg: AgentConfig, tls: Any, where: str) -> list[Check]:
                           "regenerate the broker's ACL (python -m agent.fleet.acl) for this car and pool")]
     finally:
         session.stop()
-    return [Check("broker", OK, f"{where}: MQTT 5 session {'over TLS ' if tls else ''}accepted; "
+    return [Check("broker", OK, f"{where}: MQTT 5 session accepted; "
                                 f"this car may read its acks and pool {cfg.pool}'s jobs")]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import faulthandler
 import json
+import logging
 import signal
 import sys
 import threading
@@ -17,7 +18,10 @@ from typing import Any, TextIO
 
 from agent.clock import Clock, SystemClock
 from agent.config import AgentConfig, ConfigError
+from agent.logs import event
 from agent.sdnotify import Watchdog, notify
+
+log = logging.getLogger("fleetnode.agent")
 
 STAGES = ("bus", "governor", "runner", "fleet")
 # Vehicle roles that leave the car as telemetry (the protocol documents each; nothing else goes).
@@ -77,13 +81,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"fleetnode run: {e}", file=sys.stderr)
         return 2
+    from agent import logs
+
+    logs.setup(sys.stderr)
+    # Under systemd the journal has every event; a status line a second would only crowd it.
+    status_out = None if logs.under_journal(sys.stdout) else sys.stdout
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1` prints every thread's stack
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     if args.duration > 0:
         threading.Timer(args.duration, stop.set).start()
-    agent = Agent(cfg, SystemClock(), out=sys.stdout, json_lines=args.json)
+    agent = Agent(cfg, SystemClock(), out=status_out, json_lines=args.json)
     return agent.run(stop)
 
 
@@ -167,10 +176,14 @@ class Agent:
         link.start()
         governed.start()
         notify("READY=1")
+        event(log, logging.INFO, f"agent started: fleetnode {agent_version()}, engine {engine_isa()}, "
+                                 f"serial {self.cfg.serial_port}, broker {self.cfg.broker_host}:{self.cfg.broker_port}",
+              car=self.cfg.car_id)
         try:
             self._loop(stop, store, reader, governed, link, runner, sink)
         finally:
             notify("STOPPING=1")
+            event(log, logging.INFO, "agent stopping", car=self.cfg.car_id)
             governed.stop()
             runner.stop()
             reader.stop()
@@ -205,9 +218,10 @@ class Agent:
                     seen_steps = governed.steps
                     self.watchdog.progress("governor")
                 self._tick(store, reader, governed.last, link, runner, sink)
-            except Exception as e:  # noqa: BLE001 -- a bug in one tick must not kill the agent: fail safe, say why
+            except Exception as e:  # a bug in one tick must not kill the agent: fail safe, say why
                 self.tick_errors += 1
                 link.set_accepting_jobs(False)
+                log.exception("internal error in the agent's loop; taking no jobs for 1 s")
                 self._say({"error": repr(e)}, f"[{self.cfg.car_id}] internal error, taking no jobs: {e!r}")
                 stop.wait(1.0)
 
@@ -237,9 +251,22 @@ class Agent:
         key = (decision.mode, decision.codes)
         if self.metrics is not None and (self._last_key is None or key[0] != self._last_key[0]):
             self.metrics.mode_entered(decision.mode.value)
+        if key != self._last_key:
+            self._log_decision(decision)
         if key != self._last_key or now - self._last_print >= self.cfg.status_interval_s:
             self._last_key, self._last_print = key, now
             self._status(decision, vehicle, link.connected)
+
+    def _log_decision(self, decision: Any) -> None:
+        """What changed and why: the mode and the governor's reasons, never vehicle readings."""
+        from agent.governor.decision import CODES, Severity
+
+        before = self._last_key[0].value if self._last_key is not None else "start"
+        fault = any(CODES.get(c, (Severity.INFO, ""))[0] is Severity.OFF for c in decision.codes)
+        event(log, logging.WARNING if fault else logging.INFO,
+              f"mode {before} -> {decision.mode.value}: {decision.summary}" if before != decision.mode.value
+              else f"mode {decision.mode.value}, reasons now: {decision.summary}",
+              mode=decision.mode.value, reason=",".join(dict.fromkeys(decision.codes)) or "none")
 
     def _status(self, decision: Any, vehicle: dict[str, Any], broker_connected: bool) -> None:
         def fmt(role: str, unit: str = "", spec: str = "") -> str:
@@ -262,6 +289,8 @@ class Agent:
         except (ModelError, KeyError) as e:
             link.send_result(request.job_id, "failed", error=("model_unavailable", str(e)))
             self._count_job("refused")
+            event(log, logging.WARNING, f"job refused: model unavailable: {e}", job_id=request.job_id,
+                  outcome="refused")
             return
 
         def work(token: Any, model: Any = model, request: Any = request) -> Any:
@@ -271,6 +300,8 @@ class Agent:
         if not runner.submit(Job(request.job_id, work, deadline=deadline)):
             link.send_result(request.job_id, "preempted", error=("busy", "the car's job queue is full"))
             self._count_job("refused")
+            event(log, logging.WARNING, "job refused: the job queue is full", job_id=request.job_id,
+                  outcome="refused")
 
     def _count_job(self, outcome: str, run_s: float | None = None) -> None:
         if self.metrics is not None:
@@ -282,6 +313,9 @@ class Agent:
 
         sink.outcome(o, store.snapshot())
         self._count_job(o.outcome.value, o.duration_s if o.outcome is Outcome.DONE else None)
+        event(log, logging.INFO if o.outcome in (Outcome.DONE, Outcome.PREEMPTED) else logging.WARNING,
+              f"job {o.outcome.value} after {o.duration_s:.3f} s" + (f": {o.error}" if o.error else ""),
+              job_id=o.job_id, outcome=o.outcome.value)
         if o.outcome is Outcome.DONE and isinstance(o.result, RunResult):
             self.jobs_done += 1
             link.send_result(o.job_id, "ok", outputs=o.result.arrays, run_s=o.duration_s)
