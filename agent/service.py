@@ -202,10 +202,12 @@ class Agent:
         try:
             port = self.metrics.serve(host, port)
         except OSError as e:
+            log.error("cannot serve metrics on %s: %s", self.cfg.metrics_listen, e)
             self._say({"error": f"cannot serve metrics on {self.cfg.metrics_listen}: {e}"},
                       f"fleetnode run: cannot serve metrics on {self.cfg.metrics_listen}: {e}")
             return False
         where = f"http://{host if ':' not in host else f'[{host}]'}:{port}/metrics"
+        event(log, logging.INFO, announcement(where), car=self.cfg.car_id)
         self._say({"metrics": where}, f"[{self.cfg.car_id}] {announcement(where)}")
         return True
 

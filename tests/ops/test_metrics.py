@@ -3,6 +3,7 @@ that survives a broken part."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -127,3 +128,22 @@ def test_the_generated_reference_in_operations_md_is_up_to_date() -> None:
 
     doc = (REPO / "docs" / "operations.md").read_text()
     assert render(doc) == doc, "run: python -m agent.deploy.reference docs/operations.md"
+
+
+def test_a_taken_port_is_a_clear_error_and_exit_2(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        r = subprocess.run([sys.executable, "-m", "agent.cli", "run", "--port", str(tmp_path / "tty"),
+                            "--state-dir", str(tmp_path / "s"), "--metrics-listen", f"127.0.0.1:{port}"],
+                           capture_output=True, text=True, timeout=60, check=False,
+                           env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)})
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert f"cannot serve metrics on 127.0.0.1:{port}" in r.stdout
+    assert json.loads(r.stderr.splitlines()[-1])["level"] == "error"
+    assert "Traceback" not in r.stdout + r.stderr
