@@ -69,3 +69,12 @@ def test_wheel_installs_in_a_fresh_venv_without_a_compiler_and_runs(tmp_path: Pa
             cwd=tmp_path, env=bare)
     assert r.returncode == 0, r.stdout[-5000:] + r.stderr[-2000:]
     assert " passed" in r.stdout and " failed" not in r.stdout
+
+
+def test_cibuildwheel_builds_manylinux_x86_64_and_aarch64() -> None:
+    r = run([sys.executable, "-m", "cibuildwheel", "--print-build-identifiers", "--platform", "linux"], cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    ids = set(r.stdout.split())
+    for py in ("cp311", "cp312", "cp313"):
+        assert {f"{py}-manylinux_x86_64", f"{py}-manylinux_aarch64"} <= ids, ids
+    assert not any("musllinux" in i for i in ids)
