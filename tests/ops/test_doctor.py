@@ -189,3 +189,18 @@ def test_text_output_shows_each_fix_and_exits_1(tmp_path: Path) -> None:
     serial = next(i for i, line in enumerate(lines) if line.startswith("FAIL  serial port"))
     assert "fix: plug in the CAN shim" in lines[serial + 1]
     assert re.fullmatch(r"\d+ OK, \d+ WARN, 2 FAIL", lines[-1]), lines[-1]  # the serial port, the broker
+
+
+def test_a_certificate_near_expiry_warns_and_a_wrong_file_fails(tmp_path: Path) -> None:
+    from agent.fleet.pki import CertificateAuthority
+
+    ca = CertificateAuthority.create(tmp_path / "pki")
+    soon = ca.issue_car("car-7", days=5)
+    tls = {"tls_ca": str(ca.cert_path), "tls_cert": str(soon.cert), "tls_key": str(soon.key)}
+    checks = by_name(write_config(tmp_path / "a.toml", car_id="car-7", broker_port=1, **tls))
+    assert checks["certificate"][0] == WARN and "expires in 4 days" in checks["certificate"][1]
+    assert "issue a new certificate" in checks["certificate"][2]
+    assert checks["broker"][0] == FAIL
+    checks = by_name(write_config(tmp_path / "b.toml", car_id="car-7", **{**tls, "tls_cert": str(soon.key)}))
+    assert checks["certificate"][0] == FAIL and "not a PEM certificate" in checks["certificate"][1]
+    assert "broker" not in checks  # no connection is tried with a certificate that cannot work
