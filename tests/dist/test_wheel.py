@@ -30,7 +30,7 @@ def run(cmd: list[str], cwd: Path | None = None, env: dict[str, str] | None = No
 
 def pip_install(venv: Path, wheel: Path) -> None:
     pip = [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python")]
-    offline = [*pip, "install", "-q", "--no-index", "--find-links", str(WHEELHOUSE), str(wheel), *TEST_DEPS]
+    offline = [*pip, "install", "-q", "--no-compile", "--no-index", "--find-links", str(WHEELHOUSE), str(wheel), *TEST_DEPS]
     if WHEELHOUSE.is_dir() and run(offline).returncode == 0:
         return
     # First run (or a new dependency): fill the wheelhouse from the index, then install offline.
