@@ -94,7 +94,8 @@ def test_doctor_on_the_running_bench_is_all_ok_then_each_fault_fails_with_its_fi
         "config": OK, "policy": OK, "serial port": OK, "profile": OK, "broker": OK, "state dir": OK,
         "outbox": OK, "ledger": OK, "model cache": OK, "engine": OK, "clock": clock_status()}, checks
     assert rc == 0
-    assert "the shim answers the version query (V" in checks["serial port"]["detail"]
+    detail = checks["serial port"]["detail"]
+    assert "the shim answers the version query (V10" in detail or "a shim streams SLCAN frames" in detail
 
     # A wrong serial port: a path with no device, and a pty with no shim behind it.
     rc, checks = doctor(write_config(tmp / "wrong-port.toml", **{**keys, "serial_port": str(tmp / "ttyNONE")}))
@@ -204,3 +205,13 @@ def test_a_certificate_near_expiry_warns_and_a_wrong_file_fails(tmp_path: Path) 
     checks = by_name(write_config(tmp_path / "b.toml", car_id="car-7", **{**tls, "tls_cert": str(soon.key)}))
     assert checks["certificate"][0] == FAIL and "not a PEM certificate" in checks["certificate"][1]
     assert "broker" not in checks  # no connection is tried with a certificate that cannot work
+
+
+def test_a_shim_alone_answers_the_version_query(tmp_path: Path) -> None:
+    from agent.config import AgentConfig
+    from agent.doctor import _serial
+    from hil.shim import Shim
+
+    with Shim() as shim:  # the real firmware, host build, on a pty; nobody else reads it
+        (check,) = _serial(AgentConfig(serial_port=shim.port))
+    assert check.status == OK and check.detail == f"{shim.port}: the shim answers the version query (V1013)"
