@@ -8,6 +8,10 @@ declare -A want=(
   [qemu-aarch64]=qemu-user
   [systemd-analyze]=systemd
   [unshare]=util-linux  # tests/ops/test_doctor.py: a read-only bind mount of the state dir
+  [mkfs.ext4]=e2fsprogs
+  [e2fsck]=e2fsprogs
+  [findmnt]=util-linux
+  [losetup]=mount
 )
 missing=()
 for cmd in "${!want[@]}"; do

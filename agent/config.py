@@ -41,10 +41,13 @@ class AgentConfig:
                        "tls_ca, tls_cert and tls_key: all three or none")
     tls_cert: str = _key("", "this car's client certificate (PEM)")
     tls_key: str = _key("", "this car's private key (PEM)")
-    state_dir: str = _key("/var/lib/fleetnode", "where the outbox, ledger, audit log and model cache live")
+    state_dir: str = _key("/var/lib/fleetnode",
+                          "where state.sqlite (outbox and ledger), the audit log and the model cache live")
     policy_file: str = _key("", "the owner's policy (TOML); empty: the built-in defaults")
     trusted_keys: str = _key("", "a directory (or file) of Ed25519 public keys that sign fleet models")
     status_interval_s: float = _key(1.0, "seconds between status lines when nothing changes", "> 0")
+    storage_floor_bytes: int = _key(16 << 20, "below this much free space in state_dir the agent takes no jobs "
+                                    "(STANDBY, reason storage)", ">= 0")
     metrics_listen: str = _key("", "HOST:PORT of the Prometheus endpoint on this computer; empty: off",
                                "an IP address and a port 0..65535 (0: any free port)")
     extra: dict[str, Any] = field(default_factory=dict)
@@ -98,6 +101,8 @@ class AgentConfig:
             raise ConfigError("config keys 'tls_ca', 'tls_cert' and 'tls_key' go together: give all three or none")
         if cfg.status_interval_s <= 0:
             raise ConfigError("config key 'status_interval_s' must be > 0")
+        if cfg.storage_floor_bytes < 0:
+            raise ConfigError("config key 'storage_floor_bytes' must be >= 0")
         if cfg.metrics_listen:
             parse_listen(cfg.metrics_listen)
         return cfg

@@ -2,7 +2,7 @@
 
 Owns the checks and their wording, nothing else: every fact comes from the module that owns it
 (the config and policy loaders, the SLCAN version reply, the profile loader, the MQTT session,
-the outbox and ledger files, the model cache's naming, the native engine). It is safe to run
+the state file, the storage floor, the model cache's naming, the native engine). It is safe to run
 beside a running agent: it opens the serial port only to ask the shim its version, connects to
 the broker under its own client id with a clean session, and reads the state files read-only.
 Exit status: 0 when nothing FAILs, 1 otherwise, 2 for bad arguments.
@@ -35,7 +35,6 @@ DEFAULT_CONFIG = Path("/etc/fleetnode/agent.toml")
 SERIAL_ANSWER_S = 3.0
 BROKER_TIMEOUT_S = 5.0
 CERT_WARN_DAYS = 30
-FREE_FAIL_BYTES = 64 << 20
 FREE_WARN_BYTES = 512 << 20
 OUTBOX_WARN_DEPTH = 1000
 OUTBOX_WARN_AGE_S = 86400.0
@@ -156,6 +155,7 @@ def _ask_version(port: str) -> tuple[str | None, str]:
         return None, f"cannot open: {e}"
     parser = SlcanParser()
     frames = 0
+    lost = ""
     try:
         got = b""
         deadline = time.monotonic() + SERIAL_ANSWER_S
@@ -164,7 +164,14 @@ def _ask_version(port: str) -> tuple[str | None, str]:
             if time.monotonic() >= next_ask:  # ask again: a running agent may have read the reply
                 ser.write(b"\r" + cmd_version())
                 next_ask = time.monotonic() + 0.1
-            data = ser.read(max(1, ser.in_waiting))
+            try:
+                data = ser.read(max(1, ser.in_waiting))
+            except serial.SerialException as e:
+                # Readable, then empty: the agent read those bytes first (pyserial says "multiple
+                # access on port?"). A link that is really gone keeps failing until the deadline.
+                lost = str(e)
+                time.sleep(0.01)
+                continue
             got = (got + data)[-4096:]
             answer = version_reply(got)
             if answer is not None:
@@ -177,7 +184,8 @@ def _ask_version(port: str) -> tuple[str | None, str]:
     if frames:
         return (f"a shim streams SLCAN frames ({frames} well-formed in {SERIAL_ANSWER_S:g} s; the running "
                 f"agent took its version replies)"), ""
-    return None, f"no answer to the SLCAN version query within {SERIAL_ANSWER_S:g} s, and no frames"
+    return None, (f"no answer to the SLCAN version query within {SERIAL_ANSWER_S:g} s, and no frames"
+                  + (f" (last read error: {lost})" if lost else ""))
 
 
 def _profile(cfg: AgentConfig) -> list[Check]:
@@ -290,9 +298,6 @@ def _mqtt(cfg: AgentConfig, where: str) -> list[Check]:
 
 
 def _state_dir(cfg: AgentConfig) -> list[Check]:
-    from agent.fleet.outbox import inspect_outbox
-    from agent.ledger.store import check_ledger
-
     d = Path(cfg.state_dir)
     if not d.is_dir():
         parent = next((q for q in d.parents if q.exists()), Path("/"))
@@ -301,41 +306,75 @@ def _state_dir(cfg: AgentConfig) -> list[Check]:
                           "none needed under systemd (StateDirectory=fleetnode creates it)")]
         return [Check("state dir", FAIL, f"{d} does not exist and {parent} is not writable",
                       f"create it for the agent's user (install -d -m 0700 {d}), or set [agent] state_dir")]
-    out: list[Check] = []
+    return [_storage(d, cfg.storage_floor_bytes), *_state_file(d)]
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):.0f} MiB"
+
+
+def _storage(d: Path, floor: int) -> Check:
+    """Writable, and free space against storage_floor_bytes: what the agent's storage monitor
+    (agent.storage) needs before it takes jobs. Its own probe file, never the agent's."""
+    from agent.storage import free_bytes
+
     try:
         fd, probe = tempfile.mkstemp(prefix=".doctor-", dir=d)
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
-        return [Check("state dir", FAIL, f"{d} is not writable ({e.strerror})",
-                      "make it writable by the agent's user (chown, chmod u+w), or remount its "
-                      "filesystem read-write; under systemd keep StateDirectory=fleetnode")]
-    free = shutil.disk_usage(d).free
-    mib = f"{free / (1 << 20):.0f} MiB free"
-    if free < FREE_FAIL_BYTES:
-        return [Check("state dir", FAIL, f"{d}: writable, only {mib}", "free space on that filesystem")]
-    out.append(Check("state dir", WARN if free < FREE_WARN_BYTES else OK, f"{d}: writable, {mib}",
-                     "free space on that filesystem" if free < FREE_WARN_BYTES else ""))
-    outbox = d / "outbox.sqlite"
-    if outbox.exists():
-        try:
-            depth, oldest = inspect_outbox(outbox)
-        except Exception as e:  # noqa: BLE001 -- sqlite3.Error and friends: a damaged file is a finding
-            out.append(Check("outbox", FAIL, f"{outbox}: cannot read ({e})",
-                             "stop the agent, move the file aside and restart (unsent results are lost)"))
-        else:
-            age = 0.0 if oldest is None else max(0.0, time.time() - oldest)
-            stuck = depth > OUTBOX_WARN_DEPTH or age > OUTBOX_WARN_AGE_S
-            out.append(Check("outbox", WARN if stuck else OK,
-                             f"{depth} unacknowledged result(s)" + (f", oldest {age:.0f} s old" if depth else ""),
-                             "the fleet is not acknowledging results: check the broker and the dispatcher"
-                             if stuck else ""))
-    ledger = d / "ledger.sqlite"
-    if ledger.exists():
-        problem = check_ledger(ledger)
-        out.append(Check("ledger", FAIL, f"{ledger}: {problem}",
-                         "stop the agent and restore the ledger from a backup, or move it aside")
-                   if problem else Check("ledger", OK, f"{ledger}: integrity check ok"))
+        return Check("state dir", FAIL, f"{d} is not writable ({e.strerror}): the agent refuses to start, "
+                                        f"or goes STANDBY (reason storage) while it runs",
+                     "make it writable by the agent's user (chown, chmod u+w), or remount its "
+                     "filesystem read-write; under systemd keep StateDirectory=fleetnode")
+    free = free_bytes(d)
+    said = f"{d}: writable, {_mib(free)} free (the agent takes no jobs below {_mib(floor)}, storage_floor_bytes)"
+    if free == 0 or free < floor:
+        return Check("state dir", FAIL, f"{said}: below the floor, the agent is in STANDBY (reason storage)",
+                     "free space on that filesystem, or lower [agent] storage_floor_bytes")
+    if free < max(FREE_WARN_BYTES, 4 * floor):
+        return Check("state dir", WARN, said, "free space on that filesystem before results and the ledger "
+                                              "fill it")
+    return Check("state dir", OK, said)
+
+
+def _state_file(d: Path) -> list[Check]:
+    """state.sqlite, read-only (the agent may be writing it): integrity, the outbox, the ledger."""
+    from agent.fleet.outbox import inspect_outbox
+    from agent.ledger.store import STATE_FILE, check_ledger
+    from agent.storage import check_state_file
+
+    out: list[Check] = []
+    old = [n for n in ("outbox.sqlite", "ledger.sqlite") if (d / n).exists()]
+    if old:
+        out.append(Check("old state", WARN, f"{', '.join(old)} of an older agent, not yet in {STATE_FILE}",
+                         f"start the agent once: it moves their rows into {STATE_FILE} (and renames them "
+                         f"*.adopted)"))
+    path = d / STATE_FILE
+    if not path.exists():
+        return [*out, Check("state file", OK, f"no {path} yet: the agent creates it at its first start")]
+    problem = check_state_file(path)
+    if problem:
+        return [*out, Check("state file", FAIL, f"{path}: {problem}",
+                            f"stop the agent, move {STATE_FILE} aside (keep it) and restart: its unsent "
+                            f"results and the ledger are lost, or restore it from a backup")]
+    out.append(Check("state file", OK, f"{path}: integrity check ok, {_mib(path.stat().st_size)}"))
+    try:
+        depth, oldest = inspect_outbox(path)
+    except Exception as e:  # noqa: BLE001 -- sqlite3.Error and friends: a damaged file is a finding
+        out.append(Check("outbox", FAIL, f"{path}: the outbox cannot be read ({e})",
+                         f"stop the agent, move {STATE_FILE} aside and restart (unsent results are lost)"))
+    else:
+        age = 0.0 if oldest is None else max(0.0, time.time() - oldest)
+        stuck = depth > OUTBOX_WARN_DEPTH or age > OUTBOX_WARN_AGE_S
+        out.append(Check("outbox", WARN if stuck else OK,
+                         f"{depth} unacknowledged result(s)" + (f", oldest {age:.0f} s old" if depth else ""),
+                         "the fleet is not acknowledging results: check the broker and the dispatcher"
+                         if stuck else ""))
+    problem = check_ledger(path)
+    out.append(Check("ledger", FAIL, f"{path}: {problem}",
+                     "run the fleetnode version that wrote it, or restore the state file from a backup")
+               if problem else Check("ledger", OK, f"{path}: ledger schema readable by this agent"))
     return out
 
 

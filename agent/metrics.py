@@ -55,6 +55,10 @@ METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "fleetnode_broker_connected": ("gauge", (), "1 while the MQTT session is connected"),
     "fleetnode_outbox_depth": ("gauge", (), "results on disk waiting for the fleet's acknowledgement"),
     "fleetnode_outbox_oldest_age_seconds": ("gauge", (), "age of the oldest unacknowledged result (0: none)"),
+    "fleetnode_storage_usable": ("gauge", (), "1 while the state dir takes writes and has more free space than its floor"),
+    "fleetnode_storage_free_bytes": ("gauge", (), "free space in the state dir's filesystem"),
+    "fleetnode_storage_floor_bytes": ("gauge", (), "below this much free space the agent takes no jobs (storage_floor_bytes)"),
+    "fleetnode_storage_write_failures": ("counter", (), "writes of the car's state the disk refused (full, read-only, I/O error)"),
     "fleetnode_metrics_read_errors": ("counter", ("part",), "parts of the agent that could not be read for a scrape"),
 }
 
@@ -70,6 +74,7 @@ class Sources:
     broker_connected: Callable[[], bool] | None = None
     outbox: Callable[[], tuple[int, float | None]] | None = None  # (depth, age of the oldest s)
     ledger: Callable[[], dict[str, float]] | None = None  # energy_wh, grid_wh, credits, today_wh, cost_today
+    storage: Callable[[], tuple[bool, int, int, int]] | None = None  # (usable, free, floor, write failures)
 
 
 class AgentMetrics:
@@ -161,6 +166,7 @@ class _Live:
         yield from self._part("broker", lambda: self._broker(src))
         yield from self._part("outbox", lambda: self._outbox(src))
         yield from self._part("ledger", lambda: self._ledger(src))
+        yield from self._part("storage", lambda: self._storage(src))
         errors = CounterMetricFamily("fleetnode_metrics_read_errors", METRICS["fleetnode_metrics_read_errors"][2],
                                      labels=["part"])
         for part, n in sorted(m.read_errors().items()):
@@ -227,9 +233,18 @@ class _Live:
                 _counter("fleetnode_credits", v["credits"]), _gauge("fleetnode_energy_today_wh", v["today_wh"]),
                 _gauge("fleetnode_cost_today", v["cost_today"])]
 
+    @staticmethod
+    def _storage(src: Sources) -> list[Metric]:
+        if src.storage is None:
+            return []
+        usable, free, floor, failures = src.storage()
+        return [_gauge("fleetnode_storage_usable", 1.0 if usable else 0.0),
+                _gauge("fleetnode_storage_free_bytes", free), _gauge("fleetnode_storage_floor_bytes", floor),
+                _counter("fleetnode_storage_write_failures", failures)]
+
 
 def bind(metrics: AgentMetrics, *, governed: Any, reader: Any, store: Any, link: Any, ledger: Any,
-         clock: Any) -> None:
+         storage: Any, clock: Any) -> None:
     """Point a scrape at the running agent's parts (agent.service.Agent.run calls this)."""
 
     def ledger_totals() -> dict[str, float]:
@@ -242,10 +257,15 @@ def bind(metrics: AgentMetrics, *, governed: Any, reader: Any, store: Any, link:
         oldest = link.outbox.oldest_wall()
         return link.outbox.depth(), None if oldest is None else max(0.0, clock.time() - oldest)
 
+    def storage_state() -> tuple[bool, int, int, int]:
+        from agent.storage import free_bytes
+
+        return storage.fault is None, free_bytes(storage.path), storage.floor_bytes, storage.reports
+
     metrics.sources = Sources(
         decision=lambda: governed.last, steps=lambda: governed.steps,
         reader_counters=lambda: reader.counters, link_up=lambda: store.snapshot().link.up,
-        broker_connected=lambda: link.connected, outbox=outbox, ledger=ledger_totals)
+        broker_connected=lambda: link.connected, outbox=outbox, ledger=ledger_totals, storage=storage_state)
 
 
 _ANNOUNCED = re.compile(r"metrics on (http://\S+/metrics)|\"metrics\": \"(http://[^\"]+)\"")

@@ -7,14 +7,17 @@ wire belongs to its layer's protocol module. It registers `fleetnode run` and `f
 from __future__ import annotations
 
 import argparse
+import contextlib
 import faulthandler
 import json
 import logging
 import signal
+import sqlite3
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from agent.clock import Clock, SystemClock
 from agent.config import AgentConfig, ConfigError
@@ -22,6 +25,10 @@ from agent.logs import event
 from agent.sdnotify import Watchdog, notify
 
 log = logging.getLogger("fleetnode.agent")
+
+if TYPE_CHECKING:
+    from agent.fleet.link import FleetLink
+    from agent.ledger import Ledger
 
 STAGES = ("bus", "governor", "runner", "fleet")
 # Vehicle roles that leave the car as telemetry (the protocol documents each; nothing else goes).
@@ -43,7 +50,11 @@ def register(sub: Any) -> None:
     p.add_argument("--broker-host", dest="broker_host", help="MQTT broker host")
     p.add_argument("--broker-port", dest="broker_port", type=int, help="MQTT broker port")
     p.add_argument("--pool", help="job pool (shared subscription group)")
-    p.add_argument("--state-dir", dest="state_dir", help="where the outbox, ledger and model cache live")
+    p.add_argument("--state-dir", dest="state_dir",
+                   help="where the outbox and ledger (state.sqlite), audit log and model cache live")
+    p.add_argument("--storage-floor", dest="storage_floor_bytes", type=int, metavar="BYTES",
+                   help="take no jobs while the state dir has less free space than this "
+                        "(default 16 MiB)")
     p.add_argument("--policy", dest="policy_file", help="owner policy (TOML)")
     p.add_argument("--trusted-keys", dest="trusted_keys",
                    help="directory of Ed25519 public keys (*.pub) whose signed models this car runs")
@@ -74,7 +85,7 @@ def _cmd_unit(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     overrides = {k: getattr(args, k) for k in (
         "serial_port", "profile", "dbc", "car_id", "broker_host", "broker_port", "pool", "state_dir", "policy_file",
-        "trusted_keys", "metrics_listen")}
+        "trusted_keys", "storage_floor_bytes", "metrics_listen")}
     try:
         base = AgentConfig.load(args.config) if args.config else AgentConfig()
         cfg = AgentConfig.from_mapping({}, **{**_asdict(base), **{k: v for k, v in overrides.items() if v is not None}})
@@ -142,35 +153,46 @@ class Agent:
         from agent.fleet.models import TrustStore
         from agent.fleet.mqtt import TlsConfig
         from agent.ledger import Ledger, LedgerSink
+        from agent.ledger.store import STATE_FILE
         from agent.runner import Runner
         from agent.runner.governed import GovernedLoop, InputsFeed
+        from agent.storage import StorageMonitor
 
         if self.cfg.metrics_listen and not self._start_metrics():
             return 2
-        self.state_dir.mkdir(parents=True, exist_ok=True)
         store = StateStore()
         reader = BusReader(self.cfg.serial_port, self.profile, store, self.clock)
         tls = None
         if self.cfg.tls_ca:
             tls = TlsConfig(Path(self.cfg.tls_ca), Path(self.cfg.tls_cert), Path(self.cfg.tls_key))
         keys = TrustStore.from_paths([self.cfg.trusted_keys]) if self.cfg.trusted_keys else TrustStore()
-        link = FleetLink(self.cfg.car_id, self.cfg.broker_host, self.cfg.broker_port, self.clock,
-                         outbox_path=self.state_dir / "outbox.sqlite", pool=self.cfg.pool, tls=tls,
-                         audit_path=self.state_dir / "audit.sqlite",
-                         model_dir=self.state_dir / "models", trusted_keys=keys)
+        monitor = StorageMonitor(self.state_dir, self.cfg.storage_floor_bytes)
+        opened = self._open_state(lambda: FleetLink(
+            self.cfg.car_id, self.cfg.broker_host, self.cfg.broker_port, self.clock,
+            outbox_path=self.state_dir / STATE_FILE, pool=self.cfg.pool, tls=tls,
+            audit_path=self.state_dir / "audit.sqlite", model_dir=self.state_dir / "models",
+            trusted_keys=keys, on_storage_error=monitor.report),
+            lambda: Ledger(self.state_dir / STATE_FILE, self.policy.tariff, self.policy.timezone))
+        if opened is None:
+            if self.metrics is not None:
+                self.metrics.close()
+            return 2
+        link, ledger = opened
+        monitor.probes.append(link.outbox.probe)
         self.models.cache = link.models
-        ledger = Ledger(self.state_dir / "ledger.sqlite", self.policy.tariff, self.policy.timezone)
-        sink = LedgerSink(ledger, self.clock, self.policy)
+        sink = LedgerSink(ledger, self.clock, self.policy, on_storage_error=monitor.report)
         runner = Runner(self.clock, on_outcome=lambda o: self._on_outcome(link, sink, store, o))
         # The stop path (frame -> store -> governor -> cancel tokens) runs on its own thread and
         # never waits for the fleet link; this thread only reports and takes jobs.
         governed = GovernedLoop(store, self.governor, runner, self.clock,
-                                inputs=InputsFeed(self.clock, reader=reader, link=link, ledger=sink))
+                                inputs=InputsFeed(self.clock, reader=reader, link=link, ledger=sink,
+                                                  storage=monitor))
         if self.metrics is not None:
             from agent.metrics import bind
 
             bind(self.metrics, governed=governed, reader=reader, store=store, link=link, ledger=ledger,
-                 clock=self.clock)
+                 storage=monitor, clock=self.clock)
+        monitor.start()
         reader.start()
         runner.start()
         link.start()
@@ -187,6 +209,7 @@ class Agent:
             governed.stop()
             runner.stop()
             reader.stop()
+            monitor.stop()
             link.close()
             ledger.close()
             if self.metrics is not None:
@@ -210,6 +233,38 @@ class Agent:
         event(log, logging.INFO, announcement(where), car=self.cfg.car_id)
         self._say({"metrics": where}, f"[{self.cfg.car_id}] {announcement(where)}")
         return True
+
+    def _open_state(self, make_link: Callable[[], FleetLink],
+                    make_ledger: Callable[[], Ledger]) -> tuple[FleetLink, Ledger] | None:
+        """Open the state dir's files, or say in one line why not (None: exit status 2).
+        A dir that cannot be written now is refused too: a car that cannot store results
+        must not start taking jobs, and the owner learns of it at once, not from the fleet."""
+        from agent.storage import IO_ERROR, StorageError, StorageFault, check_dir, classify
+
+        link = ledger = None
+        try:
+            fault = check_dir(self.state_dir, self.cfg.storage_floor_bytes)
+            if fault is None:
+                link = make_link()
+                ledger = make_ledger()
+                link.outbox.probe()
+                # Older agents kept the outbox and the ledger in two files: take them over.
+                for adopt, name in ((link.outbox.adopt, "outbox.sqlite"), (ledger.adopt, "ledger.sqlite")):
+                    if (self.state_dir / name).exists():
+                        adopt(self.state_dir / name)
+        except StorageError as e:
+            fault = e.fault
+        except (OSError, sqlite3.Error) as e:
+            fault = classify(e, self.state_dir) or StorageFault(IO_ERROR, str(self.state_dir), str(e))
+        if fault is None and link is not None and ledger is not None:
+            return link, ledger
+        for part in (ledger, link):
+            if part is not None:
+                with contextlib.suppress(Exception):  # after a failed start: say the cause, not this
+                    part.close()
+        assert fault is not None
+        print(f"fleetnode run: {fault.text}", file=sys.stderr)
+        return None
 
     def _loop(self, stop: threading.Event, store: Any, reader: Any, governed: Any, link: Any,
               runner: Any, sink: Any) -> None:
@@ -313,20 +368,25 @@ class Agent:
         from agent.inference import RunResult
         from agent.runner import Outcome
 
-        sink.outcome(o, store.snapshot())
+        # The job's ledger row is committed with its result, in one transaction of the state
+        # database: a kill at any instant leaves both or neither, so nothing is counted twice.
+        entry = sink.entry(o, store.snapshot())
+        also = None if entry is None else entry.write
         self._count_job(o.outcome.value, o.duration_s if o.outcome is Outcome.DONE else None)
         event(log, logging.INFO if o.outcome in (Outcome.DONE, Outcome.PREEMPTED) else logging.WARNING,
               f"job {o.outcome.value} after {o.duration_s:.3f} s" + (f": {o.error}" if o.error else ""),
               job_id=o.job_id, outcome=o.outcome.value)
         if o.outcome is Outcome.DONE and isinstance(o.result, RunResult):
             self.jobs_done += 1
-            link.send_result(o.job_id, "ok", outputs=o.result.arrays, run_s=o.duration_s)
+            link.send_result(o.job_id, "ok", outputs=o.result.arrays, run_s=o.duration_s, also=also)
         elif o.outcome is Outcome.PREEMPTED:
-            link.send_result(o.job_id, "preempted", error=("preempted", "the governor stopped compute"))
+            link.send_result(o.job_id, "preempted", error=("preempted", "the governor stopped compute"),
+                             also=also)
         elif o.outcome is Outcome.EXPIRED:
-            link.send_result(o.job_id, "failed", error=("expired", "the job ran past its time limit"))
+            link.send_result(o.job_id, "failed", error=("expired", "the job ran past its time limit"),
+                             also=also)
         else:
-            link.send_result(o.job_id, "failed", error=("failed", o.error or "the job failed"))
+            link.send_result(o.job_id, "failed", error=("failed", o.error or "the job failed"), also=also)
 
 
 def agent_version() -> str:

@@ -86,7 +86,9 @@ def show_metrics(agent: AgentProcess, problems: list[str]) -> None:
     mode = next((dict(labels)["mode"] for (name, labels), v in s.items() if name == "fleetnode_mode" and v == 1), None)
     energy = sample(s, "fleetnode_energy_wh_total")
     say("ops", f"scraped {url}: mode {mode}, jobs {', '.join(f'{k} {v:.0f}' for k, v in jobs.items()) or 'none'}, energy {energy or 0:.4f} Wh, "
-               f"{sample(s, 'fleetnode_serial_connects_total') or 0:.0f} serial connects")
+               f"{sample(s, 'fleetnode_serial_connects_total') or 0:.0f} serial connects, state dir "
+               f"{'usable' if sample(s, 'fleetnode_storage_usable') else 'NOT usable'} "
+               f"({(sample(s, 'fleetnode_storage_free_bytes') or 0) / (1 << 20):.0f} MiB free)")
     if not jobs.get("done") or mode is None or not energy:
         problems.append("the metrics endpoint did not show jobs, energy and mode")
 
@@ -203,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         if rc not in (0, -15):
             problems.append(f"the agent exited with {rc}")
     say("owner", "what `fleetnode report` tells the owner:")
-    show([sys.executable, "-m", "agent.cli", "report", "--db", str(work / "agent" / "ledger.sqlite"),
+    show([sys.executable, "-m", "agent.cli", "report", "--db", str(work / "agent" / "state.sqlite"),
           "--policy", str(HERE / "policies" / "demo.toml")], head=12)
     for prob in problems:
         say("demo", f"PROBLEM: {prob}")

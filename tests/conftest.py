@@ -3,4 +3,6 @@
 pytest_plugins = [
     "tests.fixtures.pty",
     "tests.fixtures.broker",
+    "tests.fixtures.smallfs",
+    "tests.fixtures.figures",
 ]

@@ -12,7 +12,11 @@ sockets, callbacks and retries stay inside. Its promises:
 - every accepted job ends in exactly one reply (result, failure, preempted or rejected), stored
   in the SQLite outbox before the job's PUBLISH is acknowledged, and re-sent until the fleet
   acknowledges it, across broker outages and agent restarts;
-- a payload that is too large or breaks the schema gets an error reply and a counter.
+- a payload that is too large or breaks the schema gets an error reply and a counter;
+- a disk that refuses writes (agent/storage.py) never kills the link: answers that cannot be
+  stored wait in memory and are stored once it can be written (with the caller's rows of the
+  same transaction), acknowledgements and retry times likewise; a job that arrives meanwhile
+  is handed back at once, not stored; each refusal goes to `on_storage_error`, not to a log.
 """
 
 from __future__ import annotations
@@ -20,10 +24,11 @@ from __future__ import annotations
 import logging
 import queue
 import secrets
+import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
@@ -37,6 +42,7 @@ from agent.fleet.audit import AuditLog
 from agent.fleet.models import ModelAssembly, ModelCache, ModelRefused, TrustStore
 from agent.fleet.mqtt import MqttSession, TlsConfig, Will, publish_props
 from agent.fleet.outbox import ACCEPTED, ANSWERED, Outbox
+from agent.storage import StorageError, storage_error
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +103,21 @@ class _Pending:
     mid: int
 
 
+@dataclass
+class _Deferred:
+    """An answer the disk refused, kept until it can be stored."""
+
+    outcome: str
+    outputs: Sequence[np.ndarray] | bytes | None
+    error: tuple[str, str] | None
+    run_s: float | None
+    submitter: str | None
+    also: Callable[[sqlite3.Connection], object] | None
+
+
+RETRY_STORAGE_S = 0.5  # how often answers the disk refused are tried again
+
+
 class FleetLink:
     """The car's MQTT link. Use as a context manager; every method is thread-safe."""
 
@@ -123,6 +144,7 @@ class FleetLink:
         model_cache_bytes: int = 256 << 20,
         trusted_keys: TrustStore | None = None,
         model_fetch_timeout_s: float = 120.0,
+        on_storage_error: Callable[[StorageError], None] | None = None,
     ) -> None:
         self.car_id = p.check_id("car_id", car_id)
         self.pool = p.check_id("pool", pool)
@@ -132,6 +154,13 @@ class FleetLink:
         self.audit = AuditLog(audit_path if audit_path is not None
                               else Path(outbox_path).parent / "audit.sqlite")
         self.counters: Counter[str] = Counter()
+        self.on_storage_error = on_storage_error
+        # What the disk refused, kept in memory until it takes writes again (job id -> ...).
+        self._deferred: dict[str, _Deferred] = {}
+        self._acked_unstored: set[str] = set()  # acknowledged by the fleet, row not yet deleted
+        self._held: dict[str, float] = {}  # sent, retry time not stored: job id -> monotonic
+        self._last_storage_retry = -1e18
+        self._last_depth = 0
         self.max_job_bytes = max_job_bytes
         self.ack_timeout_s = ack_timeout_s
         self.max_ack_timeout_s = max_ack_timeout_s
@@ -334,31 +363,101 @@ class FleetLink:
     def send_result(self, job_id: str, outcome: str,
                     outputs: Sequence[np.ndarray] | bytes | None = None,
                     error: tuple[str, str] | str | None = None,
-                    run_s: float | None = None) -> int | None:
+                    run_s: float | None = None,
+                    also: Callable[[sqlite3.Connection], object] | None = None) -> int | None:
         """Answer an accepted job, once. `outputs`: the output tensors, or raw bytes (sent as
-        one uint8 tensor). Returns the result's sequence number, None if it was already answered.
+        one uint8 tensor). `also(db)` writes more rows (the job's ledger entry) in the
+        transaction that stores the answer, so both are committed or neither. Returns the
+        result's sequence number; None if it was already answered, or if the disk refused it
+        (it is kept and stored, with `also`, once the disk takes writes).
         Raises KeyError for a job id this car never accepted."""
         if outcome not in p.OUTCOMES:
             raise ValueError(f"outcome must be one of {p.OUTCOMES}")
-        if self.outbox.status(job_id) == "new":
+        try:
+            status = self.outbox.status(job_id)
+        except StorageError as e:  # cannot look now: keep the answer, stored once we can
+            self._storage_failed(e)
+            status = ACCEPTED
+        if status == "new":
             raise KeyError(f"job {job_id!r} was never accepted by this car")
         if isinstance(error, str):
             error = (outcome, error)
-        return self._answer(job_id, outcome, outputs, error, run_s)
+        return self._answer(job_id, outcome, outputs, error, run_s, also=also)
 
     def stats(self) -> dict[str, int]:
         out = dict(self.counters)
         for k, v in self.session.counters.items():
             out[f"mqtt_{k}"] = v
-        out["outbox_depth"] = self.outbox.depth()
+        out["outbox_depth"] = self._depth()
         out["jobs_queued"] = self._jobs.qsize()
+        with self._lock:
+            out["answers_unstored"] = len(self._deferred)
         return out
 
     # -- internals: answers and the outbox --------------------------------------------------
 
     def _answer(self, job_id: str, outcome: str, outputs: Sequence[np.ndarray] | bytes | None,
                 error: tuple[str, str] | None, run_s: float | None,
-                submitter: str | None = None) -> int | None:
+                submitter: str | None = None,
+                also: Callable[[sqlite3.Connection], object] | None = None) -> int | None:
+        try:
+            return self._store_answer(job_id, outcome, outputs, error, run_s, submitter, also)
+        except StorageError as e:
+            with self._lock:
+                self._deferred.setdefault(job_id, _Deferred(outcome, outputs, error, run_s,
+                                                            submitter, also))
+            self.counters["answers_deferred"] += 1
+            self._storage_failed(e)
+            return None
+
+    def _depth(self) -> int:
+        """The outbox's depth; the last one read while the disk cannot be read."""
+        try:
+            self._last_depth = self.outbox.depth()
+        except StorageError as e:
+            self._storage_failed(e)
+        return self._last_depth
+
+    def _storage_failed(self, e: StorageError) -> None:
+        self.counters["storage_errors"] += 1
+        if self.on_storage_error is not None:
+            self.on_storage_error(e)
+        else:
+            log.warning("fleet link: %s", e)
+
+    def _retry_unstored(self) -> None:
+        """Store what the disk refused before, oldest first; stop at the first refusal."""
+        now = self.clock.monotonic()
+        with self._lock:
+            if not (self._deferred or self._acked_unstored or self._held) \
+                    or now - self._last_storage_retry < RETRY_STORAGE_S:
+                return
+            self._last_storage_retry = now
+            deferred = list(self._deferred.items())
+            acked = list(self._acked_unstored)
+        try:
+            if acked:
+                self.outbox.acknowledge(acked)
+                with self._lock:
+                    self._acked_unstored.difference_update(acked)
+            for job_id, d in deferred:
+                self._store_answer(job_id, d.outcome, d.outputs, d.error, d.run_s, d.submitter, d.also)
+                with self._lock:
+                    self._deferred.pop(job_id, None)
+                self.counters["answers_stored_late"] += 1
+            with self._lock:
+                held = list(self._held.items())
+            for job_id, at in held:
+                self.outbox.sent(job_id, at)
+                with self._lock:
+                    self._held.pop(job_id, None)
+        except StorageError as e:
+            self._storage_failed(e)
+
+    def _store_answer(self, job_id: str, outcome: str, outputs: Sequence[np.ndarray] | bytes | None,
+                      error: tuple[str, str] | None, run_s: float | None,
+                      submitter: str | None,
+                      also: Callable[[sqlite3.Connection], object] | None) -> int | None:
         sub = submitter or self.outbox.submitter(job_id)
         if sub is None:
             return None  # answered already
@@ -383,7 +482,7 @@ class FleetLink:
                                error[0] if error else None, error[1] if error else None,
                                run_s).encode()
 
-        seq = self.outbox.answer(job_id, topic, build, self.clock.time())
+        seq = self.outbox.answer(job_id, topic, build, self.clock.time(), also)
         if seq is None:
             self.counters["answers_duplicate"] += 1
             return None
@@ -415,8 +514,11 @@ class FleetLink:
                     else:
                         self._apply_subscription()
                 self._expire_model_fetches()
+                self._retry_unstored()
                 self._housekeeping()
                 self._send_due()
+            except StorageError as e:  # said once by the storage monitor; tried again soon
+                self._storage_failed(e)
             except Exception:  # the sender must outlive a bad row or a full paho queue
                 self.counters["sender_errors"] += 1
                 log.exception("outbox sender")
@@ -428,9 +530,13 @@ class FleetLink:
         now = self.clock.monotonic()
         if now - self._last_prune >= 3600.0:
             self._last_prune = now
-            self.outbox.prune(self.clock.time())
-            if self.audit is not None:
-                self.audit.prune(self.clock.time())
+            try:
+                self.outbox.prune(self.clock.time())
+                if self.audit is not None:
+                    self.audit.prune(self.clock.time())
+            except StorageError as e:
+                self._last_prune = now - 3600.0 + 60.0  # again in a minute
+                self._storage_failed(e)
         if not self._closing.is_set() and not self.session.alive:
             self.counters["network_thread_restarts"] += 1
             self.session.start()
@@ -441,7 +547,7 @@ class FleetLink:
         sender_alive = self._sender is not None and self._sender.is_alive()
         return {"ok": sender_alive and self.session.alive and loop_age < 10.0,
                 "connected": self.session.connected, "network_loop_age_s": round(loop_age, 3),
-                "sender_alive": sender_alive, "outbox_depth": self.outbox.depth(),
+                "sender_alive": sender_alive, "outbox_depth": self._depth(),
                 "last_error": self.session.last_error}
 
     def _send_due(self) -> None:
@@ -453,7 +559,11 @@ class FleetLink:
         if room <= 0:
             return
         now = self.clock.monotonic()
-        for rec in self.outbox.due(now, room):
+        with self._lock:
+            skip = self._acked_unstored | {j for j, t in self._held.items() if t > now}
+        for rec in self.outbox.due(now, room + len(skip)):
+            if rec.job_id in skip:
+                continue
             info = self._publish(rec.topic, rec.payload, p.QOS_RESULT, False, publish_props(
                 expiry_s=86400, response_topic=p.Topics.acks(self.car_id),
                 correlation=rec.job_id.encode(), content_type=p.CT_RESULT,
@@ -463,7 +573,12 @@ class FleetLink:
             with self._lock:
                 self._inflight.append(info)
             backoff = min(self.ack_timeout_s * (2 ** min(rec.attempts, 8)), self.max_ack_timeout_s)
-            self.outbox.sent(rec.job_id, now + backoff)
+            try:
+                self.outbox.sent(rec.job_id, now + backoff)
+            except StorageError as e:
+                with self._lock:
+                    self._held[rec.job_id] = now + backoff
+                self._storage_failed(e)
             self.counters["results_sent"] += 1
             if rec.attempts:
                 self.counters["results_resent"] += 1
@@ -473,7 +588,14 @@ class FleetLink:
         info = self.session.publish(topic if wire_topic is None else wire_topic, payload, qos,
                                     retain, properties)
         if info is not None and self.audit is not None:
-            self.audit.record(self.clock.time(), topic, qos, retain, payload)
+            try:
+                self.audit.record(self.clock.time(), topic, qos, retain, payload)
+            except sqlite3.Error as e:
+                err = storage_error(e, self.audit.path)
+                if err is None:
+                    raise
+                self.counters["audit_unrecorded"] += 1
+                self._storage_failed(err)
         return info
 
     # -- internals: subscriptions ----------------------------------------------------------------
@@ -483,7 +605,7 @@ class FleetLink:
         with self._sub_lock:
             with self._lock:
                 # Backpressure: with the outbox full the car takes no work until the fleet acks.
-                want = self._want_accepting and self.outbox.depth() < self.outbox_limit
+                want = self._want_accepting and self._depth() < self.outbox_limit
                 changed = want != self._subscribed
                 # After a reconnect (force) the subscription is renewed once per connection, in
                 # case the broker lost the session; not again for every state change.
@@ -537,7 +659,12 @@ class FleetLink:
         except p.ProtocolError:
             self.counters["acks_invalid"] += 1
         else:
-            self.counters["acks_received"] += self.outbox.acknowledge(ids)
+            try:
+                self.counters["acks_received"] += self.outbox.acknowledge(ids)
+            except StorageError as e:
+                with self._lock:
+                    self._acked_unstored.update(ids)  # deleted once the disk takes writes
+                self._storage_failed(e)
             self._wake.set()
         self._ack_mid(msg)
 
@@ -553,7 +680,12 @@ class FleetLink:
             self.counters[f"jobs_invalid_{e.code}"] += 1
             self._reject(msg, payload, e.code, e.text, corr)
             return
-        status = self.outbox.status(job.job_id)
+        try:
+            status = self.outbox.status(job.job_id)
+        except StorageError as e:
+            self._storage_failed(e)
+            self._hand_back_unstored(msg, job)
+            return
         if status == ANSWERED:
             self.counters["jobs_duplicate"] += 1
             self._ack_mid(msg)
@@ -568,7 +700,13 @@ class FleetLink:
             refusal = ("excluded", "the fleet asked for a different car for this job")
         elif not self._subscribed:
             refusal = ("not_accepting", "the car is not taking jobs now")
-        if not self.outbox.accept(job.job_id, job.submitter, self.clock.time()):
+        try:
+            taken = self.outbox.accept(job.job_id, job.submitter, self.clock.time())
+        except StorageError as e:
+            self._storage_failed(e)
+            self._hand_back_unstored(msg, job)
+            return
+        if not taken:
             self._ack_mid(msg)
             return
         with self._lock:
@@ -584,6 +722,19 @@ class FleetLink:
             self._answer(job.job_id, "preempted", None, refusal, None, job.submitter)
         else:
             self.counters["jobs_accepted"] += 1
+
+    def _hand_back_unstored(self, msg: paho.MQTTMessage, job: p.JobRequest) -> None:
+        """A job the disk would not let us record: hand it back now with a reply that is not
+        stored (seq 0, so never resent), and let the broker forget it. Lost in transit, the
+        fleet's job timeout sends it elsewhere all the same."""
+        self.counters["jobs_refused_storage"] += 1
+        reply = p.JobResult(job.job_id, self.car_id, "preempted", 0, [], "storage",
+                            "the car cannot write its state now")
+        self._publish(p.Topics.results(self.car_id, job.submitter), reply.encode(), p.QOS_RESULT,
+                      False, publish_props(expiry_s=3600, content_type=p.CT_RESULT,
+                                           correlation=job.job_id.encode(),
+                                           user=[(p.SCHEMA_PROPERTY, "result/1")]))
+        self._ack_mid(msg)
 
     # -- models -------------------------------------------------------------------------------
 
@@ -698,8 +849,15 @@ class FleetLink:
                 corr: bytes | None) -> None:
         job_id, submitter = p.peek_job_ids(payload)
         # Enough of the job survives to answer it like any other: through the outbox.
-        if (job_id is not None and submitter is not None and self.outbox.status(job_id) == "new"
-                and self.outbox.accept(job_id, submitter, self.clock.time())):
+        try:
+            stored = (job_id is not None and submitter is not None
+                      and self.outbox.status(job_id) == "new"
+                      and self.outbox.accept(job_id, submitter, self.clock.time()))
+        except StorageError as e:  # answered by an error reply instead, which needs no disk
+            self._storage_failed(e)
+            stored = False
+        if stored:
+            assert job_id is not None and submitter is not None
             with self._lock:
                 self._pending[job_id] = _Pending(self.session.generation, msg.mid)
             self._answer(job_id, "rejected", None, (code, text), None, submitter)

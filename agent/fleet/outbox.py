@@ -8,6 +8,11 @@ One SQLite file holds, per job id, where the job stands on this car:
   delivers twice is answered once.
 A record leaves `outbox` only when the consumer's ack names its job id: a PUBACK only proves
 the broker took the message, and mosquitto's persistence is a periodic snapshot that can lose it.
+
+The file may hold other tables of the car's state: `answer` runs the caller's `also(db)` in the
+same transaction, which is how a job's ledger row and its result are committed together (a
+crash leaves both or neither). Every write that fails because of the disk (full, read-only,
+I/O error) raises `agent.storage.StorageError` after rolling back; nothing half-written stays.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from agent.storage import Transaction, adopt_tables, open_read_only, open_state_db
 
 
 @dataclass(frozen=True)
@@ -53,25 +60,25 @@ class Outbox:
         self.dedup_window_s = dedup_window_s
         self.max_answered = max_answered
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
-        # WAL + synchronous=FULL: a committed answer survives a killed process and a power cut.
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(SCHEMA)
+        self._db = open_state_db(self.path, SCHEMA)
         with self._tx() as db:
             db.execute("INSERT OR IGNORE INTO meta VALUES ('seq', 0)")
             # Retry times are monotonic seconds of the previous process: meaningless now.
             db.execute("UPDATE outbox SET next_try = 0")
 
-    def _tx(self) -> _Tx:
-        return _Tx(self._lock, self._db)
+    def _tx(self) -> Transaction:
+        return Transaction(self._lock, self._db, self.path, write=True)
+
+    def _read(self) -> Transaction:
+        # A read takes no write lock: it works on a full or read-only disk.
+        return Transaction(self._lock, self._db, self.path, write=False)
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
     def status(self, job_id: str) -> str:
-        with self._tx() as db:
+        with self._read() as db:
             if db.execute("SELECT 1 FROM answered WHERE job_id=?", (job_id,)).fetchone():
                 return ANSWERED
             if db.execute("SELECT 1 FROM accepted WHERE job_id=?", (job_id,)).fetchone():
@@ -87,17 +94,19 @@ class Outbox:
             return cur.rowcount == 1
 
     def submitter(self, job_id: str) -> str | None:
-        with self._tx() as db:
+        with self._read() as db:
             row = db.execute("SELECT submitter FROM accepted WHERE job_id=?", (job_id,)).fetchone()
         return None if row is None else str(row[0])
 
     def accepted(self) -> list[tuple[str, str]]:
-        with self._tx() as db:
+        with self._read() as db:
             return [(str(j), str(s)) for j, s in
                     db.execute("SELECT job_id, submitter FROM accepted ORDER BY t")]
 
-    def answer(self, job_id: str, topic: str, build: Callable[[int], bytes], wall: float) -> int | None:
-        """Store the one answer to a job; `build(seq)` makes its payload. None if already answered."""
+    def answer(self, job_id: str, topic: str, build: Callable[[int], bytes], wall: float,
+               also: Callable[[sqlite3.Connection], object] | None = None) -> int | None:
+        """Store the one answer to a job; `build(seq)` makes its payload. None if already answered.
+        `also(db)` writes more rows in the same transaction (the job's ledger row)."""
         with self._tx() as db:
             if db.execute("SELECT 1 FROM answered WHERE job_id=?", (job_id,)).fetchone():
                 return None
@@ -107,17 +116,34 @@ class Outbox:
                        (job_id, topic, build(seq), seq))
             db.execute("INSERT INTO answered VALUES (?,?)", (job_id, wall))
             db.execute("DELETE FROM accepted WHERE job_id=?", (job_id,))
+            if also is not None:
+                also(db)
             return seq
 
-    def due(self, mono: float, limit: int) -> list[OutboxRecord]:
+    def adopt(self, legacy: Path) -> int:
+        """Take over the outbox of an older agent that kept it in a file of its own: pending
+        answers, accepted and answered job ids, the sequence number. Returns rows copied."""
+        seq = ("UPDATE main.meta SET value = MAX(value, COALESCE((SELECT value FROM legacy.meta "
+               "WHERE key='seq'), 0)) WHERE key='seq'")
+        return adopt_tables(self._db, self._lock, self.path, legacy,
+                            ("accepted", "outbox", "answered"),
+                            then=(seq, "UPDATE main.outbox SET next_try = 0"))
+
+    def probe(self) -> None:
+        """One small write transaction: raises StorageError while the disk cannot take it."""
         with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('probe', "
+                       "COALESCE((SELECT value FROM meta WHERE key='probe'), 0) + 1)")
+
+    def due(self, mono: float, limit: int) -> list[OutboxRecord]:
+        with self._read() as db:
             rows = db.execute(
                 "SELECT job_id, topic, payload, seq, attempts FROM outbox WHERE next_try <= ? "
                 "ORDER BY seq LIMIT ?", (mono, limit)).fetchall()
         return [OutboxRecord(str(j), str(t), bytes(p), int(s), int(a)) for j, t, p, s, a in rows]
 
     def next_due(self) -> float | None:
-        with self._tx() as db:
+        with self._read() as db:
             row = db.execute("SELECT MIN(next_try) FROM outbox").fetchone()
         return None if row is None or row[0] is None else float(row[0])
 
@@ -139,12 +165,12 @@ class Outbox:
             return n
 
     def depth(self) -> int:
-        with self._tx() as db:
+        with self._read() as db:
             return int(db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
 
     def oldest_wall(self) -> float | None:
         """Wall time at which the oldest unacknowledged answer was stored (None: the outbox is empty)."""
-        with self._tx() as db:
+        with self._read() as db:
             row = db.execute("SELECT MIN(a.t) FROM outbox o JOIN answered a ON a.job_id = o.job_id").fetchone()
         return None if row is None or row[0] is None else float(row[0])
 
@@ -162,29 +188,12 @@ class Outbox:
 
 
 def inspect_outbox(path: str | Path) -> tuple[int, float | None]:
-    """(depth, wall time of the oldest unacknowledged answer) of an outbox file, read-only: for
+    """(depth, wall time of the oldest unacknowledged answer) of the state file, read-only: for
     `fleetnode doctor` while the agent may be running. Raises sqlite3.Error if unreadable."""
-    db = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True, timeout=2.0)
+    db = open_read_only(path)
     try:
         depth = int(db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
         row = db.execute("SELECT MIN(a.t) FROM outbox o JOIN answered a ON a.job_id = o.job_id").fetchone()
     finally:
         db.close()
     return depth, None if row is None or row[0] is None else float(row[0])
-
-
-class _Tx:
-    def __init__(self, lock: threading.Lock, db: sqlite3.Connection) -> None:
-        self._lock = lock
-        self._db = db
-
-    def __enter__(self) -> sqlite3.Connection:
-        self._lock.acquire()
-        self._db.execute("BEGIN IMMEDIATE")
-        return self._db
-
-    def __exit__(self, exc_type: object, *rest: object) -> None:
-        try:
-            self._db.execute("ROLLBACK" if exc_type is not None else "COMMIT")
-        finally:
-            self._lock.release()

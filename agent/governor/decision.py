@@ -32,6 +32,7 @@ CODES: dict[str, tuple[Severity, str]] = {
     "clock_jump": (Severity.OFF, "wall and monotonic clocks disagreed; hold for faults.clock_jump_hold_s"),
     "no_consent": (Severity.OFF, "the owner has not consented"),
     "internal_error": (Severity.OFF, "the agent's own decision loop failed; it fails safe (said by the service)"),
+    "storage": (Severity.STOP, "the state dir cannot be written (full, read-only, I/O errors, below the free-space floor)"),
     "stale_input": (Severity.STOP, "a required role is unknown, invalid (SNA) or too old"),
     "not_parked": (Severity.STOP, "gear is not P"),
     "moving": (Severity.STOP, "speed is not zero"),

@@ -1,4 +1,5 @@
-"""What the governor hears besides the car: wall time, the fleet's grid signal, link health.
+"""What the governor hears besides the car: wall time, the fleet's grid signal, link health,
+whether the car's state dir can be written.
 
 Plain data filled in by the service; the governor never fetches any of it itself.
 """
@@ -28,3 +29,4 @@ class Inputs:
     length_mismatches_per_s: float = 0.0
     energy_today_wh: float | None = None  # the ledger's figure; the governor keeps its own too
     cost_today: float | None = None
+    storage_fault: str | None = None  # why the state dir cannot be written; None: it can

@@ -113,6 +113,9 @@ def rule_faults(c: _Ctx) -> None:
         c.off.append(Reason("clock_jump", "the wall clock jumped; waiting for it to settle"))
     if not c.policy.consent:
         c.off.append(Reason("no_consent", "the owner has not consented"))
+    if c.inputs.storage_fault is not None:
+        # A result that cannot be stored cannot be delivered: take no work, but stay up.
+        c.stop.append(Reason("storage", c.inputs.storage_fault))
 
 
 def rule_fresh_inputs(c: _Ctx) -> None:

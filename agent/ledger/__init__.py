@@ -5,6 +5,7 @@ from agent.ledger.store import (
     DepartureRow,
     HourRow,
     Ledger,
+    LedgerEntry,
     LedgerError,
     Summary,
     default_path,
@@ -12,5 +13,5 @@ from agent.ledger.store import (
 )
 from agent.ledger.tracker import DepartureTracker
 
-__all__ = ["DepartureRow", "DepartureTracker", "HourRow", "Ledger", "LedgerError", "LedgerSink",
+__all__ = ["DepartureRow", "DepartureTracker", "HourRow", "Ledger", "LedgerEntry", "LedgerError", "LedgerSink",
            "Summary", "default_path", "grid_share"]

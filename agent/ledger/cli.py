@@ -9,6 +9,7 @@ from pathlib import Path
 from agent.governor.cli import policy_and_moment
 from agent.ledger.report import build, plot, render_text
 from agent.ledger.store import Ledger, LedgerError, default_path
+from agent.storage import StorageError
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
             if args.plot:
                 out = plot(report, ledger, args.plot, policy.tariff.currency)
                 print(f"chart written to {out}")
-    except LedgerError as e:
+    except (LedgerError, StorageError) as e:
         print(f"fleetnode report: {e}", file=sys.stderr)
         return 1
     except OSError as e:

@@ -5,8 +5,12 @@ Owns the ledger's schema and every query on it. One row per job outcome, one row
 one row per departure (SoC reached vs target). A job spanning hours is split across them in
 proportion to the time it ran in each. Times are wall seconds; hours are UTC-aligned buckets.
 
-Written from the runner's outcome thread and read by `fleetnode report`: one connection
-guarded by a lock, WAL so a reader in another process never blocks the writer.
+The agent keeps these tables in the same SQLite file as its outbox (agent/fleet/outbox.py), so
+a job's row here and its result there are committed in one transaction (`entry` prepares the
+row, `write` adds it to the outbox's transaction): a crash leaves both or neither, and a job
+is never counted without its result or twice. Read by `fleetnode report`: WAL, so a reader in
+another process never blocks the writer; synchronous=FULL, as for every durable state here.
+A write the disk refuses raises agent.storage.StorageError; a bad figure raises LedgerError.
 """
 
 from __future__ import annotations
@@ -23,11 +27,13 @@ from typing import Any, Self
 from agent.clock import Clock
 from agent.governor.policy import Tariff
 from agent.runner.runner import JobOutcome, Outcome
+from agent.storage import StorageError, Transaction, adopt_tables, open_read_only, open_state_db
 
 SCHEMA_VERSION = 1
 MAX_JOB_S = 7 * 86400.0  # a longer job is a clock error, not work
+# The ledger's own meta table: the outbox sharing the file has a `meta` of its own.
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS ledger_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS jobs (
     job_id TEXT NOT NULL, outcome TEXT NOT NULL, started REAL NOT NULL, ended REAL NOT NULL,
     duration_s REAL NOT NULL, energy_wh REAL NOT NULL, grid_wh REAL NOT NULL,
@@ -49,13 +55,16 @@ class LedgerError(Exception):
     """The ledger file cannot be opened, is not a ledger, or is damaged."""
 
 
+STATE_FILE = "state.sqlite"  # in the agent's state dir: the outbox and the ledger
+
+
 def default_path() -> Path:
-    """$FLEETNODE_LEDGER, else $XDG_STATE_HOME/fleetnode/ledger.sqlite (~/.local/state/…)."""
+    """$FLEETNODE_LEDGER, else $XDG_STATE_HOME/fleetnode/state.sqlite (~/.local/state/…)."""
     env = os.environ.get("FLEETNODE_LEDGER")
     if env:
         return Path(env)
     state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(state) / "fleetnode" / "ledger.sqlite"
+    return Path(state) / "fleetnode" / STATE_FILE
 
 
 def grid_share(charging_power_w: float | None, base_load_w: float, compute_w: float) -> float:
@@ -108,20 +117,45 @@ class Summary:
         return self.busy_s / 3600.0
 
 
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One job's ledger rows, validated and split by hour, not yet written."""
+
+    job: tuple[object, ...]  # the jobs row
+    hours: tuple[tuple[float, float, float, float, float, float, float], ...]
+
+    @property
+    def job_id(self) -> str:
+        return str(self.job[0])
+
+    def write(self, db: sqlite3.Connection) -> bool:
+        """Add the rows inside the caller's open transaction (on any connection to the file).
+        False, writing nothing, when the job id is counted already: a job counts once."""
+        if db.execute("SELECT 1 FROM jobs WHERE job_id=?", (self.job_id,)).fetchone():
+            return False
+        db.execute("INSERT INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?)", self.job)
+        for i, (hour, busy, wh, gwh, bwh, cost, cr) in enumerate(self.hours):
+            db.execute(
+                "INSERT INTO hours VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(hour) DO UPDATE SET "
+                "busy_s=busy_s+excluded.busy_s, energy_wh=energy_wh+excluded.energy_wh, "
+                "grid_wh=grid_wh+excluded.grid_wh, battery_wh=battery_wh+excluded.battery_wh, "
+                "cost=cost+excluded.cost, credits=credits+excluded.credits, jobs=jobs+excluded.jobs",
+                (hour, busy, wh, gwh, bwh, cost, cr, 1 if i == len(self.hours) - 1 else 0))
+        return True
+
+
 def check_ledger(path: str | Path) -> str | None:
-    """What is wrong with a ledger file (None: nothing): SQLite's integrity check and the schema
-    version, read-only, for `fleetnode doctor` while the agent may be running."""
+    """What is wrong with the ledger in the state file (None: nothing): its schema version,
+    read-only, for `fleetnode doctor` while the agent may be running. The file's integrity is
+    agent.storage.check_state_file's."""
     try:
-        db = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True, timeout=2.0)
+        db = open_read_only(path)
         try:
-            problems = [str(r[0]) for r in db.execute("PRAGMA integrity_check").fetchall()]
-            row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+            row = db.execute("SELECT value FROM ledger_meta WHERE key='schema'").fetchone()
         finally:
             db.close()
     except sqlite3.Error as e:
         return f"cannot read: {e}"
-    if problems != ["ok"]:
-        return "integrity check: " + "; ".join(problems[:3])
     if row is None or row[0] != str(SCHEMA_VERSION):
         return f"ledger schema {None if row is None else row[0]}, this agent reads {SCHEMA_VERSION}"
     return None
@@ -137,20 +171,25 @@ class Ledger:
         self.tariff = tariff or Tariff()
         self.zone = ZoneInfo(timezone)
         self._lock = threading.Lock()
+        self._db = open_state_db(self.path, _SCHEMA)  # StorageError names the file and cause
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=5.0,
-                                       isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-            row = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-            if row is None:
-                self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-            elif row[0] != str(SCHEMA_VERSION):
-                raise LedgerError(f"{self.path}: ledger schema {row[0]}, this agent reads {SCHEMA_VERSION}")
-        except (sqlite3.Error, OSError) as e:
-            raise LedgerError(f"cannot open ledger {self.path}: {e}") from e
+            with self._tx() as db:
+                row = db.execute("SELECT value FROM ledger_meta WHERE key='schema'").fetchone()
+                if row is None:
+                    db.execute("INSERT INTO ledger_meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        except StorageError:
+            self._db.close()
+            raise
+        if row is not None and str(row[0]) != str(SCHEMA_VERSION):
+            self._db.close()
+            raise LedgerError(f"{self.path}: ledger schema {row[0]}, this agent reads {SCHEMA_VERSION}")
+
+    def _tx(self) -> Transaction:
+        return Transaction(self._lock, self._db, self.path, write=True)
+
+    def adopt(self, legacy: Path) -> int:
+        """Take over the ledger of an older agent that kept it in a file of its own."""
+        return adopt_tables(self._db, self._lock, self.path, legacy, ("jobs", "hours", "departures"))
 
     def close(self) -> None:
         with self._lock:
@@ -167,14 +206,25 @@ class Ledger:
     def record(self, outcome: JobOutcome, clock: Clock, *, grid_fraction: float = 1.0,
                credits: float = 0.0) -> None:
         """Record a runner outcome, turning its monotonic times into wall times through `clock`."""
+        self.commit(self.entry(outcome, clock, grid_fraction=grid_fraction, credits=credits))
+
+    def entry(self, outcome: JobOutcome, clock: Clock, *, grid_fraction: float = 1.0,
+              credits: float = 0.0) -> LedgerEntry:
+        """The rows a runner outcome adds, ready for `write` inside another transaction."""
         offset = clock.time() - clock.monotonic()
-        self.record_job(outcome.job_id, outcome.outcome, outcome.started + offset,
-                        outcome.ended + offset, outcome.energy_wh, grid_fraction=grid_fraction,
-                        credits=credits, error=outcome.error)
+        return self.job_entry(outcome.job_id, outcome.outcome, outcome.started + offset,
+                              outcome.ended + offset, outcome.energy_wh, grid_fraction=grid_fraction,
+                              credits=credits, error=outcome.error)
 
     def record_job(self, job_id: str, outcome: Outcome, started: float, ended: float,
                    energy_wh: float, *, grid_fraction: float = 1.0, credits: float = 0.0,
                    error: str | None = None) -> None:
+        self.commit(self.job_entry(job_id, outcome, started, ended, energy_wh,
+                                   grid_fraction=grid_fraction, credits=credits, error=error))
+
+    def job_entry(self, job_id: str, outcome: Outcome, started: float, ended: float,
+                  energy_wh: float, *, grid_fraction: float = 1.0, credits: float = 0.0,
+                  error: str | None = None) -> LedgerEntry:
         """One job's energy, split over the hours it ran in. Credits only count for DONE work."""
         for name, v in (("started", started), ("ended", ended), ("energy_wh", energy_wh),
                         ("grid_fraction", grid_fraction), ("credits", credits)):
@@ -188,45 +238,30 @@ class Ledger:
         if outcome is not Outcome.DONE:
             credits = 0.0
         duration = ended - started
-        segments = self._split(started, ended)
         rows = []
         total_cost = 0.0
-        for hour, a, b in segments:
+        for hour, a, b in self._split(started, ended):
             share = (b - a) / duration if duration > 0 else 1.0
             wh = energy_wh * share
             cost = wh / 1000.0 * self.price_at((a + b) / 2)
             total_cost += cost
             rows.append((hour, b - a, wh, wh * grid_fraction, wh * (1 - grid_fraction), cost,
                          credits * share))
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                self._db.execute(
-                    "INSERT OR REPLACE INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                    (job_id, outcome.value, started, ended, duration, energy_wh,
-                     energy_wh * grid_fraction, energy_wh * (1 - grid_fraction), total_cost,
-                     credits, error))
-                for i, (hour, busy, wh, gwh, bwh, cost, cr) in enumerate(rows):
-                    self._db.execute(
-                        "INSERT INTO hours VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(hour) DO UPDATE SET "
-                        "busy_s=busy_s+excluded.busy_s, energy_wh=energy_wh+excluded.energy_wh, "
-                        "grid_wh=grid_wh+excluded.grid_wh, battery_wh=battery_wh+excluded.battery_wh, "
-                        "cost=cost+excluded.cost, credits=credits+excluded.credits, jobs=jobs+excluded.jobs",
-                        (hour, busy, wh, gwh, bwh, cost, cr, 1 if i == len(rows) - 1 else 0))
-                self._db.execute("COMMIT")
-            except sqlite3.Error as e:
-                self._rollback()
-                raise LedgerError(f"cannot write to ledger {self.path}: {e}") from e
+        job = (job_id, outcome.value, started, ended, duration, energy_wh,
+               energy_wh * grid_fraction, energy_wh * (1 - grid_fraction), total_cost, credits, error)
+        return LedgerEntry(job, tuple(rows))
+
+    def commit(self, entry: LedgerEntry) -> None:
+        """Write an entry in a transaction of its own."""
+        with self._tx() as db:
+            entry.write(db)
 
     def record_departure(self, wall: float, soc_percent: float, target_percent: float) -> None:
         if not all(math.isfinite(v) for v in (wall, soc_percent, target_percent)):
             raise LedgerError("departure figures must be finite numbers")
-        with self._lock:
-            try:
-                self._db.execute("INSERT OR REPLACE INTO departures VALUES (?,?,?)",
-                                 (wall, soc_percent, target_percent))
-            except sqlite3.Error as e:
-                raise LedgerError(f"cannot write to ledger {self.path}: {e}") from e
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO departures VALUES (?,?,?)",
+                       (wall, soc_percent, target_percent))
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -295,8 +330,3 @@ class Ledger:
             except sqlite3.Error as e:
                 raise LedgerError(f"cannot read ledger {self.path}: {e}") from e
 
-    def _rollback(self) -> None:
-        try:
-            self._db.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass

@@ -101,13 +101,15 @@ class InputsFeed:
       over `window_s`, and among them its `length_mismatches` (said in the reason);
     - broker down since: when the fleet link's `connected` last turned false;
     - today's energy and cost: the ledger sink, if any;
+    - the storage fault: the storage monitor's `fault_text`, if any;
     - the grid signal: whatever the fleet last sent through `set_grid`.
     Each part is optional and read through its public attribute only.
     """
 
     def __init__(self, clock: Clock, *, reader: object = None, link: object = None,
-                 ledger: object = None, window_s: float = 10.0) -> None:
+                 ledger: object = None, storage: object = None, window_s: float = 10.0) -> None:
         self.clock = clock
+        self.storage = storage
         self.reader = reader
         self.link = link
         self.ledger = ledger
@@ -152,6 +154,8 @@ class InputsFeed:
         if callable(today):
             energy, cost = today()
         errors, mismatched = self.decode_error_rates(now)
+        fault = getattr(self.storage, "fault_text", None)
         return Inputs(wall=self.clock.time(), grid=grid, broker_down_since=down,
                       decode_errors_per_s=errors, length_mismatches_per_s=mismatched,
-                      energy_today_wh=energy, cost_today=cost)
+                      energy_today_wh=energy, cost_today=cost,
+                      storage_fault=fault if isinstance(fault, str) else None)

@@ -20,7 +20,7 @@ typedef struct {
  * it, for ks steps of k / ks bytes (ks > 1 needs k / ks to be a multiple of 4). FN_OK or
  * FN_E_NOMEM. */
 int fn_gemm_prepare(fn_node *node, int32_t n, int32_t k, int32_t ks, const int8_t *w, const int32_t *bias,
-                    const int32_t *mult, const int32_t *shift, int32_t zp_in, size_t extra);
+                    const int32_t *mult, const int32_t *shift, int32_t zp_in, int32_t zp_out, size_t extra);
 
 /* Fills a[t * MR + i] (t < ks, i < mr) with the A pointers of rows m0.. (fn_ukernels.h); scratch
  * has MR * kc bytes for rows that must be copied. */

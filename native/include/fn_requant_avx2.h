@@ -65,13 +65,28 @@ static inline fn_requant8_avx2_consts fn_requant8_avx2_prepare(const int32_t *hd
     return k;
 }
 
-/* acc + bias through fn_mul_ruy_x86, + zp: int32 lanes, not clamped yet. */
-static inline __m256i fn_requant8_avx2_unclamped(__m256i acc, const fn_requant8_avx2_consts *k) {
-    const __m256i x = _mm256_sllv_epi32(_mm256_add_epi32(acc, k->bias), k->shl);
+/* The constants of 8 channels as a block with FN_GEMM_HDR_ROWS_AVX2 rows holds them, prepared at
+ * packing (fn_ukernels.h); bias is zero there: the accumulators start from it. */
+static inline fn_requant8_avx2_consts fn_requant8_avx2_load(const int32_t *hdr) {
+#define FN_RQ_ROW(r) _mm256_loadu_si256((const __m256i *)(const void *)(hdr + 8 * (r)))
+    const fn_requant8_avx2_consts k = {_mm256_setzero_si256(), FN_RQ_ROW(1), FN_RQ_ROW(4), FN_RQ_ROW(2),
+                                       FN_RQ_ROW(5), FN_RQ_ROW(6), FN_RQ_ROW(7), FN_RQ_ROW(8), FN_RQ_ROW(9)};
+#undef FN_RQ_ROW
+    return k;
+}
+
+/* x (the sum with its bias) through fn_mul_ruy_x86, + zp: int32 lanes, not clamped yet. */
+static inline __m256i fn_requant8_avx2_biased(__m256i x0, const fn_requant8_avx2_consts *k) {
+    const __m256i x = _mm256_sllv_epi32(x0, k->shl);
     const __m256i pe = _mm256_add_epi64(_mm256_mul_epi32(x, k->mult_e), k->rnd_e);
     const __m256i po = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(x, 32), k->mult_o), k->rnd_o);
     const __m256i qe = _mm256_srlv_epi64(pe, k->sh_e), qo = _mm256_srlv_epi64(po, k->sh_o);
     return _mm256_add_epi32(_mm256_blend_epi32(qe, _mm256_slli_epi64(qo, 32), 0xAA), k->zp_c);
+}
+
+/* acc + bias through fn_mul_ruy_x86, + zp: int32 lanes, not clamped yet. */
+static inline __m256i fn_requant8_avx2_unclamped(__m256i acc, const fn_requant8_avx2_consts *k) {
+    return fn_requant8_avx2_biased(_mm256_add_epi32(acc, k->bias), k);
 }
 
 /* As fn_requant8_avx2_unclamped, clamped: int32 lanes in [lo, hi]. */

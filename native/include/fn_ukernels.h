@@ -15,6 +15,8 @@
  *   int32 mult[NR]   fixed-point multiplier M
  *   int32 shl[NR]    max(shift, 0)
  *   int32 shr[NR]    max(-shift, 0)
+ *   int32 ...                 hdr_rows - 4 more rows of NR int32 a configuration may ask for:
+ *                             the AVX2 one's output-stage constants (FN_GEMM_HDR_ROWS_AVX2)
  *   int8  w[KC/4][NR][4]      channel j at slot w_slot[j] of its row (fn_gemm_config)
  * KC is K rounded up to 4; padded k carry zero weights. a_offset is 128 when the microkernel
  * reads activations as unsigned (x ^ 0x80, vpdpbusd), 0 when it reads them signed.
@@ -33,7 +35,16 @@ typedef struct {
 typedef void (*fn_qs8_gemm_ukernel)(size_t mr, size_t nc, size_t kc, size_t ks, const int8_t *const *a,
                                     const void *w, int8_t *c, size_t cm_stride, const fn_qs8_out_params *p);
 
-#define FN_GEMM_BLOCK_BYTES(nr, kc) ((size_t)(nr) * 16u + (size_t)(kc) * (size_t)(nr))
+#define FN_GEMM_HDR_ROWS 4 /* bias, mult, shl, shr */
+/* The AVX2 4x8c4 header: the four rows above, then what fn_requant8_avx2_prepare would derive
+ * from them on every tile, prepared once at packing (8 channels, natural order; "e"/"o": the
+ * even/odd channels as four int64): 4 mult of the odd channels in the even int32 slots, 5 rnd_e,
+ * 6 rnd_o, 7 sh_e, 8 sh_o (int64), 9 zp_c (int32: zp_out less the shift's 2^(31 - rs)), and the
+ * bias as the accumulators' start: 10 bias of channels 0 1 4 5, 11 of 2 3 6 7, each in the even
+ * slot of its pair (vphaddd folds the pairs). */
+#define FN_GEMM_HDR_ROWS_AVX2 12
+#define FN_GEMM_BLOCK_BYTES_H(nr, hdr_rows, kc) ((size_t)(nr) * 4u * (size_t)(hdr_rows) + (size_t)(kc) * (size_t)(nr))
+#define FN_GEMM_BLOCK_BYTES(nr, kc) FN_GEMM_BLOCK_BYTES_H(nr, FN_GEMM_HDR_ROWS, kc)
 
 #define FN_DECLARE_QS8_GEMM_UKERNEL(fn)                                                                     \
     void fn(size_t mr, size_t nc, size_t kc, size_t ks, const int8_t *const *a, const void *w, int8_t *c,     \
@@ -50,7 +61,13 @@ typedef struct {
     int32_t a_offset; /* 128: activations are read as x ^ 0x80 */
     int32_t isa;
     const uint8_t *w_slot; /* where channel j sits among the NR of a weight row; NULL: at j */
+    int32_t hdr_rows;      /* rows of NR int32 before the weights of a block: FN_GEMM_HDR_ROWS or more */
 } fn_gemm_config;
+
+/* Bytes of one packed block of cfg for kc bytes of depth. */
+static inline size_t fn_gemm_block_bytes(const fn_gemm_config *cfg, size_t kc) {
+    return FN_GEMM_BLOCK_BYTES_H(cfg->nr, cfg->hdr_rows, kc);
+}
 
 /* The gemm plans of the given ISA (fn_cpu.h) use: its own if it passed the self-test, else the
  * best verified one below it (scalar at worst); NULL for an unknown ISA. */
@@ -61,9 +78,10 @@ int fn_gemm_verified(int isa);
 int fn_gemm_selftest(const fn_gemm_config *cfg, const fn_gemm_config *ref);
 
 /* Packs w[n][k] (row stride k), bias (may be NULL), multipliers and shifts for cfg; out holds
- * ceil(n / nr) blocks of FN_GEMM_BLOCK_BYTES(nr, round_up(k, 4)). For ks > 1 steps, k = ks * kc. */
+ * ceil(n / nr) blocks of fn_gemm_block_bytes(cfg, round_up(k, 4)). For ks > 1 steps, k = ks * kc.
+ * zp_out is the output zero point the microkernel will be given (a header may fold it in). */
 void fn_gemm_pack(const fn_gemm_config *cfg, int32_t n, int32_t k, const int8_t *w, const int32_t *bias,
-                  const int32_t *mult, const int32_t *shift, int32_t zp_in, uint8_t *out);
+                  const int32_t *mult, const int32_t *shift, int32_t zp_in, int32_t zp_out, uint8_t *out);
 
 /* ---- qs8-peak: iters rounds of independent multiply-accumulate chains; returns the MACs done.
  * A benchmark of the machine's int8 peak per core for an ISA, not part of any model. */

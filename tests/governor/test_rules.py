@@ -88,6 +88,16 @@ def test_monotonic_time_going_backwards_is_a_clock_fault() -> None:
     assert codes(g.decide(state(MONO0 - 5), MONO0 - 5, AT)) == {"clock_jump"}
 
 
+def test_a_state_dir_that_cannot_be_written_is_standby_with_its_cause_then_runs_again() -> None:
+    text = "the state dir /var/lib/fleetnode is full (database or disk is full)"
+    gov = Governor(BARE)
+    assert gov.decide(state(), MONO0, AT).mode is Mode.RUN
+    d = gov.decide(state(MONO0 + 1), MONO0 + 1, Inputs(wall=WALL0 + 1, storage_fault=text))
+    assert d.mode is Mode.STANDBY and d.power_budget_w == 0
+    assert [(r.code, r.text) for r in d.reasons] == [("storage", text)]
+    assert gov.decide(state(MONO0 + 2), MONO0 + 2, Inputs(wall=WALL0 + 2)).mode is Mode.RUN
+
+
 def test_no_consent_is_off() -> None:
     d = decide(state(), policy(consent=False), MONO0, AT)
     assert d.mode is Mode.OFF and codes(d) == {"no_consent"}

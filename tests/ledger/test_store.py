@@ -14,6 +14,7 @@ from agent.clock import FakeClock
 from agent.governor.policy import Period, Tariff, Window
 from agent.ledger import DepartureTracker, Ledger, LedgerError, grid_share
 from agent.runner.runner import JobOutcome, Outcome
+from agent.storage import StorageError
 from tests.governor.world import MONO0, state
 
 H = 3600.0
@@ -82,16 +83,17 @@ def test_inconsistent_figures_are_refused(tmp_path: Path, args: tuple) -> None: 
         led.record_job(*args)
 
 
-def test_a_file_that_is_not_a_ledger_is_a_ledger_error(tmp_path: Path) -> None:
+def test_a_file_that_is_not_a_ledger_is_refused_with_its_path(tmp_path: Path) -> None:
     bad = tmp_path / "bad.sqlite"
     bad.write_bytes(b"this is not sqlite at all" * 100)
-    with pytest.raises(LedgerError):
+    with pytest.raises(StorageError, match="bad.sqlite") as e:
         Ledger(bad)
+    assert e.value.fault.kind == "corrupt"
     other = tmp_path / "other.sqlite"
     with Ledger(other):
         pass
     db = sqlite3.connect(other)
-    db.execute("UPDATE meta SET value='99' WHERE key='schema'")
+    db.execute("UPDATE ledger_meta SET value='99' WHERE key='schema'")
     db.commit()
     db.close()
     with pytest.raises(LedgerError, match="schema 99"):

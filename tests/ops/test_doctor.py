@@ -92,7 +92,8 @@ def test_doctor_on_the_running_bench_is_all_ok_then_each_fault_fails_with_its_fi
     rc, checks = doctor(bench["config"])
     assert {n: c["status"] for n, c in checks.items()} == {
         "config": OK, "policy": OK, "serial port": OK, "profile": OK, "broker": OK, "state dir": OK,
-        "outbox": OK, "ledger": OK, "model cache": OK, "engine": OK, "clock": clock_status()}, checks
+        "state file": OK, "outbox": OK, "ledger": OK, "model cache": OK, "engine": OK, "clock": clock_status()}, \
+        [c for c in checks.values() if c["status"] != OK]
     assert rc == 0
     detail = checks["serial port"]["detail"]
     assert "the shim answers the version query (V10" in detail or "a shim streams SLCAN frames" in detail
@@ -123,13 +124,14 @@ def test_doctor_on_the_running_bench_is_all_ok_then_each_fault_fails_with_its_fi
             state.chmod(0o700)
     assert rc == 1 and checks["state dir"]["status"] == FAIL, checks["state dir"]
     assert "not writable" in checks["state dir"]["detail"] and "writable by the agent's user" in checks["state dir"]["fix"]
+    assert checks["state file"]["status"] == OK and checks["outbox"]["status"] == OK  # still read
 
     # The broker stopped.
     bench["broker"].stop()
     rc, checks = doctor(bench["config"])
     assert rc == 1 and checks["broker"]["status"] == FAIL
     assert "not reachable" in checks["broker"]["detail"] and "start the broker" in checks["broker"]["fix"]
-    assert checks["serial port"]["status"] == OK  # one fault, one FAIL
+    assert checks["serial port"]["status"] == OK, checks["serial port"]  # one fault, one FAIL
 
 
 def test_the_engine_known_answer_is_litert_s() -> None:
@@ -155,28 +157,55 @@ def test_bad_config_fails_alone_and_names_the_key(tmp_path: Path) -> None:
 def test_damaged_state_files_and_models_fail(tmp_path: Path) -> None:
     state = tmp_path / "state"
     (state / "models").mkdir(parents=True)
-    (state / "ledger.sqlite").write_bytes(b"this is not a database" * 100)
+    (state / "state.sqlite").write_bytes(b"this is not a database" * 100)
     good = b"model bytes"
     (state / "models" / f"{hashlib.sha256(good).hexdigest()}.tflite").write_bytes(good)
     (state / "models" / f"{hashlib.sha256(b'other').hexdigest()}.tflite").write_bytes(b"tampered")
     checks = by_name(write_config(tmp_path / "agent.toml", state_dir=str(state),
                                   serial_port=str(tmp_path / "none")))
-    assert checks["ledger"][0] == FAIL and "cannot read" in checks["ledger"][1]
+    assert checks["state file"][0] == FAIL and "cannot read" in checks["state file"][1]
+    assert "move state.sqlite aside" in checks["state file"][2]
+    assert "outbox" not in checks and "ledger" not in checks  # nothing more is read from it
     assert checks["model cache"][0] == FAIL and "1 model(s) do not match" in checks["model cache"][1]
     assert checks["engine"][0] == OK
+
+
+def test_free_space_below_the_storage_floor_fails(tmp_path: Path) -> None:
+    from agent.storage import free_bytes
+
+    state = tmp_path / "state"
+    state.mkdir()
+    floor = free_bytes(state) + (1 << 30)  # more than there is
+    checks = by_name(write_config(tmp_path / "agent.toml", state_dir=str(state), storage_floor_bytes=floor))
+    status, detail, fix = checks["state dir"]
+    assert status == FAIL and "below the floor" in detail and "reason storage" in detail
+    assert "storage_floor_bytes" in fix
+    checks = by_name(write_config(tmp_path / "ok.toml", state_dir=str(state), storage_floor_bytes=0))
+    assert checks["state dir"][0] in (OK, WARN) and "MiB free" in checks["state dir"][1]
+    assert checks["state file"][0] == OK and "creates it" in checks["state file"][1]
+
+
+def test_files_of_an_older_agent_warn_until_taken_over(tmp_path: Path) -> None:
+    from agent.fleet.outbox import Outbox
+
+    state = tmp_path / "state"
+    Outbox(state / "outbox.sqlite").close()
+    checks = by_name(write_config(tmp_path / "agent.toml", state_dir=str(state)))
+    assert checks["old state"][0] == WARN and "outbox.sqlite" in checks["old state"][1]
+    assert "start the agent once" in checks["old state"][2]
 
 
 def test_outbox_that_the_fleet_does_not_acknowledge_warns(tmp_path: Path) -> None:
     from agent.fleet.outbox import Outbox
 
     state = tmp_path / "state"
-    box = Outbox(state / "outbox.sqlite")
+    box = Outbox(state / "state.sqlite")
     box.accept("j1", "sub", 1000.0)
     box.answer("j1", "t", lambda seq: b"x", wall=1000.0)  # answered long ago, never acknowledged
     box.close()
     checks = by_name(write_config(tmp_path / "agent.toml", state_dir=str(state)))
     assert checks["outbox"][0] == WARN and "1 unacknowledged" in checks["outbox"][1]
-    with sqlite3.connect(state / "outbox.sqlite") as db:  # doctor only read it
+    with sqlite3.connect(state / "state.sqlite") as db:  # doctor only read it
         assert db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 1
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from agent.bus.profile import VehicleProfile
+from agent.config import AgentConfig
 from agent.fleet import protocol as p
 from agent.fleet.broker import Broker
 from agent.fleet.fleetside import FleetClient
@@ -77,6 +78,10 @@ def test_scrape_during_a_run_shows_jobs_energy_and_mode(rig: AgentProcess, mosqu
     assert (sample(s, "fleetnode_governor_decisions_total") or 0) > 0
     assert sample(s, "fleetnode_decode_errors_total") == 0.0
     assert sample(s, "fleetnode_outbox_depth") is not None
+    assert sample(s, "fleetnode_storage_usable") == 1.0
+    assert sample(s, "fleetnode_storage_floor_bytes") == AgentConfig().storage_floor_bytes
+    assert (sample(s, "fleetnode_storage_free_bytes") or 0) > AgentConfig().storage_floor_bytes
+    assert sample(s, "fleetnode_storage_write_failures_total") == 0.0
     assert sample(s, "fleetnode_mode_changes_total", mode="RUN") == 1.0
     info = [k for k in s if k[0] == "fleetnode_info"]
     assert len(info) == 1 and ("car", CAR) in info[0][1]
@@ -114,7 +119,8 @@ def test_every_metric_in_a_scrape_is_declared_and_documented() -> None:
     m.sources = Sources(decision=lambda: decision, steps=lambda: 1, reader_counters=dict,
                         link_up=lambda: True, broker_connected=lambda: True, outbox=lambda: (0, None),
                         ledger=lambda: dict.fromkeys(("energy_wh", "grid_wh", "credits", "today_wh",
-                                                      "cost_today"), 0.0))
+                                                      "cost_today"), 0.0),
+                        storage=lambda: (True, 1 << 30, 16 << 20, 0))
     m.read_error("ledger")
     families = {f.name for f in m.registry.collect()}
     assert families == set(METRICS)

@@ -12,13 +12,13 @@ static const uint8_t AVX2_W_SLOT[8] = {0, 1, 4, 5, 2, 3, 6, 7};
 #endif
 
 static const fn_gemm_config CONFIGS[FN_ISA_COUNT] = {
-    [FN_ISA_SCALAR] = {fn_qs8_qc8w_gemm_ukernel_4x8c4__scalar, 4, 8, 4, 0, FN_ISA_SCALAR},
+    [FN_ISA_SCALAR] = {fn_qs8_qc8w_gemm_ukernel_4x8c4__scalar, 4, 8, 4, 0, FN_ISA_SCALAR, NULL, FN_GEMM_HDR_ROWS},
 #if defined(__x86_64__)
-    [FN_ISA_AVX2] = {fn_qs8_qc8w_gemm_ukernel_4x8c4__avx2, 4, 8, 4, 0, FN_ISA_AVX2, AVX2_W_SLOT},
-    [FN_ISA_AVX512VNNI] = {fn_qs8_qc8w_gemm_ukernel_6x16c4__avx512vnni, 6, 16, 4, 128, FN_ISA_AVX512VNNI},
+    [FN_ISA_AVX2] = {fn_qs8_qc8w_gemm_ukernel_4x8c4__avx2, 4, 8, 4, 0, FN_ISA_AVX2, AVX2_W_SLOT, FN_GEMM_HDR_ROWS_AVX2},
+    [FN_ISA_AVX512VNNI] = {fn_qs8_qc8w_gemm_ukernel_6x16c4__avx512vnni, 6, 16, 4, 128, FN_ISA_AVX512VNNI, NULL, FN_GEMM_HDR_ROWS},
 #endif
 #if defined(__aarch64__) && defined(FN_HAVE_NEONDOT)
-    [FN_ISA_NEONDOT] = {fn_qs8_qc8w_gemm_ukernel_4x8c4__neondot, 4, 8, 4, 0, FN_ISA_NEONDOT},
+    [FN_ISA_NEONDOT] = {fn_qs8_qc8w_gemm_ukernel_4x8c4__neondot, 4, 8, 4, 0, FN_ISA_NEONDOT, NULL, FN_GEMM_HDR_ROWS},
 #endif
 };
 

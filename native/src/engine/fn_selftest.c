@@ -53,10 +53,10 @@ static int one_case(const fn_gemm_config *cfg, const fn_gemm_config *ref, uint32
     for (int v = 0; v < 2; v++) {
         const fn_gemm_config *g = cfgs[v];
         const size_t blocks = (nc + (size_t)g->nr - 1) / (size_t)g->nr;
-        const size_t bytes = blocks * FN_GEMM_BLOCK_BYTES(g->nr, k);
+        const size_t bytes = blocks * fn_gemm_block_bytes(g, k);
         uint8_t *packed = NULL;
         if (posix_memalign((void **)&packed, 64, bytes) != 0) return -1;
-        fn_gemm_pack(g, (int32_t)nc, (int32_t)k, w, bias, mult, shift, zp_in, packed);
+        fn_gemm_pack(g, (int32_t)nc, (int32_t)k, w, bias, mult, shift, zp_in, p.zp_out, packed);
         memset(outs[v], 0x55, sizeof c1);
         /* rows are taken MR at a time, as the operator does; step t of row i reads kc bytes at
          * a_rows + i * k + t * kc, so every step split gives the bytes of one plain row */

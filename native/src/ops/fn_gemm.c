@@ -6,11 +6,11 @@
 #include "fn_cpu.h"
 
 int fn_gemm_prepare(fn_node *node, int32_t n, int32_t k, int32_t ks, const int8_t *w, const int32_t *bias,
-                    const int32_t *mult, const int32_t *shift, int32_t zp_in, size_t extra) {
+                    const int32_t *mult, const int32_t *shift, int32_t zp_in, int32_t zp_out, size_t extra) {
     const fn_gemm_config *cfg = fn_gemm_config_for(fn_isa());
     if (ks < 1 || ks > FN_GEMM_MAX_KS || k % ks != 0 || (ks > 1 && (k / ks) % cfg->kr != 0)) return FN_E_NODE;
     const size_t kc = ks > 1 ? (size_t)(k / ks) : fn_round_up((size_t)k, (size_t)cfg->kr);
-    const size_t blk = FN_GEMM_BLOCK_BYTES(cfg->nr, kc * (size_t)ks);
+    const size_t blk = fn_gemm_block_bytes(cfg, kc * (size_t)ks);
     const size_t nblocks = fn_round_up((size_t)n, (size_t)cfg->nr) / (size_t)cfg->nr;
     const size_t head = fn_round_up(sizeof(fn_gemm_state), 64);
     void *mem = NULL;
@@ -25,7 +25,7 @@ int fn_gemm_prepare(fn_node *node, int32_t n, int32_t k, int32_t ks, const int8_
     g->blk_bytes = blk;
     g->packed = (uint8_t *)mem + head;
     g->extra = g->packed + nblocks * blk;
-    fn_gemm_pack(cfg, n, k, w, bias, mult, shift, zp_in, g->packed);
+    fn_gemm_pack(cfg, n, k, w, bias, mult, shift, zp_in, zp_out, g->packed);
     node->state = g;
     return FN_OK;
 }

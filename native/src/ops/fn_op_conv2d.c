@@ -51,7 +51,7 @@ int fn_prepare_conv2d_s8(fn_node *n, const fn_tensor *t, int32_t nt, size_t *scr
     const int32_t ks = mode == ROWS_INDIRECT ? w->dims[1] * w->dims[2] : 1;
     int rc = fn_gemm_prepare(n, w->dims[0], (int32_t)k, ks, (const int8_t *)w->data,
                              bias >= 0 ? (const int32_t *)t[bias].data : NULL, (const int32_t *)t[n->p[P_MULT]].data,
-                             (const int32_t *)t[n->p[P_SHIFT]].data, n->p[P_ZP_IN],
+                             (const int32_t *)t[n->p[P_SHIFT]].data, n->p[P_ZP_IN], n->p[P_ZP_OUT],
                              mode == ROWS_INDIRECT ? (size_t)C : 0);
     if (rc != FN_OK) return rc;
     n->consumed |= 1u << 1; /* the filter: only the packed copy is read from now on */

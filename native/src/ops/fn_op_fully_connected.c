@@ -45,7 +45,7 @@ int fn_prepare_fully_connected_s8(fn_node *n, const fn_tensor *t, int32_t nt, si
         return FN_OK;
     int rc = fn_gemm_prepare(n, w->dims[0], w->dims[1], 1, (const int8_t *)w->data,
                              bias >= 0 ? (const int32_t *)t[bias].data : NULL, (const int32_t *)t[n->p[P_MULT]].data,
-                             (const int32_t *)t[n->p[P_SHIFT]].data, n->p[P_ZP_IN], 0);
+                             (const int32_t *)t[n->p[P_SHIFT]].data, n->p[P_ZP_IN], n->p[P_ZP_OUT], 0);
     if (rc != FN_OK) return rc;
     n->consumed |= 1u << 1; /* the filter: only the packed copy is read from now on */
     *scratch_bytes = fn_gemm_scratch(n->state);

@@ -136,8 +136,8 @@ static void draw(problem *pb, size_t max_mr, size_t nr) {
 static uint8_t *pack(const fn_gemm_config *cfg, const problem *pb) {
     const size_t blocks = fn_round_up(pb->n, (size_t)cfg->nr) / (size_t)cfg->nr;
     void *packed = NULL;
-    if (posix_memalign(&packed, 64, blocks * FN_GEMM_BLOCK_BYTES(cfg->nr, pb->kc * pb->ks)) != 0) return NULL;
-    fn_gemm_pack(cfg, (int32_t)pb->n, (int32_t)pb->k, pb->w, pb->bias, pb->mult, pb->shift, pb->zp_in, packed);
+    if (posix_memalign(&packed, 64, blocks * fn_gemm_block_bytes(cfg, pb->kc * pb->ks)) != 0) return NULL;
+    fn_gemm_pack(cfg, (int32_t)pb->n, (int32_t)pb->k, pb->w, pb->bias, pb->mult, pb->shift, pb->zp_in, pb->out.zp_out, packed);
     return packed;
 }
 

@@ -8,27 +8,39 @@
  * blocks of 8 channels: each k step then takes a row's four int16 with one broadcast load, and
  * the vector units spend their slots on the weights' widening, vpmaddwd and vpaddd only. Rows
  * deeper than that buffer widen their bytes at every block instead. The epilogue is
- * fn_requant_avx2.h's. */
+ * fn_requant_avx2.h's, with its per-channel constants prepared at packing (the header of
+ * FN_GEMM_HDR_ROWS_AVX2 rows), and the accumulators start from the bias. */
 #include <immintrin.h>
 
 #include "fn_requant_avx2.h"
 #include "fn_ukernels.h"
 
-enum { MR = 4, NR = 8, KMAX = 4096 /* int16 per row in the widened tile: 32 KiB of stack */ };
+enum { MR = 4, NR = 8, KMAX = 4096 /* int16 per row in the widened tile: 32 KiB of stack */,
+       W_OFFSET = 4 * FN_GEMM_HDR_ROWS_AVX2 * NR /* bytes of a block's header */ };
 
 /* The packed weights' two int16 halves of k step wk (channels 0 1 4 5, then 2 3 6 7). */
 #define LOAD_W(wk, wl, wh)                                                                     \
     const __m256i wl = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(wk))); \
     const __m256i wh = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)((wk) + 16)))
 
+/* Every row's accumulators start from the block's bias (header rows 10 and 11). */
+static inline __attribute__((always_inline)) void start(const uint8_t *blk, __m256i *acc_l, __m256i *acc_h) {
+    const __m256i bl = _mm256_loadu_si256((const __m256i *)(const void *)(blk + 4 * 10 * NR));
+    const __m256i bh = _mm256_loadu_si256((const __m256i *)(const void *)(blk + 4 * 11 * NR));
+    for (size_t i = 0; i < MR; i++) {
+        acc_l[i] = bl;
+        acc_h[i] = bh;
+    }
+}
+
 /* Requantizes the tile's R rows of one block and stores its mr rows of nb channels. */
 static inline __attribute__((always_inline)) void tile_out(size_t R, const __m256i *acc_l, const __m256i *acc_h,
                                                             const uint8_t *blk, int8_t *c, size_t cm_stride,
                                                             size_t mr, size_t nb, const fn_qs8_out_params *p) {
-    const fn_requant8_avx2_consts rk = fn_requant8_avx2_prepare((const int32_t *)(const void *)blk, p->zp_out);
+    const fn_requant8_avx2_consts rk = fn_requant8_avx2_load((const int32_t *)(const void *)blk);
     /* every row of the tile at once (rows past mr repeat row mr - 1 and are not stored) */
     __m256i r[MR];
-    for (size_t i = 0; i < R; i++) r[i] = fn_requant8_avx2_unclamped(_mm256_hadd_epi32(acc_l[i], acc_h[i]), &rk);
+    for (size_t i = 0; i < R; i++) r[i] = fn_requant8_avx2_biased(_mm256_hadd_epi32(acc_l[i], acc_h[i]), &rk);
     for (size_t i = R; i < MR; i++) r[i] = r[0];
     /* saturating packs: int8 lanes [rows 0..3 of channels 0-3 | rows 0..3 of channels 4-7],
      * clamped to the activation range, then each row's 8 bytes made one qword */
@@ -44,7 +56,7 @@ static inline __attribute__((always_inline)) void tile_out(size_t R, const __m25
 static inline __attribute__((always_inline)) void gemm_rows(size_t R, size_t mr, size_t nc, size_t kc, size_t ks,
                                                             const int8_t *const *a, const void *w, int8_t *c,
                                                             size_t cm_stride, const fn_qs8_out_params *p) {
-    const size_t K = kc * ks, blk_bytes = FN_GEMM_BLOCK_BYTES(NR, K);
+    const size_t K = kc * ks, blk_bytes = FN_GEMM_BLOCK_BYTES_H(NR, FN_GEMM_HDR_ROWS_AVX2, K);
     const uint8_t *blk = (const uint8_t *)w;
     if (K <= KMAX) {
         /* row i's K int16 (step t's kc bytes at t * kc): widened once for all the blocks */
@@ -65,8 +77,8 @@ static inline __attribute__((always_inline)) void gemm_rows(size_t R, size_t mr,
             }
         for (size_t n0 = 0; n0 < nc; n0 += NR, blk += blk_bytes) {
             __m256i acc_l[MR], acc_h[MR];
-            for (size_t i = 0; i < MR; i++) acc_l[i] = acc_h[i] = _mm256_setzero_si256();
-            const int8_t *wk = (const int8_t *)(blk + 16 * NR);
+            start(blk, acc_l, acc_h);
+            const int8_t *wk = (const int8_t *)(blk + W_OFFSET);
             for (size_t k = 0; k < K; k += 4, wk += 4 * NR) {
                 LOAD_W(wk, wl, wh);
                 for (size_t i = 0; i < R; i++) {
@@ -84,8 +96,8 @@ static inline __attribute__((always_inline)) void gemm_rows(size_t R, size_t mr,
     }
     for (size_t n0 = 0; n0 < nc; n0 += NR, blk += blk_bytes) {
         __m256i acc_l[MR], acc_h[MR];
-        for (size_t i = 0; i < MR; i++) acc_l[i] = acc_h[i] = _mm256_setzero_si256();
-        const int8_t *wk = (const int8_t *)(blk + 16 * NR);
+        start(blk, acc_l, acc_h);
+        const int8_t *wk = (const int8_t *)(blk + W_OFFSET);
         for (size_t t = 0; t < ks; t++) {
             const int8_t *ar[MR];
             for (size_t i = 0; i < R; i++) ar[i] = a[t * MR + (i < mr ? i : mr - 1)];
