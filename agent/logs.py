@@ -70,6 +70,22 @@ class JsonLines(logging.Handler):
             self.handleError(record)
 
 
+def read_lines(lines: list[str]) -> list[dict[str, Any]]:
+    """The log records among an agent's output lines (JSON objects with a 'level'; status lines
+    and other text are skipped): for the bench and tests that read what the agent said."""
+    out = []
+    for line in lines:
+        if not line.startswith("{"):
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(obj, dict) and "level" in obj:
+            out.append(obj)
+    return out
+
+
 def journal_datagram(record: logging.LogRecord) -> bytes:
     """A record in journald's native protocol: KEY=value lines; a value with a newline is sent as
     KEY, newline, its length as 64-bit little endian, the value, newline."""

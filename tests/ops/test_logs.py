@@ -30,17 +30,6 @@ POLICY = REPO / "hil" / "policies" / "demo.toml"
 CAR = "car-logs"
 
 
-def log_records(lines: list[str]) -> list[dict[str, object]]:
-    """The log's lines among the agent's output (its status lines have no 'level')."""
-    out = []
-    for line in lines:
-        if line.startswith("{"):
-            obj = json.loads(line)
-            if "level" in obj:
-                out.append(obj)
-    return out
-
-
 def wait_until(pred, timeout_s: float = 20.0) -> bool:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout_s
     while not pred():
@@ -76,9 +65,9 @@ def tls_bench(tmp_path: Path) -> Iterator[dict[str, object]]:
 
 def test_events_are_json_lines_with_their_fields_and_no_secret_or_reading(tls_bench: dict) -> None:  # type: ignore[type-arg]
     agent, car = tls_bench["agent"], tls_bench["car"]
-    assert wait_until(lambda: any(r.get("mode") == "RUN" for r in log_records(agent.lines))), agent.lines[-10:]
+    assert wait_until(lambda: any(r.get("mode") == "RUN" for r in logs.read_lines(list(agent.lines)))), agent.lines[-10:]
     car.unplug()  # the cable is pulled: a fault, logged as a warning with its reason
-    assert wait_until(lambda: any(r.get("mode") == "OFF" for r in log_records(agent.lines))), agent.lines[-10:]
+    assert wait_until(lambda: any(r.get("mode") == "OFF" for r in logs.read_lines(list(agent.lines)))), agent.lines[-10:]
 
     # doctor beside the running agent, over TLS: the certificate and the handshake are fine.
     r = subprocess.run([sys.executable, "-m", "agent.cli", "doctor", "--config", str(tls_bench["config"]), "--json"],
@@ -87,10 +76,10 @@ def test_events_are_json_lines_with_their_fields_and_no_secret_or_reading(tls_be
     assert checks["certificate"]["status"] == "OK" and checks["broker"]["status"] == "OK", checks
     assert checks["serial port"]["status"] == "FAIL"  # the cable is out
     car.plug()
-    assert wait_until(lambda: sum(r.get("mode") == "RUN" for r in log_records(agent.lines)) >= 2), agent.lines[-10:]
+    assert wait_until(lambda: sum(r.get("mode") == "RUN" for r in logs.read_lines(list(agent.lines))) >= 2), agent.lines[-10:]
     agent.stop()
 
-    records = log_records(agent.lines)
+    records = logs.read_lines(list(agent.lines))
     assert records[0]["msg"].startswith("agent started")  # type: ignore[union-attr]
     assert records[-1]["msg"] == "agent stopping"
     for rec in records:
