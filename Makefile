@@ -6,7 +6,7 @@ PIP   := $(VENV)/bin/pip
 PYTHON ?= python3
 NATIVE_SRC := $(shell find native -name '*.c' -o -name '*.h' -o -name '*.pyx' -o -name '*.pxd' 2>/dev/null)
 
-.PHONY: install sysdeps native test demo hil bench fuzz fuzz-bus lint clean firmware
+.PHONY: install sysdeps native test demo hil bench fuzz fuzz-bus lint clean firmware dist dist-test wheels
 
 install: sysdeps $(VENV)/.installed native firmware
 
@@ -26,8 +26,28 @@ native: $(VENV)/.installed $(NATIVE_SRC)
 firmware:
 	@if [ -f firmware_shim/Makefile ]; then $(MAKE) -s -C firmware_shim host; fi
 
+# `make test` includes tests/dist: the wheel built here, installed in a fresh venv, no compiler.
 test: install
 	$(PY) -m pytest -q
+
+# An sdist (C sources, .pyx, firmware shim sources) and a wheel for this machine, in dist/.
+dist: install
+	rm -rf dist
+	$(PY) -m build --no-isolation --sdist --wheel --outdir dist .
+
+# Only the wheel test (make test runs it too).
+dist-test: install
+	$(PY) -m pytest -q tests/dist
+
+# manylinux x86_64 and aarch64 wheels (pyproject.toml [tool.cibuildwheel]) need a docker daemon.
+wheels: install
+	@if docker info >/dev/null 2>&1; then \
+		$(PY) -m cibuildwheel --platform linux --output-dir wheelhouse .; \
+	else \
+		echo "make wheels: cibuildwheel builds manylinux wheels in docker containers, and no docker daemon" \
+		     "answers here (docker info failed). 'make dist' builds a wheel for this machine."; \
+		exit 1; \
+	fi
 
 # The thin path in 30 s of real time, then the overnight scenario in simulated time (the fleet
 # submitting jobs all night); it prints where its report and plot are.
@@ -55,5 +75,5 @@ lint: install
 	$(VENV)/bin/mypy
 
 clean:
-	rm -rf build $(VENV) agent/inference/_native*.so native/_native.c
+	rm -rf build dist wheelhouse $(VENV) agent/inference/_native*.so native/_native.c
 	@if [ -f firmware_shim/Makefile ]; then $(MAKE) -s -C firmware_shim clean; fi

@@ -7,6 +7,7 @@ declare -A want=(
   [aarch64-linux-gnu-gcc]=gcc-aarch64-linux-gnu
   [qemu-aarch64]=qemu-user
   [systemd-analyze]=systemd
+  [unshare]=util-linux  # tests/ops/test_doctor.py: a read-only bind mount of the state dir
   [mkfs.ext4]=e2fsprogs
   [e2fsck]=e2fsprogs
   [findmnt]=util-linux

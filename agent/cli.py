@@ -13,6 +13,7 @@ import agent
 # `func` to a callable taking the parsed namespace and returning an exit code.
 SUBCOMMAND_MODULES = (
     "agent.service",
+    "agent.doctor",
     "agent.bus.cli",
     "agent.fleet.cli",
     "agent.inference.cli",
@@ -25,12 +26,24 @@ SUBCOMMAND_MODULES = (
 )
 
 
+class _Version(argparse.Action):
+    """`--version`: loads the engine only when asked, to name the ISA it picked on this machine."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        from agent.service import engine_isa
+
+        print(f"fleetnode {agent.__version__} (engine: {engine_isa()})")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fleetnode",
         description="Lend a parked electric car's inference computer to a fleet, safely.",
     )
-    parser.add_argument("--version", action="version", version=f"fleetnode {agent.__version__}")
+    parser.add_argument("--version", action=_Version, nargs=0,
+                        help="print the version and the native engine's instruction set, then exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMAND_MODULES:
         importlib.import_module(name).register(sub)

@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import faulthandler
 import json
+import logging
 import signal
 import sqlite3
 import sys
@@ -20,7 +21,10 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from agent.clock import Clock, ClockFileError, SharedClock, SystemClock
 from agent.config import AgentConfig, ConfigError
+from agent.logs import event
 from agent.sdnotify import Watchdog, notify
+
+log = logging.getLogger("fleetnode.agent")
 
 if TYPE_CHECKING:
     from agent.fleet.link import FleetLink
@@ -54,6 +58,8 @@ def register(sub: Any) -> None:
     p.add_argument("--policy", dest="policy_file", help="owner policy (TOML)")
     p.add_argument("--trusted-keys", dest="trusted_keys",
                    help="directory of Ed25519 public keys (*.pub) whose signed models this car runs")
+    p.add_argument("--metrics-listen", dest="metrics_listen", metavar="IP:PORT",
+                   help="serve Prometheus metrics here (e.g. 127.0.0.1:9464; port 0: any free port)")
     p.add_argument("--json", action="store_true", help="print each status as one JSON line")
     p.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: run until signalled)")
     p.add_argument("--clock", dest="clock_file", metavar="FILE",
@@ -82,13 +88,18 @@ def _cmd_unit(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     overrides = {k: getattr(args, k) for k in (
         "serial_port", "profile", "dbc", "car_id", "broker_host", "broker_port", "pool", "state_dir", "policy_file",
-        "trusted_keys", "storage_floor_bytes")}
+        "trusted_keys", "storage_floor_bytes", "metrics_listen")}
     try:
         base = AgentConfig.load(args.config) if args.config else AgentConfig()
         cfg = AgentConfig.from_mapping({}, **{**_asdict(base), **{k: v for k, v in overrides.items() if v is not None}})
     except ConfigError as e:
         print(f"fleetnode run: {e}", file=sys.stderr)
         return 2
+    from agent import logs
+
+    logs.setup(sys.stderr)
+    # Under systemd the journal has every event; a status line a second would only crowd it.
+    status_out = None if logs.under_journal(sys.stdout) else sys.stdout
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1` prints every thread's stack
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -102,7 +113,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         except ClockFileError as e:
             print(f"fleetnode run: {e}", file=sys.stderr)
             return 2
-    agent = Agent(cfg, clock, out=sys.stdout, json_lines=args.json)
+    agent = Agent(cfg, clock, out=status_out, json_lines=args.json)
     signal.signal(signal.SIGHUP, lambda *_: agent.reload_policy())
     return agent.run(stop)
 
@@ -137,6 +148,7 @@ class Agent:
         self.jobs_done = 0
         self.tick_errors = 0
         self._last_key: tuple[Any, ...] | None = None
+        self.metrics: Any = None  # agent.metrics.AgentMetrics, when [metrics] listen is set
         self._last_print = -1e9
 
     def reload_policy(self) -> None:
@@ -181,6 +193,8 @@ class Agent:
         from agent.runner.governed import GovernedLoop, InputsFeed
         from agent.storage import StorageMonitor
 
+        if self.cfg.metrics_listen and not self._start_metrics():
+            return 2
         store = StateStore()
         reader = BusReader(self.cfg.serial_port, self.profile, store, self.clock)
         tls = None
@@ -196,6 +210,8 @@ class Agent:
             on_grant=lambda g: record_grant(ledger, g)),
             lambda: Ledger(self.state_dir / STATE_FILE, self.policy.tariff, self.policy.timezone))
         if opened is None:
+            if self.metrics is not None:
+                self.metrics.close()
             return 2
         link, ledger = opened
         monitor.probes.append(link.outbox.probe)
@@ -221,23 +237,52 @@ class Agent:
         # On simulated time the bench waits for each look: tick often while no frame comes.
         governed = GovernedLoop(store, self.governor, runner, self.clock,
                                 inputs=inputs, tick_s=0.02 if shared is not None else 0.25)
+        if self.metrics is not None:
+            from agent.metrics import bind
+
+            bind(self.metrics, governed=governed, reader=reader, store=store, link=link, ledger=ledger,
+                 storage=monitor, clock=self.clock)
         monitor.start()
         reader.start()
         runner.start()
         link.start()
         governed.start()
         notify("READY=1")
+        event(log, logging.INFO, f"agent started: fleetnode {agent_version()}, engine {engine_isa()}, "
+                                 f"serial {self.cfg.serial_port}, broker {self.cfg.broker_host}:{self.cfg.broker_port}",
+              car=self.cfg.car_id)
         try:
             self._loop(stop, store, reader, governed, link, runner, sink)
         finally:
             notify("STOPPING=1")
+            event(log, logging.INFO, "agent stopping", car=self.cfg.car_id)
             governed.stop()
             runner.stop()
             reader.stop()
             monitor.stop()
             link.close()
             ledger.close()
+            if self.metrics is not None:
+                self.metrics.close()
         return 0
+
+    def _start_metrics(self) -> bool:
+        from agent.config import parse_listen
+        from agent.metrics import AgentMetrics, announcement
+
+        host, port = parse_listen(self.cfg.metrics_listen)
+        self.metrics = AgentMetrics(agent_version(), engine_isa(), self.cfg.car_id)
+        try:
+            port = self.metrics.serve(host, port)
+        except OSError as e:
+            log.error("cannot serve metrics on %s: %s", self.cfg.metrics_listen, e)
+            self._say({"error": f"cannot serve metrics on {self.cfg.metrics_listen}: {e}"},
+                      f"fleetnode run: cannot serve metrics on {self.cfg.metrics_listen}: {e}")
+            return False
+        where = f"http://{host if ':' not in host else f'[{host}]'}:{port}/metrics"
+        event(log, logging.INFO, announcement(where), car=self.cfg.car_id)
+        self._say({"metrics": where}, f"[{self.cfg.car_id}] {announcement(where)}")
+        return True
 
     def _open_state(self, make_link: Callable[[], FleetLink],
                     make_ledger: Callable[[], Ledger]) -> tuple[FleetLink, Ledger] | None:
@@ -280,9 +325,10 @@ class Agent:
                     seen_steps = governed.steps
                     self.watchdog.progress("governor")
                 self._tick(store, reader, governed.last, link, runner, sink)
-            except Exception as e:  # noqa: BLE001 -- a bug in one tick must not kill the agent: fail safe, say why
+            except Exception as e:  # a bug in one tick must not kill the agent: fail safe, say why
                 self.tick_errors += 1
                 link.set_accepting_jobs(False)
+                log.exception("internal error in the agent's loop; taking no jobs for 1 s")
                 self._say({"error": repr(e)}, f"[{self.cfg.car_id}] internal error, taking no jobs: {e!r}")
                 stop.wait(1.0)
 
@@ -310,9 +356,24 @@ class Agent:
             self.watchdog.progress("fleet")
         self.watchdog.maybe_ping()
         key = (decision.mode, decision.codes)
+        if self.metrics is not None and (self._last_key is None or key[0] != self._last_key[0]):
+            self.metrics.mode_entered(decision.mode.value)
+        if key != self._last_key:
+            self._log_decision(decision)
         if key != self._last_key or now - self._last_print >= self.cfg.status_interval_s:
             self._last_key, self._last_print = key, now
             self._status(decision, vehicle, link.connected)
+
+    def _log_decision(self, decision: Any) -> None:
+        """What changed and why: the mode and the governor's reasons, never vehicle readings."""
+        from agent.governor.decision import CODES, Severity
+
+        before = self._last_key[0].value if self._last_key is not None else "start"
+        fault = any(CODES.get(c, (Severity.INFO, ""))[0] is Severity.OFF for c in decision.codes)
+        event(log, logging.WARNING if fault else logging.INFO,
+              f"mode {before} -> {decision.mode.value}: {decision.summary}" if before != decision.mode.value
+              else f"mode {decision.mode.value}, reasons now: {decision.summary}",
+              mode=decision.mode.value, reason=",".join(dict.fromkeys(decision.codes)) or "none")
 
     def _status(self, decision: Any, vehicle: dict[str, Any], broker_connected: bool) -> None:
         def fmt(role: str, unit: str = "", spec: str = "") -> str:
@@ -334,6 +395,9 @@ class Agent:
             model = self.models.get(request.model)
         except (ModelError, KeyError) as e:
             link.send_result(request.job_id, "failed", error=("model_unavailable", str(e)))
+            self._count_job("refused")
+            event(log, logging.WARNING, f"job refused: model unavailable: {e}", job_id=request.job_id,
+                  outcome="refused")
             return
 
         def work(token: Any, model: Any = model, request: Any = request) -> Any:
@@ -342,6 +406,13 @@ class Agent:
         deadline = self.clock.monotonic() + request.max_run_s
         if not runner.submit(Job(request.job_id, work, deadline=deadline)):
             link.send_result(request.job_id, "preempted", error=("busy", "the car's job queue is full"))
+            self._count_job("refused")
+            event(log, logging.WARNING, "job refused: the job queue is full", job_id=request.job_id,
+                  outcome="refused")
+
+    def _count_job(self, outcome: str, run_s: float | None = None) -> None:
+        if self.metrics is not None:
+            self.metrics.job_ended(outcome, run_s)
 
     def _on_outcome(self, link: Any, sink: Any, store: Any, o: Any) -> None:
         from agent.inference import RunResult
@@ -351,6 +422,10 @@ class Agent:
         # database: a kill at any instant leaves both or neither, so nothing is counted twice.
         entry = sink.entry(o, store.snapshot())
         also = None if entry is None else entry.write
+        self._count_job(o.outcome.value, o.duration_s if o.outcome is Outcome.DONE else None)
+        event(log, logging.INFO if o.outcome in (Outcome.DONE, Outcome.PREEMPTED) else logging.WARNING,
+              f"job {o.outcome.value} after {o.duration_s:.3f} s" + (f": {o.error}" if o.error else ""),
+              job_id=o.job_id, outcome=o.outcome.value)
         if o.outcome is Outcome.DONE and isinstance(o.result, RunResult):
             self.jobs_done += 1
             link.send_result(o.job_id, "ok", outputs=o.result.arrays, run_s=o.duration_s, also=also)
@@ -372,6 +447,22 @@ def _grid_signal(g: Any, now: float) -> Any:
         return None
     return GridSignal(t=now, price_per_kwh=g.price_per_kwh, carbon_g_per_kwh=g.carbon_g_per_kwh,
                       power_cap_w=g.power_cap_w)
+
+
+def agent_version() -> str:
+    import agent
+
+    return agent.__version__
+
+
+def engine_isa() -> str:
+    """The native engine's instruction set, or why it is not available (never raises)."""
+    try:
+        from agent.inference.native_backend import apply_isa_env
+
+        return apply_isa_env()
+    except Exception as e:  # noqa: BLE001 -- an engine that does not load is reported, not fatal here
+        return f"unavailable ({type(e).__name__})"
 
 
 def _brief(decision: Any, most: int = 2) -> str:

@@ -84,14 +84,19 @@ def storage_error(exc: BaseException, path: str | Path) -> StorageError | None:
     return None if fault is None else StorageError(fault)
 
 
+def free_bytes(path: str | Path) -> int:
+    """Free space an unprivileged writer may use in the filesystem holding `path`. Raises OSError."""
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
 def check_dir(path: str | Path, floor_bytes: int, write: bool = True) -> StorageFault | None:
     """Can `path` take writes now? Creates it if missing; checks the free space and, with
     `write`, a small synced write."""
     d = Path(path)
     try:
         d.mkdir(parents=True, exist_ok=True)
-        st = os.statvfs(d)
-        free = st.f_bavail * st.f_frsize
+        free = free_bytes(d)
         if free == 0:
             return StorageFault(FULL, str(d), "no free blocks")
         if free < floor_bytes:
@@ -109,6 +114,38 @@ def check_dir(path: str | Path, floor_bytes: int, write: bool = True) -> Storage
     except OSError as e:
         return classify(e, d) or StorageFault(IO_ERROR, str(d), str(e))
     return None
+
+
+def open_read_only(path: str | Path) -> sqlite3.Connection:
+    """A read-only connection to a state database, safe beside the agent writing it (WAL): for
+    `fleetnode doctor`. In a read-only dir with no -shm to create and no -wal to replay (the
+    agent stopped cleanly) it opens the file as immutable. Raises sqlite3.Error."""
+    p = Path(path).resolve()
+    if not p.is_file():
+        raise sqlite3.OperationalError(f"unable to open database file: {p} does not exist")
+    try:
+        db = sqlite3.connect(f"file:{p}?mode=ro", uri=True, timeout=2.0)
+        db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        return db
+    except sqlite3.OperationalError:
+        if Path(f"{p}-wal").exists() or os.access(p.parent, os.W_OK):
+            raise
+    db = sqlite3.connect(f"file:{p}?mode=ro&immutable=1", uri=True, timeout=2.0)
+    db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+    return db
+
+
+def check_state_file(path: str | Path) -> str | None:
+    """What is wrong with a state database (None: nothing): SQLite's integrity check, read-only."""
+    try:
+        db = open_read_only(path)
+        try:
+            problems = [str(r[0]) for r in db.execute("PRAGMA integrity_check(5)")]
+        finally:
+            db.close()
+    except sqlite3.Error as e:
+        return f"cannot read: {e}"
+    return None if problems == ["ok"] else "integrity check: " + "; ".join(problems[:3])
 
 
 class StorageMonitor:

@@ -27,6 +27,7 @@ from agent.fleet import protocol as p
 from agent.fleet.broker import start_broker
 from agent.fleet.fleetside import FleetClient
 from agent.inference import load_model
+from agent.metrics import find_announced, sample, scrape
 from hil.bench import AgentProcess, CarOnBus
 from hil.sim import CarInputs, CarState, Event
 
@@ -69,6 +70,29 @@ def show(cmd: list[str], head: int = 20) -> None:
         sys.stdout.flush()
 
 
+def show_metrics(agent: AgentProcess, problems: list[str]) -> None:
+    """Scrape the agent's Prometheus endpoint, as a monitoring system would, and show jobs,
+    energy and mode."""
+    url = find_announced(list(agent.lines))
+    if url is None:
+        problems.append("the agent never said where its metrics endpoint is")
+        return
+    try:
+        s = scrape(url)
+    except (OSError, ValueError) as e:
+        problems.append(f"cannot scrape {url}: {e}")
+        return
+    jobs = {dict(labels)["outcome"]: v for (name, labels), v in s.items() if name == "fleetnode_jobs_total"}
+    mode = next((dict(labels)["mode"] for (name, labels), v in s.items() if name == "fleetnode_mode" and v == 1), None)
+    energy = sample(s, "fleetnode_energy_wh_total")
+    say("ops", f"scraped {url}: mode {mode}, jobs {', '.join(f'{k} {v:.0f}' for k, v in jobs.items()) or 'none'}, energy {energy or 0:.4f} Wh, "
+               f"{sample(s, 'fleetnode_serial_connects_total') or 0:.0f} serial connects, state dir "
+               f"{'usable' if sample(s, 'fleetnode_storage_usable') else 'NOT usable'} "
+               f"({(sample(s, 'fleetnode_storage_free_bytes') or 0) / (1 << 20):.0f} MiB free)")
+    if not jobs.get("done") or mode is None or not energy:
+        problems.append("the metrics endpoint did not show jobs, energy and mode")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Run the fleetnode thin path end to end on the HIL bench.")
     ap.add_argument("--duration", type=float, default=30.0, help="length of the story in seconds (default 30)")
@@ -97,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         car.start()
         say("car", f"parked in P, plugged in at 7.2 kW, SoC 62 %; serial line {car.port}")
         agent = AgentProcess(lambda line: say("agent", line), ["run", "--port", car.port, "--broker-port", str(broker.port), "--car-id", CAR,
-                              "--state-dir", str(work / "agent"), "--policy", str(HERE / "policies" / "demo.toml")])
+                              "--state-dir", str(work / "agent"), "--policy", str(HERE / "policies" / "demo.toml"),
+                              "--metrics-listen", "127.0.0.1:0"])
         stack.enter_context(fleet)
         t0 = time.monotonic()
 
@@ -157,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 problems.append(f"job {tid}: result differs from LiteRT")
         say("fleet", f"{exact}/{len(inputs)} results received, each byte-identical to LiteRT's builtin kernels")
+        show_metrics(agent, problems)
         last = fleet.tasks[list(inputs)[-1]]
         if last.outputs:
             say("fleet", f"e.g. {last.task_id} from {', '.join(last.cars)}: output {last.outputs[0].tolist()}")

@@ -48,3 +48,24 @@ def test_any_mapping_is_a_config_or_a_config_error(data: dict[str, object]) -> N
         AgentConfig.from_mapping(data)
     except ConfigError:
         pass
+
+
+def test_metrics_table_sets_the_listen_address(tmp_path: Path) -> None:
+    f = tmp_path / "agent.toml"
+    f.write_text('[agent]\ncar_id = "car-7"\n[metrics]\nlisten = "127.0.0.1:9464"\n')
+    assert AgentConfig.load(f).metrics_listen == "127.0.0.1:9464"
+
+
+@pytest.mark.parametrize("text,match", [
+    ('[metrics]\nlisten = "localhost:9464"', "IP:PORT"),
+    ('[metrics]\nlisten = "127.0.0.1:99999"', "IP:PORT"),
+    ('[metrics]\nlisten = 9464', "must be str"),
+    ('[metrics]\nport = 9464', "unknown config key 'port'"),
+    ('[agent]\nmetrics_listen = "127.0.0.1:1"', "written as 'listen'"),
+    ('[agents]\ncar_id = "x"', r"unknown config table \[agents\]"),
+])
+def test_bad_metrics_table_is_refused(tmp_path: Path, text: str, match: str) -> None:
+    f = tmp_path / "agent.toml"
+    f.write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        AgentConfig.load(f)

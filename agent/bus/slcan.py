@@ -159,6 +159,17 @@ def cmd_status() -> bytes:
     return b"F\r"
 
 
+_VERSION_REPLY = re.compile(rb"(?:^|[\r\n\x07])V([0-9A-Fa-f]{4})\r")
+
+
+def version_reply(data: bytes) -> str | None:
+    """The shim's answer to cmd_version() within `data` (e.g. 'V1013'), or None if none is there.
+
+    Frames and other replies may surround it: the adapter keeps streaming while it answers."""
+    m = _VERSION_REPLY.search(data)
+    return None if m is None else "V" + m.group(1).decode("ascii")
+
+
 def open_sequence(bitrate: int, timestamps: bool = False) -> bytes:
     """What the agent sends on every (re)connect: close, set bit rate, timestamps, listen-only.
 

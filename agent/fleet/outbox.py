@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.storage import Transaction, adopt_tables, open_state_db
+from agent.storage import Transaction, adopt_tables, open_read_only, open_state_db
 
 
 @dataclass(frozen=True)
@@ -168,6 +168,12 @@ class Outbox:
         with self._read() as db:
             return int(db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
 
+    def oldest_wall(self) -> float | None:
+        """Wall time at which the oldest unacknowledged answer was stored (None: the outbox is empty)."""
+        with self._read() as db:
+            row = db.execute("SELECT MIN(a.t) FROM outbox o JOIN answered a ON a.job_id = o.job_id").fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
     def prune(self, wall: float) -> int:
         """Forget answered job ids older than the dedup window, and beyond the row cap."""
         with self._tx() as db:
@@ -179,3 +185,15 @@ class Outbox:
                                 "WHERE job_id NOT IN (SELECT job_id FROM outbox) ORDER BY t LIMIT ?)",
                                 (over,)).rowcount
             return n
+
+
+def inspect_outbox(path: str | Path) -> tuple[int, float | None]:
+    """(depth, wall time of the oldest unacknowledged answer) of the state file, read-only: for
+    `fleetnode doctor` while the agent may be running. Raises sqlite3.Error if unreadable."""
+    db = open_read_only(path)
+    try:
+        depth = int(db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+        row = db.execute("SELECT MIN(a.t) FROM outbox o JOIN answered a ON a.job_id = o.job_id").fetchone()
+    finally:
+        db.close()
+    return depth, None if row is None or row[0] is None else float(row[0])

@@ -29,7 +29,7 @@ from typing import Any, Self
 from agent.clock import Clock
 from agent.governor.policy import Tariff
 from agent.runner.runner import JobOutcome, Outcome
-from agent.storage import StorageError, Transaction, adopt_tables, open_state_db
+from agent.storage import StorageError, Transaction, adopt_tables, open_read_only, open_state_db
 
 SCHEMA_VERSION = 1
 MAX_JOB_S = 7 * 86400.0  # a longer job is a clock error, not work
@@ -151,6 +151,23 @@ class LedgerEntry:
                 "cost=cost+excluded.cost, credits=credits+excluded.credits, jobs=jobs+excluded.jobs",
                 (hour, busy, wh, gwh, bwh, cost, cr, 1 if i == len(self.hours) - 1 else 0))
         return True
+
+
+def check_ledger(path: str | Path) -> str | None:
+    """What is wrong with the ledger in the state file (None: nothing): its schema version,
+    read-only, for `fleetnode doctor` while the agent may be running. The file's integrity is
+    agent.storage.check_state_file's."""
+    try:
+        db = open_read_only(path)
+        try:
+            row = db.execute("SELECT value FROM ledger_meta WHERE key='schema'").fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error as e:
+        return f"cannot read: {e}"
+    if row is None or row[0] != str(SCHEMA_VERSION):
+        return f"ledger schema {None if row is None else row[0]}, this agent reads {SCHEMA_VERSION}"
+    return None
 
 
 class Ledger:

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from agent.bus import slcan
 from agent.bus.errors import SlcanError
-from agent.bus.slcan import BAD_LINE_COUNTERS, CanFrame, SlcanParser, encode_frame
+from agent.bus.slcan import BAD_LINE_COUNTERS, CanFrame, SlcanParser, encode_frame, version_reply
 
 
 def data_frames(max_id: int, extended: bool) -> st.SearchStrategy[CanFrame]:
@@ -160,3 +160,17 @@ def test_timestamp_delta_wraps() -> None:
 
 def test_bad_counter_names_are_disjoint_from_the_others() -> None:
     assert set(BAD_LINE_COUNTERS).isdisjoint(slcan.OTHER_COUNTERS)
+
+
+@pytest.mark.parametrize("stream,want", [
+    (b"V1013\r", "V1013"),
+    (b"t1238AABBCCDDEEFF0011\rV1013\rt12300\r", "V1013"),  # frames keep streaming around the reply
+    (b"\x07V0a0B\r", "V0a0B"),
+    (b"t12V1013\r", None),  # inside a cut line, not a reply
+    (b"V101\r", None),
+    (b"V1013", None),  # not terminated yet
+    (b"V10134\r", None),
+    (b"", None),
+])
+def test_version_reply_is_found_only_as_a_whole_line(stream: bytes, want: str | None) -> None:
+    assert version_reply(stream) == want

@@ -18,6 +18,7 @@ from agent.clock import SystemClock
 from agent.config import AgentConfig
 from agent.fleet.broker import Broker
 from agent.fleet.fleetside import FleetClient
+from agent.logs import read_lines
 from agent.service import Agent
 from hil.bench import AgentProcess, CarOnBus
 from tests.e2e.state_rig import (
@@ -87,7 +88,7 @@ def run_agent(car: CarOnBus, broker: Broker, state_dir: Path, tmp_path: Path) ->
 
 
 def storage_lines(agent: AgentProcess) -> list[str]:
-    return [line for line in agent.lines if line.startswith("storage:")]
+    return [str(r["msg"]) for r in read_lines(list(agent.lines)) if str(r["msg"]).startswith("storage:")]
 
 
 class FaultedBatch:
