@@ -124,6 +124,23 @@ class Scenario:
         return dump_toml(self.policy)
 
 
+
+# The team's shared folder (community DBCs, never copied into the repository) sits beside the
+# checkout, or at /work/shared on the team's machines and CI, wherever the clone is.
+SHARED_DIRS = (HERE.parent.parent / "shared", Path("/work/shared"))
+
+
+def _dbc_path(text: str) -> Path:
+    """A scenario's dbc: absolute, or relative to the repository root; "../shared/..." is looked
+    up in each of SHARED_DIRS."""
+    p = Path(text)
+    if p.is_absolute():
+        return p
+    found = [HERE.parent / p]
+    if p.parts[:2] == ("..", "shared"):
+        found += [d.joinpath(*p.parts[2:]) for d in SHARED_DIRS]
+    return next((c.resolve() for c in found if c.is_file()), found[0].resolve())
+
 def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(base)
     for k, v in over.items():
@@ -260,7 +277,7 @@ def parse(data: Mapping[str, Any], path: Path, short: bool = False) -> Scenario:
         raise ScenarioError(f"{path}: scenario.step_s must be within 0.05..0.45 s (the gear's "
                             "max age is 0.5 s, and the car sends its frames once a step)")
     profile = str(sc.get("profile", "reference"))
-    dbc = (HERE.parent / str(sc["dbc"])).resolve() if "dbc" in sc else None
+    dbc = _dbc_path(str(sc["dbc"])) if "dbc" in sc else None
     if dbc is not None and not dbc.is_file():
         raise ScenarioError(f"{path}: scenario.dbc: no file {dbc}")
     return Scenario(name=name, title=str(sc.get("title", name)), path=path, start_wall=start_wall,
