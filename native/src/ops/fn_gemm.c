@@ -37,23 +37,30 @@ typedef struct {
     int8_t *c;
     const fn_qs8_out_params *op;
     size_t M, m_tiles, n_chunk;
+    size_t group, m_groups; /* a task: `group` consecutive row tiles of one channel chunk */
 } gemm_job;
 
 static void gemm_task(void *ctx, size_t task, uint8_t *scratch) {
     const gemm_job *j = ctx;
     const fn_gemm_state *g = j->g;
     const size_t MR = (size_t)g->cfg->mr, NR = (size_t)g->cfg->nr;
-    const size_t m0 = (task % j->m_tiles) * MR, n0 = (task / j->m_tiles) * j->n_chunk;
-    const size_t mr = j->M - m0 < MR ? j->M - m0 : MR;
+    const size_t t0 = (task % j->m_groups) * j->group, n0 = (task / j->m_groups) * j->n_chunk;
+    const size_t t1 = t0 + j->group < j->m_tiles ? t0 + j->group : j->m_tiles;
     const size_t nc = (size_t)g->n - n0 < j->n_chunk ? (size_t)g->n - n0 : j->n_chunk;
-    const int8_t *a[FN_GEMM_MAX_KS * 16];
-    j->rows(j->rows_ctx, m0, mr, MR, a, (int8_t *)scratch);
-    g->cfg->ukernel(mr, nc, (size_t)g->kc, (size_t)g->ks, a, g->packed + n0 / NR * g->blk_bytes, j->c + m0 * (size_t)g->n + n0,
-                    (size_t)g->n, j->op);
+    for (size_t tile = t0; tile < t1; tile++) {
+        const size_t m0 = tile * MR, mr = j->M - m0 < MR ? j->M - m0 : MR;
+        const int8_t *a[FN_GEMM_MAX_KS * 16];
+        j->rows(j->rows_ctx, m0, mr, MR, a, (int8_t *)scratch);
+        g->cfg->ukernel(mr, nc, (size_t)g->kc, (size_t)g->ks, a, g->packed + n0 / NR * g->blk_bytes,
+                        j->c + m0 * (size_t)g->n + n0, (size_t)g->n, j->op);
+    }
 }
 
 /* Below this many multiply-adds a node runs on the calling thread: waking workers costs more. */
 #define FN_GEMM_PARALLEL_MACS (1 << 18)
+/* With threads, a task takes row tiles until it has about this many multiply-adds (each task
+ * costs two atomics on the pool's shared ticket), keeping at least 16 tasks per thread. */
+#define FN_GEMM_TASK_MACS (1 << 17)
 
 int fn_gemm_run(const fn_node *node, size_t M, fn_gemm_rows_fn rows, const void *rows_ctx, int8_t *c,
                 const fn_qs8_out_params *op, const volatile int32_t *cancel) {
@@ -70,12 +77,19 @@ int fn_gemm_run(const fn_node *node, size_t M, fn_gemm_rows_fn rows, const void 
         if (n_chunks > n_blocks) n_chunks = n_blocks;
     }
     const size_t blocks_per_chunk = (n_blocks + n_chunks - 1) / n_chunks;
-    gemm_job j = {g, rows, rows_ctx, c, op, M, m_tiles, blocks_per_chunk * NR};
+    gemm_job j = {g, rows, rows_ctx, c, op, M, m_tiles, blocks_per_chunk * NR, 1, m_tiles};
     n_chunks = (n_blocks + blocks_per_chunk - 1) / blocks_per_chunk;
     if (threads == 1) {
         fn_exec one = *ex;
         one.pool = NULL;
         return fn_parallel(&one, m_tiles * n_chunks, gemm_task, &j, cancel);
     }
-    return fn_parallel(ex, m_tiles * n_chunks, gemm_task, &j, cancel);
+    const size_t tile_macs = MR * blocks_per_chunk * NR * (size_t)g->kc * (size_t)g->ks;
+    size_t group = (FN_GEMM_TASK_MACS + tile_macs - 1) / tile_macs;
+    const size_t most = m_tiles / (16 * (size_t)threads);
+    if (group > most) group = most;
+    if (group < 1) group = 1;
+    j.group = group;
+    j.m_groups = (m_tiles + group - 1) / group;
+    return fn_parallel(ex, j.m_groups * n_chunks, gemm_task, &j, cancel);
 }
