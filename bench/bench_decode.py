@@ -26,8 +26,9 @@ from agent.bus.reader import BusReader
 from agent.bus.slcan import SlcanParser, encode_frame
 from agent.bus.state import StateStore
 from agent.clock import SystemClock
+from hil.scenario import dbc_path
 
-MODEL3_DBC = Path("/work/shared/vehicles/Model3CAN.dbc")
+MODEL3_DBC = dbc_path("../shared/vehicles/Model3CAN.dbc")
 TARGET_FPS = 20_000
 LOAD_FPS = 4_000
 

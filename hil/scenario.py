@@ -130,9 +130,9 @@ class Scenario:
 SHARED_DIRS = (HERE.parent.parent / "shared", Path("/work/shared"))
 
 
-def _dbc_path(text: str) -> Path:
-    """A scenario's dbc: absolute, or relative to the repository root; "../shared/..." is looked
-    up in each of SHARED_DIRS."""
+def dbc_path(text: str) -> Path:
+    """A DBC path: absolute, or relative to the repository root; "../shared/..." is looked up in
+    each of SHARED_DIRS. Scenarios, tests and benchmarks find the community DBCs through it."""
     p = Path(text)
     if p.is_absolute():
         return p
@@ -277,7 +277,7 @@ def parse(data: Mapping[str, Any], path: Path, short: bool = False) -> Scenario:
         raise ScenarioError(f"{path}: scenario.step_s must be within 0.05..0.45 s (the gear's "
                             "max age is 0.5 s, and the car sends its frames once a step)")
     profile = str(sc.get("profile", "reference"))
-    dbc = _dbc_path(str(sc["dbc"])) if "dbc" in sc else None
+    dbc = dbc_path(str(sc["dbc"])) if "dbc" in sc else None
     if dbc is not None and not dbc.is_file():
         raise ScenarioError(f"{path}: scenario.dbc: no file {dbc}")
     return Scenario(name=name, title=str(sc.get("title", name)), path=path, start_wall=start_wall,

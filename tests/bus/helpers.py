@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from cantools.database.can import Database
 
 from agent.bus.slcan import CanFrame
 from agent.bus.state import StateStore, VehicleState
+from hil.scenario import dbc_path
 
-MODEL3_DBC = Path("/work/shared/vehicles/Model3CAN.dbc")
+MODEL3_DBC = dbc_path("../shared/vehicles/Model3CAN.dbc")
 
 PARKED_CHARGING: dict[str, object] = {
     "soc_percent": 62.5,
