@@ -28,6 +28,7 @@ import numpy as np
 from agent.inference import Cancelled, CancelToken, _native, load_model
 from agent.inference import builder as models
 from agent.inference.bench import BACKENDS, Target, measure, render_report
+from agent.inference.describe import describe
 from agent.inference.models import make_thin_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,7 +50,7 @@ def builder_models() -> dict[str, bytes]:
 
 
 # Single convolutions of MobileNetV2-224's sizes: (name, builder arguments). Their MACs are
-# out pixels x out channels x taps x channels per tap.
+# `fleetnode model show`'s (agent.inference.describe).
 KERNEL_LAYERS: dict[str, dict[str, Any]] = {
     "conv1x1_14x14_96to576": {"h": 14, "w": 14, "c": 96, "o": 576, "kh": 1, "kw": 1, "padding": 1},
     "conv1x1_7x7_320to1280": {"h": 7, "w": 7, "c": 320, "o": 1280, "kh": 1, "kw": 1, "padding": 1},
@@ -60,26 +61,17 @@ KERNEL_LAYERS: dict[str, dict[str, Any]] = {
 }
 
 
-def layer_macs(a: dict[str, Any]) -> int:
-    kh, kw = a.get("kh", 3), a.get("kw", 3)
-    sh, sw = a.get("stride", (1, 1))
-    same = a.get("padding", 0) == 0
-    oh = -(-a["h"] // sh) if same else (a["h"] - kh) // sh + 1
-    ow = -(-a["w"] // sw) if same else (a["w"] - kw) // sw + 1
-    if a.get("depthwise"):
-        return oh * ow * a["c"] * kh * kw
-    return oh * ow * a["o"] * kh * kw * a["c"]
-
-
 def kernel_efficiency(tmp: Path) -> tuple[dict[str, object], list[str]]:
     """GMAC/s of each KERNEL_LAYERS convolution on native and litert-xnnpack, and native's
     fraction of the int8 peak of the ISA its GEMM runs."""
     rng = np.random.default_rng(0)
-    targets = []
+    targets, macs = [], {}
     for name, args in KERNEL_LAYERS.items():
         path = tmp / f"{name}.tflite"
-        path.write_bytes(models.conv2d(rng, **args))
+        data = models.conv2d(rng, **args)
+        path.write_bytes(data)
         targets.append(Target(name, path))
+        macs[name] = describe(data).macs or 0
     report = measure(targets, ("native", "litert-xnnpack"), threads=1, budget_s=BUDGET_S)
     isa = report["native_isa"]
     peak = max(_native.int8_peak(isa) for _ in range(3)) / 1e9  # GMAC/s; the best of three
@@ -87,9 +79,8 @@ def kernel_efficiency(tmp: Path) -> tuple[dict[str, object], list[str]]:
     lines = [f"int8 peak of {isa}: {peak:.1f} GMAC/s (one thread)", "",
              "| layer | native GMAC/s | of peak | litert-xnnpack GMAC/s |", "|---|---|---|---|"]
     by = {(r["model"], r["backend"]): r for r in report["results"] if "error" not in r}
-    for name, args in KERNEL_LAYERS.items():
-        macs = layer_macs(args)
-        g = {b: macs / (by[(name, b)]["median_ms"] * 1e6) for b in ("native", "litert-xnnpack") if (name, b) in by}
+    for name in KERNEL_LAYERS:
+        g = {b: macs[name] / (by[(name, b)]["median_ms"] * 1e6) for b in ("native", "litert-xnnpack") if (name, b) in by}
         if "native" not in g:
             continue
         figures[f"{name}_native_gmacs"] = round(g["native"], 1)
