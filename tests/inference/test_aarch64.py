@@ -159,11 +159,22 @@ def test_host_microkernels_agree_with_scalar(build: Path) -> None:
     assert res.returncode == 0 and "MISMATCH" not in res.stdout, res.stdout + res.stderr
     assert re.search(r"^(ok eltwise avx2: \d+ trials|skip eltwise avx2: not supported here)$", res.stdout,
                      re.MULTILINE), res.stdout
+    res = run([str(build / "host" / "test_qs8_dwconv")], [])
+    assert res.returncode == 0 and "MISMATCH" not in res.stdout, res.stdout + res.stderr
+    for kernel in ("xp8c", "9p8c"):
+        assert re.search(rf"^(ok qs8-dwconv avx2 {kernel}: \d+ trials|skip qs8-dwconv avx2: not supported here)$",
+                         res.stdout, re.MULTILINE), res.stdout
 
 
 def test_aarch64_eltwise_microkernels_agree_with_scalar(build: Path) -> None:
     res = run(qemu(build, program="test_eltwise") + ["2000"], [])  # trials: qemu is slow
     assert res.returncode == 0 and "ok eltwise scalar" in res.stdout, res.stdout + res.stderr
+
+
+def test_neon_depthwise_microkernel_agrees_with_scalar(build: Path) -> None:
+    res = run(qemu(build, program="test_qs8_dwconv") + ["3000"], [])  # trials: qemu is slow
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert re.search(r"^ok qs8-dwconv neon xp8c: \d+ trials$", res.stdout, re.MULTILINE), res.stdout
 
 
 def test_host_build_of_the_runner_agrees(build: Path, vectors: list[Path]) -> None:
