@@ -25,6 +25,26 @@ enum { ROWS_DIRECT = 0, /* 1x1 taps all inside the image, Cin a multiple of 4: i
        ROWS_INDIRECT,   /* Cin a multiple of 4: one step per tap, out-of-image taps read a zp_in row */
        ROWS_IM2COL };   /* anything else (Cin = 3 of a first layer): taps copied into scratch rows */
 
+/* n bytes from src to dst: two overlapping word copies for the short rows of a small-Cin im2col
+ * (KW * Cin = 9 for a 3x3 first layer), where a call to memcpy would cost more than the copy. */
+static inline void copy_row(int8_t *dst, const int8_t *src, size_t n) {
+    if (n >= 8 && n <= 16) {
+        uint64_t lo, hi;
+        memcpy(&lo, src, 8);
+        memcpy(&hi, src + n - 8, 8);
+        memcpy(dst, &lo, 8);
+        memcpy(dst + n - 8, &hi, 8);
+    } else if (n >= 4 && n < 8) {
+        uint32_t lo, hi;
+        memcpy(&lo, src, 4);
+        memcpy(&hi, src + n - 4, 4);
+        memcpy(dst, &lo, 4);
+        memcpy(dst + n - 4, &hi, 4);
+    } else {
+        memcpy(dst, src, n);
+    }
+}
+
 static int32_t rows_mode(const fn_node *n, const fn_tensor *t) {
     const fn_tensor *x = &t[n->in[0]], *w = &t[n->in[1]], *y = &t[n->out[0]];
     const int32_t KH = w->dims[1], KW = w->dims[2], C = x->dims[3];
@@ -91,7 +111,7 @@ static void conv_rows(const void *ctx, size_t m0, size_t mr, size_t MR, const in
             const int64_t iy = iy0 + (int64_t)ky * a->dh;
             if (r->mode == ROWS_IM2COL && a->dw == 1 && iy >= 0 && iy < a->H && ix0 >= 0 && ix0 + r->KW <= a->W) {
                 /* a filter row inside the image is KW * Cin contiguous input bytes */
-                memcpy(dst, img + (iy * a->W + ix0) * (int64_t)C, (size_t)r->KW * C);
+                copy_row(dst, img + (iy * a->W + ix0) * (int64_t)C, (size_t)r->KW * C);
                 dst += (size_t)r->KW * C;
                 continue;
             }
@@ -109,8 +129,8 @@ static void conv_rows(const void *ctx, size_t m0, size_t mr, size_t MR, const in
             }
         }
         if (r->mode == ROWS_IM2COL) {
-            const size_t used = (size_t)r->KH * (size_t)r->KW * C;
-            memset(scratch + i * r->kc + used, 0, r->kc - used); /* K tail: zero weights there */
+            /* K tail (under 4 bytes): zero weights there */
+            for (size_t q = (size_t)r->KH * (size_t)r->KW * C; q < r->kc; q++) scratch[i * r->kc + q] = 0;
             rows[i] = scratch + i * r->kc;
         }
     }
