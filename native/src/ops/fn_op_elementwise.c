@@ -196,16 +196,44 @@ static void mul_row(const void *ctx, int64_t ia, int64_t ib, int64_t o, int64_t 
     }
 }
 
-int fn_run_add_s8(const fn_node *n, fn_tensor *t, const volatile int32_t *cancel) {
+/* With threads, one row of two whole same-shape operands (a residual ADD) is cut into pieces
+ * of at least this many elements, at most 16 per thread; each piece is a task. */
+#define FN_BIN_TASK_ELEMS ((int64_t)1 << 14)
+
+typedef struct {
+    const bin_ctx *c;
+    fn_row_fn row;
+    int64_t len, piece;
+} bin_job;
+
+static void bin_task(void *ctx, size_t task, uint8_t *scratch) {
+    (void)scratch;
+    const bin_job *j = ctx;
+    const int64_t at = (int64_t)task * j->piece, len = j->len - at < j->piece ? j->len - at : j->piece;
+    j->row(j->c, at, at, at, len);
+}
+
+static int run_binary(const fn_node *n, fn_tensor *t, fn_row_fn row, const volatile int32_t *cancel) {
     const bin_ctx c = {n->state, (const int8_t *)t[n->in[0]].data, (const int8_t *)t[n->in[1]].data,
                        (int8_t *)t[n->out[0]].data};
-    return fn_rows_walk(&c.s->shape, add_row, &c, cancel);
+    const fn_rows *shape = &c.s->shape;
+    const int64_t len = shape->dims[0], threads = n->exec->threads;
+    if (threads > 1 && shape->nd == 1 && c.s->row == ROW_VV && len >= 2 * FN_BIN_TASK_ELEMS) {
+        int64_t piece = (len + 16 * threads - 1) / (16 * threads);
+        if (piece < FN_BIN_TASK_ELEMS) piece = FN_BIN_TASK_ELEMS;
+        piece = (piece + 63) / 64 * 64;
+        const bin_job j = {&c, row, len, piece};
+        return fn_parallel(n->exec, (size_t)((len + piece - 1) / piece), bin_task, (void *)&j, cancel);
+    }
+    return fn_rows_walk(shape, row, &c, cancel);
+}
+
+int fn_run_add_s8(const fn_node *n, fn_tensor *t, const volatile int32_t *cancel) {
+    return run_binary(n, t, add_row, cancel);
 }
 
 int fn_run_mul_s8(const fn_node *n, fn_tensor *t, const volatile int32_t *cancel) {
-    const bin_ctx c = {n->state, (const int8_t *)t[n->in[0]].data, (const int8_t *)t[n->in[1]].data,
-                       (int8_t *)t[n->out[0]].data};
-    return fn_rows_walk(&c.s->shape, mul_row, &c, cancel);
+    return run_binary(n, t, mul_row, cancel);
 }
 
 enum { F_ADD = 0, F_SUB, F_MUL, F_DIV, F_SQDIFF, F_MAX, F_MIN };
