@@ -8,7 +8,9 @@ every connect, and marks the link down when the shim stays silent longer than a 
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -29,11 +31,19 @@ READER_COUNTERS = (
     "connects",
     "open_failures",
     "link_lost",  # the open port failed (EOF, EIO, device gone)
+    "read_contention",  # a readable port gave no bytes while its device stayed: another reader took them
     "silences",  # the port stayed open but the shim sent nothing for silence_limit_s
     "reader_faults",  # unexpected exceptions inside the reader (then it reconnects)
 )
 
 SerialFactory = Callable[..., Any]
+
+# pyserial's words when select() said readable and read() returned nothing: the device is gone,
+# or a second reader of the same port (`fleetnode doctor`, a person with `cat`) took the bytes.
+_NO_DATA = "returned no data"
+# How long a port whose device node is still there may keep giving nothing before the link
+# counts as lost (a hung-up device that stays in /dev looks like that forever).
+CONTENTION_LIMIT_S = 1.0
 
 
 class BusReader:
@@ -167,10 +177,16 @@ class BusReader:
         self.store.set_link(True, "", self.clock.monotonic())
         return ser
 
+    def _shared_read(self, e: BaseException) -> bool:
+        """A readable port gave no bytes and its device is still there: another reader of the
+        same port took them (a vanished device also reads empty, but its node is gone)."""
+        return isinstance(e, serial.SerialException) and _NO_DATA in str(e) and os.path.exists(self.port)
+
     def _serve(self, ser: Any) -> None:
         parser, profile, store, counters = self.parser, self.profile, self.store, self._counters
         last_rx = self.clock.monotonic()
         silent = False
+        contended = 0.0  # real monotonic time of the first of consecutive shared reads, or 0
         while not self._stop.is_set():
             try:
                 waiting = ser.in_waiting
@@ -179,9 +195,17 @@ class BusReader:
                 # TypeError/AttributeError: pyserial's read on a port closed under it by stop().
                 if self._stop.is_set():
                     return
+                if self._shared_read(e):
+                    counters["read_contention"] += 1
+                    contended = contended or time.monotonic()
+                    if time.monotonic() - contended < CONTENTION_LIMIT_S:
+                        self.last_progress = self.clock.monotonic()
+                        self._stop.wait(self.read_timeout_s)  # the other reader drains its bytes
+                        continue
                 counters["link_lost"] += 1
                 self._link_down(f"serial link lost on {self.port}: {e}")
                 return
+            contended = 0.0
             now = self.clock.monotonic()
             self.last_progress = now
             if not data:

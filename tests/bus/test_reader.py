@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import serial
 
 from agent.bus.profile import VehicleProfile
 from agent.bus.reader import BusReader
@@ -228,3 +229,73 @@ def test_last_progress_moves_without_data(rig: Rig) -> None:
     rig.clock.advance(0.3)  # below the silence limit: the link stays up
     wait_until(lambda: rig.reader.last_progress == rig.clock.monotonic())
     assert rig.store.snapshot().link.up
+
+
+class _SharedPort:
+    """A real pty's Serial whose reads first fail as pyserial's do when another reader of the
+    same port took the bytes select() announced (`fleetnode doctor` beside a running agent)."""
+
+    def __init__(self, ser: object, stolen_reads: int) -> None:
+        self._ser = ser
+        self.stolen_reads = stolen_reads
+
+    def read(self, size: int = 1) -> bytes:
+        if self.stolen_reads > 0:
+            self.stolen_reads -= 1
+            raise serial.SerialException("device reports readiness to read but returned no data "
+                                         "(device disconnected or multiple access on port?)")
+        return self._ser.read(size)  # type: ignore[attr-defined, no-any-return]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._ser, name)
+
+
+def _shared_rig(tmp_path: Path, profile: VehicleProfile, stolen_reads: int) -> tuple[Rig, list[_SharedPort]]:
+    rig = Rig(tmp_path, profile)
+    ports: list[_SharedPort] = []
+
+    def factory(*args: object, **kw: object) -> _SharedPort:
+        ports.append(_SharedPort(serial.Serial(*args, **kw), stolen_reads))
+        return ports[-1]
+
+    rig.reader._serial_factory = factory
+    return rig, ports
+
+
+def test_a_second_reader_of_the_port_is_contention_not_a_lost_link(tmp_path: Path, profile: VehicleProfile) -> None:
+    rig, _ = _shared_rig(tmp_path, profile, stolen_reads=3)
+    try:
+        pair = rig.plug()
+        rig.reader.start()
+        wait_until(lambda: rig.reader.counters["read_contention"] == 3)
+        pair.write(car_bytes(profile, soc_percent=55.0))
+        wait_for_state(rig.store, lambda s: s.link.up and s.value("soc_percent", rig.clock.monotonic()) == 55.0)
+        counters = rig.reader.counters
+        assert counters["link_lost"] == 0 and counters["connects"] == 1, counters
+    finally:
+        rig.close()
+
+
+def test_empty_reads_that_never_end_drop_the_link(tmp_path: Path, profile: VehicleProfile) -> None:
+    # A device node that stays but only ever reads empty (a hung-up port) is lost after the limit.
+    rig, _ = _shared_rig(tmp_path, profile, stolen_reads=10**9)
+    try:
+        rig.plug()
+        rig.reader.start()
+        # then it reconnects (and the link goes up again until the next limit): count, not look
+        wait_until(lambda: rig.reader.counters["connects"] >= 2, timeout=5.0)
+        assert rig.reader.counters["link_lost"] >= 1 and rig.reader.counters["read_contention"] >= 2
+    finally:
+        rig.close()
+
+
+def test_empty_reads_of_a_vanished_device_drop_the_link_at_once(tmp_path: Path, profile: VehicleProfile) -> None:
+    rig, ports = _shared_rig(tmp_path, profile, stolen_reads=0)
+    try:
+        rig.start_with_car(profile)
+        rig.link.unlink()  # the node is gone: an empty read now means the device is
+        ports[-1].stolen_reads = 10**9
+        wait_for_state(rig.store, lambda s: not s.link.up)
+        assert rig.reader.counters["link_lost"] == 1 and rig.reader.counters["read_contention"] == 0
+    finally:
+        rig.close()
