@@ -51,6 +51,7 @@ METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "fleetnode_slcan_bad_lines": ("counter", (), "SLCAN lines from the shim that were rejected"),
     "fleetnode_serial_connects": ("counter", (), "times the serial port was opened; more than 1 means reconnects"),
     "fleetnode_serial_link_lost": ("counter", (), "times the open serial link failed (cable pulled, device gone)"),
+    "fleetnode_serial_read_contention": ("counter", (), "reads that found the port's bytes taken by another reader of it"),
     "fleetnode_serial_link_up": ("gauge", (), "1 while the shim's serial link is up"),
     "fleetnode_broker_connected": ("gauge", (), "1 while the MQTT session is connected"),
     "fleetnode_outbox_depth": ("gauge", (), "results on disk waiting for the fleet's acknowledgement"),
@@ -206,6 +207,7 @@ class _Live:
             out.append(_counter("fleetnode_slcan_bad_lines", sum(c.get(k, 0) for k in BAD_LINE_COUNTERS)))
             out.append(_counter("fleetnode_serial_connects", c.get("connects", 0)))
             out.append(_counter("fleetnode_serial_link_lost", c.get("link_lost", 0)))
+            out.append(_counter("fleetnode_serial_read_contention", c.get("read_contention", 0)))
         if src.link_up is not None:
             out.append(_gauge("fleetnode_serial_link_up", 1.0 if src.link_up() else 0.0))
         return out
