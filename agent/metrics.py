@@ -51,7 +51,7 @@ METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "fleetnode_slcan_bad_lines": ("counter", (), "SLCAN lines from the shim that were rejected"),
     "fleetnode_serial_connects": ("counter", (), "times the serial port was opened; more than 1 means reconnects"),
     "fleetnode_serial_link_lost": ("counter", (), "times the open serial link failed (cable pulled, device gone)"),
-    "fleetnode_serial_read_contention": ("counter", (), "reads that found the port's bytes taken by another reader of it"),
+    "fleetnode_serial_read_contention": ("counter", (), "reads that found the port's bytes taken by another reader of it (fleetnode doctor beside the agent)"),
     "fleetnode_serial_link_up": ("gauge", (), "1 while the shim's serial link is up"),
     "fleetnode_broker_connected": ("gauge", (), "1 while the MQTT session is connected"),
     "fleetnode_outbox_depth": ("gauge", (), "results on disk waiting for the fleet's acknowledgement"),
