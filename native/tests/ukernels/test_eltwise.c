@@ -15,19 +15,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fn_test_rng.h"
 #include "fn_ukernels_eltwise.h"
 
 static const fn_eltwise_ukernels REF = FN_ELTWISE_UKERNELS(scalar);
 static fn_eltwise_ukernels SIMD; /* the set under test */
 
-static uint64_t state = 88172645463325252ull;
-static uint32_t rnd(void) {
-    state ^= state << 13;
-    state ^= state >> 7;
-    state ^= state << 17;
-    return (uint32_t)(state >> 11);
-}
-static int32_t range(int32_t lo, int32_t hi) { return lo + (int32_t)(rnd() % (uint32_t)(hi - lo + 1)); }
 static int32_t any32(void) {
     switch (rnd() % 6) {
     case 0: return INT32_MIN;

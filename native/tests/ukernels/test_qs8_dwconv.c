@@ -18,15 +18,8 @@
 
 #include "fn_cpu.h"
 #include "fn_dwconv.h"
+#include "fn_test_rng.h"
 
-static uint64_t state = 0x9E3779B97F4A7C15ull;
-static uint32_t rnd(void) {
-    state ^= state << 13;
-    state ^= state >> 7;
-    state ^= state << 17;
-    return (uint32_t)(state >> 11);
-}
-static int32_t range(int32_t lo, int32_t hi) { return lo + (int32_t)(rnd() % (uint32_t)(hi - lo + 1)); }
 static int8_t s8(int extremes) { return extremes ? (rnd() % 2 ? -128 : 127) : (int8_t)rnd(); }
 static int32_t zp(void) {
     const uint32_t r = rnd() % 4;

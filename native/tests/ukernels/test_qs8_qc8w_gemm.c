@@ -21,36 +21,28 @@
 #include <string.h>
 
 #include "fn_cpu.h"
+#include "fn_test_rng.h"
 #include "fn_ukernels.h"
 
 /* Most trials have K up to SHALLOW_K; one in DEEP_ONE_IN goes past 4096, where a microkernel may
  * switch strategy (the AVX2 one widens A into a 4096-entry buffer only below that). */
 enum { SHALLOW_K = 80, MAX_K = 4224, DEEP_ONE_IN = 64, MAX_N = 56, MAX_M = 16, MAX_KS = 4, PAD = 8 };
 
-static uint64_t rng_state;
-static uint32_t next32(void) {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (uint32_t)(rng_state >> 16);
-}
-static int32_t range(int32_t lo, int32_t hi) { return lo + (int32_t)(next32() % (uint32_t)(hi - lo + 1)); }
-
 static int32_t pick_mult(void) {
-    switch (next32() % 6) {
+    switch (rnd() % 6) {
     case 0: return (int32_t)1 << 30;
     case 1: return INT32_MIN;
     case 2: return INT32_MAX;
-    case 3: return (int32_t)next32();
-    default: return (int32_t)((1u << 30) + next32() % (1u << 30)); /* as QuantizeMultiplier makes */
+    case 3: return (int32_t)rnd();
+    default: return (int32_t)((1u << 30) + rnd() % (1u << 30)); /* as QuantizeMultiplier makes */
     }
 }
 
 static int32_t pick_bias(void) {
-    switch (next32() % 6) {
+    switch (rnd() % 6) {
     case 0: return INT32_MIN;
     case 1: return INT32_MAX;
-    case 2: return (int32_t)next32();
+    case 2: return (int32_t)rnd();
     case 3: return 0;
     default: return range(-100000, 100000);
     }
@@ -67,7 +59,7 @@ typedef struct {
 } problem;
 
 static int8_t pick_a(int zero_a, int extreme) {
-    return zero_a ? 0 : extreme ? (next32() & 1 ? -128 : 127) : (int8_t)next32();
+    return zero_a ? 0 : extreme ? (rnd() & 1 ? -128 : 127) : (int8_t)rnd();
 }
 
 static void release(problem *pb) {
@@ -92,8 +84,8 @@ static void draw(problem *pb, size_t max_mr, size_t nr) {
     pb->mr = (size_t)range(1, (int32_t)max_mr);
     const size_t n_max = 3 * nr + 7 < MAX_N ? 3 * nr + 7 : MAX_N;
     pb->n = (size_t)range(1, (int32_t)n_max);
-    pb->ks = next32() % 3 == 0 ? (size_t)range(2, MAX_KS) : 1;
-    const int deep = next32() % DEEP_ONE_IN == 0;
+    pb->ks = rnd() % 3 == 0 ? (size_t)range(2, MAX_KS) : 1;
+    const int deep = rnd() % DEEP_ONE_IN == 0;
     if (pb->ks == 1) {
         pb->k = (size_t)(deep ? range(4097, MAX_K) : range(1, SHALLOW_K));
         pb->kc = fn_round_up(pb->k, 4);
@@ -102,14 +94,14 @@ static void draw(problem *pb, size_t max_mr, size_t nr) {
         pb->kc = 4 * (size_t)(deep ? range(4097 / 4 / (int32_t)pb->ks + 1, steps) : range(1, steps));
         pb->k = pb->ks * pb->kc;
     }
-    const int zero_a = next32() % 8 == 0, extreme = next32() % 4 == 0;
+    const int zero_a = rnd() % 8 == 0, extreme = rnd() % 4 == 0;
     for (size_t i = 0; i < pb->n * pb->k; i++)
-        pb->w[i] = extreme ? (next32() & 1 ? -128 : 127) : (int8_t)next32();
+        pb->w[i] = extreme ? (rnd() & 1 ? -128 : 127) : (int8_t)rnd();
     int8_t *shared = row_buffer(pb, pb->kc);
     for (size_t q = 0; q < pb->kc; q++) shared[q] = pick_a(zero_a, extreme);
     for (size_t i = 0; i < pb->mr; i++)
         for (size_t t = 0; t < pb->ks; t++) {
-            if (pb->ks > 1 && next32() % 4 == 0) {
+            if (pb->ks > 1 && rnd() % 4 == 0) {
                 pb->rows[i][t] = shared;
                 continue;
             }
@@ -126,7 +118,7 @@ static void draw(problem *pb, size_t max_mr, size_t nr) {
     /* zero activations with zp_in 0 leave acc = bias, so INT32_MIN and INT32_MAX reach the shift */
     pb->zp_in = zero_a ? 0 : range(-128, 127);
     int32_t lo = range(-128, 127), hi = range(-128, 127);
-    if (next32() % 2) { lo = -128; hi = 127; }
+    if (rnd() % 2) { lo = -128; hi = 127; }
     if (lo > hi) { const int32_t t = lo; lo = hi; hi = t; }
     pb->out.zp_out = range(-128, 127);
     pb->out.lo = lo;
@@ -189,8 +181,7 @@ static int built(int isa) {
 
 int main(int argc, char **argv) {
     const long trials = argc > 1 ? strtol(argv[1], NULL, 10) : 20000;
-    rng_state = argc > 2 ? strtoull(argv[2], NULL, 10) : 0x9E3779B97F4A7C15ull;
-    if (rng_state == 0) rng_state = 1;
+    fn_rng_seed(argc > 2 ? strtoull(argv[2], NULL, 10) : 0x9E3779B97F4A7C15ull);
     const fn_gemm_config *ref = fn_gemm_config_for(FN_ISA_SCALAR);
     static problem pb;
     static int8_t want[MAX_M * (MAX_N + PAD)], got[MAX_M * (MAX_N + PAD)];
