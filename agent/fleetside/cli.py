@@ -128,11 +128,12 @@ def serve_command(args: argparse.Namespace) -> int:
 
     app = create_app(store, ApiConfig(max_upload_bytes=int(args.max_upload_mb * (1 << 20)),
                                       max_run_s=args.max_run_s, signer=signer,
-                                      on_batch=lambda _bid: dispatcher.wake()))
+                                      on_batch=lambda _bid: dispatcher.wake(),
+                                      link_health=dispatcher.link_health))
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=int(port), log_level="warning",
                                            lifespan="off"))
     dispatcher.start()
-    print(f"fleet service {dispatcher.name}: http://{host}:{port} db {store._safe_url()} "
+    print(f"fleet service {dispatcher.name}: http://{host}:{port} (dashboard at /) db {store._safe_url()} "
           f"broker {args.host}:{args.port}", flush=True)
     try:
         server.run()
