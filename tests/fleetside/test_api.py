@@ -33,7 +33,8 @@ def test_every_route_needs_a_valid_bearer_token_and_the_openapi_document_is_serv
         service: FleetService) -> None:
     bad = Api(service.api.base, "fn_not-a-token")
     for method, path in (("GET", "/v1/cars"), ("GET", "/v1/batches/x"), ("GET", "/metrics"),
-                         ("DELETE", "/v1/batches/x")):
+                         ("DELETE", "/v1/batches/x"), ("GET", "/v1/dashboard"),
+                         ("GET", "/v1/dashboard/stream"), ("GET", "/v1/cars/car00/history")):
         status, body = bad.json(method, path)
         assert status == 401 and body["error"] == "unauthorized", (method, path)
     status, doc = bad.json("GET", "/openapi.json")
