@@ -7,40 +7,28 @@ submitted through the API reach 100 %, open a car's page, and see a wrong token 
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from agent.fleet.broker import Broker
 from agent.fleet.models import TrustStore
+from hil.dashboard_shot import chromium_paths, start_browser
 from hil.fleetcars import VEHICLE, SimCar
 from hil.fleetservice import FleetService
 from tests.fleetside.conftest import MODEL
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-DRIVER = shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(
-    CHROMIUM is None or DRIVER is None,
+    chromium_paths() is None,
     reason="needs Debian's chromium and chromium-driver (.ci/sysdeps.sh installs them)")
 
 
 WAIT_S = 20.0
-
-
-def start_browser() -> Any:
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = str(CHROMIUM)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--window-size=1280,1400", "--no-first-run", "--disable-extensions"):
-        opts.add_argument(arg)
-    return webdriver.Chrome(options=opts, service=webdriver.ChromeService(executable_path=DRIVER))
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +72,7 @@ def test_sign_in_watch_a_car_leave_run_and_a_batch_reach_100_percent(
     until(browser, lambda d: text_of(d, '#modes .bar[data-key="RUN"] .n') == "2",
           "both cars in RUN on the dashboard")
     assert browser.find_element(By.ID, "dash").is_displayed()
+    assert not browser.find_element(By.ID, "login").is_displayed()
     assert browser.find_element(By.ID, "no-reasons").is_displayed()  # every car in RUN
     assert browser.execute_script("return localStorage.getItem('fleetnode.token')") == service.api.token
     link = until(browser, lambda d: (t := text_of(d, "#link")) and "connected" in t and t, "link health")

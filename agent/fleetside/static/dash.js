@@ -65,7 +65,7 @@
     const order = (o) => Object.entries(o).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
     bars($("modes"), order(s.modes), s.cars);
     const reasons = order(s.reasons);
-    bars($("reasons"), reasons, Math.max(1, ...reasons.map((r) => r[1])), "reason");
+    bars($("reasons"), reasons, Math.max(1, s.cars - (s.modes.RUN || 0)), "reason");  // share of the cars not in RUN
     $("no-reasons").hidden = reasons.length > 0;
     $("no-batches").hidden = s.batches.length > 0;
     $("batches").replaceChildren(...s.batches.map((b) => {
