@@ -6,7 +6,7 @@ PIP   := $(VENV)/bin/pip
 PYTHON ?= python3
 NATIVE_SRC := $(shell find native -name '*.c' -o -name '*.h' -o -name '*.pyx' -o -name '*.pxd' 2>/dev/null)
 
-.PHONY: install sysdeps native test demo hil bench fuzz fuzz-bus lint clean firmware dist dist-test wheels
+.PHONY: install sysdeps native test demo hil bench fuzz fuzz-bus lint clean firmware screenshot dist dist-test wheels
 
 install: sysdeps $(VENV)/.installed native firmware
 
@@ -58,6 +58,10 @@ demo: install
 # Every HIL scenario at full length (hil/scenarios/*.toml); reports in hil/reports/.
 hil: install
 	$(PY) -m agent.cli hil run --all
+
+# docs/img/dashboard.png: the fleet dashboard in headless Chromium, with simulated cars.
+screenshot: install
+	$(PY) -m hil.dashboard_shot --out docs/img/dashboard.png
 
 bench: install
 	$(PY) -m bench.run

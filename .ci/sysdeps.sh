@@ -12,6 +12,8 @@ declare -A want=(
   [e2fsck]=e2fsprogs
   [findmnt]=util-linux
   [losetup]=mount
+  [chromium]=chromium  # tests/fleetside/test_dashboard_browser.py and make screenshot
+  [chromedriver]=chromium-driver
 )
 missing=()
 for cmd in "${!want[@]}"; do

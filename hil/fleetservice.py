@@ -51,7 +51,8 @@ class FleetService:
         private = load_private(key)
         app = create_app(store, ApiConfig(
             signer=lambda model, name: sign_manifest(private, model, name, 1, time.time()),
-            on_batch=lambda _bid: disp.wake(), max_upload_bytes=8 << 20))
+            on_batch=lambda _bid: disp.wake(), max_upload_bytes=8 << 20,
+            link_health=disp.link_health))
         port = free_port()
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                                lifespan="off"))

@@ -5,6 +5,7 @@
 - replication.py: the adaptive replication rule and the credit formula (pure, no I/O);
 - dispatcher.py: the MQTT side, sending attempts and taking results through the store;
 - api.py: the HTTP JSON API on Starlette;
+- dashboard.py: the dashboard's pages (static/) and its live data routes, mounted by api.py;
 - cli.py: `fleet serve` and `fleet tokens`.
 
 The car never imports this package; it shares only agent/fleet/protocol.py with it.

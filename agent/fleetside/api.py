@@ -9,6 +9,7 @@ needs `Authorization: Bearer <token>` (tokens from `fleetnode fleet tokens add`)
     GET    /v1/cars                   cars: mode, reasons, reputation, credits (no location)
     GET    /metrics                   Prometheus text format
     GET    /openapi.json              this API, described
+    GET    /, /cars/{id}, /v1/dashboard...  the dashboard (agent/fleetside/dashboard.py)
 
 Errors are JSON `{"error": code, "message": text}` with a 4xx status that names the problem.
 An upload is read with a size limit before anything parses it; the model must load in our
@@ -50,6 +51,7 @@ class ApiConfig:
     max_run_s: float = 60.0
     signer: Callable[[bytes, str], proto.SignedManifest] | None = None  # (model, name) -> manifest
     on_batch: Callable[[str], None] | None = None  # a batch was created (wake the dispatcher)
+    link_health: Callable[[], dict[str, Any]] | None = None  # the broker link, for the dashboard
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
@@ -136,7 +138,10 @@ def create_app(store: Store, cfg: ApiConfig | None = None) -> Starlette:
     async def openapi(request: Request) -> Response:
         return JSONResponse(OPENAPI)
 
+    from agent.fleetside.dashboard import DashboardConfig, routes
+
     return Starlette(routes=[
+        *routes(store, guarded, DashboardConfig(link_health=cfg.link_health)),
         Route("/v1/batches", guarded(post_batch), methods=["POST"]),
         Route("/v1/batches/{bid}", guarded(get_batch), methods=["GET"]),
         Route("/v1/batches/{bid}", guarded(delete_batch), methods=["DELETE"]),

@@ -23,10 +23,10 @@ def register(sub: Any, connection_args: Any, tls_from_args: Any) -> None:
     """Adds `serve` and `tokens` to the `fleet` subcommands; the broker options and their TLS
     reading come from the fleet link's command line (agent/fleet/cli.py), which calls this."""
     s = sub.add_parser(
-        "serve", help="run the fleet service: durable dispatcher and HTTP API",
+        "serve", help="run the fleet service: durable dispatcher, HTTP API, dashboard",
         description="Keep batches in a database, send their tasks to the cars through the broker, "
                     "verify results by adaptive replication, grant credits, and serve the HTTP API "
-                    "(docs/fleet.md).")
+                    "and the dashboard at / (docs/fleet.md, docs/dashboard.md).")
     connection_args(s)
     _db_arg(s)
     s.add_argument("--broker", metavar="HOST:PORT", help="the broker (instead of --host and --port)")
@@ -128,11 +128,12 @@ def serve_command(args: argparse.Namespace) -> int:
 
     app = create_app(store, ApiConfig(max_upload_bytes=int(args.max_upload_mb * (1 << 20)),
                                       max_run_s=args.max_run_s, signer=signer,
-                                      on_batch=lambda _bid: dispatcher.wake()))
+                                      on_batch=lambda _bid: dispatcher.wake(),
+                                      link_health=dispatcher.link_health))
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=int(port), log_level="warning",
                                            lifespan="off"))
     dispatcher.start()
-    print(f"fleet service {dispatcher.name}: http://{host}:{port} db {store._safe_url()} "
+    print(f"fleet service {dispatcher.name}: http://{host}:{port} (dashboard at /) db {store._safe_url()} "
           f"broker {args.host}:{args.port}", flush=True)
     try:
         server.run()

@@ -20,7 +20,7 @@ import threading
 import time
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
-from typing import Self
+from typing import Any, Self
 
 import paho.mqtt.client as paho
 
@@ -97,6 +97,13 @@ class Dispatcher:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def link_health(self) -> dict[str, Any]:
+        """The broker link as the dashboard shows it."""
+        n = self.session.counters
+        return {"connected": self.session.connected, "broker": f"{self.cfg.host}:{self.cfg.port}",
+                "connects": n["connects"], "reconnects": max(0, n["connects"] - 1),
+                "disconnects": n["disconnects"], "network_errors": n["network_errors"]}
 
     def wake(self) -> None:
         """Something changed (a new batch): pump now rather than at the next tick."""

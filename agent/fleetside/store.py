@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 import secrets
 import sqlite3
@@ -76,6 +77,13 @@ CREATE TABLE IF NOT EXISTS grants (
     credits {real} NOT NULL, energy_wh {real} NOT NULL, t {real} NOT NULL, sent INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS grants_unsent ON grants (sent);
+CREATE INDEX IF NOT EXISTS grants_t ON grants (t);
+CREATE INDEX IF NOT EXISTS attempts_received ON attempts (received);
+CREATE TABLE IF NOT EXISTS car_modes (
+    car TEXT NOT NULL, t {real} NOT NULL, mode TEXT NOT NULL, reasons TEXT NOT NULL,
+    online INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS car_modes_car ON car_modes (car, t);
 """
 
 
@@ -341,24 +349,96 @@ class Store:
 
     def upsert_car(self, st: proto.CarState) -> None:
         cls = st.compute.key if st.compute is not None else None
+        reasons = json.dumps(list(st.reasons))
+        now = time.time()
         with self.tx() as c:
+            last = c.one("SELECT mode, reasons, online FROM car_modes WHERE car=? ORDER BY t DESC "
+                         "LIMIT 1", (st.car,))
+            if last is None or tuple(last) != (st.mode, reasons, int(st.online)):
+                c.execute("INSERT INTO car_modes (car, t, mode, reasons, online) VALUES (?,?,?,?,?)",
+                          (st.car, now, st.mode, reasons, int(st.online)))
             c.execute(
                 "INSERT INTO cars (id, class, mode, reasons, online, accepting, capacity, pool, updated) "
                 "VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET "
                 "class=COALESCE(excluded.class, cars.class), mode=excluded.mode, "
                 "reasons=excluded.reasons, online=excluded.online, accepting=excluded.accepting, "
                 "capacity=excluded.capacity, pool=excluded.pool, updated=excluded.updated",
-                (st.car, cls, st.mode, json.dumps(list(st.reasons)), int(st.online),
-                 int(st.accepting_jobs), st.capacity, st.pool, time.time()))
+                (st.car, cls, st.mode, reasons, int(st.online),
+                 int(st.accepting_jobs), st.capacity, st.pool, now))
 
     def cars(self) -> list[dict[str, Any]]:
+        return self._cars("", ())
+
+    def _cars(self, where: str, args: Sequence[Any]) -> list[dict[str, Any]]:
         with self.tx() as c:
             rows = c.all("SELECT id, class, mode, reasons, online, accepting, reputation, validated, "
-                         "wrong, credits FROM cars ORDER BY id")
+                         f"wrong, credits FROM cars {where} ORDER BY id", args)
         return [{"car": r[0], "compute_class": r[1], "mode": r[2], "reasons": json.loads(r[3]),
                  "online": bool(r[4]), "accepting_jobs": bool(r[5]), "reputation": int(r[6]),
                  "validated": int(r[7]), "wrong": int(r[8]), "credits": round(float(r[9]), 6)}
                 for r in rows]
+
+    def car(self, car: str) -> dict[str, Any] | None:
+        """One car as `cars()` lists it, or None."""
+        return next((c for c in self._cars("WHERE id=?", (car,))), None)
+
+    def car_timeline(self, car: str, since: float, limit: int = 500) -> list[dict[str, Any]]:
+        """The car's mode changes from `since` on (and the one in force at `since`), oldest first."""
+        with self.tx() as c:
+            before = c.one("SELECT t, mode, reasons, online FROM car_modes WHERE car=? AND t<? "
+                           "ORDER BY t DESC LIMIT 1", (car, since))
+            rows = c.all("SELECT t, mode, reasons, online FROM car_modes WHERE car=? AND t>=? "
+                         "ORDER BY t LIMIT ?", (car, since, limit))
+        out = [before, *rows] if before is not None else rows
+        return [{"t": float(r[0]), "mode": r[1], "reasons": json.loads(r[2]), "online": bool(r[3])}
+                for r in out]
+
+    def car_attempts(self, car: str, limit: int = 100) -> list[dict[str, Any]]:
+        """The car's latest answered attempts and what validation made of them, newest first."""
+        with self.tx() as c:
+            rows = c.all("SELECT a.job_id, t.batch, t.name, a.state, a.verdict, a.sent, a.received "
+                         "FROM attempts a JOIN tasks t ON t.id=a.task WHERE a.car=? "
+                         "AND a.received IS NOT NULL ORDER BY a.received DESC LIMIT ?", (car, limit))
+        keys = ("job_id", "batch", "input", "state", "verdict", "sent", "received")
+        return [dict(zip(keys, r)) for r in rows]
+
+    def dashboard(self, window_s: float = 60.0, batches: int = 20) -> dict[str, Any]:
+        """What the dashboard shows, in one read: cars by mode and the reasons of the cars that
+        are not in RUN, work rate and dispatch latency over the last `window_s`, energy and credits
+        of the last hour, replication overhead and mismatches, and the latest batches."""
+        now = time.time()
+        with self.tx() as c:
+            cars = c.all("SELECT mode, reasons, online FROM cars")
+            lat = c.all("SELECT received - sent FROM attempts WHERE received>=? AND state='ok' "
+                        "ORDER BY received DESC LIMIT 10000", (now - window_s,))
+            hour = c.get("SELECT COALESCE(SUM(energy_wh), 0), COALESCE(SUM(credits), 0), COUNT(*) "
+                         "FROM grants WHERE t>=?", (now - 3600,))
+            work = c.get("SELECT COUNT(*) FROM attempts WHERE state='ok'")
+            settled = c.get("SELECT COUNT(*), COALESCE(SUM(replicas), 0) FROM results")
+            mism = c.get("SELECT COALESCE(SUM(mismatches), 0) FROM tasks")
+            wrong = c.get("SELECT COALESCE(SUM(wrong), 0) FROM cars")
+            ids = [str(r[0]) for r in c.all("SELECT id FROM batches ORDER BY created DESC LIMIT ?",
+                                            (batches,))]
+        modes: dict[str, int] = {}
+        reasons: dict[str, int] = {}
+        for mode, rs, online in cars:
+            m = str(mode) if online else "OFFLINE"
+            modes[m] = modes.get(m, 0) + 1
+            if m != "RUN":
+                for r in json.loads(rs) or (["offline"] if not online else ["none given"]):
+                    reasons[str(r)] = reasons.get(str(r), 0) + 1
+        lat_s = sorted(float(r[0]) for r in lat)
+        n_settled, n_results = int(settled[0]), int(work[0])
+        return {
+            "t": now, "cars": len(cars), "modes": modes, "reasons": reasons,
+            "tasks_per_s": len(lat_s) / window_s, "window_s": window_s,
+            "latency_s": {f"p{q}": _percentile(lat_s, q) for q in (50, 95, 99)},
+            "energy_wh_per_h": float(hour[0]), "credits_per_h": float(hour[1]),
+            "settled_tasks": n_settled, "results_run": n_results,
+            "replication_overhead": (n_results / n_settled - 1.0) if n_settled else 0.0,
+            "mismatches": int(mism[0]), "wrong_results": int(wrong[0]),
+            "batches": [self.batch(i) for i in ids],
+        }
 
     def _capacity(self, c: _Cursor, pool: str) -> int:
         """Jobs the available cars of `pool` take at once, minus the attempts in flight."""
@@ -586,6 +666,14 @@ class Store:
                       "fleet_credits_granted_total": float(cars[2]),
                       "fleet_wrong_results_total": float(cars[3])})
         return m
+
+
+def _percentile(sorted_values: Sequence[float], q: float) -> float | None:
+    """The q-th percentile (nearest rank) of ascending values; None when there are none."""
+    if not sorted_values:
+        return None
+    k = max(0, min(len(sorted_values) - 1, math.ceil(q / 100 * len(sorted_values)) - 1))
+    return sorted_values[k]
 
 
 class _Cursor:

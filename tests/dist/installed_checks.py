@@ -68,3 +68,12 @@ def test_doctor_finds_the_installed_engine_sound(tmp_path: Path) -> None:
     checks = {c["name"]: c for c in json.loads(r.stdout)["checks"]}
     assert checks["engine"]["status"] == "OK", checks["engine"]
     assert checks["serial port"]["status"] == "FAIL"  # nothing is plugged in here
+
+
+def test_the_dashboard_pages_ship_in_the_wheel() -> None:
+    import importlib.resources
+
+    static = importlib.resources.files("agent.fleetside") / "static"
+    for name, marker in (("index.html", 'id="login"'), ("car.html", 'id="timeline"'),
+                         ("dash.js", "text/event-stream"), ("dash.css", ".bar")):
+        assert marker in (static / name).read_text(), name

@@ -33,7 +33,8 @@ def test_every_route_needs_a_valid_bearer_token_and_the_openapi_document_is_serv
         service: FleetService) -> None:
     bad = Api(service.api.base, "fn_not-a-token")
     for method, path in (("GET", "/v1/cars"), ("GET", "/v1/batches/x"), ("GET", "/metrics"),
-                         ("DELETE", "/v1/batches/x")):
+                         ("DELETE", "/v1/batches/x"), ("GET", "/v1/dashboard"),
+                         ("GET", "/v1/dashboard/stream"), ("GET", "/v1/cars/car00/history")):
         status, body = bad.json(method, path)
         assert status == 401 and body["error"] == "unauthorized", (method, path)
     status, doc = bad.json("GET", "/openapi.json")
@@ -155,3 +156,30 @@ def test_fleet_submit_server_sends_a_batch_through_the_api_and_writes_its_result
     assert fleetnode(["fleet", "submit", str(MODEL), str(tmp_path / "in.npz"), "--server",
                       service.api.base, "--token", "wrong"]) == 2
     assert "HTTP 401" in capsys.readouterr().err
+
+
+def test_the_dashboard_pages_snapshot_stream_and_car_history(service: FleetService) -> None:
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(service.api.base + "/", timeout=10) as r:  # the page holds no data
+        assert r.status == 200 and b'id="login"' in r.read()
+        assert "script-src 'self'" in r.headers["Content-Security-Policy"]
+    with urllib.request.urlopen(service.api.base + "/static/dash.js", timeout=10) as r:
+        assert b"Authorization" in r.read()
+    assert service.api.submit(MODEL.read_bytes(), _x(3), redundancy="2")[0] == 201
+    status, snap = service.api.json("GET", "/v1/dashboard")
+    assert status == 200 and snap["batches"][0]["tasks"] == 3
+    assert "token" not in snap["batches"][0]  # who submitted is not shown
+    assert snap["link"]["connected"] is True and snap["link"]["reconnects"] == 0
+    req = urllib.request.Request(service.api.base + "/v1/dashboard/stream",
+                                 headers={"Authorization": f"Bearer {service.api.token}"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert r.headers["Content-Type"].startswith("text/event-stream")
+        lines = [r.readline() for _ in range(5)]
+    assert lines[0].startswith(b"retry: ") and lines[2] == b"event: snapshot\n"
+    event = json.loads(lines[3].removeprefix(b"data: "))
+    assert event["batches"][0]["id"] == snap["batches"][0]["id"]
+    assert service.api.json("GET", "/v1/cars/nobody/history")[0] == 404
+    status, body = service.api.json("GET", "/v1/cars/a%2Bb/history")
+    assert status == 400 and body["error"] == "bad_car"

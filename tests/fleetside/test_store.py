@@ -123,3 +123,35 @@ def test_a_caught_cars_lone_results_are_run_again(store: Store) -> None:
     assert store.batch(lone)["state"] == "done"
     (row,) = store.stored_results(lone)
     assert row["state"] == "final" and row["job_id"] != d.job_id
+
+
+def test_the_dashboard_counts_modes_reasons_latency_replication_and_keeps_each_cars_timeline(
+        store: Store) -> None:
+    import dataclasses
+    store.add_token("t", quota=100)
+    store.put_model("d" * 64, b"m", b"{}", [], 1)
+    for car in ("c1", "c2", "c3"):
+        store.upsert_car(_state(car))
+    store.upsert_car(_state("c1"))  # unchanged: no new timeline entry
+    store.upsert_car(dataclasses.replace(_state("c3"), mode="STANDBY", reasons=("soc_low", "driving")))
+    store.upsert_car(dataclasses.replace(_state("c2"), online=False))
+    bid = store.create_batch("t", "d" * 64, 2, [("x", proto.tensor_bytes([np.zeros(1, np.int8)]))])
+    for car in ("c1", "c3"):
+        (d,) = store.lease("me", "default", 1, 30.0, 10.0)
+        store.record([(_result(d.job_id, car, 1), "fleetnode/1")])
+    snap = store.dashboard()
+    assert snap["cars"] == 3 and snap["modes"] == {"RUN": 1, "STANDBY": 1, "OFFLINE": 1}
+    assert snap["reasons"] == {"soc_low": 1, "driving": 1, "offline": 1}
+    assert snap["settled_tasks"] == 1 and snap["results_run"] == 2
+    assert snap["replication_overhead"] == pytest.approx(1.0)  # two replicas for one result
+    lat = snap["latency_s"]
+    assert lat["p50"] is not None and 0 <= lat["p50"] <= lat["p95"] <= lat["p99"] < 5
+    assert snap["tasks_per_s"] == pytest.approx(2 / snap["window_s"])
+    assert [b["id"] for b in snap["batches"]] == [bid] and snap["batches"][0]["done"] == 1
+    assert [m["mode"] for m in store.car_timeline("c1", 0)] == ["RUN"]
+    tl = store.car_timeline("c3", 0)
+    assert [(m["mode"], m["reasons"]) for m in tl] == [("RUN", []), ("STANDBY", ["soc_low", "driving"])]
+    assert store.car_timeline("c3", tl[1]["t"] + 1) == tl[1:]  # the mode in force at the start
+    history = store.car_attempts("c3")
+    assert [(h["batch"], h["state"], h["verdict"]) for h in history] == [(bid, "ok", "valid")]
+    assert store.car("nope") is None and store.car("c2")["online"] is False  # type: ignore[index]
