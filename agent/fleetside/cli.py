@@ -1,4 +1,4 @@
-"""`fleetnode fleet serve` and `fleetnode fleet tokens`: the fleet service's commands.
+"""`fleetnode fleet serve`, `simulate` and `tokens`: the fleet service's commands.
 
 Only argparse at import time; the service's modules load when a command runs.
 """
@@ -20,7 +20,7 @@ def _db_arg(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: Any, connection_args: Any, tls_from_args: Any) -> None:
-    """Adds `serve` and `tokens` to the `fleet` subcommands; the broker options and their TLS
+    """Adds `serve`, `simulate` and `tokens` to the `fleet` subcommands; the broker options and their TLS
     reading come from the fleet link's command line (agent/fleet/cli.py), which calls this."""
     s = sub.add_parser(
         "serve", help="run the fleet service: durable dispatcher, HTTP API, dashboard",
@@ -46,6 +46,25 @@ def register(sub: Any, connection_args: Any, tls_from_args: Any) -> None:
                    help="share of a trusted car's results replicated anyway (default 0.1)")
     s.add_argument("--max-upload-mb", type=float, default=64.0, help="largest upload (default 64 MB)")
     s.set_defaults(func=serve_command, tls_from_args=tls_from_args)
+
+    m = sub.add_parser(
+        "simulate", help="run N lightweight simulated cars against the broker and the service",
+        description="Start N simulated cars, each a real MQTT 5 client speaking the fleet protocol: "
+                    "retained birth state in RUN with a last will, telemetry by exception, jobs from "
+                    "the pool's shared subscription answered after --service-ms with a deterministic "
+                    "stand-in result that replicas agree on. Runs until --duration or Ctrl-C; prints "
+                    "progress every second and the traffic totals at the end (docs/scale.md).")
+    connection_args(m)
+    m.add_argument("--broker", metavar="HOST:PORT", help="the broker (instead of --host and --port)")
+    m.add_argument("--vehicles", type=int, required=True, metavar="N", help="how many cars")
+    m.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: Ctrl-C)")
+    m.add_argument("--service-ms", type=float, default=20.0, help="run time per job (default 20 ms)")
+    m.add_argument("--capacity", type=int, default=4, help="jobs a car takes at once (default 4)")
+    m.add_argument("--processes", type=int, help="worker processes (default: one per core)")
+    m.add_argument("--prefix", default="sim", help="car id prefix (default 'sim': sim0000, sim0001, ...)")
+    m.add_argument("--json", action="store_true", help="print the final totals as one JSON object")
+    m.add_argument("--quiet", action="store_true", help="no progress line")
+    m.set_defaults(func=simulate_command, tls_from_args=tls_from_args)
 
     t = sub.add_parser("tokens", help="API bearer tokens of the fleet service",
                        description="Tokens are stored hashed; a new token is printed once.")
@@ -82,6 +101,62 @@ def tokens_command(args: argparse.Namespace) -> int:
     finally:
         store.close()
     return 0
+
+
+def simulate_command(args: argparse.Namespace) -> int:
+    import json
+    import signal
+    import time
+
+    from agent.fleet.protocol import ProtocolError, check_id
+    from agent.fleetside.simulate import SimConfig, format_progress, simulate
+
+    if args.broker:
+        bhost, _, bport = args.broker.rpartition(":")
+        if not bhost or not bport.isdigit():
+            print(f"--broker must be HOST:PORT, not {args.broker!r}", file=sys.stderr)
+            return 2
+        args.host, args.port = bhost, int(bport)
+    problems = []
+    if args.vehicles < 1:
+        problems.append("--vehicles must be at least 1")
+    if args.duration is not None and args.duration <= 0:
+        problems.append("--duration must be positive")
+    if args.service_ms < 0:
+        problems.append("--service-ms must not be negative")
+    if not 1 <= args.capacity <= 1000:
+        problems.append("--capacity must be within 1..1000")
+    if args.processes is not None and args.processes < 1:
+        problems.append("--processes must be at least 1")
+    try:
+        check_id("car", f"{args.prefix}{args.vehicles}")
+    except ProtocolError as e:
+        problems.append(f"--prefix: {e}")
+    if problems:
+        print("fleetnode fleet simulate: " + "; ".join(problems), file=sys.stderr)
+        return 2
+    cfg = SimConfig(host=args.host, port=args.port, pool=args.pool, service_s=args.service_ms / 1000.0,
+                    capacity=args.capacity, tls=args.tls_from_args(args), prefix=args.prefix)
+    show = not args.quiet and not args.json
+
+    def progress(elapsed: float, tot: dict[str, int]) -> None:
+        if show:
+            print(format_progress(elapsed, tot, args.vehicles), end="", file=sys.stderr, flush=True)
+
+    def terminate(_sig: int, _frame: Any) -> None:
+        raise KeyboardInterrupt  # SIGTERM ends the run as Ctrl-C does: goodbyes, workers joined
+
+    signal.signal(signal.SIGTERM, terminate)
+    t0 = time.monotonic()
+    tot = simulate(args.vehicles, cfg, args.duration, args.processes, progress)
+    seconds = round(time.monotonic() - t0, 2)
+    if show:
+        print(file=sys.stderr)
+    if args.json:
+        print(json.dumps({"vehicles": args.vehicles, "seconds": seconds, **tot}), flush=True)
+    else:
+        print(f"seconds={seconds} " + " ".join(f"{k}={v}" for k, v in tot.items()), flush=True)
+    return 0 if tot["connected"] else 1
 
 
 def serve_command(args: argparse.Namespace) -> int:
