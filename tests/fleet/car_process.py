@@ -1,7 +1,7 @@
 """A car as a separate process for the crash tests: a FleetLink and a stand-in for the engine.
 
-The stand-in computes `(x * 3 + 1) mod 256` on int8 inputs after `--work-ms` of sleep per job,
-which is enough to check that every result arrives once and belongs to its job. The real agent
+The stand-in (`standin` of agent/fleetside/simulate.py) computes `(x * 3 + 1) mod 256` on int8
+inputs after `--work-ms` of sleep per job, which is enough to check that every result arrives once and belongs to its job. The real agent
 wires the inference engine in its place. Prints "READY" once connected and taking jobs.
 """
 
@@ -13,16 +13,11 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
-
 from agent.fleet.link import FleetLink
 from agent.fleet.mqtt import TlsConfig
+from agent.fleetside.simulate import standin as compute  # the simulated engine, one owner
 
 RUN = {"mode": "RUN", "power_budget_w": 800.0, "reasons": []}
-
-
-def compute(x: np.ndarray) -> np.ndarray:
-    return ((x.astype(np.int32) * 3 + 1) % 256).astype(np.uint8).view(np.int8)
 
 
 def main() -> int:

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from agent.fleet.broker import Broker
+from agent.fleet.models import TrustStore
 from agent.fleetside.simulate import car_ids, per_car_per_day, per_thousand, percentile, standin
 from agent.fleetside.store import Store
-from agent.fleet.models import TrustStore
 from tests.fleetside.conftest import MODEL, ROOT, ServeProcess, fleetnode
 
 N = 20
