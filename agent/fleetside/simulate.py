@@ -147,6 +147,8 @@ class LightCar:
         self.timers.at(time.monotonic() + self.cfg.service_s, lambda: self._answer(job))
 
     def _answer(self, job: p.JobRequest) -> None:
+        outs: list[np.ndarray]
+        err: tuple[str | None, str | None]
         if self.car_id in job.exclude:
             outcome, outs, err = "rejected", [], ("excluded", "this car is excluded")
         elif not job.inputs:
