@@ -19,6 +19,17 @@ def _db_arg(p: argparse.ArgumentParser) -> None:
                         "postgresql://user@host:port/dbname (several dispatchers may share it)")
 
 
+def _broker_arg(args: argparse.Namespace) -> bool:
+    """--broker HOST:PORT into args.host and args.port; False (after saying why) if malformed."""
+    if args.broker:
+        bhost, _, bport = args.broker.rpartition(":")
+        if not bhost or not bport.isdigit():
+            print(f"--broker must be HOST:PORT, not {args.broker!r}", file=sys.stderr)
+            return False
+        args.host, args.port = bhost, int(bport)
+    return True
+
+
 def register(sub: Any, connection_args: Any, tls_from_args: Any) -> None:
     """Adds `serve`, `simulate` and `tokens` to the `fleet` subcommands; the broker options and their TLS
     reading come from the fleet link's command line (agent/fleet/cli.py), which calls this."""
@@ -111,12 +122,8 @@ def simulate_command(args: argparse.Namespace) -> int:
     from agent.fleet.protocol import ProtocolError, check_id
     from agent.fleetside.simulate import SimConfig, format_progress, simulate
 
-    if args.broker:
-        bhost, _, bport = args.broker.rpartition(":")
-        if not bhost or not bport.isdigit():
-            print(f"--broker must be HOST:PORT, not {args.broker!r}", file=sys.stderr)
-            return 2
-        args.host, args.port = bhost, int(bport)
+    if not _broker_arg(args):
+        return 2
     problems = []
     if args.vehicles < 1:
         problems.append("--vehicles must be at least 1")
@@ -156,7 +163,11 @@ def simulate_command(args: argparse.Namespace) -> int:
         print(json.dumps({"vehicles": args.vehicles, "seconds": seconds, **tot}), flush=True)
     else:
         print(f"seconds={seconds} " + " ".join(f"{k}={v}" for k, v in tot.items()), flush=True)
-    return 0 if tot["connected"] else 1
+    if not tot["connected"]:
+        print(f"fleetnode fleet simulate: no car reached the broker at {args.host}:{args.port}",
+              file=sys.stderr)
+        return 1
+    return 0
 
 
 def serve_command(args: argparse.Namespace) -> int:
@@ -172,12 +183,8 @@ def serve_command(args: argparse.Namespace) -> int:
     from agent.fleetside.store import Store, StoreError
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if args.broker:
-        bhost, _, bport = args.broker.rpartition(":")
-        if not bhost or not bport.isdigit():
-            print(f"--broker must be HOST:PORT, not {args.broker!r}", file=sys.stderr)
-            return 2
-        args.host, args.port = bhost, int(bport)
+    if not _broker_arg(args):
+        return 2
     host, _, port = args.listen.rpartition(":")
     if not host or not port.isdigit():
         print(f"--listen must be HOST:PORT, not {args.listen!r}", file=sys.stderr)

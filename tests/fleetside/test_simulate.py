@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 
 from agent.fleet.broker import Broker
@@ -56,11 +57,15 @@ def test_simulated_cars_register_take_jobs_and_their_results_are_stored(
         assert set(results) == set(inputs)
         for name, x in inputs.items():
             assert np.array_equal(results[name], standin(x))
+        workers = psutil.Process(sim.pid).children(recursive=True)
+        assert workers  # the cars run in worker processes
     finally:
         sim.send_signal(signal.SIGINT)  # Ctrl-C: the cars say goodbye, the workers are joined
         out, err = sim.communicate(timeout=30)
         svc.stop()
     assert sim.returncode == 0, err[-2000:]
+    _, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive  # no orphan worker outlives Ctrl-C
     store = Store(str(db))
     try:
         atts = {a["car"] for b in store.batches() for a in store.attempts(b["id"])}
