@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -56,12 +57,15 @@ def sign_in(drv: Any, base: str, token: str) -> None:
 
 
 def text_of(drv: Any, css: str) -> str | None:
-    found = drv.find_elements(By.CSS_SELECTOR, css)
-    return found[0].text if found else None
+    # Read in one script call: the page re-renders on every event, so an element found by one
+    # WebDriver call can be gone (stale) by the next.
+    return drv.execute_script(  # type: ignore[no-any-return]
+        "const e = document.querySelector(arguments[0]); return e ? e.innerText.trim() : null", css)
 
 
 def until(drv: Any, what: Callable[[Any], object], message: str) -> Any:
-    return WebDriverWait(drv, WAIT_S).until(what, message)
+    # an element found by one call may be re-rendered (stale) by the next: look again
+    return WebDriverWait(drv, WAIT_S, ignored_exceptions=(StaleElementReferenceException,)).until(what, message)
 
 
 def test_sign_in_watch_a_car_leave_run_and_a_batch_reach_100_percent(
@@ -98,7 +102,9 @@ def test_sign_in_watch_a_car_leave_run_and_a_batch_reach_100_percent(
     until(browser, lambda d: text_of(d, "#rate") not in (None, "–", "0.00"), "a task rate")
 
     # The car page: the mode timeline shows RUN then STANDBY, the history its validated results.
-    browser.find_element(By.CSS_SELECTOR, f'#car-table tr[data-car="{cars[0].car_id}"] a').click()
+    # clicked inside the page: the table is rebuilt on every event, so a found row can go stale
+    browser.execute_script("document.querySelector(arguments[0]).click()",
+                           f'#car-table tr[data-car="{cars[0].car_id}"] a')
     until(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#history tbody tr"),
           "car00's validation history")
     assert text_of(browser, "#car-id") == cars[0].car_id
