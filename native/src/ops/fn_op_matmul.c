@@ -72,8 +72,8 @@ int fn_run_batch_matmul_s8(const fn_node *n, fn_tensor *t, const volatile int32_
             }
             if (p[BM_L_KS] == 1 && p[BM_R_KS] == 1) {
                 /* both operands contiguous along k (rhs transposed, as Q K^T is): one dot
-                 * product per output, sum (a - zp_l)(c - zp_r) expanded so the loop is a plain
-                 * int8 dot product the compiler vectorises; wrapping int32 like TFLite's */
+                 * product per output (fn_dot_s8, with the sum of the rhs row), sum
+                 * (a - zp_l)(c - zp_r) expanded; wrapping int32 like TFLite's */
                 const int64_t N = p[BM_N], K = p[BM_K], r_ns = p[BM_R_NS];
                 const int32_t zp_l = p[BM_ZP_L], zp_r = p[BM_ZP_R];
                 const int8_t *lr = lb + m * p[BM_L_MS];
@@ -82,10 +82,7 @@ int fn_run_batch_matmul_s8(const fn_node *n, fn_tensor *t, const volatile int32_
                 for (int64_t j = 0; j < N; j++, o++) {
                     const int8_t *rr = rb + j * r_ns;
                     uint32_t dot = 0, rsum = 0;
-                    for (int64_t k = 0; k < K; k++) {
-                        dot += (uint32_t)((int32_t)lr[k] * (int32_t)rr[k]);
-                        rsum += (uint32_t)(int32_t)rr[k];
-                    }
+                    fn_dot_s8(rr, lr, (int32_t)K, &dot, &rsum);
                     const uint32_t acc = dot - (uint32_t)zp_r * lsum - (uint32_t)zp_l * rsum +
                                          (uint32_t)K * (uint32_t)zp_l * (uint32_t)zp_r;
                     const int32_t v = fn_requant((int32_t)acc, p[BM_MODE], p[BM_MULT], p[BM_SHIFT], 0.0);
