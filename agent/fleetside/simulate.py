@@ -294,13 +294,7 @@ def percentile(values: Sequence[float], q: float) -> float:
     """The q-th percentile (0..100) by linear interpolation between closest ranks; NaN if empty."""
     if not 0 <= q <= 100:
         raise ValueError("q must be within 0..100")
-    if not values:
-        return math.nan
-    s = sorted(values)
-    pos = (len(s) - 1) * q / 100.0
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+    return float(np.percentile(values, q)) if len(values) else math.nan
 
 
 def per_car_per_day(count: float, cars: int, seconds: float) -> float:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import random
 import secrets
 import sqlite3
@@ -26,6 +25,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from agent.fleet import protocol as proto
 from agent.fleetside.replication import CreditRate, Rule
@@ -427,12 +428,12 @@ class Store:
             if m != "RUN":
                 for r in json.loads(rs) or (["offline"] if not online else ["none given"]):
                     reasons[str(r)] = reasons.get(str(r), 0) + 1
-        lat_s = sorted(float(r[0]) for r in lat)
+        lat_s = [float(r[0]) for r in lat]
         n_settled, n_results = int(settled[0]), int(work[0])
         return {
             "t": now, "cars": len(cars), "modes": modes, "reasons": reasons,
             "tasks_per_s": len(lat_s) / window_s, "window_s": window_s,
-            "latency_s": {f"p{q}": _percentile(lat_s, q) for q in (50, 95, 99)},
+            "latency_s": {f"p{q}": float(np.percentile(lat_s, q)) if lat_s else None for q in (50, 95, 99)},
             "energy_wh_per_h": float(hour[0]), "credits_per_h": float(hour[1]),
             "settled_tasks": n_settled, "results_run": n_results,
             "replication_overhead": (n_results / n_settled - 1.0) if n_settled else 0.0,
@@ -666,14 +667,6 @@ class Store:
                       "fleet_credits_granted_total": float(cars[2]),
                       "fleet_wrong_results_total": float(cars[3])})
         return m
-
-
-def _percentile(sorted_values: Sequence[float], q: float) -> float | None:
-    """The q-th percentile (nearest rank) of ascending values; None when there are none."""
-    if not sorted_values:
-        return None
-    k = max(0, min(len(sorted_values) - 1, math.ceil(q / 100 * len(sorted_values)) - 1))
-    return sorted_values[k]
 
 
 class _Cursor:
