@@ -118,6 +118,19 @@ class _Deferred:
 RETRY_STORAGE_S = 0.5  # how often answers the disk refused are tried again
 
 
+def state_props() -> Any:
+    """MQTT 5 properties of a car's retained state message."""
+    return publish_props(content_type=p.CT_JSON, user=[(p.SCHEMA_PROPERTY, "state/1")])
+
+
+def result_props(car_id: str, job_id: str, expiry_s: int = 86400, acked: bool = True) -> Any:
+    """MQTT 5 properties of a car's result: the job id as correlation data and, when the car
+    keeps it until acknowledged (acked), the car's ack topic as the response topic."""
+    kw: dict[str, Any] = {"response_topic": p.Topics.acks(car_id)} if acked else {}
+    return publish_props(expiry_s=expiry_s, correlation=job_id.encode(), content_type=p.CT_RESULT,
+                         user=[(p.SCHEMA_PROPERTY, "result/1")], **kw)
+
+
 class FleetLink:
     """The car's MQTT link. Use as a context manager; every method is thread-safe."""
 
@@ -316,8 +329,7 @@ class FleetLink:
             self._state_generation = self.session.generation
             self._state_dirty = False
         return self._publish(p.Topics.state(self.car_id), st.encode(), p.QOS_STATE, True,
-                             publish_props(content_type=p.CT_JSON,
-                                           user=[(p.SCHEMA_PROPERTY, "state/1")])) is not None
+                             state_props()) is not None
 
     def publish_telemetry(self, values: Mapping[str, float | int | str | None]) -> bool:
         """Offer current values; sends only what moved beyond its deadband, or a heartbeat.
@@ -573,10 +585,8 @@ class FleetLink:
         for rec in self.outbox.due(now, room + len(skip)):
             if rec.job_id in skip:
                 continue
-            info = self._publish(rec.topic, rec.payload, p.QOS_RESULT, False, publish_props(
-                expiry_s=86400, response_topic=p.Topics.acks(self.car_id),
-                correlation=rec.job_id.encode(), content_type=p.CT_RESULT,
-                user=[(p.SCHEMA_PROPERTY, "result/1")]))
+            info = self._publish(rec.topic, rec.payload, p.QOS_RESULT, False,
+                                 result_props(self.car_id, rec.job_id))
             if info is None:
                 return
             with self._lock:
@@ -781,9 +791,7 @@ class FleetLink:
         reply = p.JobResult(job.job_id, self.car_id, "preempted", 0, [], "storage",
                             "the car cannot write its state now")
         self._publish(p.Topics.results(self.car_id, job.submitter), reply.encode(), p.QOS_RESULT,
-                      False, publish_props(expiry_s=3600, content_type=p.CT_RESULT,
-                                           correlation=job.job_id.encode(),
-                                           user=[(p.SCHEMA_PROPERTY, "result/1")]))
+                      False, result_props(self.car_id, job.job_id, expiry_s=3600, acked=False))
         self._ack_mid(msg)
 
     # -- models -------------------------------------------------------------------------------

@@ -30,7 +30,8 @@ import numpy as np
 import paho.mqtt.client as paho
 
 from agent.fleet import protocol as p
-from agent.fleet.mqtt import MqttSession, TlsConfig, Will, publish_props
+from agent.fleet.link import result_props, state_props
+from agent.fleet.mqtt import MqttSession, TlsConfig, Will
 
 COUNTERS = ("connected", "jobs_received", "jobs_invalid", "results_sent", "telemetry_sent",
             "states_sent", "msgs_out", "bytes_out", "msgs_in", "bytes_in")
@@ -127,8 +128,7 @@ class LightCar:
                         accepting_jobs=True, soc_percent=round(self._soc, 1), charging=True,
                         pool=self.cfg.pool, seq=self._state_seq, t=time.time(),
                         capacity=self.cfg.capacity, compute=p.ComputeClass("fleetsim-standin", "1"))
-        if self._publish(p.Topics.state(self.car_id), st.encode(), p.QOS_STATE, True,
-                         publish_props(content_type=p.CT_JSON, user=[(p.SCHEMA_PROPERTY, "state/1")])):
+        if self._publish(p.Topics.state(self.car_id), st.encode(), p.QOS_STATE, True, state_props()):
             self._count(states_sent=1, connected=1)
         self.session.subscribe(p.Topics.shared_jobs(self.cfg.pool), p.QOS_JOB)
         self.session.subscribe(p.Topics.acks(self.car_id), p.QOS_ACK)
@@ -161,10 +161,7 @@ class LightCar:
         res = p.JobResult(job.job_id, self.car_id, outcome, seq, outs, error_code=err[0],
                           error_text=err[1], run_s=self.cfg.service_s)
         if self._publish(p.Topics.results(self.car_id, job.submitter), res.encode(), p.QOS_RESULT,
-                         False, publish_props(expiry_s=86400, response_topic=p.Topics.acks(self.car_id),
-                                              correlation=job.job_id.encode(),
-                                              content_type=p.CT_RESULT,
-                                              user=[(p.SCHEMA_PROPERTY, "result/1")])):
+                         False, result_props(self.car_id, job.job_id)):
             self._count(results_sent=1)
 
     def tick(self) -> None:
