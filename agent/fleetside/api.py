@@ -11,7 +11,8 @@ needs `Authorization: Bearer <token>` (tokens from `fleetnode fleet tokens add`)
     GET    /openapi.json              this API, described
     GET    /, /cars/{id}, /v1/dashboard...  the dashboard (agent/fleetside/dashboard.py)
 
-Errors are JSON `{"error": code, "message": text}` with a 4xx status that names the problem.
+Errors are JSON `{"error": code, "message": text}` (agent/fleetside/errors.py) with a 4xx or 5xx
+status that names the problem.
 An upload is read with a size limit before anything parses it; the model must load in our
 engine and every input must match the model's input shape and dtype.
 """
@@ -33,16 +34,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from agent.fleet import protocol as proto
+from agent.fleetside.errors import ApiError, error_response
 from agent.fleetside.store import ADAPTIVE, QuotaError, Store, StoreError, UnknownBatch
 
 MAX_UPLOAD_BYTES = 64 << 20
 MAX_TASKS = 100_000
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
 
 
 @dataclass
@@ -54,10 +50,6 @@ class ApiConfig:
     link_health: Callable[[], dict[str, Any]] | None = None  # the broker link, for the dashboard
 
 
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": code, "message": message}, status_code=status)
-
-
 def create_app(store: Store, cfg: ApiConfig | None = None) -> Starlette:
     cfg = cfg or ApiConfig()
 
@@ -67,18 +59,18 @@ def create_app(store: Store, cfg: ApiConfig | None = None) -> Starlette:
             scheme, _, token = auth.partition(" ")
             name = store.token_name(token.strip()) if scheme.lower() == "bearer" and token else None
             if name is None:
-                return _error(401, "unauthorized", "a valid bearer token is needed "
+                return error_response(401, "unauthorized", "a valid bearer token is needed "
                                                    "(fleetnode fleet tokens add NAME)")
             try:
                 return await fn(request, name)
             except ApiError as e:
-                return _error(e.status, e.code, e.message)
+                return error_response(e.status, e.code, e.message)
             except UnknownBatch as e:
-                return _error(404, "unknown_batch", str(e))
+                return error_response(404, "unknown_batch", str(e))
             except QuotaError as e:
-                return _error(429, "quota", str(e))
+                return error_response(429, "quota", str(e))
             except StoreError as e:
-                return _error(503, "store", str(e))
+                return error_response(503, "store", str(e))
         return handler
 
     async def post_batch(request: Request, token: str) -> Response:

@@ -30,6 +30,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from agent.fleet import protocol as proto
+from agent.fleetside.errors import ApiError
 from agent.fleetside.store import Store
 
 STATIC = Path(__file__).with_name("static")
@@ -97,7 +98,7 @@ def routes(store: Store, guarded: Guard, cfg: DashboardConfig | None = None) -> 
         try:
             proto.check_id("car", car)
         except proto.ProtocolError as e:
-            return JSONResponse({"error": "bad_car", "message": str(e)}, status_code=400)
+            raise ApiError(400, "bad_car", str(e)) from None
 
         def read() -> dict[str, Any] | None:
             row = store.car(car)
@@ -108,8 +109,7 @@ def routes(store: Store, guarded: Guard, cfg: DashboardConfig | None = None) -> 
 
         out = await run_in_threadpool(read)
         if out is None:
-            return JSONResponse({"error": "unknown_car", "message": f"no car {car!r}"},
-                                status_code=404)
+            raise ApiError(404, "unknown_car", f"no car {car!r}")
         return JSONResponse(out)
 
     return [
