@@ -46,6 +46,9 @@ def test_resent_results_are_acknowledged_each_time_stored_once_and_the_seen_cach
         try:
             assert car.wait_connected(10) and disp.session.wait_connected(10)
             assert car.wait_for(lambda: car.subscribe_results != {}, 10)
+            # the dispatcher's two subscriptions (states, shared results) must be in place before
+            # the car sends: a result published earlier reaches no subscriber
+            assert disp.session.wait_for(lambda: len(disp.session.subscribe_results) >= 2, 10)
             topic = proto.Topics.results("c1", "fleet")
             for round_ in range(3):  # the car's outbox sends everything again, twice
                 for d in jobs:
