@@ -60,6 +60,7 @@ class Dispatcher:
         self._classes: dict[str, str] = {}
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._announced: set[str] = set()
+        self._unannounceable: set[str] = set()  # models whose stored manifest is refused
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -131,8 +132,14 @@ class Dispatcher:
         if now - self._models_checked > 1.0 or self._wake.is_set():
             self._models_checked = now
             for sha in self.store.active_models():
-                if sha not in self._announced:
-                    self.announce_model(sha)
+                if sha not in self._announced and sha not in self._unannounceable:
+                    try:
+                        self.announce_model(sha)
+                    except proto.ProtocolError as e:
+                        # a stored manifest that does not decode: the other batches go on
+                        self._unannounceable.add(sha)
+                        self.counters["bad_manifests"] += 1
+                        log.error("model %s is not announced: its stored manifest is refused (%s)", sha, e)
         sent = 0
         for d in self.store.lease(self.name, self.cfg.pool, 256, self.cfg.job_timeout_s,
                                   self.cfg.lease_s):

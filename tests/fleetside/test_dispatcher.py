@@ -64,3 +64,22 @@ def test_resent_results_are_acknowledged_each_time_stored_once_and_the_seen_cach
     assert disp.counters["results_duplicate"] == 40  # from the cache or from the database
     assert store.batch(bid)["state"] == "done" and len(store.stored_results(bid)) == 20
     store.close()
+
+
+def test_a_model_whose_stored_manifest_is_refused_is_counted_once_and_its_jobs_still_go_out(
+        tmp_path: Path) -> None:
+    store = Store(str(tmp_path / "fleet.sqlite"))
+    store.add_token("t", 100)
+    store.put_model("e" * 64, b"m", b"{}", [], 1)  # unsigned: SignedManifest.decode refuses it
+    store.upsert_car(proto.CarState(car="c1", online=True, mode="RUN", reasons=(), available_w=1.0,
+                                    accepting_jobs=True, capacity=64))
+    store.create_batch("t", "e" * 64, 1, [(f"x{i}", proto.tensor_bytes([np.zeros(1, np.int8)]))
+                                          for i in range(5)])
+    disp = Dispatcher(store, DispatcherConfig(host="127.0.0.1", port=1, name="d1"))  # never started
+    sent = []
+    for _ in range(3):
+        disp.wake()  # makes the turn look at the models again
+        sent.append(disp.pump())
+    assert sent[0] == 5
+    assert disp.counters["bad_manifests"] == 1
+    store.close()
