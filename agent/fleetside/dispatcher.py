@@ -60,7 +60,6 @@ class Dispatcher:
         self._classes: dict[str, str] = {}
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._announced: set[str] = set()
-        self._unannounceable: set[str] = set()  # models whose stored manifest is refused
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -132,14 +131,15 @@ class Dispatcher:
         if now - self._models_checked > 1.0 or self._wake.is_set():
             self._models_checked = now
             for sha in self.store.active_models():
-                if sha not in self._announced and sha not in self._unannounceable:
+                if sha not in self._announced:
                     try:
                         self.announce_model(sha)
                     except proto.ProtocolError as e:
-                        # a stored manifest that does not decode: the other batches go on
-                        self._unannounceable.add(sha)
+                        # No car could fetch the model: its batches fail, the others go on.
+                        ended = self.store.fail_model(sha, f"the model's stored manifest is refused: {e}")
                         self.counters["bad_manifests"] += 1
-                        log.error("model %s is not announced: its stored manifest is refused (%s)", sha, e)
+                        log.error("model %s is not announced: its stored manifest is refused (%s); "
+                                  "batches failed: %s", sha, e, ", ".join(ended))
         sent = 0
         for d in self.store.lease(self.name, self.cfg.pool, 256, self.cfg.job_timeout_s,
                                   self.cfg.lease_s):
@@ -303,7 +303,7 @@ class Dispatcher:
 
 
 def wait_idle(store: Store, batch: str, timeout: float) -> bool:
-    """Until the batch is no longer running (done or cancelled), or `timeout` real seconds."""
+    """Until the batch is no longer running (done, cancelled or failed), or `timeout` real seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if store.batch(batch)["state"] != "running":

@@ -286,6 +286,8 @@ class Store:
                            "WHERE t.batch=? AND a.state='sent'", (bid,))
             work = c.one("SELECT COUNT(*) FROM attempts a JOIN tasks t ON t.id=a.task "
                          "WHERE t.batch=? AND a.state='ok'", (bid,))
+            err = c.one("SELECT error FROM tasks WHERE batch=? AND state='failed' AND error IS NOT NULL "
+                        "ORDER BY idx LIMIT 1", (bid,))
         done = int(counts.get("done", 0))
         return {"id": b[0], "token": b[1], "model": b[2],
                 "redundancy": "adaptive" if b[3] == ADAPTIVE else int(b[3]), "state": b[4],
@@ -293,7 +295,8 @@ class Store:
                 "failed": int(counts.get("failed", 0)), "pending": int(counts.get("pending", 0)),
                 "in_flight": int(flying[0]) if flying else 0,
                 "mismatches": int(mism[0]) if mism else 0,
-                "replicas_run": int(work[0]) if work else 0, "finished": b[8]}
+                "replicas_run": int(work[0]) if work else 0, "finished": b[8],
+                "error": str(err[0]) if err else None}
 
     def results(self, bid: str) -> list[tuple[str, bytes]]:
         """(input name, outputs envelope) of every settled task of the batch, in input order."""
@@ -315,6 +318,23 @@ class Store:
             c.execute("UPDATE attempts SET state='cancelled' WHERE state='sent' AND task IN "
                       "(SELECT id FROM tasks WHERE batch=?)", (bid,))
         return self.batch(bid)
+
+    def fail_model(self, sha256: str, reason: str) -> list[str]:
+        """End every running batch of a model no car can be given (its stored manifest is
+        refused): open tasks fail with `reason`, attempts in flight are cancelled. The ids of
+        the batches ended."""
+        now = time.time()
+        with self.tx() as c:
+            ids = [str(r[0]) for r in c.all(
+                "SELECT id FROM batches WHERE model=? AND state='running'" + self._for_update,
+                (sha256,))]
+            for bid in ids:
+                c.execute("UPDATE attempts SET state='cancelled' WHERE state='sent' AND task IN "
+                          "(SELECT id FROM tasks WHERE batch=?)", (bid,))
+                c.execute("UPDATE tasks SET state='failed', error=? WHERE batch=? AND state='pending'",
+                          (reason, bid))
+                c.execute("UPDATE batches SET state='failed', finished=? WHERE id=?", (now, bid))
+        return ids
 
     def cancelled_jobs(self, since: float) -> list[str]:
         """Job ids of attempts cancelled in batches finished after `since` (to tell the cars)."""

@@ -4,18 +4,25 @@ acknowledged every time, and its memory of seen job ids bounded."""
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import paho.mqtt.client as paho
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.fleet import protocol as proto
 from agent.fleet.broker import Broker
+from agent.fleet.models import sign_manifest
 from agent.fleet.mqtt import MqttSession
 from agent.fleetside import dispatcher as dmod
 from agent.fleetside.dispatcher import Dispatcher, DispatcherConfig
 from agent.fleetside.store import Store
+
+
+def _signed(model: bytes) -> bytes:
+    return sign_manifest(Ed25519PrivateKey.generate(), model, "m", 1, time.time()).encode()
 
 
 def test_resent_results_are_acknowledged_each_time_stored_once_and_the_seen_cache_is_bounded(
@@ -23,7 +30,7 @@ def test_resent_results_are_acknowledged_each_time_stored_once_and_the_seen_cach
     monkeypatch.setattr(dmod, "SEEN_CACHE", 8)
     store = Store(str(tmp_path / "fleet.sqlite"))
     store.add_token("t", 100)
-    store.put_model("d" * 64, b"m", b"{}", [], 1)
+    store.put_model("d" * 64, b"m", _signed(b"m"), [], 1)
     store.upsert_car(proto.CarState(car="c1", online=True, mode="RUN", reasons=(), available_w=1.0,
                                     accepting_jobs=True, capacity=64))
     bid = store.create_batch("t", "d" * 64, 1, [(f"x{i}", proto.tensor_bytes([np.zeros(1, np.int8)]))
@@ -66,20 +73,28 @@ def test_resent_results_are_acknowledged_each_time_stored_once_and_the_seen_cach
     store.close()
 
 
-def test_a_model_whose_stored_manifest_is_refused_is_counted_once_and_its_jobs_still_go_out(
+def test_a_model_whose_stored_manifest_is_refused_fails_its_batches_and_the_others_go_out(
         tmp_path: Path) -> None:
     store = Store(str(tmp_path / "fleet.sqlite"))
     store.add_token("t", 100)
     store.put_model("e" * 64, b"m", b"{}", [], 1)  # unsigned: SignedManifest.decode refuses it
+    store.put_model("f" * 64, b"n", _signed(b"n"), [], 1)
     store.upsert_car(proto.CarState(car="c1", online=True, mode="RUN", reasons=(), available_w=1.0,
                                     accepting_jobs=True, capacity=64))
-    store.create_batch("t", "e" * 64, 1, [(f"x{i}", proto.tensor_bytes([np.zeros(1, np.int8)]))
-                                          for i in range(5)])
+    tasks = [(f"x{i}", proto.tensor_bytes([np.zeros(1, np.int8)])) for i in range(5)]
+    bad = store.create_batch("t", "e" * 64, 1, tasks)
+    good = store.create_batch("t", "f" * 64, 1, tasks)
+    store.lease("d0", "default", 2, 30.0, 0.0)  # two of the bad batch's jobs were already out
     disp = Dispatcher(store, DispatcherConfig(host="127.0.0.1", port=1, name="d1"))  # never started
     sent = []
     for _ in range(3):
         disp.wake()  # makes the turn look at the models again
         sent.append(disp.pump())
-    assert sent[0] == 5
+    assert sent == [5, 0, 0]  # the good batch's five, none of the refused model's
     assert disp.counters["bad_manifests"] == 1
+    b = store.batch(bad)
+    assert (b["state"], b["failed"], b["pending"], b["in_flight"]) == ("failed", 5, 0, 0)
+    assert b["finished"] is not None and "manifest is refused" in b["error"]
+    g = store.batch(good)
+    assert (g["state"], g["pending"], g["in_flight"], g["error"]) == ("running", 5, 5, None)
     store.close()

@@ -155,3 +155,21 @@ def test_the_dashboard_counts_modes_reasons_latency_replication_and_keeps_each_c
     history = store.car_attempts("c3")
     assert [(h["batch"], h["state"], h["verdict"]) for h in history] == [(bid, "ok", "valid")]
     assert store.car("nope") is None and store.car("c2")["online"] is False  # type: ignore[index]
+
+
+def test_failing_a_model_ends_its_running_batches_only_and_says_why(store: Store) -> None:
+    store.add_token("t", quota=100)
+    store.upsert_car(_state("c1"))
+    for sha in ("e" * 64, "f" * 64):
+        store.put_model(sha, b"m", b"{}", [], 1)
+    a = store.create_batch("t", "e" * 64, 1, [("x0", b""), ("x1", b"")])
+    done = store.create_batch("t", "e" * 64, 1, [("y0", b"")])
+    other = store.create_batch("t", "f" * 64, 1, [("z0", b"")])
+    sent = {d.task: d for d in store.lease("d1", "default", 4, 30.0, 60.0)}
+    assert store.record([(_result(sent[f"{done}-0"].job_id, "c1", 1), "fleetnode/1")])[0].status == "settled"
+    assert store.fail_model("e" * 64, "manifest refused") == [a]
+    b = store.batch(a)
+    assert (b["state"], b["failed"], b["in_flight"], b["error"]) == ("failed", 2, 0, "manifest refused")
+    assert store.batch(done)["state"] == "done" and store.batch(done)["error"] is None
+    assert store.batch(other)["state"] == "running" and store.batch(other)["in_flight"] == 1
+    assert store.fail_model("e" * 64, "again") == []
