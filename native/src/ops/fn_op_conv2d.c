@@ -86,52 +86,88 @@ typedef struct {
     int32_t KH, KW, mode;
     size_t kc;
     const int8_t *zero_row;
+    size_t run, line; /* im2col: bytes of one filter row (KW * Cin), input bytes between filter rows */
 } conv_rows_ctx;
 
+/* Output pixel m0 of the batch as (b, oy, ox), found with one division per tile; pixel_next
+ * steps it. */
+typedef struct { int64_t b, oy, ox; } pixel;
+
+static inline pixel pixel_at(const conv_args *a, size_t m0) {
+    const size_t plane = (size_t)a->OH * (size_t)a->OW;
+    if (m0 <= UINT32_MAX) { /* a 32-bit division is several times faster than a 64-bit one */
+        const uint32_t m = (uint32_t)m0, pl = (uint32_t)plane, ow = (uint32_t)a->OW; /* plane <= m0 < 2^32 or b = 0 */
+        if (plane <= UINT32_MAX) return (pixel){m / pl, m % pl / ow, m % pl % ow};
+        return (pixel){0, m / ow, m % ow};
+    }
+    return (pixel){(int64_t)(m0 / plane), (int64_t)(m0 % plane / (size_t)a->OW), (int64_t)(m0 % (size_t)a->OW)};
+}
+
+static inline void pixel_next(const conv_args *a, pixel *p) {
+    if (++p->ox == a->OW) {
+        p->ox = 0;
+        if (++p->oy == a->OH) { p->oy = 0; p->b++; }
+    }
+}
+
+/* ROWS_DIRECT and ROWS_INDIRECT: pointers into the input, no copy. */
 static void conv_rows(const void *ctx, size_t m0, size_t mr, size_t MR, const int8_t **rows, int8_t *scratch) {
+    (void)scratch;
     const conv_rows_ctx *r = ctx;
     const conv_args *a = &r->a;
-    const size_t C = (size_t)a->C, plane = (size_t)a->OH * (size_t)a->OW;
-    /* divide once per tile; the next rows step through (b, oy, ox) */
-    int64_t b = (int64_t)(m0 / plane), oy = (int64_t)(m0 % plane / (size_t)a->OW), ox = (int64_t)(m0 % (size_t)a->OW);
-    for (size_t i = 0; i < mr; i++, ox++) {
-        if (ox == a->OW) {
-            ox = 0;
-            if (++oy == a->OH) { oy = 0; b++; }
-        }
-        const int64_t iy0 = oy * a->sh - a->pt, ix0 = ox * a->sw - a->pl;
-        const int8_t *img = a->x + b * a->H * a->W * (int64_t)C;
+    const int64_t C = a->C;
+    pixel p = pixel_at(a, m0);
+    for (size_t i = 0; i < mr; i++, pixel_next(a, &p)) {
+        const int64_t iy0 = p.oy * a->sh - a->pt, ix0 = p.ox * a->sw - a->pl;
+        const int8_t *img = a->x + p.b * a->H * a->W * C;
         if (r->mode == ROWS_DIRECT) {
-            rows[i] = img + (iy0 * a->W + ix0) * (int64_t)C;
+            rows[i] = img + (iy0 * a->W + ix0) * C;
             continue;
         }
-        int8_t *dst = scratch + i * r->kc;
         size_t tap = 0;
         for (int32_t ky = 0; ky < r->KH; ky++) {
             const int64_t iy = iy0 + (int64_t)ky * a->dh;
-            if (r->mode == ROWS_IM2COL && a->dw == 1 && iy >= 0 && iy < a->H && ix0 >= 0 && ix0 + r->KW <= a->W) {
-                /* a filter row inside the image is KW * Cin contiguous input bytes */
-                copy_row(dst, img + (iy * a->W + ix0) * (int64_t)C, (size_t)r->KW * C);
-                dst += (size_t)r->KW * C;
-                continue;
-            }
             for (int32_t kx = 0; kx < r->KW; kx++, tap++) {
                 const int64_t ix = ix0 + (int64_t)kx * a->dw;
                 /* a tap outside the image reads zp_in: its term w * (zp - zp) is zero */
                 const int inside = iy >= 0 && iy < a->H && ix >= 0 && ix < a->W;
-                const int8_t *src = inside ? img + (iy * a->W + ix) * (int64_t)C : NULL;
-                if (r->mode == ROWS_INDIRECT) {
-                    rows[tap * MR + i] = inside ? src : r->zero_row;
-                } else {
-                    for (size_t q = 0; q < C; q++) dst[q] = inside ? src[q] : (int8_t)a->zp_in;
-                    dst += C;
-                }
+                rows[tap * MR + i] = inside ? img + (iy * a->W + ix) * C : r->zero_row;
             }
         }
-        if (r->mode == ROWS_IM2COL) {
-            /* K tail (under 4 bytes): zero weights there */
-            for (size_t q = (size_t)r->KH * (size_t)r->KW * C; q < r->kc; q++) scratch[i * r->kc + q] = 0;
-            rows[i] = scratch + i * r->kc;
+    }
+}
+
+/* ROWS_IM2COL (Cin not a multiple of 4, as the Cin = 3 of a first layer): each row's taps copied
+ * into its scratch row, zp_in for the taps outside the image, zeros in the K tail (under 4
+ * bytes, where the weights are zero too). A window inside the image, without dilation across,
+ * is KH runs of KW * Cin contiguous input bytes. */
+static void conv_rows_im2col(const void *ctx, size_t m0, size_t mr, size_t MR, const int8_t **rows,
+                             int8_t *scratch) {
+    (void)MR;
+    const conv_rows_ctx *r = ctx;
+    const conv_args *a = &r->a;
+    const int64_t C = a->C, span_y = (int64_t)(r->KH - 1) * a->dh, span_x = (int64_t)(r->KW - 1) * a->dw;
+    const size_t K = (size_t)r->KH * r->run;
+    pixel p = pixel_at(a, m0);
+    for (size_t i = 0; i < mr; i++, pixel_next(a, &p)) {
+        const int64_t iy0 = p.oy * a->sh - a->pt, ix0 = p.ox * a->sw - a->pl;
+        const int8_t *img = a->x + p.b * a->H * a->W * C;
+        int8_t *dst = scratch + i * r->kc;
+        rows[i] = dst;
+        for (size_t q = K; q < r->kc; q++) dst[q] = 0;
+        if (a->dw == 1 && iy0 >= 0 && iy0 + span_y < a->H && ix0 >= 0 && ix0 + span_x < a->W) {
+            const int8_t *src = img + (iy0 * a->W + ix0) * C;
+            for (int32_t ky = 0; ky < r->KH; ky++, dst += r->run, src += r->line) copy_row(dst, src, r->run);
+            continue;
+        }
+        for (int32_t ky = 0; ky < r->KH; ky++) {
+            const int64_t iy = iy0 + (int64_t)ky * a->dh;
+            for (int32_t kx = 0; kx < r->KW; kx++, dst += C) {
+                const int64_t ix = ix0 + (int64_t)kx * a->dw;
+                const int inside = iy >= 0 && iy < a->H && ix >= 0 && ix < a->W;
+                const int8_t *src = inside ? img + (iy * a->W + ix) * C : NULL;
+                for (int64_t q = 0; q < C; q++) dst[q] = inside ? src[q] : (int8_t)a->zp_in;
+            }
         }
     }
 }
@@ -146,9 +182,11 @@ static int run_conv_gemm(const fn_node *n, fn_tensor *t, const volatile int32_t 
     r.mode = g->ks > 1 ? ROWS_INDIRECT : rows_mode(n, t);
     r.kc = (size_t)g->kc;
     r.zero_row = (const int8_t *)g->extra;
+    r.run = (size_t)r.KW * (size_t)r.a.C;
+    r.line = (size_t)r.a.dh * (size_t)r.a.W * (size_t)r.a.C;
     const fn_qs8_out_params op = {n->p[P_ZP_OUT], n->p[P_ACT_MIN], n->p[P_ACT_MAX]};
     const size_t M = (size_t)r.a.N * (size_t)r.a.OH * (size_t)r.a.OW;
-    return fn_gemm_run(n, M, conv_rows, &r, r.a.y, &op, cancel);
+    return fn_gemm_run(n, M, r.mode == ROWS_IM2COL ? conv_rows_im2col : conv_rows, &r, r.a.y, &op, cancel);
 }
 
 int fn_run_conv2d_s8(const fn_node *n, fn_tensor *t, const volatile int32_t *cancel) {
