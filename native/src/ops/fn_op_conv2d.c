@@ -86,7 +86,7 @@ typedef struct {
     int32_t KH, KW, mode;
     size_t kc;
     const int8_t *zero_row;
-    size_t run, line; /* im2col: bytes of one filter row (KW * Cin), input bytes between filter rows */
+    size_t run, line; /* bytes of one filter row of an im2col row (KW * Cin); input bytes between filter rows */
 } conv_rows_ctx;
 
 /* Output pixel m0 of the batch as (b, oy, ox), found with one division per tile; pixel_next
@@ -115,7 +115,7 @@ static void conv_rows(const void *ctx, size_t m0, size_t mr, size_t MR, const in
     (void)scratch;
     const conv_rows_ctx *r = ctx;
     const conv_args *a = &r->a;
-    const int64_t C = a->C;
+    const int64_t C = a->C, span_y = (int64_t)(r->KH - 1) * a->dh, span_x = (int64_t)(r->KW - 1) * a->dw;
     pixel p = pixel_at(a, m0);
     for (size_t i = 0; i < mr; i++, pixel_next(a, &p)) {
         const int64_t iy0 = p.oy * a->sh - a->pt, ix0 = p.ox * a->sw - a->pl;
@@ -125,6 +125,12 @@ static void conv_rows(const void *ctx, size_t m0, size_t mr, size_t MR, const in
             continue;
         }
         size_t tap = 0;
+        if (iy0 >= 0 && iy0 + span_y < a->H && ix0 >= 0 && ix0 + span_x < a->W) { /* the whole window inside */
+            const int8_t *src = img + (iy0 * a->W + ix0) * C;
+            for (int32_t ky = 0; ky < r->KH; ky++, src += r->line)
+                for (int32_t kx = 0; kx < r->KW; kx++, tap++) rows[tap * MR + i] = src + kx * a->dw * C;
+            continue;
+        }
         for (int32_t ky = 0; ky < r->KH; ky++) {
             const int64_t iy = iy0 + (int64_t)ky * a->dh;
             for (int32_t kx = 0; kx < r->KW; kx++, tap++) {
