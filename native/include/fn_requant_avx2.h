@@ -95,10 +95,12 @@ static inline void fn_store_s8x8_avx2(int8_t *dst, __m256i r, size_t n) {
 static inline void fn_store_s8x8_rows_avx2(int8_t *dst, size_t stride, __m256i rows, size_t m, size_t n) {
     if (n == 8) {
         const __m128i r01 = _mm256_castsi256_si128(rows), r23 = _mm256_extracti128_si256(rows, 1);
+        /* _mm_storel_epi64 stores through an unaligned type; movhpd through a double * would
+         * be a misaligned access in C's terms wherever stride is not a multiple of 8 */
         _mm_storel_epi64((__m128i *)(void *)dst, r01);
-        if (m > 1) _mm_storeh_pd((double *)(void *)(dst + stride), _mm_castsi128_pd(r01));
+        if (m > 1) _mm_storel_epi64((__m128i *)(void *)(dst + stride), _mm_unpackhi_epi64(r01, r01));
         if (m > 2) _mm_storel_epi64((__m128i *)(void *)(dst + 2 * stride), r23);
-        if (m > 3) _mm_storeh_pd((double *)(void *)(dst + 3 * stride), _mm_castsi128_pd(r23));
+        if (m > 3) _mm_storel_epi64((__m128i *)(void *)(dst + 3 * stride), _mm_unpackhi_epi64(r23, r23));
         return;
     }
     int8_t tmp[32];
