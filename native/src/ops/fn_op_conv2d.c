@@ -96,9 +96,9 @@ typedef struct { int64_t b, oy, ox; } pixel;
 static inline pixel pixel_at(const conv_args *a, size_t m0) {
     const size_t plane = (size_t)a->OH * (size_t)a->OW;
     if (m0 <= UINT32_MAX) { /* a 32-bit division is several times faster than a 64-bit one */
-        const uint32_t m = (uint32_t)m0, pl = (uint32_t)plane, ow = (uint32_t)a->OW; /* plane <= m0 < 2^32 or b = 0 */
-        if (plane <= UINT32_MAX) return (pixel){m / pl, m % pl / ow, m % pl % ow};
-        return (pixel){0, m / ow, m % ow};
+        const uint32_t m = (uint32_t)m0, ow = (uint32_t)a->OW;
+        if (plane <= UINT32_MAX) return (pixel){m / (uint32_t)plane, m % (uint32_t)plane / ow, m % (uint32_t)plane % ow};
+        return (pixel){0, m / ow, m % ow}; /* m0 < 2^32 < plane: the first image */
     }
     return (pixel){(int64_t)(m0 / plane), (int64_t)(m0 % plane / (size_t)a->OW), (int64_t)(m0 % (size_t)a->OW)};
 }
