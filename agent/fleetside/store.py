@@ -280,14 +280,14 @@ class Store:
                       "FROM batches WHERE id=?", (bid,))
             if b is None:
                 raise UnknownBatch(f"no batch {bid!r}")
-            counts = dict(c.all("SELECT state, COUNT(*) FROM tasks WHERE batch=? GROUP BY state", (bid,)))
+            groups = c.all("SELECT state, COUNT(*), MIN(error) FROM tasks WHERE batch=? GROUP BY state", (bid,))
             mism = c.one("SELECT COALESCE(SUM(mismatches), 0) FROM tasks WHERE batch=?", (bid,))
             flying = c.one("SELECT COUNT(*) FROM attempts a JOIN tasks t ON t.id=a.task "
                            "WHERE t.batch=? AND a.state='sent'", (bid,))
             work = c.one("SELECT COUNT(*) FROM attempts a JOIN tasks t ON t.id=a.task "
                          "WHERE t.batch=? AND a.state='ok'", (bid,))
-            err = c.one("SELECT error FROM tasks WHERE batch=? AND state='failed' AND error IS NOT NULL "
-                        "ORDER BY idx LIMIT 1", (bid,))
+        counts = {state: n for state, n, _ in groups}
+        err = next((e for state, _, e in groups if state == "failed"), None)
         done = int(counts.get("done", 0))
         return {"id": b[0], "token": b[1], "model": b[2],
                 "redundancy": "adaptive" if b[3] == ADAPTIVE else int(b[3]), "state": b[4],
@@ -296,7 +296,7 @@ class Store:
                 "in_flight": int(flying[0]) if flying else 0,
                 "mismatches": int(mism[0]) if mism else 0,
                 "replicas_run": int(work[0]) if work else 0, "finished": b[8],
-                "error": str(err[0]) if err else None}
+                "error": None if err is None else str(err)}
 
     def results(self, bid: str) -> list[tuple[str, bytes]]:
         """(input name, outputs envelope) of every settled task of the batch, in input order."""
@@ -312,12 +312,17 @@ class Store:
         with self.tx() as c:
             if c.one("SELECT 1 FROM batches WHERE id=?", (bid,)) is None:
                 raise UnknownBatch(f"no batch {bid!r}")
-            c.execute("UPDATE batches SET state='cancelled', finished=? WHERE id=? AND state='running'",
-                      (now, bid))
-            c.execute("UPDATE tasks SET state='cancelled' WHERE batch=? AND state='pending'", (bid,))
-            c.execute("UPDATE attempts SET state='cancelled' WHERE state='sent' AND task IN "
-                      "(SELECT id FROM tasks WHERE batch=?)", (bid,))
+            self._end(c, bid, "cancelled", now)
         return self.batch(bid)
+
+    @staticmethod
+    def _end(c: _Cursor, bid: str, state: str, now: float, error: str | None = None) -> None:
+        """A running batch ends in `state` (cancelled, failed): its open tasks take that state
+        (with `error`), its attempts in flight are cancelled, nothing of it is sent again."""
+        c.execute("UPDATE batches SET state=?, finished=? WHERE id=? AND state='running'", (state, now, bid))
+        c.execute("UPDATE tasks SET state=?, error=? WHERE batch=? AND state='pending'", (state, error, bid))
+        c.execute("UPDATE attempts SET state='cancelled' WHERE state='sent' AND task IN "
+                  "(SELECT id FROM tasks WHERE batch=?)", (bid,))
 
     def fail_model(self, sha256: str, reason: str) -> list[str]:
         """End every running batch of a model no car can be given (its stored manifest is
@@ -329,11 +334,7 @@ class Store:
                 "SELECT id FROM batches WHERE model=? AND state='running'" + self._for_update,
                 (sha256,))]
             for bid in ids:
-                c.execute("UPDATE attempts SET state='cancelled' WHERE state='sent' AND task IN "
-                          "(SELECT id FROM tasks WHERE batch=?)", (bid,))
-                c.execute("UPDATE tasks SET state='failed', error=? WHERE batch=? AND state='pending'",
-                          (reason, bid))
-                c.execute("UPDATE batches SET state='failed', finished=? WHERE id=?", (now, bid))
+                self._end(c, bid, "failed", now, reason)
         return ids
 
     def cancelled_jobs(self, since: float) -> list[str]:
