@@ -86,8 +86,15 @@ typedef struct {
     int32_t KH, KW, mode;
     size_t kc;
     const int8_t *zero_row;
-    size_t run, line; /* bytes of one filter row of an im2col row (KW * Cin); input bytes between filter rows */
+    size_t run;  /* bytes of one filter row of an im2col row: KW * Cin */
+    size_t line; /* input bytes from one filter row to the next: dh * W * Cin */
+    int64_t span_y, span_x; /* a window's extent past its first tap: (KH - 1) * dh, (KW - 1) * dw */
 } conv_rows_ctx;
+
+/* Whether the window whose first tap is (iy0, ix0) lies wholly inside the image. */
+static inline int window_inside(const conv_rows_ctx *r, int64_t iy0, int64_t ix0) {
+    return iy0 >= 0 && iy0 + r->span_y < r->a.H && ix0 >= 0 && ix0 + r->span_x < r->a.W;
+}
 
 /* Output pixel m0 of the batch as (b, oy, ox), found with one division per tile; pixel_next
  * steps it. */
@@ -95,10 +102,9 @@ typedef struct { int64_t b, oy, ox; } pixel;
 
 static inline pixel pixel_at(const conv_args *a, size_t m0) {
     const size_t plane = (size_t)a->OH * (size_t)a->OW;
-    if (m0 <= UINT32_MAX) { /* a 32-bit division is several times faster than a 64-bit one */
-        const uint32_t m = (uint32_t)m0, ow = (uint32_t)a->OW;
-        if (plane <= UINT32_MAX) return (pixel){m / (uint32_t)plane, m % (uint32_t)plane / ow, m % (uint32_t)plane % ow};
-        return (pixel){0, m / ow, m % ow}; /* m0 < 2^32 < plane: the first image */
+    if (m0 <= UINT32_MAX && plane <= UINT32_MAX) { /* a 32-bit division is several times faster */
+        const uint32_t m = (uint32_t)m0, pl = (uint32_t)plane, ow = (uint32_t)a->OW;
+        return (pixel){m / pl, m % pl / ow, m % pl % ow};
     }
     return (pixel){(int64_t)(m0 / plane), (int64_t)(m0 % plane / (size_t)a->OW), (int64_t)(m0 % (size_t)a->OW)};
 }
@@ -115,7 +121,7 @@ static void conv_rows(const void *ctx, size_t m0, size_t mr, size_t MR, const in
     (void)scratch;
     const conv_rows_ctx *r = ctx;
     const conv_args *a = &r->a;
-    const int64_t C = a->C, span_y = (int64_t)(r->KH - 1) * a->dh, span_x = (int64_t)(r->KW - 1) * a->dw;
+    const int64_t C = a->C;
     pixel p = pixel_at(a, m0);
     for (size_t i = 0; i < mr; i++, pixel_next(a, &p)) {
         const int64_t iy0 = p.oy * a->sh - a->pt, ix0 = p.ox * a->sw - a->pl;
@@ -125,7 +131,7 @@ static void conv_rows(const void *ctx, size_t m0, size_t mr, size_t MR, const in
             continue;
         }
         size_t tap = 0;
-        if (iy0 >= 0 && iy0 + span_y < a->H && ix0 >= 0 && ix0 + span_x < a->W) { /* the whole window inside */
+        if (window_inside(r, iy0, ix0)) {
             const int8_t *src = img + (iy0 * a->W + ix0) * C;
             for (int32_t ky = 0; ky < r->KH; ky++, src += r->line)
                 for (int32_t kx = 0; kx < r->KW; kx++, tap++) rows[tap * MR + i] = src + kx * a->dw * C;
@@ -152,7 +158,7 @@ static void conv_rows_im2col(const void *ctx, size_t m0, size_t mr, size_t MR, c
     (void)MR;
     const conv_rows_ctx *r = ctx;
     const conv_args *a = &r->a;
-    const int64_t C = a->C, span_y = (int64_t)(r->KH - 1) * a->dh, span_x = (int64_t)(r->KW - 1) * a->dw;
+    const int64_t C = a->C;
     const size_t K = (size_t)r->KH * r->run;
     pixel p = pixel_at(a, m0);
     for (size_t i = 0; i < mr; i++, pixel_next(a, &p)) {
@@ -161,7 +167,7 @@ static void conv_rows_im2col(const void *ctx, size_t m0, size_t mr, size_t MR, c
         int8_t *dst = scratch + i * r->kc;
         rows[i] = dst;
         for (size_t q = K; q < r->kc; q++) dst[q] = 0;
-        if (a->dw == 1 && iy0 >= 0 && iy0 + span_y < a->H && ix0 >= 0 && ix0 + span_x < a->W) {
+        if (a->dw == 1 && window_inside(r, iy0, ix0)) {
             const int8_t *src = img + (iy0 * a->W + ix0) * C;
             for (int32_t ky = 0; ky < r->KH; ky++, dst += r->run, src += r->line) copy_row(dst, src, r->run);
             continue;
@@ -190,6 +196,8 @@ static int run_conv_gemm(const fn_node *n, fn_tensor *t, const volatile int32_t 
     r.zero_row = (const int8_t *)g->extra;
     r.run = (size_t)r.KW * (size_t)r.a.C;
     r.line = (size_t)r.a.dh * (size_t)r.a.W * (size_t)r.a.C;
+    r.span_y = (int64_t)(r.KH - 1) * r.a.dh;
+    r.span_x = (int64_t)(r.KW - 1) * r.a.dw;
     const fn_qs8_out_params op = {n->p[P_ZP_OUT], n->p[P_ACT_MIN], n->p[P_ACT_MAX]};
     const size_t M = (size_t)r.a.N * (size_t)r.a.OH * (size_t)r.a.OW;
     return fn_gemm_run(n, M, r.mode == ROWS_IM2COL ? conv_rows_im2col : conv_rows, &r, r.a.y, &op, cancel);
